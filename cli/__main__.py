@@ -1,0 +1,3 @@
+from msfkit.cli.main import main
+
+main()

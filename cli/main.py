@@ -1,0 +1,60 @@
+"""The `msfkit` command: one click group whose commands load lazily.
+
+Each command lives in its own module (`msfkit.cli.<module>`) and is imported only when it runs
+or its help is shown, so `msfkit --help` never pays for torch or faiss.
+"""
+
+from __future__ import annotations
+
+import importlib
+import click
+
+from msfkit._version import __version__
+from msfkit.models.errors import MsfkitError
+
+# command name -> "module:attribute" under msfkit.cli
+COMMANDS = {
+    "export": "export:export",
+    "push": "push:push",
+    "models": "models_cmd:models",
+}
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(f"msfkit.cli.{module}"), attr)
+
+    def invoke(self, ctx: click.Context):
+        """User errors from the library become click errors: one line, exit code 1."""
+        try:
+            return super().invoke(ctx)
+        except (MsfkitError, OSError) as e:
+            raise click.ClickException(one_line(e)) from None
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="msfkit")
+def cli() -> None:
+    """Self-supervised image embeddings with MSF: train, embed, index, search, evaluate."""
+
+
+def one_line(e: BaseException) -> str:
+    """The message of a user error squeezed onto one line."""
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror}"
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="msfkit")

@@ -1,0 +1,281 @@
+"""The `Encoder`: a ResNet backbone plus the preprocessing that goes with it.
+
+A model folder is `config.json` + `model.safetensors` (backbone weights, torchvision key names)
++ `README.md` (model card). Loading is strict: a missing, unexpected or mis-shaped tensor is an
+error that names it. Nothing is ever unpickled.
+
+    enc = Encoder(EncoderConfig(arch="resnet18"))
+    enc.save_pretrained("my-model")
+    enc = Encoder.from_pretrained("my-model")        # or "org/name@revision" from the Hub
+    vectors = enc.embed([PIL.Image.open("cat.jpg")])  # (1, 512) float32, L2-normalised
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from msfkit.models.backbones import STEMS, build_backbone, feature_dim
+from msfkit.models.errors import MsfkitError
+from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, eval_transform
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+NETWORKS = ("online", "target")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class EncoderConfig:
+    """What an encoder is and how to feed it; saved as `config.json`."""
+
+    arch: str = "resnet50"  # torchvision ResNet name
+    stem: str = "imagenet"  # "imagenet" (7x7/2 + max-pool) or "cifar" (3x3/1, for 32-64 px)
+    network: str = "online"  # which MSF network the weights came from: "online" or "target"
+    image_size: int = 224  # centre-crop size fed to the network
+    resize: int = 256  # shorter side after resizing, before the crop
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    provenance: dict[str, Any] = field(default_factory=dict)  # method, k, bank size, epochs, data
+
+    def __post_init__(self) -> None:
+        feature_dim(self.arch)  # validates the name
+        if self.stem not in STEMS:
+            raise MsfkitError(f"config: unknown stem {self.stem!r}; expected one of {', '.join(STEMS)}")
+        if self.network not in NETWORKS:
+            raise MsfkitError(f"config: network must be 'online' or 'target', not {self.network!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise MsfkitError(f"config: unknown interpolation {self.interpolation!r}")
+        self.mean, self.std = tuple(self.mean), tuple(self.std)
+
+    @property
+    def embedding_dim(self) -> int:
+        return feature_dim(self.arch)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {"format_version": FORMAT_VERSION, "embedding_dim": self.embedding_dim, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
+        d = dict(d)
+        version = d.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise MsfkitError(f"config.json has format_version {version!r}; this msfkit reads {FORMAT_VERSION}")
+        d.pop("embedding_dim", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise MsfkitError(f"config.json has unknown fields: {', '.join(unknown)}")
+        return cls(**d)
+
+
+class Encoder(nn.Module):
+    """Backbone + preprocessing config. `forward` gives pooled (N, D) features, not normalised."""
+
+    def __init__(self, config: EncoderConfig, backbone: nn.Module | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone if backbone is not None else build_backbone(config.arch, config.stem)
+        self.name: str | None = None  # where it was loaded from: a folder or a Hub id
+        self.revision: str | None = None  # the Hub commit it was loaded at
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.config.embedding_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def transform(self):
+        """The eval preprocessing of the config: PIL image -> normalised (3, S, S) tensor."""
+        c = self.config
+        return eval_transform(c.image_size, c.resize, c.interpolation, c.mean, c.std)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the config and every weight: two encoders embed alike iff it matches."""
+        h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        for key, tensor in sorted(self.backbone.state_dict().items()):
+            h.update(key.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    @torch.no_grad()
+    def embed(
+        self,
+        images: Sequence[Image.Image] | torch.Tensor,
+        batch_size: int = 64,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+    ) -> np.ndarray:
+        """L2-normalised float32 (N, D) embeddings of PIL images or a preprocessed batch."""
+        if precision not in PRECISIONS:
+            raise MsfkitError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        device = torch.device(device) if device is not None else next(self.parameters()).device
+        was_training = self.training
+        self.eval().to(device)
+        if isinstance(images, torch.Tensor):
+            batches = images.split(batch_size)
+        else:
+            tf = self.transform()
+            batches = (
+                torch.stack([tf(im) for im in images[i : i + batch_size]])
+                for i in range(0, len(images), batch_size)
+            )
+        out = [self.embed_batch(b.to(device), precision).cpu() for b in batches]
+        self.train(was_training)
+        if not out:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return torch.cat(out).numpy()
+
+    def embed_batch(self, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        """One preprocessed batch on the model's device -> L2-normalised float32 features."""
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            feats = self.backbone(x)
+        return F.normalize(feats.float(), dim=1)
+
+    def save_pretrained(self, directory: str | os.PathLike, card: str | None = None) -> Path:
+        """Write config.json, model.safetensors and README.md into `directory` (atomically per file)."""
+        from safetensors.torch import save_file
+
+        from msfkit.models.card import render_card
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.backbone.state_dict().items()}
+        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        config_text = json.dumps(self.config.to_dict(), indent=2) + "\n"
+        _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(config_text))
+        card_text = card if card is not None else render_card(self.config)
+        _atomic_write(directory / CARD_NAME, lambda p: p.write_text(card_text))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, name: str | os.PathLike) -> Encoder:
+        """Load a model folder or a Hub id `org/name[@revision]`, strictly."""
+        from msfkit.models.hub import resolve_model_dir
+
+        directory, revision = resolve_model_dir(str(name))
+        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        for p in (config_path, weights_path):
+            if not p.is_file():
+                raise MsfkitError(f"{name}: not a model folder (no {p.name})")
+        try:
+            config = EncoderConfig.from_dict(json.loads(config_path.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise MsfkitError(f"{config_path}: unreadable config ({e})") from None
+        encoder = cls(config)
+        encoder.backbone.load_state_dict(load_weights(weights_path, encoder.backbone))
+        encoder.name, encoder.revision = str(name), revision
+        return encoder.eval()
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = False,
+        token: str | None = None,
+        commit_message: str = "Upload msfkit encoder",
+        card: str | None = None,
+    ) -> str:
+        """Create `repo_id` if needed and upload the model folder; returns the commit's URL."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, card=card)
+            return push_folder(tmp, repo_id, private=private, token=token, commit_message=commit_message)
+
+
+def push_folder(
+    directory: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload msfkit encoder",
+) -> str:
+    """Upload an existing model folder (config, weights, card) to the Hub; returns the commit URL."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    directory = Path(directory)
+    for fname in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (directory / fname).is_file():
+            raise MsfkitError(f"{directory}: not a model folder (no {fname})")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(directory),
+            allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
+            commit_message=commit_message,
+        )
+    except HfHubHTTPError as e:
+        raise MsfkitError(f"push to {repo_id} failed: {str(e).splitlines()[0]}") from None
+    return str(getattr(info, "commit_url", info))
+
+
+def load_weights(path: Path, module: nn.Module) -> dict[str, torch.Tensor]:
+    """Read a safetensors file and check it matches `module` key by key and shape by shape."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise MsfkitError(f"{path}: not a readable safetensors file ({e})") from None
+    check_state_dict(state, module.state_dict(), source=str(path))
+    return state
+
+
+def check_state_dict(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str) -> None:
+    """Raise an error naming every missing, unexpected or mis-shaped tensor."""
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    shapes = sorted(
+        f"{k} {tuple(got[k].shape)} != {tuple(expected[k].shape)}"
+        for k in set(got) & set(expected)
+        if got[k].shape != expected[k].shape
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing {_names(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {_names(unexpected)}")
+    if shapes:
+        problems.append(f"wrong shape {_names(shapes)}")
+    if problems:
+        raise MsfkitError(f"{source}: weights do not match the config: {'; '.join(problems)}")
+
+
+def _names(keys: list[str], limit: int = 6) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

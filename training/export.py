@@ -1,0 +1,144 @@
+"""Checkpoints -> model folders: the reference MSF code's layout and plain torchvision ResNets.
+
+Files are read with `torch.load(weights_only=True)`. The only class allow-listed is
+`argparse.Namespace`, which the reference code pickles under `opt`; any other object in the
+file makes the load fail before anything of it runs.
+
+Reference layout (UMBCvision/MSF, every module wrapped in DataParallel):
+    encoder_q.module.{conv1,bn1,layer1..4}.*  online backbone   encoder_q.module.fc.*  projection
+    encoder_t.module.*                        target network    predict_q.module.*     prediction
+    queue, labels, queue_ptr                  memory bank
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from msfkit.models import Encoder, EncoderConfig
+from msfkit.models.encoder import check_state_dict
+from msfkit.models.errors import MsfkitError
+
+PREFIXES = {"online": "encoder_q.module.", "target": "encoder_t.module."}
+LAYOUTS = (
+    "reference MSF checkpoint ('state_dict' with encoder_q.module.* / encoder_t.module.*), "
+    "torchvision ResNet state dict (conv1.weight, layer1.*, ...)"
+)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """torch.load with weights_only=True and argparse.Namespace allow-listed; one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise MsfkitError(f"{path}: no such file")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported object"
+        raise MsfkitError(
+            f"{path}: refused to load: it holds objects other than tensors and an argparse.Namespace ({first})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise MsfkitError(f"{path}: not a PyTorch checkpoint ({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(obj, dict):
+        raise MsfkitError(f"{path}: holds a {type(obj).__name__}, not a checkpoint dict; expected {LAYOUTS}")
+    return obj
+
+
+def backbone_state(ckpt: dict[str, Any], network: str = "online") -> tuple[dict[str, torch.Tensor], str]:
+    """(backbone state dict with torchvision names, layout name) from a loaded checkpoint."""
+    if network not in PREFIXES:
+        raise MsfkitError(f"network must be 'online' or 'target', not {network!r}")
+    state = ckpt.get("state_dict", ckpt)
+    if not isinstance(state, dict):
+        raise MsfkitError(f"'state_dict' is a {type(state).__name__}; expected {LAYOUTS}")
+    keys = [k for k in state if isinstance(k, str)]
+    if any(k.startswith(("encoder_q.", "encoder_t.")) for k in keys):
+        prefix = PREFIXES[network]
+        if not any(k.startswith(prefix) for k in keys):
+            # tolerate checkpoints saved without DataParallel (encoder_q.conv1.weight)
+            prefix = prefix.replace("module.", "")
+        out = {
+            k[len(prefix) :]: v
+            for k, v in state.items()
+            if k.startswith(prefix) and not k[len(prefix) :].startswith("fc.")
+        }
+        return out, "reference-msf"
+    if network != "online":
+        raise MsfkitError("--network target needs a checkpoint that holds a target network (encoder_t.*)")
+    stripped = {k.removeprefix("module."): v for k, v in state.items() if isinstance(k, str)}
+    if "conv1.weight" in stripped and any(k.startswith("layer4.") for k in stripped):
+        return {k: v for k, v in stripped.items() if not k.startswith("fc.")}, "torchvision"
+    shown = ", ".join(sorted(keys)[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+    raise MsfkitError(f"unknown checkpoint layout (keys: {shown or 'none'}); expected {LAYOUTS}")
+
+
+def infer_arch(state: dict[str, torch.Tensor]) -> tuple[str, str]:
+    """(arch, stem) from backbone tensor names and shapes."""
+    bottleneck = "layer1.0.conv3.weight" in state
+    blocks = len({k.split(".")[1] for k in state if k.startswith("layer3.")})
+    table = {(False, 2): "resnet18", (False, 6): "resnet34", (True, 6): "resnet50", (True, 23): "resnet101"}
+    arch = table.get((bottleneck, blocks))
+    if arch is None:
+        raise MsfkitError(f"unsupported ResNet depth ({blocks} blocks in layer3, bottleneck={bottleneck})")
+    conv1 = state.get("conv1.weight")
+    stem = "cifar" if conv1 is not None and conv1.shape[-1] == 3 else "imagenet"
+    return arch, stem
+
+
+def reference_provenance(ckpt: dict[str, Any], layout: str, source: str) -> dict[str, Any]:
+    """Method, k, bank size, epochs and augmentation as far as the checkpoint records them."""
+    prov: dict[str, Any] = {"source": source, "layout": layout}
+    opt = ckpt.get("opt")
+    if layout == "reference-msf":
+        prov["method"] = "msf"
+    if isinstance(opt, argparse.Namespace):
+        o = vars(opt)
+        for ours, theirs in [("k", "topk"), ("bank_size", "mem_bank_size"), ("ema_momentum", "momentum"),
+                             ("epochs", "epochs"), ("lr", "learning_rate"), ("batch_size", "batch_size")]:
+            if isinstance(o.get(theirs), int | float | str):
+                prov[ours] = o[theirs]
+        if isinstance(o.get("augmentation"), str):
+            prov["augmentation"] = o["augmentation"]
+        elif o.get("weak_strong"):
+            prov["augmentation"] = "weak/strong"
+    if isinstance(ckpt.get("epoch"), int):
+        prov["epochs_trained"] = ckpt["epoch"]
+    return prov
+
+
+def export_checkpoint(
+    path: str | Path,
+    out: str | Path,
+    *,
+    network: str = "online",
+    image_size: int | None = None,
+    resize: int | None = None,
+) -> Encoder:
+    """Convert a checkpoint file to a model folder at `out`; returns the encoder it wrote."""
+    ckpt = read_checkpoint(path)
+    state, layout = backbone_state(ckpt, network)
+    arch, stem = infer_arch(state)
+    if image_size is None:
+        image_size = 32 if stem == "cifar" else 224
+    if resize is None:
+        resize = image_size if stem == "cifar" else round(image_size * 256 / 224)
+    config = EncoderConfig(
+        arch=arch,
+        stem=stem,
+        network=network,
+        image_size=image_size,
+        resize=resize,
+        provenance=reference_provenance(ckpt, layout, Path(path).name),
+    )
+    encoder = Encoder(config)
+    check_state_dict(state, encoder.backbone.state_dict(), source=str(path))
+    encoder.backbone.load_state_dict(state)
+    encoder.save_pretrained(out)
+    return encoder.eval()
