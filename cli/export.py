@@ -17,10 +17,14 @@ from msfkit.cli.common import echo_json, json_option
     show_default=True,
     help="Which MSF network to export: the online backbone (as the paper evaluates) or the EMA target.",
 )
-@click.option("--image-size", type=int, help="Centre-crop size for the config (default: 224, or 32 for a cifar stem).")
+@click.option(
+    "--image-size", type=int, help="Centre-crop size for the config (default: 224, or 32 for a cifar stem)."
+)
 @click.option("--resize", type=int, help="Shorter side before the crop (default: image size x 256/224).")
 @json_option
-def export(checkpoint: str, out: str, network: str, image_size: int | None, resize: int | None, as_json: bool):
+def export(
+    checkpoint: str, out: str, network: str, image_size: int | None, resize: int | None, as_json: bool
+):
     """Write the backbone of CHECKPOINT as a model folder OUT.
 
     CHECKPOINT is a checkpoint of the reference MSF code (UMBCvision/MSF) or a torchvision

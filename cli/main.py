@@ -7,6 +7,7 @@ or its help is shown, so `msfkit --help` never pays for torch or faiss.
 from __future__ import annotations
 
 import importlib
+
 import click
 
 from msfkit._version import __version__

@@ -37,5 +37,3 @@ def feature_dim(arch: str) -> int:
     if arch not in FEATURE_DIMS:
         raise MsfkitError(f"unknown arch {arch!r}; expected one of {', '.join(FEATURE_DIMS)}")
     return FEATURE_DIMS[arch]
-
-

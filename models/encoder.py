@@ -77,7 +77,9 @@ class EncoderConfig:
         d = dict(d)
         version = d.pop("format_version", None)
         if version != FORMAT_VERSION:
-            raise MsfkitError(f"config.json has format_version {version!r}; this msfkit reads {FORMAT_VERSION}")
+            raise MsfkitError(
+                f"config.json has format_version {version!r}; this msfkit reads {FORMAT_VERSION}"
+            )
         d.pop("embedding_dim", None)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)

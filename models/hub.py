@@ -53,7 +53,9 @@ def download(repo_id: str, revision: str | None) -> tuple[Path, str]:
     except GatedRepoError:
         raise MsfkitError(f"model {where}: gated repo; log in with an account that has access") from None
     except RepositoryNotFoundError:
-        raise MsfkitError(f"model {where}: no such repo on the Hub (or it is private: set HF_TOKEN)") from None
+        raise MsfkitError(
+            f"model {where}: no such repo on the Hub (or it is private: set HF_TOKEN)"
+        ) from None
     except LocalEntryNotFoundError:
         raise MsfkitError(
             f"model {where}: not in the local cache and the Hub cannot be reached (offline?)"

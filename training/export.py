@@ -42,7 +42,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported object"
         raise MsfkitError(
-            f"{path}: refused to load: it holds objects other than tensors and an argparse.Namespace ({first})"
+            f"{path}: refused: it holds objects other than tensors and an argparse.Namespace ({first})"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise MsfkitError(f"{path}: not a PyTorch checkpoint ({' '.join(str(e).split())[:120]})") from None
@@ -100,8 +100,14 @@ def reference_provenance(ckpt: dict[str, Any], layout: str, source: str) -> dict
         prov["method"] = "msf"
     if isinstance(opt, argparse.Namespace):
         o = vars(opt)
-        for ours, theirs in [("k", "topk"), ("bank_size", "mem_bank_size"), ("ema_momentum", "momentum"),
-                             ("epochs", "epochs"), ("lr", "learning_rate"), ("batch_size", "batch_size")]:
+        for ours, theirs in [
+            ("k", "topk"),
+            ("bank_size", "mem_bank_size"),
+            ("ema_momentum", "momentum"),
+            ("epochs", "epochs"),
+            ("lr", "learning_rate"),
+            ("batch_size", "batch_size"),
+        ]:
             if isinstance(o.get(theirs), int | float | str):
                 prov[ours] = o[theirs]
         if isinstance(o.get("augmentation"), str):

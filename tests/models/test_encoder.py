@@ -11,7 +11,14 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 import msfkit
-from msfkit.models import Encoder, EncoderConfig, MsfkitError, build_backbone, prediction_head, projection_head
+from msfkit.models import (
+    Encoder,
+    EncoderConfig,
+    MsfkitError,
+    build_backbone,
+    prediction_head,
+    projection_head,
+)
 from msfkit.models.preprocess import to_rgb
 
 
@@ -28,7 +35,9 @@ def test_save_then_load_gives_identical_embeddings(tiny_model_dir, photo_paths):
 
 def test_round_trip_preserves_weights_and_config(tmp_path):
     torch.manual_seed(1)
-    enc = Encoder(EncoderConfig(arch="resnet18", image_size=64, resize=72, provenance={"method": "msf", "k": 5}))
+    enc = Encoder(
+        EncoderConfig(arch="resnet18", image_size=64, resize=72, provenance={"method": "msf", "k": 5})
+    )
     enc.save_pretrained(tmp_path / "m")
     back = msfkit.load(str(tmp_path / "m"))
     assert back.config == enc.config
