@@ -7,6 +7,7 @@ or its help is shown, so `msfkit --help` never pays for torch or faiss.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -53,9 +54,24 @@ def one_line(e: BaseException) -> str:
     """The message of a user error squeezed onto one line."""
     if isinstance(e, OSError) and e.filename is not None:
         return f"{e.filename}: {e.strerror}"
-    return " ".join(str(e).split()) or type(e).__name__
+    return one_line_text(str(e)) or type(e).__name__
+
+
+def one_line_text(text: str) -> str:
+    return " ".join(text.split())
 
 
 def main() -> None:
-    """Console entry point."""
-    cli(prog_name="msfkit")
+    """Console entry point: every user error, usage errors included, is one line on stderr."""
+    try:
+        cli.main(prog_name="msfkit", standalone_mode=False)
+    except click.UsageError as e:
+        hint = f" (see '{e.ctx.command_path} -h')" if e.ctx is not None else ""
+        click.echo(f"Error: {one_line_text(e.format_message())}{hint}", err=True)
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        click.echo(f"Error: {one_line_text(e.format_message())}", err=True)
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
