@@ -65,6 +65,8 @@ def main() -> None:
     """Console entry point: every user error, usage errors included, is one line on stderr."""
     try:
         cli.main(prog_name="msfkit", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.ctx.get_help())
     except click.UsageError as e:
         hint = f" (see '{e.ctx.command_path} -h')" if e.ctx is not None else ""
         click.echo(f"Error: {one_line_text(e.format_message())}{hint}", err=True)
