@@ -1,0 +1,158 @@
+"""Reading one image file safely: every way a file can be bad becomes a `BadImageError` with a short reason.
+
+    img = load_image("cat.jpg")                     # 8-bit RGB, EXIF orientation applied
+    img = load_image("big.jpg", draft_size=256)     # JPEG decoded at 1/2, 1/4 or 1/8 scale when that
+                                                    # still leaves the shorter side >= 256 px
+
+The checks run cheapest first: the path (missing, broken symlink, not a file), the size on disk
+(zero bytes), the header (not an image; more pixels than `max_pixels`, refused before any pixel
+is decoded, so a decompression bomb costs no memory), then the full decode (truncated, corrupt).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from msfkit.models.errors import MsfkitError
+from msfkit.models.preprocess import to_rgb
+
+# Pillow's own warning threshold (~89 MP, a 9459 x 9459 image): far above any camera photo.
+DEFAULT_MAX_PIXELS = 89_478_485
+_TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_EXIF_ORIENTATION = 0x0112
+
+
+class BadImageError(MsfkitError):
+    """A file that cannot be embedded; the message is a short reason ("zero bytes", "truncated: ...")."""
+
+
+@dataclass
+class DecodedImage:
+    """An image as msfkit embeds it, with the facts the embedding store records about its file."""
+
+    image: Image.Image  # 8-bit RGB, upright
+    width: int  # full-resolution size as displayed (after EXIF orientation), even when draft-decoded
+    height: int
+    bytes: int  # size of the file on disk
+    mtime: float  # seconds since the epoch
+
+
+def load_image(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> Image.Image:
+    """The image at `path` as upright 8-bit RGB (see `msfkit.models.to_rgb`); raises `BadImageError`.
+
+    `draft_size`: let the JPEG decoder scale down by 2, 4 or 8 while the shorter side stays at
+    least `draft_size` pixels; much faster for photos far larger than the model's input.
+    """
+    return decode_image(path, max_pixels=max_pixels, draft_size=draft_size).image
+
+
+def decode_image(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> DecodedImage:
+    """`load_image` plus the file's full-resolution size, byte count and mtime."""
+    path = Path(path)
+    st = _stat(path)
+    if st.st_size == 0:
+        raise BadImageError("zero bytes")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns above ~89 MP and raises above ~179 MP; our own limit is checked below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = _display_size(im)
+                if width * height > max_pixels:
+                    raise BadImageError(_bomb_reason(width, height, max_pixels))
+                if draft_size is not None and im.format == "JPEG":
+                    im.draft(None, (draft_size, draft_size))
+                im.load()
+                rgb = to_rgb(im)
+                if rgb is im:  # to_rgb may hand back its input, which closes with the `with`
+                    rgb = im.copy()
+    except BadImageError:
+        raise
+    except Image.DecompressionBombError as e:  # Pillow's own hard limit (~179 MP), hit inside open()
+        m = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = f"{int(m[1]):,} pixels" if m else "too many pixels"
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        raise BadImageError(f"decompression bomb refused: {pixels} > limit {limit:,}") from None
+    except UnidentifiedImageError:
+        raise BadImageError(f"not an image ({_kind(path)})") from None
+    except PermissionError:
+        raise BadImageError("unreadable: permission denied") from None
+    except OSError as e:
+        text = _first_line(e)
+        if "truncated" in text or "broken data stream" in text or "premature end" in text.lower():
+            raise BadImageError(f"truncated: {text}") from None
+        raise BadImageError(f"corrupt: {text}") from None
+    except Exception as e:  # a decoder may raise anything (SyntaxError, ValueError, struct.error, ...)
+        raise BadImageError(f"corrupt: {type(e).__name__}: {_first_line(e)}") from None
+    return DecodedImage(rgb, width, height, st.st_size, st.st_mtime)
+
+
+@lru_cache(maxsize=1)
+def image_extensions() -> frozenset[str]:
+    """Lower-case file extensions (with the dot) of every format Pillow can open."""
+    Image.init()
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def _stat(path: Path) -> os.stat_result:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise BadImageError("broken symlink" if path.is_symlink() else "no such file") from None
+    except PermissionError:
+        raise BadImageError("unreadable: permission denied") from None
+    except OSError as e:
+        raise BadImageError(f"unreadable: {e.strerror or _first_line(e)}") from None
+    if not path.is_file():
+        raise BadImageError("unreadable: not a regular file")
+    return st
+
+
+def _display_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) from the header, swapped when the EXIF orientation turns the image."""
+    width, height = im.size
+    try:
+        orientation = im.getexif().get(_EXIF_ORIENTATION)
+    except Exception:  # a broken EXIF block is not worth refusing the image for
+        orientation = None
+    return (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
+
+
+def _bomb_reason(width: int, height: int, max_pixels: int) -> str:
+    return f"decompression bomb refused: {width}x{height} = {width * height:,} pixels > limit {max_pixels:,}"
+
+
+def _kind(path: Path) -> str:
+    """A hint at what a non-image file is, from its first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return "unreadable header"
+    try:
+        head.decode("utf-8")
+        return "text file"
+    except UnicodeDecodeError:
+        return "unknown format"
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
