@@ -1,0 +1,305 @@
+"""k-nearest-neighbour classification on L2-normalised features: the two protocols of MSF.md.
+
+- `protocol="msf"` (the MSF paper's reference): cosine neighbours, UNWEIGHTED majority vote,
+  reported at k = 1 and k = 20. A tie in votes goes to the tied class whose nearest voter is the
+  closest (so k = 2 with two classes is 1-NN, and the answer never depends on chance).
+- `protocol="dino"` (what most later papers report): the same neighbours, each voting with
+  weight exp(sim / T), T = 0.07; top-1 and top-5. Classes with equal weight (rare) rank by
+  their position in the sorted class list.
+
+Neighbours are ranked by cosine similarity; among exactly equal similarities the one earlier in
+the train set ranks first inside each block of train rows that fits the memory budget.
+Classes are the sorted unique train labels (any values: ints with gaps, strings). Features are
+L2-normalised here (cosine). The work is chunked so that one similarity block never exceeds
+`memory_budget_bytes`; k is never clamped: a k larger than the train set is an error.
+
+`precision="bf16"` (the default "auto" picks it on CUDA and on CPUs with bf16 dot products)
+shortlists candidates with bf16 similarities, re-ranks them in float32, and redoes in float32
+every query whose shortlist a bf16 error bound cannot prove complete: same neighbours, 3-4x
+faster on this kind of CPU. `precision="fp32"` computes every similarity in float32.
+
+    preds = knn_classify(train_x, train_y, val_x, ks=(1, 20))            # {1: labels, 20: labels}
+    acc = knn_accuracy(train_x, train_y, val_x, val_y, ks=(20,), protocol="dino")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from msfkit.models.errors import MsfkitError
+
+PROTOCOLS = ("msf", "dino")
+DEFAULT_KS = {"msf": (1, 20), "dino": (20,)}
+DEFAULT_TEMPERATURE = 0.07
+DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes for one query x train similarity block
+SHORTLIST_MARGIN = 64  # extra bf16 candidates per query before the exact float32 re-ranking
+
+
+def knn_classify(
+    train_feats,
+    train_labels,
+    query_feats,
+    *,
+    ks: Sequence[int] = (20,),
+    protocol: str = "msf",
+    temperature: float = DEFAULT_TEMPERATURE,
+    memory_budget_bytes: int | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+) -> dict[int, np.ndarray]:
+    """Predicted label of every query row, for each k: {k: labels (Nq,)} in the train labels' dtype."""
+    ranked = knn_scores(
+        train_feats,
+        train_labels,
+        query_feats,
+        ks=ks,
+        protocol=protocol,
+        temperature=temperature,
+        memory_budget_bytes=memory_budget_bytes,
+        device=device,
+        precision=precision,
+        top=1,
+    )
+    return {k: r[:, 0] for k, r in ranked.items()}
+
+
+def knn_scores(
+    train_feats,
+    train_labels,
+    query_feats,
+    *,
+    ks: Sequence[int] = (20,),
+    protocol: str = "msf",
+    temperature: float = DEFAULT_TEMPERATURE,
+    memory_budget_bytes: int | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+    top: int = 5,
+) -> dict[int, np.ndarray]:
+    """The `top` best classes of every query row, best first: {k: labels (Nq, min(top, C))}.
+
+    Column 0 is the prediction. For "msf" the ranking is (votes, nearest voter); for "dino" it
+    is the summed exp(sim / T) weight. Classes nobody voted for fill the tail in class order.
+    """
+    classes, train_idx = _classes(train_labels)
+    train = _as_unit_rows(train_feats, device)
+    query = _as_unit_rows(query_feats, device)
+    ks = _check(train, train_idx, query, ks, protocol, temperature)
+    fast = train.bfloat16() if _use_bf16(precision, train.device) else None
+    labels_t = torch.as_tensor(train_idx, device=train.device)
+    top = min(top, len(classes))
+    out = {k: np.empty((len(query), top), dtype=np.int64) for k in ks}
+    cells = _budget_cells(memory_budget_bytes)
+    q_rows, t_rows = (
+        (max(1, min(len(query), cells // len(train))), len(train)) if cells >= len(train) else (1, cells)
+    )
+    for q0 in range(0, len(query), q_rows):
+        sims, nbrs = _top_neighbours(query[q0 : q0 + q_rows], train, max(ks), t_rows, cells, fast)
+        nbr_labels = labels_t[nbrs]
+        for k in ks:
+            scores = _vote(sims[:, :k], nbr_labels[:, :k], len(classes), protocol, temperature)
+            # Stable descending sort: equal scores keep class order.
+            order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :top]
+            out[k][q0 : q0 + len(order)] = order.cpu().numpy()
+    return {k: classes[v] for k, v in out.items()}
+
+
+def knn_accuracy(
+    train_feats,
+    train_labels,
+    val_feats,
+    val_labels,
+    *,
+    ks: Sequence[int] | None = None,
+    protocol: str = "msf",
+    temperature: float = DEFAULT_TEMPERATURE,
+    memory_budget_bytes: int | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+) -> dict[str, Any]:
+    """Top-1 (and, for "dino", top-5) accuracy in percent for each k, with what was measured.
+
+    Returns {"protocol", "temperature" (None for "msf"), "n_train", "n_val", "n_classes",
+    "top1": {k: %}, "top5": {k: %} ("dino" only, else {})}. A val label that is not a train
+    class is an error: k-NN could never predict it.
+    """
+    ks = tuple(ks) if ks is not None else DEFAULT_KS.get(protocol, (20,))
+    classes, _ = _classes(train_labels)
+    val_labels = np.asarray(val_labels)
+    unknown = np.setdiff1d(np.unique(val_labels), classes)
+    if len(unknown):
+        shown = ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
+        raise MsfkitError(f"val has classes the train set lacks: {shown}")
+    ranked = knn_scores(
+        train_feats,
+        train_labels,
+        val_feats,
+        ks=ks,
+        protocol=protocol,
+        temperature=temperature,
+        memory_budget_bytes=memory_budget_bytes,
+        device=device,
+        precision=precision,
+        top=5,
+    )
+    truth = val_labels[:, None]
+    top1 = {k: float((r[:, 0] == val_labels).mean() * 100) for k, r in ranked.items()}
+    top5 = {k: float((r[:, :5] == truth).any(1).mean() * 100) for k, r in ranked.items()}
+    return {
+        "protocol": protocol,
+        "temperature": temperature if protocol == "dino" else None,
+        "n_train": len(np.asarray(train_labels)),
+        "n_val": len(val_labels),
+        "n_classes": len(classes),
+        "top1": top1,
+        "top5": top5 if protocol == "dino" else {},
+    }
+
+
+def _vote(sims: torch.Tensor, labels: torch.Tensor, n_classes: int, protocol: str, t: float) -> torch.Tensor:
+    """(Nq, C) scores from the k neighbours (sorted nearest first); higher is better."""
+    nq, k = labels.shape
+    if protocol == "dino":
+        weights = (sims.double() / t).exp()
+        return torch.zeros(nq, n_classes, dtype=torch.float64, device=sims.device).scatter_add_(
+            1, labels, weights
+        )
+    votes = torch.zeros(nq, n_classes, dtype=torch.int64, device=sims.device)
+    votes.scatter_add_(1, labels, torch.ones_like(labels))
+    # Rank of each class's nearest voter (k when it has none): the tie-break, exact in integers.
+    ranks = torch.arange(k, device=sims.device).expand(nq, k)
+    first = torch.full((nq, n_classes), k, dtype=torch.int64, device=sims.device)
+    first.scatter_reduce_(1, labels, ranks, reduce="amin")
+    return votes * (k + 1) + (k - first)
+
+
+def _top_neighbours(
+    query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int, cells: int, fast: torch.Tensor | None
+):
+    """(similarities, train indices) of the k nearest train rows of each query, nearest first.
+
+    With `fast` (the train set in bf16), a shortlist of k + margin candidates comes from bf16
+    similarities and is re-ranked in float32; a row whose shortlist cannot be proven to hold its
+    true k nearest (bf16 error bound) is redone in float32, so the answer never changes.
+    """
+    if fast is None:
+        return _exact_top(query, train, k, t_rows)
+    short = min(len(train), k + max(k, SHORTLIST_MARGIN))
+    cand_s, cand_i = _merge_blocks(query.bfloat16(), fast, short, t_rows, sort_ties=False)
+    step = max(1, cells // (short * train.shape[1]))  # rows whose gathered candidates fit the budget
+    s = torch.cat(
+        [
+            torch.einsum("qd,qcd->qc", query[r : r + step], train[cand_i[r : r + step]])
+            for r in range(0, len(query), step)
+        ]
+    )
+    best_s, best_i = _sorted_top(s, cand_i, k)
+    if short < len(train):
+        # Any train row outside the shortlist has bf16 similarity <= the shortlist's last one, so its
+        # exact similarity is at most that plus the bf16 error bound.
+        ceiling = cand_s[:, -1].float() + _bf16_error_bound(query.shape[1])
+        redo = (best_s[:, -1] <= ceiling).nonzero().flatten()
+        if len(redo):
+            best_s[redo], best_i[redo] = _exact_top(query[redo], train, k, t_rows)
+    return best_s, best_i
+
+
+def _exact_top(query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int):
+    return _merge_blocks(query, train, k, t_rows, sort_ties=True)
+
+
+def _merge_blocks(query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int, sort_ties: bool):
+    """Running top-k of query @ train.T over blocks of `t_rows` train rows."""
+    best_s = best_i = None
+    for t0 in range(0, len(train), t_rows):
+        block = query @ train[t0 : t0 + t_rows].T
+        s, i = block.topk(min(k, block.shape[1]), dim=1)
+        i += t0
+        if best_s is not None:
+            s, i = torch.cat([best_s, s], 1), torch.cat([best_i, i], 1)
+        best_s, best_i = _sorted_top(s, i, k) if sort_ties else (s, i)
+        if not sort_ties and best_s.shape[1] > k:
+            best_s, keep = best_s.topk(k, dim=1)
+            best_i = best_i.gather(1, keep)
+    return best_s, best_i
+
+
+def _sorted_top(s: torch.Tensor, i: torch.Tensor, k: int):
+    """The k best (similarity, index) pairs, nearest first; equal similarities: lower index first."""
+    by_index = i.argsort(dim=1, stable=True)
+    s, i = s.gather(1, by_index), i.gather(1, by_index)
+    by_sim = s.argsort(dim=1, descending=True, stable=True)[:, :k]
+    return s.gather(1, by_sim), i.gather(1, by_sim)
+
+
+def _bf16_error_bound(dim: int) -> float:
+    """Bound on |bf16 dot - exact dot| for unit vectors: inputs and output rounded to bf16
+    (relative error 2^-9 each) plus float32 accumulation over `dim` terms, with a 2x margin."""
+    u = 2.0**-9
+    return 2 * (3 * u + 3 * u * u + dim * 2.0**-24)
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    if precision not in ("auto", "fp32", "bf16"):
+        raise MsfkitError(f"k-NN precision must be auto, fp32 or bf16, not {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    if device.type == "cuda":
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _budget_cells(budget: int | None) -> int:
+    """How many float32 similarities one block may hold."""
+    budget = DEFAULT_MEMORY_BUDGET if budget is None else int(budget)
+    if budget < 4:
+        raise MsfkitError(f"memory budget of {budget} bytes is too small for one similarity")
+    return budget // 4
+
+
+def _classes(labels) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique classes, index of each label into them)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise MsfkitError(f"labels must be one-dimensional, got shape {labels.shape}")
+    classes, idx = np.unique(labels, return_inverse=True)
+    return classes, idx.astype(np.int64)
+
+
+def _as_unit_rows(x, device) -> torch.Tensor:
+    """float32 rows scaled to unit length (cosine similarity is then a dot product)."""
+    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    t = t.to(device=device, dtype=torch.float32)
+    return torch.nn.functional.normalize(t, dim=1) if t.ndim == 2 else t
+
+
+def _check(train, train_idx, query, ks, protocol, temperature) -> tuple[int, ...]:
+    if protocol not in PROTOCOLS:
+        raise MsfkitError(f"unknown k-NN protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    if protocol == "dino" and not temperature > 0:
+        raise MsfkitError(f"temperature must be positive, not {temperature}")
+    if train.ndim != 2 or query.ndim != 2:
+        raise MsfkitError("features must be 2-D arrays (N, D)")
+    if len(train) == 0:
+        raise MsfkitError("the train split is empty")
+    if len(query) == 0:
+        raise MsfkitError("the val split is empty")
+    if len(train_idx) != len(train):
+        raise MsfkitError(f"{len(train)} train features but {len(train_idx)} train labels")
+    if train.shape[1] != query.shape[1]:
+        raise MsfkitError(f"train features are {train.shape[1]}-d but val features are {query.shape[1]}-d")
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] < 1:
+        raise MsfkitError(f"k must be at least 1, got {list(ks)}")
+    if ks[-1] > len(train):
+        raise MsfkitError(f"k={ks[-1]} is larger than the train set ({len(train)} items)")
+    return ks
