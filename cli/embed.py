@@ -1,0 +1,117 @@
+"""`msfkit embed IMAGES... -m MODEL -o STORE`: image folders, lists or files -> an embedding store."""
+
+from __future__ import annotations
+
+import click
+
+from msfkit.cli.common import device_option, echo_json, json_option, model_option
+
+
+def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        i, n = (int(x) for x in value.split("/"))
+    except ValueError:
+        raise click.BadParameter("expected i/n, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise click.BadParameter(f"{value}: need 0 <= i < n")
+    return i, n
+
+
+@click.command("embed", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@model_option
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Store folder to write.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), help="Images per batch [default: 256 on GPU, 32 on CPU]."
+)
+@click.option("--workers", type=click.IntRange(min=0), help="Decoding processes [default: from the cores].")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="bf16: autocast.",
+)
+@device_option
+@click.option(
+    "--shard", callback=_parse_shard, metavar="I/N", help="Embed the I-th of N slices into OUT/part-I-of-N."
+)
+@click.option(
+    "--overwrite", is_flag=True, help="Replace a store made with another model, source or settings."
+)
+@click.option("--strict", is_flag=True, help="Exit 1 when any file could not be embedded.")
+@click.option(
+    "--no-draft", is_flag=True, help="Decode JPEGs at full size (slower; exactly what Encoder.embed sees)."
+)
+@click.option(
+    "--max-pixels", type=click.IntRange(min=1), help="Refuse images with more pixels [default: 89478485]."
+)
+@click.option(
+    "--shard-rows", type=click.IntRange(min=1), default=4096, show_default=True, help="Files per shard."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@json_option
+@click.pass_context
+def embed(
+    ctx: click.Context,
+    images: tuple[str, ...],
+    model: str | None,
+    out: str,
+    batch_size: int | None,
+    workers: int | None,
+    precision: str,
+    device: str,
+    shard: tuple[int, int] | None,
+    overwrite: bool,
+    strict: bool,
+    no_draft: bool,
+    max_pixels: int | None,
+    shard_rows: int,
+    quiet: bool,
+    as_json: bool,
+):
+    """Embed IMAGES (folders, text files listing paths, or image files) into the store OUT.
+
+    Bad files (empty, truncated, not images, too many pixels, broken links) never stop the run:
+    each is recorded with its reason in OUT/errors.parquet. Run the same command again after an
+    interruption and it carries on where it stopped. Under torchrun, ranks share the work and
+    write one store. The last line counts embedded / failed / skipped files; the exit code is 1
+    when the store holds no embedding, or with --strict when any file failed.
+    """
+    from msfkit.embed import embed as run
+    from msfkit.images import DEFAULT_MAX_PIXELS
+    from msfkit.models.errors import MsfkitError
+
+    if not model:
+        raise MsfkitError("no model: pass -m/--model or set MSFKIT_MODEL")
+    summary = run(
+        list(images),
+        model,
+        out,
+        batch_size=batch_size,
+        workers=workers,
+        precision=precision,
+        device=device,
+        shard=shard,
+        overwrite=overwrite,
+        progress=not quiet and not as_json,
+        draft=not no_draft,
+        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+        shard_rows=shard_rows,
+    )
+    if _is_rank0():
+        if as_json:
+            echo_json(summary.to_dict())
+        else:
+            click.echo(summary.line())
+    if summary.store_embedded == 0 or (strict and summary.store_failed):
+        ctx.exit(1)
+
+
+def _is_rank0() -> bool:
+    """Under torchrun only rank 0 reports, so the counts are printed once."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
