@@ -19,6 +19,7 @@ COMMANDS = {
     "export": "export:export",
     "push": "push:push",
     "models": "models_cmd:models",
+    "embed": "embed:embed",
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
