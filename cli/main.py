@@ -19,6 +19,7 @@ COMMANDS = {
     "export": "export:export",
     "push": "push:push",
     "models": "models_cmd:models",
+    "train": "train:train",
     "embed": "embed:embed",
 }
 

@@ -1,4 +1,8 @@
-"""Checkpoints -> model folders: the reference MSF code's layout and plain torchvision ResNets.
+"""Checkpoints -> model folders: msfkit training runs, the reference MSF code's layout, torchvision ResNets.
+
+An msfkit run folder (or its checkpoint.pt) exports the online (or target) backbone with the
+run's preprocessing and a provenance that records method, k, bank size, augmentation, epochs
+and data; `msfkit train` writes the same folder to RUN/model at the end.
 
 Files are read with `torch.load(weights_only=True)`. The only class allow-listed is
 `argparse.Namespace`, which the reference code pickles under `opt`; any other object in the
@@ -16,13 +20,16 @@ import argparse
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from msfkit.models import Encoder, EncoderConfig
 from msfkit.models.encoder import check_state_dict
 from msfkit.models.errors import MsfkitError
+
+if TYPE_CHECKING:
+    from msfkit.training.config import TrainConfig
 
 PREFIXES = {"online": "encoder_q.module.", "target": "encoder_t.module."}
 LAYOUTS = (
@@ -127,8 +134,13 @@ def export_checkpoint(
     image_size: int | None = None,
     resize: int | None = None,
 ) -> Encoder:
-    """Convert a checkpoint file to a model folder at `out`; returns the encoder it wrote."""
+    """Convert a checkpoint file (or an msfkit run folder) to a model folder at `out`; returns the encoder."""
+    from msfkit.training.checkpoint import find_checkpoint, is_training_checkpoint
+
+    path = find_checkpoint(path)
     ckpt = read_checkpoint(path)
+    if is_training_checkpoint(ckpt):
+        return export_training_checkpoint(ckpt, out, network=network, image_size=image_size, resize=resize)
     state, layout = backbone_state(ckpt, network)
     arch, stem = infer_arch(state)
     if image_size is None:
@@ -145,6 +157,93 @@ def export_checkpoint(
     )
     encoder = Encoder(config)
     check_state_dict(state, encoder.backbone.state_dict(), source=str(path))
+    encoder.backbone.load_state_dict(state)
+    encoder.save_pretrained(out)
+    return encoder.eval()
+
+
+def encoder_config(
+    cfg: TrainConfig, network: str = "online", provenance: dict[str, Any] | None = None
+) -> EncoderConfig:
+    """The model-folder config of a run: its architecture and its eval preprocessing."""
+    resize = cfg.image_size if cfg.stem == "cifar" else round(cfg.image_size * 256 / 224)
+    return EncoderConfig(
+        arch=cfg.arch,
+        stem=cfg.stem,
+        network=network,
+        image_size=cfg.image_size,
+        resize=resize,
+        provenance=provenance or {},
+    )
+
+
+def run_provenance(
+    cfg: TrainConfig, step: int, steps_per_epoch: int, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """What a model folder records about the run that made it."""
+    prov: dict[str, Any] = {
+        "source": "msfkit train",
+        "method": cfg.method,
+        "k": cfg.k,
+        "bank_size": cfg.bank_size,
+        "augmentation": cfg.augmentation,
+        "epochs": cfg.epochs,
+        "epochs_trained": round(step / steps_per_epoch, 3),
+        "steps": step,
+        "data": cfg.data,
+        "images": steps_per_epoch * cfg.batch_size,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "ema": cfg.ema,
+        "ema_schedule": cfg.ema_schedule,
+        "seed": cfg.seed,
+    }
+    if "knn_top1" in metrics:
+        prov[f"knn{cfg.knn_k}_top1_val"] = round(metrics["knn_top1"], 2)
+    return prov
+
+
+def export_model(
+    model: torch.nn.Module,
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    step: int,
+    steps_per_epoch: int,
+    metrics: dict[str, Any],
+    network: str = "online",
+) -> Path:
+    """Save `model.online.backbone` (or the target's) of a live MSF module as a model folder."""
+    config = encoder_config(cfg, network, run_provenance(cfg, step, steps_per_epoch, metrics))
+    encoder = Encoder(config)
+    encoder.backbone.load_state_dict(getattr(model, network).backbone.state_dict())
+    return encoder.save_pretrained(out)
+
+
+def export_training_checkpoint(
+    ckpt: dict[str, Any],
+    out: str | Path,
+    *,
+    network: str = "online",
+    image_size: int | None = None,
+    resize: int | None = None,
+) -> Encoder:
+    """A loaded msfkit training checkpoint -> model folder at `out`."""
+    from msfkit.training.config import make_config
+
+    if network not in PREFIXES:
+        raise MsfkitError(f"network must be 'online' or 'target', not {network!r}")
+    cfg = make_config(ckpt["config"])
+    prov = run_provenance(cfg, ckpt["step"], ckpt["steps_per_epoch"], ckpt.get("metrics", {}))
+    config = encoder_config(cfg, network, prov)
+    if image_size is not None:
+        config.image_size = image_size
+    if resize is not None:
+        config.resize = resize
+    prefix = f"{network}.backbone."
+    state = {k[len(prefix) :]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+    encoder = Encoder(config)
+    check_state_dict(state, encoder.backbone.state_dict(), source=f"training checkpoint ({network})")
     encoder.backbone.load_state_dict(state)
     encoder.save_pretrained(out)
     return encoder.eval()

@@ -1,0 +1,59 @@
+"""The two augmented views of MSF (MSF.md, "Augmentations"), written target view / query view.
+
+strong (MoCo v2): RandomResizedCrop(scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8,
+                  RandomGrayscale p=0.2, GaussianBlur(sigma 0.1-2) p=0.5, flip, Normalize
+weak:             RandomResizedCrop(scale 0.2-1), flip, Normalize
+
+Every view is drawn from a generator seeded by (run seed, epoch, image index), so the data a step
+sees depends on none of: the number of loader workers, the number of processes, or whether the
+run was resumed in the middle of an epoch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision import transforms as T
+
+from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_rgb
+
+
+def view_transform(kind: str, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> T.Compose:
+    """The 'weak' or 'strong' view of MSF.md at `image_size` px."""
+    crop = [T.Lambda(to_rgb), T.RandomResizedCrop(image_size, scale=(0.2, 1.0))]
+    tail = [T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)]
+    if kind == "weak":
+        return T.Compose(crop + tail)
+    if kind != "strong":
+        raise ValueError(f"view kind must be 'weak' or 'strong', not {kind!r}")
+    blur_kernel = max(3, int(0.1 * image_size) // 2 * 2 + 1)  # MoCo v2: 23 px at 224, odd
+    colour = [
+        T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        T.RandomGrayscale(p=0.2),
+        T.RandomApply([T.GaussianBlur(blur_kernel, sigma=(0.1, 2.0))], p=0.5),
+    ]
+    return T.Compose(crop + colour + tail)
+
+
+class TwoViews:
+    """A dataset of (target view, query view, label) over a dataset of (PIL image, label)."""
+
+    def __init__(self, dataset, augmentation: str, image_size: int, seed: int) -> None:
+        target_kind, query_kind = augmentation.split("/")
+        self.dataset = dataset
+        self.target_tf = view_transform(target_kind, image_size)
+        self.query_tf = view_transform(query_kind, image_size)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Call before iterating an epoch (the loader's workers copy the dataset when they start)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        image, label = self.dataset[index]
+        # torchvision transforms draw from torch's global generator: seed it per sample, locally
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
+            return self.target_tf(image), self.query_tf(image), label

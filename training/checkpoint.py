@@ -1,0 +1,86 @@
+"""Training checkpoints: everything needed to continue a run bit for bit, written atomically.
+
+A checkpoint is one `torch.save`d dict of plain containers and tensors only, so it loads with
+`torch.load(weights_only=True)` and no class needs allow-listing:
+
+    format, version   "msfkit-train", 1
+    model             MSF state dict: online.*, predictor.*, target.*, bank.{vectors,labels,ptr}
+    optimizer         SGD state dict
+    step, epoch       optimiser steps done; epochs started (a mid-epoch checkpoint resumes mid-epoch)
+    steps_per_epoch   to refuse resuming with a different dataset or batch size
+    config            TrainConfig as a dict
+    rng               torch CPU (and CUDA) generator states
+    metrics           last logged values (loss, knn), for the model card
+
+The file is written to a temporary name and renamed, so a run killed while saving keeps the
+previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from msfkit.models.errors import MsfkitError
+
+FORMAT = "msfkit-train"
+VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Atomically write `state` (plus format, version and RNG states) to `path`."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    payload = {"format": FORMAT, "version": VERSION, **state, "rng": rng}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint with weights_only=True; errors are one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise MsfkitError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as e:
+        raise MsfkitError(f"{path}: refused to load: it holds objects other than tensors ({e})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise MsfkitError(f"{path}: not a PyTorch checkpoint ({' '.join(str(e).split())[:120]})") from None
+    if not is_training_checkpoint(ckpt):
+        raise MsfkitError(f"{path}: not an msfkit training checkpoint")
+    if ckpt["version"] != VERSION:
+        raise MsfkitError(f"{path}: checkpoint version {ckpt['version']}; this msfkit reads {VERSION}")
+    return ckpt
+
+
+def is_training_checkpoint(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def find_checkpoint(run_or_file: str | Path) -> Path:
+    """A checkpoint file, or the latest checkpoint of a run folder."""
+    p = Path(run_or_file)
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+        if not p.is_file():
+            raise MsfkitError(f"{run_or_file}: no {CHECKPOINT_NAME} in this run folder")
+    return p

@@ -1,0 +1,213 @@
+"""The training configuration: one dataclass whose defaults are the paper's ResNet50 recipe.
+
+A run's config is built in three layers, later ones winning: the defaults (MSF.md, "Hyper-parameters
+of the paper's ResNet50 runs"), a preset for small data and/or a YAML file, and `key=value`
+overrides from the command line. Every value is type-checked against the field it sets.
+
+    cfg = load_config(preset="fashion-mnist", overrides=["epochs=5", "k=1"])
+    cfg = load_config(yaml_path="my_run.yaml")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from msfkit.models.errors import MsfkitError
+
+AUGMENTATIONS = ("weak/strong", "strong/strong", "weak/weak")  # target view / query view
+EMA_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("epoch", "step")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved in every checkpoint so a run can be resumed or exported."""
+
+    # data
+    data: str = ""  # image folder (searched recursively) or a named dataset: "fashion-mnist"
+    val_data: str = ""  # labelled set for the k-NN monitor: "fashion-mnist:test" or a class-folder tree
+    limit: int = 0  # train on the first N images only (0 = all)
+    out: str = "runs/msf"  # run folder: checkpoints, metrics.csv, TensorBoard logs, model/
+    # network
+    arch: str = "resnet50"
+    stem: str = "imagenet"  # "cifar" for 32-64 px images
+    image_size: int = 224  # RandomResizedCrop size of both views
+    # method (MSF.md)
+    augmentation: str = "weak/strong"  # target view / query view; "MSF w/s" is the paper's best
+    k: int = 5  # neighbours in the mean shift; k = 1 is asymmetric BYOL
+    bank_size: int = 1_024_000  # memory bank rows; any size, the ring buffer wraps
+    ema: float = 0.99  # target momentum m in theta_t <- m theta_t + (1 - m) theta_q
+    ema_schedule: str = "constant"  # "constant" (reference code) or "cosine" m -> 1 (BYOL)
+    # optimisation
+    epochs: int = 200
+    batch_size: int = 256  # global batch, split evenly over processes
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-4  # on all parameters, as the reference
+    lr_schedule: str = "epoch"  # cosine set once per epoch (reference) or every "step"
+    warmup_epochs: int = 0  # linear warm-up before the cosine (the paper has none)
+    max_steps: int = 0  # stop after this many optimiser steps in all (0 = run every epoch)
+    # speed
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the networks
+    sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only); default BN per process
+    workers: int = 8  # data-loading processes per training process
+    # bookkeeping
+    seed: int = 0
+    save_every: int = 10  # checkpoint every N epochs (and always at the end)
+    save_every_steps: int = 0  # also every N steps (0 = off)
+    knn_every: int = 10  # k-NN monitor every N epochs (0 = off; needs val_data and train labels)
+    knn_k: int = 20  # neighbours of the monitor (msf protocol: unweighted vote)
+    knn_train_limit: int = 10_000  # train images the monitor embeds (0 = all)
+    knn_val_limit: int = 2_000  # val images the monitor embeds (0 = all)
+    log_every: int = 10  # steps between rows of metrics.csv
+
+    def __post_init__(self) -> None:
+        _check_choice("augmentation", self.augmentation, AUGMENTATIONS)
+        _check_choice("ema_schedule", self.ema_schedule, EMA_SCHEDULES)
+        _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        for name in ("k", "bank_size", "epochs", "batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise MsfkitError(f"config: {name} must be at least 1, not {getattr(self, name)}")
+        if self.k > self.bank_size:
+            raise MsfkitError(f"config: k={self.k} is larger than bank_size={self.bank_size}")
+        if not 0.0 <= self.ema <= 1.0:
+            raise MsfkitError(f"config: ema must be in [0, 1], not {self.ema}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def method(self) -> str:
+        """'msf', or 'byol-asym' when k = 1 (then the loss is exactly asymmetric BYOL's)."""
+        return "byol-asym" if self.k == 1 else "msf"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ResNet18 at 32 px on Fashion-MNIST (60k train images, 28 px grey upsampled to 32 px RGB)
+    "fashion-mnist": dict(
+        data="fashion-mnist",
+        val_data="fashion-mnist:test",
+        out="runs/fashion-mnist",
+        arch="resnet18",
+        stem="cifar",
+        image_size=32,
+        bank_size=16_384,
+        epochs=20,
+        batch_size=256,
+        workers=2,
+        save_every=1,
+        knn_every=5,
+        log_every=10,
+    ),
+    # the README demo: a small encoder in about three minutes on a 2-core CPU (bf16 matmuls)
+    "demo": dict(
+        data="fashion-mnist",
+        val_data="fashion-mnist:test",
+        out="runs/demo",
+        arch="resnet18",
+        stem="cifar",
+        image_size=32,
+        limit=4_096,
+        bank_size=4_096,
+        epochs=1,
+        batch_size=128,
+        precision="bf16",
+        workers=1,
+        save_every=1,
+        knn_every=1,
+        knn_train_limit=4_096,
+        knn_val_limit=1_000,
+        log_every=4,
+    ),
+}
+
+
+def load_config(
+    preset: str | None = None,
+    yaml_path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """Defaults <- `base` (a saved config) <- preset <- YAML file <- `key=value` overrides."""
+    values: dict[str, Any] = dict(base or {})
+    if preset is not None:
+        if preset not in PRESETS:
+            raise MsfkitError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        values.update(PRESETS[preset])
+    if yaml_path is not None:
+        values.update(_read_yaml(Path(yaml_path)))
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep:
+            raise MsfkitError(f"override {item!r} is not key=value")
+        # a string field takes the text as written ("out=2024" is a folder name, not a number)
+        values[key] = text if types.get(key) == "str" else _parse_value(text)
+    return make_config(values)
+
+
+def make_config(values: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from a plain dict, refusing unknown keys and values of the wrong type."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise MsfkitError(f"config: unknown keys {', '.join(unknown)}; known: {', '.join(fields)}")
+    return TrainConfig(**{k: _typed(k, v, fields[k].type) for k, v in values.items()})
+
+
+def _typed(key: str, value: Any, type_name: str) -> Any:
+    expected = {"str": str, "int": int, "float": float, "bool": bool}[type_name]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is str and value is None:
+        return ""
+    if type(value) is not expected:
+        raise MsfkitError(f"config: {key} must be {type_name}, not {type(value).__name__} ({value!r})")
+    return value
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string; Python does not
+        for number in (int, float):
+            try:
+                return number(value)
+            except ValueError:
+                pass
+    return value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise MsfkitError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise MsfkitError(f"{path}: not valid YAML ({' '.join(str(e).split())[:120]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise MsfkitError(f"{path}: expected a mapping of config keys, got a {type(data).__name__}")
+    return data
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise MsfkitError(f"config: {name} must be one of {', '.join(choices)}, not {value!r}")

@@ -1,0 +1,331 @@
+"""MSF pre-training: set-up, `train_one_epoch`, checkpoints, monitors, and the model folder at the end.
+
+    msfkit train --preset fashion-mnist                          # ResNet18, 32 px, CPU or GPU
+    msfkit train data=/imagenet/train val_data=/imagenet/val     # the paper's ResNet50 recipe
+    torchrun --nproc_per_node 4 -m msfkit.cli train ...     # DDP, global memory bank
+    msfkit train --resume out=runs/msf                           # continue from runs/msf/checkpoint.pt
+
+A run folder holds checkpoint.pt, metrics.csv, tb/ (TensorBoard) and, at the end, model/ (the
+online backbone as an msfkit model folder). Schedules are precomputed per step. The data order
+and every augmentation are functions of (seed, epoch, index), so a resumed run repeats exactly
+what an uninterrupted one would have done.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from msfkit.models.errors import MsfkitError
+from msfkit.training.augment import TwoViews
+from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
+from msfkit.training.config import TrainConfig
+from msfkit.training.data import first, labels_of, open_dataset
+from msfkit.training.distributed import Dist, all_finite, barrier, init_distributed, shutdown, wrap_ddp
+from msfkit.training.ema import ema_momentum
+from msfkit.training.export import encoder_config, export_model
+from msfkit.training.msf import MSF
+
+METRICS = ("step", "epoch", "loss", "lr", "ema", "purity", "images_per_s", "knn_top1")
+
+
+class EpochBatches(Sampler):
+    """This process's share of each global batch of a seeded per-epoch permutation (drop last)."""
+
+    def __init__(self, n: int, global_batch: int, d: Dist, seed: int) -> None:
+        self.n, self.global_batch, self.d, self.seed = n, global_batch, d, seed
+        self.local = global_batch // d.world_size
+        self.steps_per_epoch = n // global_batch
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Serve `epoch` from its batch number `start` on (a resumed run starts mid-epoch)."""
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g)
+        for b in range(self.start, self.steps_per_epoch):
+            lo = b * self.global_batch + self.d.rank * self.local
+            yield perm[lo : lo + self.local].tolist()
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch - self.start
+
+
+def schedules(cfg: TrainConfig, steps_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lr, EMA momentum) for every step of the run."""
+    total = cfg.epochs * steps_per_epoch
+    steps = np.arange(total)
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if cfg.lr_schedule == "epoch":  # the reference: 0.5 (1 + cos(pi (epoch - 1) / epochs)), epoch from 1
+        progress = (steps // steps_per_epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1)
+    else:
+        progress = (steps - warmup) / max(total - warmup, 1)
+    lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * np.clip(progress, 0, 1)))
+    if warmup:
+        lr = np.where(steps < warmup, cfg.lr * (steps + 1) / warmup, lr)
+    m = np.array([ema_momentum(cfg.ema, s, total, cfg.ema_schedule) for s in steps])
+    return lr, m
+
+
+class NonFiniteLoss(MsfkitError):
+    """The loss became NaN or infinite: the run stops and keeps its last good checkpoint."""
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    lrs: np.ndarray,
+    momentums: np.ndarray,
+    step: int,
+    stop: int,
+    device: torch.device,
+    cfg: TrainConfig,
+    on_step,
+) -> int:
+    """Run the loader's batches (or until step `stop`); returns the step count reached."""
+    bf16 = use_bf16(cfg, device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model.train()
+    for x_target, x_query, labels in loader:
+        for group in optimizer.param_groups:
+            group["lr"] = float(lrs[step])
+        x_target = x_target.to(device, non_blocking=True, memory_format=memory_format)
+        x_query = x_query.to(device, non_blocking=True, memory_format=memory_format)
+        out = model(x_target, x_query, labels.to(device), float(momentums[step]), bf16)
+        if not all_finite(out.loss):
+            raise NonFiniteLoss(f"loss is {out.loss.item()} at step {step + 1}")
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        step += 1
+        on_step(step, out)
+        if step >= stop:
+            break
+    return step
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path | None:
+    """Train (or resume) the run `cfg.out`; returns its model folder (None on ranks other than 0)."""
+    device = _device(cfg.device)
+    d = init_distributed(device.type)
+    try:
+        return _train(cfg, resume, progress, device, d)
+    finally:
+        shutdown()
+
+
+def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device, d: Dist) -> Path | None:
+    from tqdm import tqdm
+
+    run = Path(cfg.out)
+    ckpt_path = run / CHECKPOINT_NAME
+    if not resume and ckpt_path.exists():
+        raise MsfkitError(f"{run} already holds a run: pass --resume to continue it, or choose another out=")
+    if cfg.batch_size % d.world_size:
+        raise MsfkitError(f"batch_size={cfg.batch_size} does not split over {d.world_size} processes")
+    torch.manual_seed(cfg.seed)
+    data = first(open_dataset(cfg.data), cfg.limit)
+    steps_per_epoch = len(data) // cfg.batch_size
+    if steps_per_epoch == 0:
+        raise MsfkitError(
+            f"{len(data)} training images is fewer than one batch (batch_size={cfg.batch_size})"
+        )
+    total = cfg.epochs * steps_per_epoch
+    stop = min(total, cfg.max_steps) if cfg.max_steps else total
+
+    model = MSF(cfg.arch, cfg.stem, cfg.k, cfg.bank_size).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    params = [*model.online.parameters(), *model.predictor.parameters()]
+    optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    step, last_saved, metrics = 0, None, {}
+    if resume:
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt["steps_per_epoch"] != steps_per_epoch:
+            raise MsfkitError(
+                f"{ckpt_path}: saved with {ckpt['steps_per_epoch']} steps per epoch, this data and batch "
+                f"size give {steps_per_epoch}; resume with the run's data and batch_size"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, last_saved, metrics = ckpt["step"], ckpt["step"], dict(ckpt.get("metrics", {}))
+        restore_rng(ckpt["rng"])
+    if cfg.compile:
+        for net in (model.online, model.target, model.predictor):
+            net.compile()
+    ddp = wrap_ddp(model, d, device, cfg.sync_bn)
+
+    lrs, momentums = schedules(cfg, steps_per_epoch)
+    views = TwoViews(data, cfg.augmentation, cfg.image_size, cfg.seed)
+    sampler = EpochBatches(len(data), cfg.batch_size, d, cfg.seed)
+    loader = DataLoader(
+        views, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=device.type == "cuda"
+    )
+    log = RunLog(run, step, d.is_main)
+    monitor = KnnMonitor(cfg, device) if d.is_main and cfg.knn_every and cfg.val_data else None
+
+    def save(at: int) -> None:
+        nonlocal last_saved
+        if d.is_main:
+            if not all(torch.isfinite(p).all() for p in params):
+                raise NonFiniteLoss(f"weights are not finite after step {at}")
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": at,
+                "epoch": math.ceil(at / steps_per_epoch),
+                "steps_per_epoch": steps_per_epoch,
+                "config": cfg.to_dict(),
+                "metrics": metrics,
+            }
+            save_checkpoint(ckpt_path, state)
+        last_saved = at
+
+    bar = tqdm(
+        total=stop, initial=step, unit="step", disable=not (progress and d.is_main), dynamic_ncols=True
+    )
+    window = {"loss": 0.0, "purity": 0.0, "n": 0, "t": time.perf_counter()}
+
+    def on_step(at: int, out) -> None:
+        window["loss"] += out.loss.item()
+        window["purity"] += out.purity.item()
+        window["n"] += 1
+        if at % cfg.log_every == 0 or at == stop:
+            seconds = time.perf_counter() - window["t"]
+            row = {
+                "step": at,
+                "epoch": (at - 1) // steps_per_epoch + 1,
+                "loss": window["loss"] / window["n"],
+                "lr": float(lrs[at - 1]),
+                "ema": float(momentums[at - 1]),
+                "purity": window["purity"] / window["n"],
+                "images_per_s": window["n"] * cfg.batch_size / seconds,
+            }
+            log.write(row)
+            metrics.update(loss=row["loss"], purity=row["purity"])
+            bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
+            window.update(loss=0.0, purity=0.0, n=0, t=time.perf_counter())
+        bar.update(1)
+        if cfg.save_every_steps and at % cfg.save_every_steps == 0:
+            save(at)
+
+    try:
+        while step < stop:
+            epoch = step // steps_per_epoch
+            bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+            sampler.set_epoch(epoch, start=step % steps_per_epoch)
+            views.set_epoch(epoch)
+            try:
+                step = train_one_epoch(
+                    ddp, loader, optimizer, lrs, momentums, step, stop, device, cfg, on_step
+                )
+            except NonFiniteLoss as e:
+                kept = f"the last good checkpoint is {ckpt_path} (step {last_saved})"
+                where = kept if last_saved else "no checkpoint was written yet"
+                raise NonFiniteLoss(f"{e}: training stopped; {where}. Lower lr, then --resume") from None
+            epoch_done = step % steps_per_epoch == 0
+            if monitor and ((epoch_done and (epoch + 1) % cfg.knn_every == 0) or step == stop):
+                metrics["knn_top1"] = monitor(model)
+                log.write({"step": step, "epoch": epoch + 1, "knn_top1": metrics["knn_top1"]})
+                bar.write(f"epoch {epoch + 1}: k-NN ({cfg.knn_k}-NN, msf) top-1 {metrics['knn_top1']:.2f}%")
+            if (epoch_done and (epoch + 1) % cfg.save_every == 0) or step == stop:
+                save(step)
+    finally:
+        bar.close()
+        log.close()
+    barrier()
+    if not d.is_main:
+        return None
+    return export_model(
+        model, cfg, run / "model", step=step, steps_per_epoch=steps_per_epoch, metrics=metrics
+    )
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MsfkitError("device=cuda: no CUDA device is visible to torch")
+    return torch.device(name)
+
+
+class RunLog:
+    """metrics.csv and TensorBoard scalars, written by rank 0 only; a resumed run drops rows past its step."""
+
+    def __init__(self, run: Path, step: int, enabled: bool) -> None:
+        self.enabled = enabled
+        if not enabled:
+            return
+        run.mkdir(parents=True, exist_ok=True)
+        path = run / "metrics.csv"
+        rows = []
+        if path.exists() and step > 0:
+            with path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+        self.file = path.open("w", newline="")
+        self.csv = csv.DictWriter(self.file, fieldnames=METRICS)
+        self.csv.writeheader()
+        self.csv.writerows(rows)
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(str(run / "tb"), purge_step=step + 1 if step else None)
+
+    def write(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        self.csv.writerow(row)
+        self.file.flush()
+        for key, value in row.items():
+            if key not in ("step", "epoch") and value is not None and not math.isnan(value):
+                self.tb.add_scalar(f"train/{key}", value, row["step"])
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            self.tb.close()
+
+
+class KnnMonitor:
+    """k-NN top-1 (msf protocol) of the online backbone: train-set features vote for val images."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        from msfkit.models.preprocess import eval_transform
+        from msfkit.training.data import Transformed
+
+        self.cfg, self.device = cfg, device
+        c = encoder_config(cfg)
+        tf = eval_transform(c.image_size, c.resize, c.interpolation, c.mean, c.std)
+        self.train = Transformed(first(open_dataset(cfg.data), cfg.knn_train_limit), tf)
+        self.val = Transformed(first(open_dataset(cfg.val_data, "test"), cfg.knn_val_limit), tf)
+        if (labels_of(self.train) < 0).any() or (labels_of(self.val) < 0).any():
+            raise MsfkitError(
+                "the k-NN monitor needs labels (class sub-folders in data and val_data); or set knn_every=0"
+            )
+
+    def __call__(self, model: MSF) -> float:
+        from msfkit.features import extract_features
+        from msfkit.knn import knn_accuracy
+        from msfkit.models import Encoder
+
+        encoder = Encoder(encoder_config(self.cfg), backbone=model.online.backbone)
+        precision = "bf16" if use_bf16(self.cfg, self.device) else "fp32"
+        kw = dict(batch_size=256, device=self.device, precision=precision)
+        train_x, train_y = extract_features(encoder, self.train, **kw)
+        val_x, val_y = extract_features(encoder, self.val, **kw)
+        acc = knn_accuracy(
+            train_x, train_y, val_x, val_y, ks=(self.cfg.knn_k,), protocol="msf", device=self.device
+        )
+        return acc["top1"][self.cfg.knn_k]
