@@ -21,6 +21,11 @@ COMMANDS = {
     "models": "models_cmd:models",
     "train": "train:train",
     "embed": "embed:embed",
+    "index": "index:index",
+    "search": "search:search",
+    "dedup": "dedup:dedup",
+    "eval": "eval:eval_cmd",
+    "datasets": "datasets:datasets",
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

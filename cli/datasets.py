@@ -1,0 +1,69 @@
+"""`msfkit datasets export NAME DIR`: a named dataset as class folders of PNG files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from msfkit.cli.common import echo_json, json_option
+
+
+@click.group("datasets", context_settings={"help_option_names": ["-h", "--help"]})
+def datasets() -> None:
+    """Named datasets that need no download (Fashion-MNIST from the Debian package)."""
+
+
+@datasets.command("export")
+@click.argument("name", type=click.Choice(["fashion-mnist"]))
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option(
+    "--split",
+    "splits",
+    type=click.Choice(["train", "test"]),
+    multiple=True,
+    default=("train", "test"),
+    show_default=True,
+    help="Which splits to write; repeat for several.",
+)
+@click.option(
+    "--per-class",
+    type=click.IntRange(1),
+    help="Write only the first N images of each class of each split (for quick demos).",
+)
+@json_option
+def export(name: str, directory: Path, splits: tuple[str, ...], per_class: int | None, as_json: bool) -> None:
+    """Write dataset NAME under DIRECTORY as SPLIT/CLASS/NNNNN.png.
+
+    Every folder-based command can then use it, e.g.
+    `msfkit eval -m MODEL --train DIRECTORY/train --val DIRECTORY/test`.
+    """
+    counts = {split: _export_split(name, split, directory / split, per_class) for split in splits}
+    if as_json:
+        echo_json({"dataset": name, "directory": str(directory), "written": counts})
+        return
+    for split, n in counts.items():
+        click.echo(f"{split}: {n} images -> {directory / split}")
+
+
+def _export_split(name: str, split: str, out: Path, per_class: int | None) -> int:
+    """Write one split as out/CLASS/NNNNN.png (NNNNN = index in the split); files already there are kept."""
+    import numpy as np
+    from PIL import Image
+
+    from msfkit.datasets import load_dataset
+
+    images, labels, class_names = load_dataset(name, split)
+    written = 0
+    for c, class_name in enumerate(class_names):
+        folder = out / class_name
+        folder.mkdir(parents=True, exist_ok=True)
+        members = np.flatnonzero(labels == c)[:per_class]
+        for i in members:
+            path = folder / f"{i:05d}.png"
+            if not path.exists():
+                tmp = folder / f".{i:05d}.png.tmp"  # renamed into place: a killed run leaves no half file
+                Image.fromarray(images[i]).save(tmp, format="PNG")
+                tmp.replace(path)
+            written += 1
+    return written

@@ -1,0 +1,187 @@
+"""`msfkit eval`: k-NN and linear evaluation of a model or of labelled embedding stores."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import click
+
+from msfkit.cli.common import device_option, echo_json, json_option, model_option
+from msfkit.models.errors import MsfkitError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+@click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
+@model_option
+@click.option(
+    "--train", type=click.Path(path_type=Path), help="Train split: image folder of classes, or a store."
+)
+@click.option(
+    "--val", type=click.Path(path_type=Path), help="Val split: image folder of classes, or a store."
+)
+@click.option(
+    "--dataset", type=click.Choice(["fashion-mnist"]), help="A named dataset (train vs test split)."
+)
+@click.option("--knn", is_flag=True, help="k-NN evaluation (the default when neither --knn nor --linear).")
+@click.option("--linear", is_flag=True, help="Linear evaluation (frozen backbone).")
+@click.option(
+    "--protocol",
+    "protocols",
+    type=click.Choice(["msf", "dino"]),
+    multiple=True,
+    default=("msf",),
+    show_default=True,
+    help="k-NN protocol; repeat for both. msf: majority vote, k=1,20; dino: exp(sim/T) votes, k=20.",
+)
+@click.option("-k", "ks", help="Comma-separated k values (default: 1,20 for msf, 20 for dino).")
+@click.option("--temperature", type=float, default=0.07, show_default=True, help="T of the dino vote.")
+@click.option(
+    "--preset",
+    type=click.Choice(["fast", "msf"]),
+    default="fast",
+    show_default=True,
+    help="Linear recipe: msf = the paper's (backbone on augmented views every step), fast = cached features.",
+)
+@click.option("--lr", "lrs", help="Comma-separated learning rates (fast: sweep picked on train; msf: one).")
+@click.option("--epochs", type=click.IntRange(1), default=40, show_default=True, help="Linear epochs.")
+@click.option(
+    "--train-fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Use this fraction of the train labels per class (e.g. 0.01, 0.1), chosen deterministically.",
+)
+@click.option(
+    "--head-out",
+    type=click.Path(path_type=Path),
+    default=Path("linear-head"),
+    show_default=True,
+    help="Folder for the trained linear head.",
+)
+@click.option(
+    "--features-dir",
+    type=click.Path(path_type=Path),
+    help="Keep the features (stores, .npz) here and reuse them next time.",
+)
+@click.option("--memory-budget", default="512MB", show_default=True, help="Largest k-NN similarity block.")
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option(
+    "--workers", type=click.IntRange(0), default=0, show_default=True, help="Data-loading processes."
+)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the linear training.")
+@click.option("--plot", "plot_dir", type=click.Path(path_type=Path), help="Write PNG plots into this folder.")
+@click.option(
+    "--card",
+    "card_dir",
+    type=click.Path(path_type=Path),
+    help="Write the results into this model folder's card.",
+)
+@device_option
+@json_option
+def eval_cmd(
+    model, train, val, dataset, knn, linear, protocols, ks, temperature, preset, lrs, epochs, train_fraction,
+    head_out, features_dir, memory_budget, batch_size, workers, precision, seed, plot_dir, card_dir, device,
+    as_json,
+) -> None:  # fmt: skip
+    """Evaluate a model with the MSF paper's k-NN and linear protocols.
+
+    \b
+    Inputs, one of:
+      -m MODEL --dataset fashion-mnist
+      -m MODEL --train DIR --val DIR      (class sub-folders; embedded into stores)
+      --train STORE --val STORE           (embedding stores with labels)
+
+    \b
+    Examples:
+      msfkit eval -m my-model --dataset fashion-mnist --knn --protocol msf --protocol dino
+      msfkit eval -m my-model --train data/train --val data/val --linear --preset fast
+    """
+    from msfkit.cli.common import resolve_device
+    from msfkit.evaluate import evaluate, format_table, load_inputs, write_card
+
+    dev = resolve_device(device)
+    progress = sys.stderr.isatty()
+    if not knn and not linear:
+        knn = True
+    inputs, encoder = load_inputs(
+        model=model, train=train, val=val, dataset=dataset, features_dir=features_dir, device=dev,
+        batch_size=batch_size, workers=workers, precision=precision, progress=progress,
+    )  # fmt: skip
+    report, predictions = evaluate(
+        inputs,
+        knn_protocols=protocols if knn else (),
+        ks=_numbers(ks, int, "-k") if ks else None,
+        temperature=temperature,
+        linear_preset=preset if linear else None,
+        lrs=_numbers(lrs, float, "--lr") if lrs else None,
+        epochs=epochs,
+        train_fraction=train_fraction,
+        encoder=encoder,
+        head_out=head_out if linear else None,
+        device=dev,
+        memory_budget_bytes=parse_size(memory_budget),
+        batch_size=batch_size,
+        workers=workers,
+        precision=precision,
+        seed=seed,
+        progress=progress,
+    )
+    if plot_dir is not None:
+        report["plots"] = _plots(
+            plot_dir, inputs, report, predictions, protocols if knn else (), temperature, dev
+        )
+    if card_dir is not None:
+        report["card"] = str(write_card(card_dir, report))
+    if as_json:
+        echo_json(report)
+        return
+    click.echo(format_table(report))
+    for key in ("plots", "card"):
+        if key in report:
+            click.echo(f"{key}: {', '.join(report[key]) if key == 'plots' else report[key]}")
+
+
+def _plots(plot_dir: Path, inputs, report, predictions, protocols, temperature, device) -> list[str]:
+    import numpy as np
+
+    from msfkit.evaluate import knn_curve
+    from msfkit.plots import plot_confusion, plot_knn_curve
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    if protocols:
+        curves = {
+            f"knn-{p}": knn_curve(
+                inputs, p, temperature=temperature, train_fraction=report["train_fraction"], device=device
+            )
+            for p in protocols
+        }
+        written.append(plot_knn_curve(curves, plot_dir / "knn_accuracy_over_k.png", _title(report)))
+    classes = np.unique(inputs.train_labels)
+    for name, pred in predictions.items():
+        path = plot_dir / f"confusion_{name}.png"
+        written.append(plot_confusion(inputs.val_labels, pred, classes, path, f"{name} — {_title(report)}"))
+    return [str(p) for p in written]
+
+
+def _title(report) -> str:
+    return f"{report['model'].get('name')} on {report['source']['val']}"
+
+
+def _numbers(text: str, kind, flag: str) -> list:
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise MsfkitError(f"{flag} {text!r}: expected comma-separated numbers") from None
+
+
+def parse_size(text: str) -> int:
+    """'512MB', '2G', '1.5GiB', '1000000' -> bytes (powers of 1024)."""
+    m = _SIZE.match(text)
+    if not m:
+        raise MsfkitError(f"--memory-budget {text!r}: expected a size such as 512MB or 2GB")
+    unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
+    return int(float(m.group(1)) * _UNITS[unit])
