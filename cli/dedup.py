@@ -1,0 +1,42 @@
+"""`msfkit dedup INDEX`: groups of near-duplicate images, as CSV or JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from msfkit.cli.common import json_option
+
+
+@click.command("dedup", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("index", type=click.Path())
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1, 1),
+    default=0.95,
+    show_default=True,
+    help="Cosine similarity at or above which two images are duplicates.",
+)
+@click.option(
+    "-k", default=10, show_default=True, type=click.IntRange(1), help="Neighbours looked at per image."
+)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write the CSV here instead of stdout.")
+@json_option
+def dedup(index, threshold, k, out, as_json):
+    """Find groups of near-duplicate images in INDEX: one CSV row per image (group, size, path, score).
+
+    The vectors are read back from the stores INDEX was built from.
+    """
+    from msfkit.dedup import dedup as find_groups
+
+    df = find_groups(index, threshold=threshold, k=k, progress=not as_json)
+    if as_json:
+        for rec in df.to_dict("records"):
+            click.echo(json.dumps(rec, default=str))
+    elif out:
+        df.to_csv(out, index=False)
+        click.echo(f"{df['group'].nunique()} groups, {len(df)} images -> {out}", err=True)
+    else:
+        df.to_csv(sys.stdout, index=False)

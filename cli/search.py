@@ -1,0 +1,68 @@
+"""`msfkit search INDEX QUERY...`: nearest neighbours as a table, JSON lines, CSV, contact sheet or HTML."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from msfkit.cli.common import device_option, json_option, model_option
+
+
+@click.command("search", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("index", type=click.Path())
+@click.argument("queries", nargs=-1, required=True)
+@click.option("-k", default=10, show_default=True, type=click.IntRange(1), help="Neighbours per query.")
+@model_option
+@device_option
+@json_option
+@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+@click.option("--grid", type=click.Path(dir_okay=False), help="Write a contact sheet PNG here.")
+@click.option("--html", type=click.Path(dir_okay=False), help="Write a self-contained HTML gallery here.")
+def search(index, queries, k, model, device, as_json, as_csv, grid, html):
+    """Find the K nearest indexed images of each QUERY.
+
+    A QUERY is an image, a folder of images, a store folder, or STORE:ROWS (e.g. store:0,5,10-20).
+    Images are embedded with the index's own model; -m, when given, must be that model.
+
+    \b
+      msfkit search index cat.jpg -k 5
+      msfkit search index queries/ --grid sheet.png --html gallery.html
+    """
+    from msfkit.cli.common import resolve_device
+    from msfkit.index import load_index
+    from msfkit.models.errors import MsfkitError
+    from msfkit.search import search as run_search
+
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are exclusive")
+    loaded = load_index(index)
+    df = run_search(loaded, list(queries), k=k, model=model, device=resolve_device(device))
+    for query, reason in df.attrs["errors"]:
+        click.echo(f"skipped query {query}: {reason}", err=True)
+    if df.empty:
+        raise MsfkitError("no query could be read")
+    if grid:
+        from msfkit.render import contact_sheet
+
+        contact_sheet(df, grid)
+    if html:
+        from msfkit.render import gallery_html
+
+        gallery_html(df, html)
+    if as_json:
+        for rec in df.to_dict("records"):
+            click.echo(json.dumps(rec, default=str))
+    elif as_csv:
+        df.to_csv(sys.stdout, index=False)
+    else:
+        _table(df)
+
+
+def _table(df) -> None:
+    for query, hits in df.groupby("query", sort=False):
+        click.echo(f"query: {query}")
+        click.echo(f"{'rank':>6}  {'score':>7}  path")
+        for hit in hits.itertuples():
+            click.echo(f"{hit.rank:>6}  {hit.score:>7.4f}  {hit.path}")

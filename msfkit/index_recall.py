@@ -1,0 +1,161 @@
+"""Recall@10 of an index against exact search, and the search parameters that reach a target.
+
+The queries are random stored rows that were kept out of the index's training sample. Each
+query's own row is removed from both its exact and its approximate answer, so a query never
+finds itself: it is measured as an unseen image whose true neighbours are the other rows. Exact
+answers come from a streaming scan of the store (one block of vectors in memory at a time). A
+found row counts as correct when it is among the exact 10 or scores as high as the exact 10th
+(ties between duplicate images are not misses).
+
+    tuned = tune(index, store, target=0.95, kind="ivf", seed=0)
+    tuned["search_params"], tuned["recall_at_10"], tuned["latency_ms_median"], tuned["qps"]
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+K = 10
+N_QUERIES = 1000  # held-out queries for recall (fewer for small stores)
+LATENCY_QUERIES = 200  # single-query searches timed for the median latency
+GROUND_TRUTH_BLOCK = 16384  # store rows scored against every query at once
+EF_SEARCH = (16, 32, 64, 128, 256, 512, 1024)
+TIE_TOLERANCE = 1e-5
+PROTOCOL = (
+    "queries: random stored rows kept out of training; each query's own row is excluded from its exact "
+    "and approximate answers"
+)
+
+
+def query_rows(n: int, seed: int) -> np.ndarray:
+    """The sorted rows used as recall queries for a store of `n` vectors (the same for the same seed)."""
+    count = min(N_QUERIES, n, max(10, n // 10))
+    return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
+
+
+def param_grid(index: Any, kind: str) -> list[dict[str, int]]:
+    """Search parameters to try, cheapest first."""
+    import faiss
+
+    if kind == "hnsw":
+        return [{"efSearch": ef} for ef in EF_SEARCH]
+    if kind in ("ivf", "ivfpq"):
+        nlist = faiss.extract_index_ivf(index).nlist
+        probes = [2**i for i in range(int(np.log2(nlist)) + 1)]
+        return [{"nprobe": p} for p in sorted(set(probes) | {nlist})]
+    return [{}]
+
+
+def tune(index: Any, store, target: float, kind: str, seed: int = 0) -> dict[str, Any]:
+    """Try `param_grid` cheapest first and keep the first setting whose recall@10 reaches `target`.
+
+    `index` is a CPU faiss index holding the store's rows in order; it is searched on the GPU when
+    faiss sees one. Returns search_params, recall_at_10, target, target_met, the tuning curve,
+    median single-query latency (ms) and batch queries per second at the chosen setting.
+    """
+    from msfkit.index import set_search_params, to_device
+
+    grid = param_grid(index, kind)
+    index = to_device(index)
+    rows = query_rows(len(store), seed)
+    queries, truth = ground_truth(store, rows)
+    curve, chosen = [], grid[-1]
+    for params in grid:
+        set_search_params(index, params)
+        r = recall_at_k(index, store, queries, rows, truth)
+        curve.append({**params, "recall": round(r, 4)})
+        if r >= target:
+            chosen = params
+            break
+    set_search_params(index, chosen)
+    recall = next(c["recall"] for c in curve if all(c[k] == v for k, v in chosen.items()))
+    latency, qps = measure_speed(index, queries)
+    return {
+        "search_params": chosen,
+        "k": K,
+        "recall_at_10": recall,
+        "target": target,
+        "target_met": recall >= target,
+        "queries": len(rows),
+        "seed": seed,
+        "protocol": PROTOCOL,
+        "tuning": curve,
+        "latency_ms_median": round(latency, 4),
+        "qps": round(qps, 1),
+        "stale": False,
+    }
+
+
+def measure_recall(index, seed: int | None = None) -> float:
+    """Recall@10 of a loaded `msfkit.index.Index` at its saved search parameters (for re-checking)."""
+    from msfkit.index import reopen_store
+
+    store = reopen_store(index.info)
+    rows = query_rows(len(store), index.info["recall"]["seed"] if seed is None else seed)
+    queries, truth = ground_truth(store, rows)
+    return round(recall_at_k(index.index, store, queries, rows, truth), 4)
+
+
+def ground_truth(store, rows: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """(query vectors, (exact scores, exact rows)) of the stored `rows`, each excluding itself."""
+    from msfkit.index import normalized, take_rows
+
+    queries = normalized(take_rows(store, rows))
+    k = min(K, len(store) - 1)
+    best_s = np.full((len(rows), k), -np.inf, dtype=np.float32)
+    best_i = np.full((len(rows), k), -1, dtype=np.int64)
+    if k == 0:
+        return queries, (best_s, best_i)
+    for start, block in store.iter_batches(GROUND_TRUTH_BLOCK):
+        scores = queries @ normalized(block).T
+        inside = np.nonzero((rows >= start) & (rows < start + len(block)))[0]
+        scores[inside, rows[inside] - start] = -np.inf
+        kk = min(k, scores.shape[1])
+        top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        cand_s = np.concatenate([best_s, np.take_along_axis(scores, top, axis=1)], axis=1)
+        cand_i = np.concatenate([best_i, top + start], axis=1)
+        keep = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
+        best_s, best_i = np.take_along_axis(cand_s, keep, 1), np.take_along_axis(cand_i, keep, 1)
+    return queries, (best_s, best_i)
+
+
+def recall_at_k(index: Any, store, queries: np.ndarray, rows: np.ndarray, truth) -> float:
+    """Mean fraction of each query's exact neighbours (itself excluded) that the index finds."""
+    from msfkit.index import take_rows
+
+    true_s, true_i = truth
+    k = true_i.shape[1]
+    if k == 0:
+        return 1.0
+    _, found = index.search(queries, k + 1)
+    found = np.stack([[r for r in line if r != own][:k] for line, own in zip(found, rows, strict=True)])
+    valid = found >= 0
+    ids = np.unique(found[valid])
+    vectors = take_rows(store, ids)
+    exact = np.full(found.shape, -np.inf, dtype=np.float32)
+    pos = np.searchsorted(ids, found[valid])
+    exact[valid] = np.einsum("ij,ij->i", vectors[pos] / _norms(vectors[pos]), queries[np.nonzero(valid)[0]])
+    hit = (found[:, :, None] == true_i[:, None, :]).any(axis=2)
+    hit |= exact >= true_s[:, -1:] - TIE_TOLERANCE
+    return float((hit & valid).sum(axis=1).mean() / k)
+
+
+def measure_speed(index: Any, queries: np.ndarray) -> tuple[float, float]:
+    """(median single-query latency in ms, queries per second of one batch search) for k=10."""
+    times = []
+    for q in queries[:LATENCY_QUERIES]:
+        t = time.perf_counter()
+        index.search(q[None], K)
+        times.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    index.search(queries, K)
+    return statistics.median(times) * 1000, len(queries) / max(time.perf_counter() - t, 1e-9)
+
+
+def _norms(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.where(n > 0, n, 1)
