@@ -231,8 +231,8 @@ def push_folder(
             allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
             commit_message=commit_message,
         )
-    except HfHubHTTPError as e:
-        raise MsfkitError(f"push to {repo_id} failed: {str(e).splitlines()[0]}") from None
+    except (HfHubHTTPError, ValueError) as e:  # ValueError: the Hub refused the card's metadata
+        raise MsfkitError(f"push to {repo_id} failed: {' '.join(str(e).split())[:300]}") from None
     return str(getattr(info, "commit_url", info))
 
 

@@ -70,3 +70,16 @@ def test_push_of_a_broken_model_folder_is_one_line_and_uploads_nothing(
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], r.stderr
     assert local_hub.requests == [] and local_hub.storage_requests == []
     assert "org/broken" not in local_hub.repos
+
+
+def test_push_of_a_card_whose_front_matter_the_hub_rejects_is_one_line(local_hub, tiny_model_dir, tmp_path):
+    folder = tmp_path / "bad-card"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "README.md").write_text("---\ntags: [unclosed\n---\n# card\n")
+
+    r = CliRunner().invoke(cli, ["push", str(folder), "org/bad-card"])
+
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: push to org/bad-card failed"), r.stderr
+    assert local_hub.files("org/bad-card") in ([], [".gitattributes"])
