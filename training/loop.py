@@ -229,9 +229,12 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
                     ddp, loader, optimizer, lrs, momentums, step, stop, device, cfg, on_step
                 )
             except NonFiniteLoss as e:
-                kept = f"the last good checkpoint is {ckpt_path} (step {last_saved})"
-                where = kept if last_saved else "no checkpoint was written yet"
-                raise NonFiniteLoss(f"{e}: training stopped; {where}. Lower lr, then --resume") from None
+                if last_saved:
+                    kept = f"the last good checkpoint is {ckpt_path} (step {last_saved})"
+                    advice = f"{kept}; lower lr, then --resume"
+                else:
+                    advice = "no checkpoint was written yet; lower lr and start again"
+                raise NonFiniteLoss(f"{e}: training stopped; {advice}") from None
             epoch_done = step % steps_per_epoch == 0
             if monitor and ((epoch_done and (epoch + 1) % cfg.knn_every == 0) or step == stop):
                 metrics["knn_top1"] = monitor(model)
