@@ -7,16 +7,16 @@
   weight exp(sim / T), T = 0.07; top-1 and top-5. Classes with equal weight (rare) rank by
   their position in the sorted class list.
 
-Neighbours are ranked by cosine similarity; among exactly equal similarities the one earlier in
-the train set ranks first inside each block of train rows that fits the memory budget.
+Neighbours are ranked by cosine similarity computed in float64 (candidates found in float32 or
+bf16 first); among exactly equal similarities the one earlier in the train set ranks first.
 Classes are the sorted unique train labels (any values: ints with gaps, strings). Features are
 L2-normalised here (cosine). The work is chunked so that one similarity block never exceeds
 `memory_budget_bytes`; k is never clamped: a k larger than the train set is an error.
 
 `precision="bf16"` (the default "auto" picks it on CUDA and on CPUs with bf16 dot products)
-shortlists candidates with bf16 similarities, re-ranks them in float32, and redoes in float32
-every query whose shortlist a bf16 error bound cannot prove complete: same neighbours, 3-4x
-faster on this kind of CPU. `precision="fp32"` computes every similarity in float32.
+shortlists candidates with bf16 similarities and redoes with float32 candidates every query
+whose shortlist a bf16 error bound cannot prove complete: same neighbours, 3-4x faster on CPUs
+with bf16 dot products. `precision="fp32"` finds every candidate in float32.
 
     preds = knn_classify(train_x, train_y, val_x, ks=(1, 20))            # {1: labels, 20: labels}
     acc = knn_accuracy(train_x, train_y, val_x, val_y, ks=(20,), protocol="dino")
@@ -37,7 +37,8 @@ PROTOCOLS = ("msf", "dino")
 DEFAULT_KS = {"msf": (1, 20), "dino": (20,)}
 DEFAULT_TEMPERATURE = 0.07
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes for one query x train similarity block
-SHORTLIST_MARGIN = 64  # extra bf16 candidates per query before the exact float32 re-ranking
+SHORTLIST_MARGIN = 64  # extra bf16 candidates per query before the float64 re-ranking
+EXACT_MARGIN = 8  # extra float32 candidates, so float32 rounding cannot decide between near-equal neighbours
 
 
 def knn_classify(
@@ -181,40 +182,53 @@ def _vote(sims: torch.Tensor, labels: torch.Tensor, n_classes: int, protocol: st
 def _top_neighbours(
     query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int, cells: int, fast: torch.Tensor | None
 ):
-    """(similarities, train indices) of the k nearest train rows of each query, nearest first.
+    """(similarities float64, train indices) of the k nearest train rows of each query, nearest first.
 
-    With `fast` (the train set in bf16), a shortlist of k + margin candidates comes from bf16
-    similarities and is re-ranked in float32; a row whose shortlist cannot be proven to hold its
-    true k nearest (bf16 error bound) is redone in float32, so the answer never changes.
+    A shortlist of candidates comes from float32 similarities (k + EXACT_MARGIN of them) or, with
+    `fast` (the train set in bf16), from bf16 ones (k + max(k, SHORTLIST_MARGIN)); the candidates
+    are re-scored in float64, row by row, and the best k kept. So the neighbours and the dino
+    weights never depend on the chunking, and a float32 rounding never swaps near-equal
+    neighbours. A bf16 row whose shortlist the bf16 error bound cannot prove complete is redone
+    from float32 candidates.
     """
     if fast is None:
-        return _exact_top(query, train, k, t_rows)
-    short = min(len(train), k + max(k, SHORTLIST_MARGIN))
-    cand_s, cand_i = _merge_blocks(query.bfloat16(), fast, short, t_rows, sort_ties=False)
-    step = max(1, cells // (short * train.shape[1]))  # rows whose gathered candidates fit the budget
-    s = torch.cat(
+        return _rescored(query, train, _merge_blocks(query, train, k + EXACT_MARGIN, t_rows)[1], k, cells)
+    short = k + max(k, SHORTLIST_MARGIN)
+    cand_s, cand_i = _merge_blocks(query.bfloat16(), fast, short, t_rows)
+    # float32 on the whole shortlist, float64 only on the k + EXACT_MARGIN best of it (the costly part)
+    step = max(1, cells // (cand_i.shape[1] * train.shape[1]))
+    s32 = torch.cat(
         [
             torch.einsum("qd,qcd->qc", query[r : r + step], train[cand_i[r : r + step]])
             for r in range(0, len(query), step)
         ]
     )
-    best_s, best_i = _sorted_top(s, cand_i, k)
-    if short < len(train):
-        # Any train row outside the shortlist has bf16 similarity <= the shortlist's last one, so its
+    near = cand_i.gather(1, s32.topk(min(k + EXACT_MARGIN, s32.shape[1]), dim=1).indices)
+    best_s, best_i = _rescored(query, train, near, k, cells)
+    if cand_i.shape[1] < len(train):
+        # A train row outside the shortlist has bf16 similarity <= the shortlist's last one, so its
         # exact similarity is at most that plus the bf16 error bound.
-        ceiling = cand_s[:, -1].float() + _bf16_error_bound(query.shape[1])
+        ceiling = cand_s[:, -1].double() + _bf16_error_bound(query.shape[1])
         redo = (best_s[:, -1] <= ceiling).nonzero().flatten()
         if len(redo):
-            best_s[redo], best_i[redo] = _exact_top(query[redo], train, k, t_rows)
+            best_s[redo], best_i[redo] = _top_neighbours(query[redo], train, k, t_rows, cells, None)
     return best_s, best_i
 
 
-def _exact_top(query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int):
-    return _merge_blocks(query, train, k, t_rows, sort_ties=True)
+def _rescored(query: torch.Tensor, train: torch.Tensor, cand_i: torch.Tensor, k: int, cells: int):
+    """The k best candidates by float64 similarity (computed in blocks that fit the budget)."""
+    step = max(1, cells // (2 * cand_i.shape[1] * train.shape[1]))
+    s = torch.cat(
+        [
+            torch.einsum("qd,qcd->qc", query[r : r + step].double(), train[cand_i[r : r + step]].double())
+            for r in range(0, len(query), step)
+        ]
+    )
+    return _sorted_top(s, cand_i, k)
 
 
-def _merge_blocks(query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int, sort_ties: bool):
-    """Running top-k of query @ train.T over blocks of `t_rows` train rows."""
+def _merge_blocks(query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int):
+    """Running top-k (values, indices) of query @ train.T over blocks of `t_rows` train rows."""
     best_s = best_i = None
     for t0 in range(0, len(train), t_rows):
         block = query @ train[t0 : t0 + t_rows].T
@@ -222,10 +236,9 @@ def _merge_blocks(query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int,
         i += t0
         if best_s is not None:
             s, i = torch.cat([best_s, s], 1), torch.cat([best_i, i], 1)
-        best_s, best_i = _sorted_top(s, i, k) if sort_ties else (s, i)
-        if not sort_ties and best_s.shape[1] > k:
-            best_s, keep = best_s.topk(k, dim=1)
-            best_i = best_i.gather(1, keep)
+            s, keep = s.topk(min(k, s.shape[1]), dim=1)
+            i = i.gather(1, keep)
+        best_s, best_i = s, i
     return best_s, best_i
 
 
