@@ -244,8 +244,9 @@ def train_linear_msf(
 
     `train_dataset` yields (augmented image tensor, class index) — see `train_transform`; `mean`
     and `std` come from `standardization` of the centre-crop train features. Deterministic for a
-    seed with workers=0: the global torch RNG is seeded (augmentations), the shuffle has its own
-    generator seeded the same, and the weight starts from `_init_weight(seed)`.
+    seed: the weight starts from `_init_weight(seed)` (bias 0), the shuffle has its own generator
+    seeded with `seed`, and the global torch RNG (augmentations) is seeded right before the first
+    batch.
     """
     from torch.utils.data import DataLoader
     from tqdm import tqdm
@@ -254,7 +255,6 @@ def train_linear_msf(
     device = torch.device(device)
     if len(train_dataset) == 0:
         raise MsfkitError("the train split is empty")
-    torch.manual_seed(seed)
     head = LinearHead(mean, std, len(classes))
     with torch.no_grad():
         head.linear.weight.copy_(_init_weight(len(classes), len(mean), seed))
@@ -274,6 +274,7 @@ def train_linear_msf(
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, recipe.milestones, gamma=0.1)
     was_training = encoder.training
     encoder.eval().to(device)
+    torch.manual_seed(seed)  # the augmentations draw from the global generator
     try:
         for _ in tqdm(
             range(recipe.epochs), desc="linear (msf)", unit="epoch", disable=not progress, leave=False
