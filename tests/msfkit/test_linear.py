@@ -38,7 +38,7 @@ def encoder():
 def fmnist():
     xi, yi = load_fashion_mnist("train")
     xt, yt = load_fashion_mnist("test")
-    return xi[:600], yi[:600], xt[:200], yt[:200]
+    return xi[:400], yi[:400], xt[:150], yt[:150]
 
 
 @pytest.fixture(scope="module")
