@@ -100,8 +100,10 @@ def choose_index(n: int, d: int, memory: int = DEFAULT_MEMORY, kind: str = "auto
     nlist = ivf_lists(n)
     train = min(n, TRAIN_PER_LIST * nlist)
     fits = {
-        "flat": IndexPlan("flat", "Flat", n * d * 4, 0, 0, "exact search"),
-        "hnsw": IndexPlan("hnsw", f"HNSW{HNSW_M},Flat", n * (4 * d + HNSW_LINK_BYTES), 0, 0, "HNSW graph"),
+        "flat": IndexPlan("flat", "IDMap,Flat", n * (4 * d + 8), 0, 0, "exact search"),
+        "hnsw": IndexPlan(
+            "hnsw", f"IDMap,HNSW{HNSW_M},Flat", n * (4 * d + HNSW_LINK_BYTES), 0, 0, "HNSW graph"
+        ),
         "ivf": IndexPlan(
             "ivf", f"IVF{nlist},Flat", n * (4 * d + 8) + nlist * d * 4, nlist, train, "IVF-Flat"
         ),
@@ -280,17 +282,25 @@ def build_index(
     n, d = len(store), store.dim
     plan = choose_index(n, d, memory, kind)
     t0 = time.perf_counter()
-    queries = index_recall.query_rows(n, seed)
+    held_out = index_recall.query_rows(n, seed)
     index = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
+    grid = index_recall.param_grid(index, plan.type)
+    if plan.type == "ivfpq":  # polysemous codes are never searched; training them costs minutes
+        faiss.downcast_index(index).do_polysemous_training = False
     work = to_device(index)
+    trained_on = 0
     if plan.train_rows:
-        pool = np.setdiff1d(np.arange(n), queries) if len(queries) < n else np.arange(n)
+        pool = np.setdiff1d(np.arange(n), held_out) if len(held_out) < n else np.arange(n)
         rng = np.random.default_rng(seed + 1)
         train = np.sort(rng.choice(pool, size=min(plan.train_rows, len(pool)), replace=False))
         work.train(normalized(take_rows(store, train)))
-    _fill(work, store, progress)
-    index = to_cpu(work)
+        trained_on = len(train)
+    _fill(work, store, progress, skip=held_out)
     seconds = time.perf_counter() - t0
+    tuned = index_recall.tune(work, grid, store, held_out, recall)
+    tuned["seed"] = seed
+    work.add_with_ids(normalized(take_rows(store, held_out)), held_out)
+    index = to_cpu(work)
     sources = [_source(part_store) for part_store in _part_stores(store)]
     info = {
         "format_version": FORMAT_VERSION,
@@ -307,12 +317,11 @@ def build_index(
             "reason": plan.reason,
             "memory_budget": memory,
             "estimated_bytes": plan.bytes,
-            "train_rows": plan.train_rows,
+            "train_rows": trained_on,
             "seconds": round(seconds, 3),
             "device": "gpu" if faiss.get_num_gpus() > 0 else "cpu",
         },
     }
-    tuned = index_recall.tune(index, store, recall, plan.type, seed)
     info["search_params"] = tuned.pop("search_params")
     info["recall"] = tuned
     _write_folder(out, index, info, _rows_table(store, source_offset=0), replace=overwrite)
@@ -349,23 +358,26 @@ def add_to_index(
     again = [s["store"] for s in new_sources if s["manifest_hash"] in held]
     if again:
         raise MsfkitError(f"{again[0]}: this store is already in the index")
-    index = old.index
-    _fill(index, store, progress)
-    index = to_cpu(index)
+    index, offset = old.index, len(old)
+    seed = old.info["recall"]["seed"]
+    held_out = offset + index_recall.query_rows(len(store), seed)  # measured as at build, from the new rows
+    _fill(index, store, progress, skip=held_out, offset=offset)
     info = dict(old.info)
     info["sources"] = old.info["sources"] + new_sources
-    info["count"] = int(index.ntotal)
-    rows = pd.concat(
-        [old.rows, _rows_table(store, source_offset=len(old.info["sources"]))], ignore_index=True
-    )
     everything = _reopen_sources(info["sources"])
     if everything is None:
         info["recall"] = dict(old.info["recall"], stale=True)
     else:
-        target, seed = old.info["recall"]["target"], old.info["recall"]["seed"]
-        tuned = index_recall.tune(index, everything, target, info["type"], seed)
+        grid = index_recall.param_grid(to_cpu(index), info["type"])
+        tuned = index_recall.tune(index, grid, everything, held_out, old.info["recall"]["target"])
         info["search_params"] = tuned.pop("search_params")
-        info["recall"] = tuned
+        info["recall"] = dict(tuned, seed=seed)
+    index.add_with_ids(normalized(take_rows(store, held_out - offset)), held_out)
+    index = to_cpu(index)
+    info["count"] = int(index.ntotal)
+    rows = pd.concat(
+        [old.rows, _rows_table(store, source_offset=len(old.info["sources"]))], ignore_index=True
+    )
     _write_folder(Path(index_dir), index, info, rows, replace=True)
     return info
 
@@ -445,12 +457,15 @@ def take_rows(store, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fill(index: Any, store, progress: bool) -> None:
+def _fill(index: Any, store, progress: bool, skip: np.ndarray, offset: int = 0) -> None:
+    """Add every row of `store` but the sorted ids `skip`, as ids `offset + row`, one batch at a time."""
     from tqdm import tqdm
 
     with tqdm(total=len(store), unit="vec", desc="indexing", disable=not progress, leave=False) as bar:
-        for _, block in store.iter_batches(BATCH_ROWS):
-            index.add(normalized(block))
+        for start, block in store.iter_batches(BATCH_ROWS):
+            ids = np.arange(offset + start, offset + start + len(block))
+            keep = ~np.isin(ids, skip)
+            index.add_with_ids(normalized(block[keep]), ids[keep])
             bar.update(len(block))
 
 
@@ -470,7 +485,7 @@ def _write_folder(out: Path, index: Any, info: dict[str, Any], rows, replace: bo
             {
                 "source": pa.array(rows["source"].to_numpy(np.int32)),
                 "path": pa.array(rows["path"].tolist(), pa.string()),
-                "label": pa.array(rows["label"].tolist(), pa.string()),
+                "label": pa.array([v if isinstance(v, str) else None for v in rows["label"]], pa.string()),
             }
         )
         pq.write_table(table, tmp / ROWS_FILE)
@@ -493,12 +508,15 @@ def _write_folder(out: Path, index: Any, info: dict[str, Any], rows, replace: bo
 
 
 def to_device(index: Any) -> Any:
-    """The index on the GPU when faiss sees one and supports the type (not HNSW); else unchanged."""
+    """The index on the GPU when faiss sees one and has a GPU version of the type; else unchanged."""
     import faiss
 
-    if faiss.get_num_gpus() == 0 or isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
+    if faiss.get_num_gpus() == 0:
         return index
-    return faiss.index_cpu_to_all_gpus(index, ngpu=1)
+    try:
+        return faiss.index_cpu_to_all_gpus(index, ngpu=1)
+    except RuntimeError:  # no GPU implementation (HNSW): stay on the CPU
+        return index
 
 
 def to_cpu(index: Any) -> Any:

@@ -1,13 +1,13 @@
-"""Recall@10 of an index against exact search, and the search parameters that reach a target.
+"""Recall@10 of an index against exact search on held-out queries; the search parameters reaching a target.
 
-The queries are random stored rows that were kept out of the index's training sample. Each
-query's own row is removed from both its exact and its approximate answer, so a query never
-finds itself: it is measured as an unseen image whose true neighbours are the other rows. Exact
-answers come from a streaming scan of the store (one block of vectors in memory at a time). A
-found row counts as correct when it is among the exact 10 or scores as high as the exact 10th
-(ties between duplicate images are not misses).
+At build time the queries are random stored rows that are kept out of the index's training sample
+and added to the index only after it has been measured: while it is measured they are vectors it
+has never seen, and their exact neighbours are the other rows (found by a streaming scan of the
+store, one block in memory at a time). A found row counts as correct when it is among the exact 10
+or scores as high as the exact 10th (ties between duplicate images are not misses).
 
-    tuned = tune(index, store, target=0.95, kind="ivf", seed=0)
+    grid = param_grid(index, "ivf")
+    tuned = tune(index, grid, store, rows, target=0.95)
     tuned["search_params"], tuned["recall_at_10"], tuned["latency_ms_median"], tuned["qps"]
 """
 
@@ -25,15 +25,12 @@ LATENCY_QUERIES = 200  # single-query searches timed for the median latency
 GROUND_TRUTH_BLOCK = 16384  # store rows scored against every query at once
 EF_SEARCH = (16, 32, 64, 128, 256, 512, 1024)
 TIE_TOLERANCE = 1e-5
-PROTOCOL = (
-    "queries: random stored rows kept out of training; each query's own row is excluded from its exact "
-    "and approximate answers"
-)
+PROTOCOL = "held-out stored rows: not in the training sample, added to the index after measuring"
 
 
 def query_rows(n: int, seed: int) -> np.ndarray:
     """The sorted rows used as recall queries for a store of `n` vectors (the same for the same seed)."""
-    count = min(N_QUERIES, n, max(10, n // 10))
+    count = min(N_QUERIES, max(1, n - 1), max(10, n // 10))
     return np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
 
 
@@ -50,23 +47,20 @@ def param_grid(index: Any, kind: str) -> list[dict[str, int]]:
     return [{}]
 
 
-def tune(index: Any, store, target: float, kind: str, seed: int = 0) -> dict[str, Any]:
-    """Try `param_grid` cheapest first and keep the first setting whose recall@10 reaches `target`.
+def tune(index: Any, grid: list[dict[str, int]], store, rows: np.ndarray, target: float) -> dict[str, Any]:
+    """Try `grid` cheapest first and keep the first setting whose recall@10 reaches `target`.
 
-    `index` is a CPU faiss index holding the store's rows in order; it is searched on the GPU when
-    faiss sees one. Returns search_params, recall_at_10, target, target_met, the tuning curve,
-    median single-query latency (ms) and batch queries per second at the chosen setting.
+    `index` holds every row of `store` except `rows`, whose vectors are the queries. Returns
+    search_params, recall_at_10, target, target_met, the tuning curve, and the median single-query
+    latency (ms) and batch queries per second at the chosen setting.
     """
-    from msfkit.index import set_search_params, to_device
+    from msfkit.index import set_search_params
 
-    grid = param_grid(index, kind)
-    index = to_device(index)
-    rows = query_rows(len(store), seed)
-    queries, truth = ground_truth(store, rows)
+    queries, truth = ground_truth(store, rows, exclude=rows)
     curve, chosen = [], grid[-1]
     for params in grid:
         set_search_params(index, params)
-        r = recall_at_k(index, store, queries, rows, truth)
+        r = recall_at_k(index, store, queries, truth)
         curve.append({**params, "recall": round(r, 4)})
         if r >= target:
             chosen = params
@@ -81,7 +75,6 @@ def tune(index: Any, store, target: float, kind: str, seed: int = 0) -> dict[str
         "target": target,
         "target_met": recall >= target,
         "queries": len(rows),
-        "seed": seed,
         "protocol": PROTOCOL,
         "tuning": curve,
         "latency_ms_median": round(latency, 4),
@@ -90,30 +83,37 @@ def tune(index: Any, store, target: float, kind: str, seed: int = 0) -> dict[str
     }
 
 
-def measure_recall(index, seed: int | None = None) -> float:
-    """Recall@10 of a loaded `msfkit.index.Index` at its saved search parameters (for re-checking)."""
-    from msfkit.index import reopen_store
+def measure_recall(index, queries: np.ndarray) -> float:
+    """Recall@10 of a loaded `msfkit.index.Index` for query vectors it does not hold (re-checking).
+
+    The exact neighbours come from the stores the index was built from.
+    """
+    from msfkit.index import normalized, reopen_store
 
     store = reopen_store(index.info)
-    rows = query_rows(len(store), index.info["recall"]["seed"] if seed is None else seed)
-    queries, truth = ground_truth(store, rows)
-    return round(recall_at_k(index.index, store, queries, rows, truth), 4)
+    q = normalized(queries)
+    _, truth = ground_truth(store, np.zeros(0, np.int64), exclude=np.zeros(0, np.int64), queries=q)
+    return recall_at_k(index.index, store, q, truth)
 
 
-def ground_truth(store, rows: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """(query vectors, (exact scores, exact rows)) of the stored `rows`, each excluding itself."""
+def ground_truth(
+    store, rows: np.ndarray, exclude: np.ndarray, queries: np.ndarray | None = None
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """(queries, (exact scores, exact rows)): the vectors of `rows` (or `queries`) against every
+    stored row except the sorted rows `exclude`."""
     from msfkit.index import normalized, take_rows
 
-    queries = normalized(take_rows(store, rows))
-    k = min(K, len(store) - 1)
-    best_s = np.full((len(rows), k), -np.inf, dtype=np.float32)
-    best_i = np.full((len(rows), k), -1, dtype=np.int64)
+    if queries is None:
+        queries = normalized(take_rows(store, rows))
+    k = min(K, len(store) - len(exclude))
+    best_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_i = np.full((len(queries), k), -1, dtype=np.int64)
     if k == 0:
         return queries, (best_s, best_i)
     for start, block in store.iter_batches(GROUND_TRUTH_BLOCK):
         scores = queries @ normalized(block).T
-        inside = np.nonzero((rows >= start) & (rows < start + len(block)))[0]
-        scores[inside, rows[inside] - start] = -np.inf
+        inside = exclude[(exclude >= start) & (exclude < start + len(block))]
+        scores[:, inside - start] = -np.inf
         kk = min(k, scores.shape[1])
         top = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         cand_s = np.concatenate([best_s, np.take_along_axis(scores, top, axis=1)], axis=1)
@@ -123,16 +123,15 @@ def ground_truth(store, rows: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray,
     return queries, (best_s, best_i)
 
 
-def recall_at_k(index: Any, store, queries: np.ndarray, rows: np.ndarray, truth) -> float:
-    """Mean fraction of each query's exact neighbours (itself excluded) that the index finds."""
+def recall_at_k(index: Any, store, queries: np.ndarray, truth) -> float:
+    """Mean fraction of each query's exact neighbours that the index finds."""
     from msfkit.index import take_rows
 
     true_s, true_i = truth
     k = true_i.shape[1]
     if k == 0:
         return 1.0
-    _, found = index.search(queries, k + 1)
-    found = np.stack([[r for r in line if r != own][:k] for line, own in zip(found, rows, strict=True)])
+    _, found = index.search(queries, k)
     valid = found >= 0
     ids = np.unique(found[valid])
     vectors = take_rows(store, ids)

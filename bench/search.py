@@ -1,0 +1,301 @@
+"""Search benchmark: the `auto` index against exact faiss Flat and numpy brute force.
+
+    .venv/bin/python bench/search.py                 # both datasets, about 10 minutes on 2 cores
+    .venv/bin/python bench/search.py --quick         # 100k x 512 and 20k x 2048, for a smoke run
+
+Datasets (queries are 1,000 vectors drawn like the data but never indexed):
+  1,000,000 x 512: clouds around 2,000 real Fashion-MNIST embeddings (a ResNet18 with random weights
+                   and batch-norm statistics calibrated on Fashion-MNIST: no trained weights exist
+                   offline), spread along a 32-dimensional subspace as real embeddings are.
+  100,000 x 2048:  clouds around 1,000 random centres, spread the same way.
+Each method runs in its own process (build, batch queries/s, median single-query latency, recall@10
+against numpy brute force, peak memory) so that one method's memory never counts for another.
+Peak memory: VmHWM, the peak resident set (like ru_maxrss, but not inherited from the forking
+parent; it includes pages of the memory-mapped store files) and the peak anonymous RSS sampled
+every 20 ms (what the method itself allocated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+K = 10
+N_QUERIES = 1000
+SINGLE = {"auto": 200, "flat": 20, "numpy": 10}  # single queries timed per method (exact ones are slow)
+SHARD_ROWS = 65536
+BLOCK = 65536
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def fashion_centres(count: int, seed: int) -> np.ndarray:
+    """Embeddings of `count` Fashion-MNIST training images by a BN-calibrated random ResNet18 (32 px)."""
+    import torch
+
+    from msfkit.datasets import load_fashion_mnist
+    from msfkit.models import Encoder, EncoderConfig
+
+    torch.manual_seed(seed)
+    images, _ = load_fashion_mnist("train")
+    pick = np.random.default_rng(seed).choice(len(images), count, replace=False)
+    x = torch.from_numpy(images[pick]).float().div(255).unsqueeze(1).repeat(1, 3, 1, 1)
+    x = torch.nn.functional.interpolate(x, size=32, mode="bilinear", align_corners=False)
+    mean, std = torch.tensor((0.286,) * 3).view(1, 3, 1, 1), torch.tensor((0.353,) * 3).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    enc = Encoder(EncoderConfig(arch="resnet18", stem="cifar", image_size=32, resize=32))
+    for m in enc.modules():  # batch-norm statistics of the data, so features are not all alike
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    enc.train()
+    with torch.no_grad():
+        for chunk in x.split(500):
+            enc(chunk)
+    return enc.embed(x, batch_size=250)
+
+
+def clouds(centres: np.ndarray, n: int, seed: int, rank: int = 32) -> np.ndarray:
+    """`n` unit vectors around `centres`, spread along a random `rank`-dimensional subspace."""
+    rng = np.random.default_rng(seed)
+    d = centres.shape[1]
+    basis = np.linalg.qr(rng.standard_normal((d, rank)))[0].T.astype(np.float32)
+    sims = centres @ centres.T
+    np.fill_diagonal(sims, -1)
+    nn_dist = np.sqrt(np.maximum(0, 2 - 2 * sims.max(axis=1)))
+    scale = 0.5 * float(np.median(nn_dist)) / np.sqrt(rank)
+    out = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, BLOCK):
+        e = min(n, s + BLOCK)
+        x = centres[rng.integers(0, len(centres), e - s)]
+        x = x + scale * (rng.standard_normal((e - s, rank)).astype(np.float32) @ basis)
+        x += 0.1 * scale * rng.standard_normal((e - s, d)).astype(np.float32)
+        out[s:e] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def write_store(root: Path, vectors: np.ndarray) -> None:
+    """An embedding store of `vectors` written with msfkit.store (paths are placeholders)."""
+    from msfkit.store import FORMAT_VERSION, merge_errors, shard_info, write_manifest, write_shard
+
+    shards = []
+    for k, s in enumerate(range(0, len(vectors), SHARD_ROWS)):
+        e = min(len(vectors), s + SHARD_ROWS)
+        meta = {"path": [f"{i:07d}.png" for i in range(s, e)], "label": [None] * (e - s)}
+        meta |= {
+            "width": [28] * (e - s),
+            "height": [28] * (e - s),
+            "bytes": [0] * (e - s),
+            "mtime": [0.0] * (e - s),
+        }
+        write_shard(root, k, vectors[s:e], meta, [])
+        shards.append(shard_info(root, k))
+    merge_errors(root, range(len(shards)))
+    model = {"name": None, "revision": None, "fingerprint": "bench", "config": {}}
+    write_manifest(
+        root,
+        {
+            "format_version": FORMAT_VERSION,
+            "model": model,
+            "dim": int(vectors.shape[1]),
+            "dtype": "float32",
+            "normalized": True,
+            "source_root": str(root),
+            "part": None,
+            "counts": {"embedded": len(vectors), "failed": 0},
+            "shards": shards,
+            "complete": True,
+        },
+    )
+
+
+# -- one method, in its own process ------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int:
+    """A memory field of /proc/self/status in KiB (VmHWM: peak RSS of this program, reset by exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+class AnonPeak:
+    """Peak anonymous RSS of this process, sampled from /proc/self/status."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _status_kib("RssAnon") * 1024)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def numpy_topk(store, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-K by matrix products over the store's blocks (what you write without faiss)."""
+    best_s = np.full((len(queries), K), -np.inf, dtype=np.float32)
+    best_i = np.full((len(queries), K), -1, dtype=np.int64)
+    for start, block in store.iter_batches(BLOCK):
+        s = queries @ block.T
+        top = np.argpartition(-s, K - 1, axis=1)[:, :K]
+        cs = np.concatenate([best_s, np.take_along_axis(s, top, 1)], 1)
+        ci = np.concatenate([best_i, top + start], 1)
+        o = np.argsort(-cs, axis=1)[:, :K]
+        best_s, best_i = np.take_along_axis(cs, o, 1), np.take_along_axis(ci, o, 1)
+    return best_s, best_i
+
+
+def run_method(method: str, store_dir: str, queries_file: str, truth_file: str, work: str) -> dict:
+    from msfkit.store import open_store
+
+    peak = AnonPeak()
+    store = open_store(store_dir)
+    queries = np.load(queries_file)
+    t0 = time.perf_counter()
+    info = None
+    if method == "numpy":
+        search = lambda q: numpy_topk(store, q)  # noqa: E731
+    elif method == "flat":
+        import faiss
+
+        index = faiss.IndexFlatIP(store.dim)
+        for _, block in store.iter_batches(BLOCK):
+            index.add(np.ascontiguousarray(block))
+        search = lambda q: index.search(q, K)  # noqa: E731
+    else:
+        from msfkit.index import build_index, load_index
+
+        info = build_index(store_dir, Path(work) / "auto-index", memory=os.environ.get("BENCH_MEMORY", "4GB"))
+        index = load_index(Path(work) / "auto-index")
+        search = lambda q: index.search(q, K)  # noqa: E731
+    build = time.perf_counter() - t0
+    t = time.perf_counter()
+    _, found = search(queries)
+    qps = len(queries) / (time.perf_counter() - t)
+    times = []
+    for q in queries[: SINGLE[method]]:
+        t = time.perf_counter()
+        search(q[None])
+        times.append(time.perf_counter() - t)
+    if method == "numpy":
+        np.save(truth_file, found)
+    truth = np.load(truth_file)
+    recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth, strict=True)]))
+    out = {
+        "method": method,
+        "build_s": round(build, 2),
+        "qps": round(qps, 1),
+        "latency_ms_median": round(statistics.median(times) * 1000, 3),
+        "recall_at_10": round(recall, 4),
+        "peak_anon_mib": round(peak.stop() / 2**20),
+        "maxrss_mib": round(_status_kib("VmHWM") / 1024),
+    }
+    if info is not None:
+        out |= {
+            "factory": info["factory"],
+            "params": info["search_params"],
+            "built_recall": info["recall"]["recall_at_10"],
+            "budget_gib": info["build"]["memory_budget"] / 2**30,
+        }
+    return out
+
+
+# -- driver -----------------------------------------------------------------------------------------
+
+
+def bench_dataset(name: str, vectors: np.ndarray, work: Path) -> list[dict]:
+    """Write the store, then run numpy (ground truth), flat and auto each in a child process."""
+    store, queries = work / name, vectors[-N_QUERIES:]
+    write_store(store, vectors[:-N_QUERIES])
+    np.save(work / f"{name}-queries.npy", queries)
+    truth = work / f"{name}-truth.npy"
+    rows = []
+    for method in ("numpy", "flat", "auto"):
+        cmd = [sys.executable, __file__, "--child", method, str(store), str(work / f"{name}-queries.npy")]
+        cmd += [str(truth), str(work)]
+        res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
+        print(f"  {name} {method}: {rows[-1]}", file=sys.stderr, flush=True)
+    shutil.rmtree(store)
+    shutil.rmtree(work / "auto-index", ignore_errors=True)
+    return rows
+
+
+def report(name: str, rows: list[dict]) -> None:
+    flat = next(r for r in rows if r["method"] == "flat")
+    print(f"\n{name}")
+    print(
+        f"{'method':<8} {'index':<16} {'build s':>8} {'QPS':>9} {'x Flat':>7} {'1-query ms':>11} "
+        f"{'recall@10':>9} {'peak anon MiB':>13} {'VmHWM MiB':>10}"
+    )
+    for r in rows:
+        label = r.get("factory", {"numpy": "numpy matmul", "flat": "faiss Flat"}.get(r["method"]))
+        print(
+            f"{r['method']:<8} {label:<16} {r['build_s']:>8.1f} {r['qps']:>9.1f} "
+            f"{r['qps'] / flat['qps']:>7.1f} {r['latency_ms_median']:>11.2f} {r['recall_at_10']:>9.4f} "
+            f"{r['peak_anon_mib']:>13} {r['maxrss_mib']:>10}"
+        )
+    auto = next(r for r in rows if r["method"] == "auto")
+    print(
+        f"auto: search params {auto['params']}, recall@10 measured at build {auto['built_recall']}, "
+        f"memory budget {auto['budget_gib']:g} GiB"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="100k x 512 and 20k x 2048 instead")
+    p.add_argument(
+        "--child", nargs=5, metavar=("METHOD", "STORE", "QUERIES", "TRUTH", "WORK"), help=argparse.SUPPRESS
+    )
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(run_method(*args.child)))
+        return
+    import faiss
+
+    big, wide = (100_000, 20_000) if args.quick else (1_000_000, 100_000)
+    print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, {faiss.omp_get_max_threads()} threads")
+    with tempfile.TemporaryDirectory(prefix="msfkit-bench-") as tmp:
+        work = Path(tmp)
+        t = time.perf_counter()
+        centres = fashion_centres(2000, seed=0)
+        data = clouds(centres, big + N_QUERIES, seed=1)
+        print(f"data: {big} x 512 around 2000 Fashion-MNIST embeddings ({time.perf_counter() - t:.0f} s)")
+        report(
+            f"{big:,} x 512 (Fashion-MNIST clouds), {N_QUERIES} held-out queries",
+            bench_dataset("fm512", data, work),
+        )
+        del data
+        rng = np.random.default_rng(2)
+        centres = rng.standard_normal((1000, 2048)).astype(np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+        data = clouds(centres, wide + N_QUERIES, seed=3)
+        report(
+            f"{wide:,} x 2048 (synthetic clouds), {N_QUERIES} held-out queries",
+            bench_dataset("syn2048", data, work),
+        )
+
+
+if __name__ == "__main__":
+    main()
