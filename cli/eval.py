@@ -106,6 +106,10 @@ def eval_cmd(
     progress = sys.stderr.isatty()
     if not knn and not linear:
         knn = True
+    # Parse everything before the (slow) feature extraction, so a typo fails at once.
+    ks = _numbers(ks, int, "-k") if ks else None
+    lrs = _numbers(lrs, float, "--lr") if lrs else None
+    budget = parse_size(memory_budget)
     inputs, encoder = load_inputs(
         model=model, train=train, val=val, dataset=dataset, features_dir=features_dir, device=dev,
         batch_size=batch_size, workers=workers, precision=precision, progress=progress,
@@ -113,16 +117,16 @@ def eval_cmd(
     report, predictions = evaluate(
         inputs,
         knn_protocols=protocols if knn else (),
-        ks=_numbers(ks, int, "-k") if ks else None,
+        ks=ks,
         temperature=temperature,
         linear_preset=preset if linear else None,
-        lrs=_numbers(lrs, float, "--lr") if lrs else None,
+        lrs=lrs,
         epochs=epochs,
         train_fraction=train_fraction,
         encoder=encoder,
         head_out=head_out if linear else None,
         device=dev,
-        memory_budget_bytes=parse_size(memory_budget),
+        memory_budget_bytes=budget,
         batch_size=batch_size,
         workers=workers,
         precision=precision,

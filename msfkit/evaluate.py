@@ -85,7 +85,8 @@ def load_inputs(
                 f"the stores were embedded with model {fps['train']}, "
                 f"not with {model} ({encoder.fingerprint})"
             )
-        splits = {split: _store_split(store, split) for split, store in stores.items()}
+        given = {"train": train, "val": val}
+        splits = {split: _store_split(store, split, given[split]) for split, store in stores.items()}
         train_store = stores["train"]
         train_paths = train_store.absolute_paths() if train_store.source_root is not None else None
         name = train_store.model.get("name") or model
@@ -387,9 +388,8 @@ def _as_store(path: Path, split, encoder, work: Path, device, batch_size, worker
     return open_store(out)
 
 
-def _store_split(store, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _store_split(store, split: str, where) -> tuple[np.ndarray, np.ndarray]:
     meta = store.meta
-    where = store.parts[0].root
     if len(meta) == 0:
         raise MsfkitError(f"--{split} {where}: the {split} split is empty")
     labels = meta["label"]
