@@ -13,7 +13,7 @@ Classes are the sorted unique train labels (any values: ints with gaps, strings)
 L2-normalised here (cosine). The work is chunked so that one similarity block never exceeds
 `memory_budget_bytes`; k is never clamped: a k larger than the train set is an error.
 
-`precision="bf16"` (the default "auto" picks it on CUDA and on CPUs with bf16 dot products)
+`precision="bf16"` (the default "auto" picks it on CPUs with bf16 dot products: AVX512-BF16, AMX)
 shortlists candidates with bf16 similarities and redoes with float32 candidates every query
 whose shortlist a bf16 error bound cannot prove complete: same neighbours, 3-4x faster on CPUs
 with bf16 dot products. `precision="fp32"` finds every candidate in float32.
@@ -216,11 +216,11 @@ def _top_neighbours(
 
 
 def _rescored(query: torch.Tensor, train: torch.Tensor, cand_i: torch.Tensor, k: int, cells: int):
-    """The k best candidates by float64 similarity (computed in blocks that fit the budget)."""
+    """The k best candidates by float64 similarity, computed pair by pair (blocks fit the budget)."""
     step = max(1, cells // (2 * cand_i.shape[1] * train.shape[1]))
     s = torch.cat(
         [
-            torch.einsum("qd,qcd->qc", query[r : r + step].double(), train[cand_i[r : r + step]].double())
+            (query[r : r + step, None, :].double() * train[cand_i[r : r + step]].double()).sum(-1)
             for r in range(0, len(query), step)
         ]
     )
@@ -251,10 +251,11 @@ def _sorted_top(s: torch.Tensor, i: torch.Tensor, k: int):
 
 
 def _bf16_error_bound(dim: int) -> float:
-    """Bound on |bf16 dot - exact dot| for unit vectors: inputs and output rounded to bf16
-    (relative error 2^-9 each) plus float32 accumulation over `dim` terms, with a 2x margin."""
+    """Bound on |bf16 dot - exact dot| for unit vectors, with a 25 % margin: both inputs rounded to
+    bf16 (relative error u = 2^-9 each: 2u + u^2), float32 accumulation of `dim` products
+    (dim * 2^-24) and the result rounded to bf16 (u)."""
     u = 2.0**-9
-    return 2 * (3 * u + 3 * u * u + dim * 2.0**-24)
+    return 1.25 * (3 * u + u * u + dim * 2.0**-24 * (1 + u) ** 2)
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
@@ -262,8 +263,8 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
         raise MsfkitError(f"k-NN precision must be auto, fp32 or bf16, not {precision!r}")
     if precision != "auto":
         return precision == "bf16"
-    if device.type == "cuda":
-        return True
+    if device.type != "cpu":  # GPUs do float32 fast enough, and may reduce bf16 GEMMs in bf16
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
