@@ -49,6 +49,7 @@ FLAT_MAX_FLOATS = 2**23  # N x D up to this (32 MB): exact search is a few ms pe
 HNSW_MAX_ROWS = 200_000  # beyond this the graph takes minutes to build on a few cores
 HNSW_M = 32
 HNSW_LINK_BYTES = 2 * HNSW_M * 4 + 24  # level-0 links (2M ids) + upper levels and bookkeeping
+FEW_QUERIES = 16  # fewer queries than this are searched on one thread
 TRAIN_PER_LIST = 64  # training vectors per IVF list (faiss wants >= 39)
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20}
 _UNITS |= {"g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
@@ -179,7 +180,7 @@ class Index:
         q = normalized(vectors)
         if q.shape[1] != self.dim:
             raise MsfkitError(f"query vectors have dimension {q.shape[1]}; this index holds {self.dim}")
-        return self.index.search(q, min(k, len(self)))
+        return search_index(self.index, q, min(k, len(self)))
 
     def absolute_paths(self, rows: np.ndarray | Sequence[int]) -> list[str | None]:
         """The source file of each index row (None for -1)."""
@@ -530,6 +531,24 @@ def _on_gpu(index: Any) -> bool:
     import faiss
 
     return type(faiss.downcast_index(index)).__name__.startswith("Gpu")
+
+
+def search_index(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """faiss search, on one thread for a few queries.
+
+    faiss opens OpenMP regions even for a single query (IndexIDMap translates ids in one); on a busy
+    machine waiting for the other threads costs milliseconds, far more than the search itself.
+    """
+    import faiss
+
+    if len(queries) >= FEW_QUERIES:
+        return index.search(queries, k)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return index.search(queries, k)
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def set_search_params(index: Any, params: dict[str, int]) -> None:
