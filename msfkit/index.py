@@ -6,8 +6,9 @@
                      efSearch), the model (name, revision, fingerprint), the stores it holds (path,
                      source root, manifest hash, rows), recall@10 on held-out queries and latency,
                      and the byte size of the two other files (a file from another index is refused)
-      rows.parquet   one row per indexed vector, in index order: source (which store), path
-                     (relative to that store's source root), label
+      rows.parquet   one row per indexed vector: source (which store), path (relative to that
+                     store's source root), label; a vector's faiss id is its row number here (the
+                     stores' rows in order), whatever order it was added in
 
     info = build_index(["store"], "index")            # type chosen from N, D and the memory budget
     add_to_index("index", ["new-store"])              # stream another store's vectors in
@@ -16,7 +17,9 @@
 `auto` picks exact search while it is cheap, HNSW while the graph builds quickly, IVF-Flat while the
 vectors fit in the memory budget, IVF-PQ beyond (see `choose_index`). IVF and PQ are trained on a
 sample and every type is filled in streaming batches from the store's shards, so memory stays at
-the index plus one batch. The folder is written under a temporary name and renamed into place.
+the index plus one batch. Recall is measured on stored rows held out of training and of the index
+until the search parameters are tuned (see `msfkit.index_recall`), then they are added. The folder
+is written under a temporary name and renamed into place.
 """
 
 from __future__ import annotations
@@ -302,6 +305,7 @@ def build_index(
     tuned["seed"] = seed
     work.add_with_ids(normalized(take_rows(store, held_out)), held_out)
     index = to_cpu(work)
+    tune_seconds = time.perf_counter() - t0 - seconds
     sources = [_source(part_store) for part_store in _part_stores(store)]
     info = {
         "format_version": FORMAT_VERSION,
@@ -319,7 +323,8 @@ def build_index(
             "memory_budget": memory,
             "estimated_bytes": plan.bytes,
             "train_rows": trained_on,
-            "seconds": round(seconds, 3),
+            "seconds": round(seconds, 3),  # training and filling
+            "tune_seconds": round(tune_seconds, 3),  # exact neighbours, tuning, timing
             "device": "gpu" if faiss.get_num_gpus() > 0 else "cpu",
         },
     }
@@ -359,6 +364,8 @@ def add_to_index(
     again = [s["store"] for s in new_sources if s["manifest_hash"] in held]
     if again:
         raise MsfkitError(f"{again[0]}: this store is already in the index")
+    if len(store) == 0:
+        raise MsfkitError(f"{store}: holds no vectors; nothing to add")
     index, offset = old.index, len(old)
     seed = old.info["recall"]["seed"]
     held_out = offset + index_recall.query_rows(len(store), seed)  # measured as at build, from the new rows
