@@ -205,3 +205,30 @@ def test_gpu_index_matches_cpu(data, tmp_path):
     assert info["build"]["device"] == "gpu"
     _, rows = load_index(tmp_path / "ix").search(q, 10)
     np.testing.assert_array_equal(np.sort(rows, 1), np.sort(exact_top(x, q, 10), 1))
+
+
+def test_a_write_that_fails_half_way_leaves_the_old_index_whole(tmp_path, monkeypatch):
+    import faiss
+
+    x = clustered_vectors(300, D, clusters=4, seed=5)
+    a = write_vector_store(tmp_path / "a", x[:200], prefix="a")
+    b = write_vector_store(tmp_path / "b", x[200:], prefix="b")
+    build_index(a, tmp_path / "ix", kind="flat")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ix").iterdir()}
+
+    monkeypatch.setattr(faiss, "write_index", _failing_after(faiss.write_index))
+    with pytest.raises(OSError, match="No space left"):
+        add_to_index(tmp_path / "ix", b)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ix").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "ix"]
+    assert load_index(tmp_path / "ix").info["count"] == 200
+
+
+def _failing_after(write):
+    """faiss.write_index that writes its file and then fails, as a full disk would."""
+
+    def failing(index, path):
+        write(index, path)
+        raise OSError(28, "No space left on device")
+
+    return failing
