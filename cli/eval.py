@@ -15,7 +15,7 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
-@click.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("eval", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @model_option
 @click.option(
     "--train", type=click.Path(path_type=Path), help="Train split: image folder of classes, or a store."
@@ -66,11 +66,19 @@ _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
     help="Keep the features (stores, .npz) here and reuse them next time.",
 )
 @click.option("--memory-budget", default="512MB", show_default=True, help="Largest k-NN similarity block.")
-@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Images per batch."
+)
 @click.option(
     "--workers", type=click.IntRange(0), default=0, show_default=True, help="Data-loading processes."
 )
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="Backbone precision.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the linear training.")
 @click.option("--plot", "plot_dir", type=click.Path(path_type=Path), help="Write PNG plots into this folder.")
 @click.option(
@@ -93,6 +101,9 @@ def eval_cmd(
       -m MODEL --dataset fashion-mnist
       -m MODEL --train DIR --val DIR      (class sub-folders; embedded into stores)
       --train STORE --val STORE           (embedding stores with labels)
+
+    k-NN "msf" breaks a tied vote in favour of the tied class whose nearest voter is the
+    closest; classes are the train labels (folder names for folders and stores).
 
     \b
     Examples:

@@ -15,8 +15,9 @@ L2-normalised here (cosine). The work is chunked so that one similarity block ne
 
 `precision="bf16"` (the default "auto" picks it on CPUs with bf16 dot products: AVX512-BF16, AMX)
 shortlists candidates with bf16 similarities and redoes with float32 candidates every query
-whose shortlist a bf16 error bound cannot prove complete: same neighbours, 3-4x faster on CPUs
-with bf16 dot products. `precision="fp32"` finds every candidate in float32.
+whose shortlist a bf16 error bound cannot prove complete: same neighbours, up to 2x faster on
+CPUs with bf16 dot products. When neighbours are too close for bf16 (over a quarter of a chunk's
+rows redone), "auto" goes on in float32. `precision="fp32"` finds every candidate in float32.
 
     preds = knn_classify(train_x, train_y, val_x, ks=(1, 20))            # {1: labels, 20: labels}
     acc = knn_accuracy(train_x, train_y, val_x, val_y, ks=(20,), protocol="dino")
@@ -91,7 +92,8 @@ def knn_scores(
     train = _as_unit_rows(train_feats, device)
     query = _as_unit_rows(query_feats, device)
     ks = _check(train, train_idx, query, ks, protocol, temperature)
-    fast = train.bfloat16() if _use_bf16(precision, train.device) else None
+    use_bf16 = _use_bf16(precision, train.device)
+    fast = train.bfloat16() if use_bf16 else None
     labels_t = torch.as_tensor(train_idx, device=train.device)
     top = min(top, len(classes))
     out = {k: np.empty((len(query), top), dtype=np.int64) for k in ks}
@@ -100,7 +102,9 @@ def knn_scores(
         (max(1, min(len(query), cells // len(train))), len(train)) if cells >= len(train) else (1, cells)
     )
     for q0 in range(0, len(query), q_rows):
-        sims, nbrs = _top_neighbours(query[q0 : q0 + q_rows], train, max(ks), t_rows, cells, fast)
+        sims, nbrs, redone = _top_neighbours(query[q0 : q0 + q_rows], train, max(ks), t_rows, cells, fast)
+        if fast is not None and precision == "auto" and redone > len(sims) // 4:
+            fast = None  # neighbours too close for bf16 to separate: float32 is faster from here on
         nbr_labels = labels_t[nbrs]
         for k in ks:
             scores = _vote(sims[:, :k], nbr_labels[:, :k], len(classes), protocol, temperature)
@@ -182,7 +186,7 @@ def _vote(sims: torch.Tensor, labels: torch.Tensor, n_classes: int, protocol: st
 def _top_neighbours(
     query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int, cells: int, fast: torch.Tensor | None
 ):
-    """(similarities float64, train indices) of the k nearest train rows of each query, nearest first.
+    """(similarities float64, train indices, rows redone) of the k nearest train rows, nearest first.
 
     A shortlist of candidates comes from float32 similarities (k + EXACT_MARGIN of them) or, with
     `fast` (the train set in bf16), from bf16 ones (k + max(k, SHORTLIST_MARGIN)); the candidates
@@ -192,7 +196,8 @@ def _top_neighbours(
     from float32 candidates.
     """
     if fast is None:
-        return _rescored(query, train, _merge_blocks(query, train, k + EXACT_MARGIN, t_rows)[1], k, cells)
+        cand_i = _merge_blocks(query, train, k + EXACT_MARGIN, t_rows)[1]
+        return (*_rescored(query, train, cand_i, k, cells), 0)
     short = k + max(k, SHORTLIST_MARGIN)
     cand_s, cand_i = _merge_blocks(query.bfloat16(), fast, short, t_rows)
     # float32 on the whole shortlist, float64 only on the k + EXACT_MARGIN best of it (the costly part)
@@ -211,8 +216,9 @@ def _top_neighbours(
         ceiling = cand_s[:, -1].double() + _bf16_error_bound(query.shape[1])
         redo = (best_s[:, -1] <= ceiling).nonzero().flatten()
         if len(redo):
-            best_s[redo], best_i[redo] = _top_neighbours(query[redo], train, k, t_rows, cells, None)
-    return best_s, best_i
+            best_s[redo], best_i[redo], _ = _top_neighbours(query[redo], train, k, t_rows, cells, None)
+        return best_s, best_i, len(redo)
+    return best_s, best_i, 0
 
 
 def _rescored(query: torch.Tensor, train: torch.Tensor, cand_i: torch.Tensor, k: int, cells: int):
