@@ -49,6 +49,7 @@ from msfkit.store import (
 )
 
 DEFAULT_SHARD_ROWS = 4096
+FROZEN_MIN_FILES = 256  # below this, building the frozen CPU graph costs more than it saves
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -95,11 +96,14 @@ def embed(
     draft: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     shard_rows: int = DEFAULT_SHARD_ROWS,
+    frozen: bool | None = None,
 ) -> EmbedSummary:
     """Embed every image named by `inputs` (folders, path lists, files) into the store `out`.
 
     `strict`: raise MsfkitError after the run when any file could not be embedded.
     `draft=False` decodes every JPEG at full size (slower; bit-for-bit what `Encoder.embed` sees).
+    `frozen`: on CPU, run a frozen TorchScript graph of the model (see `msfkit.batches.Forward`);
+    None (the default) does so when there are at least FROZEN_MIN_FILES files to embed.
     """
     from msfkit.ranks import Ranks
 
@@ -121,9 +125,9 @@ def embed(
         mine = {
             k: files for k, files in plan["todo"].items() if (k - plan["base"]) % ranks.world == ranks.rank
         }
-        counts = _run(
-            encoder, mine, out, dev, precision, batch_size, workers, draft, max_pixels, progress, ranks
-        )
+        frozen = _use_frozen(frozen, sum(len(files) for files in mine.values()))
+        how = (precision, batch_size, workers, draft, max_pixels, frozen)
+        counts = _run(encoder, mine, out, dev, *how, progress, ranks)
         embedded, failed = ranks.sum(counts)
         ranks.barrier()
         if ranks.rank == 0:
@@ -157,22 +161,16 @@ def embed_files(
     device: str | None = None,
     draft: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    frozen: bool | None = None,
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """(float32 (n_good, D) vectors in the order of `paths`, [(path, reason)] for the files that failed).
 
     For queries and evaluation: nothing is written. Decodes in the calling process unless there
-    are more files than one batch (or `workers` says otherwise).
+    are more files than one batch (or `workers` says otherwise). `frozen`: see `embed`.
     """
     import torch
 
-    from msfkit.batches import (
-        Preprocess,
-        chunks,
-        default_batch_size,
-        default_workers,
-        embed_pixels,
-        iter_batches,
-    )
+    from msfkit.batches import Forward, Preprocess, chunks, default_batch_size, default_workers, iter_batches
 
     if precision not in PRECISIONS:
         raise MsfkitError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -184,9 +182,10 @@ def embed_files(
     names = [str(p) for p in paths]
     rows, bad = [], []
     with _eval_on(encoder, dev), torch.inference_mode():
+        forward = Forward(encoder, prep, precision, _use_frozen(frozen, len(names)))
         for batch in iter_batches(names, prep, chunks(0, len(names), bs), workers, dev.type == "cuda"):
             if batch.pixels is not None:
-                rows.append(embed_pixels(encoder, prep, batch.pixels, precision))
+                rows.append(forward(batch.pixels))
             bad += [(names[i], reason) for i, reason in batch.failed]
     vectors = np.concatenate(rows) if rows else np.zeros((0, encoder.embedding_dim), np.float32)
     return vectors, bad
@@ -342,6 +341,7 @@ def _run(
     workers: int | None,
     draft: bool,
     max_pixels: int,
+    frozen: bool,
     progress: bool,
     ranks,
 ) -> tuple[int, int]:
@@ -349,14 +349,7 @@ def _run(
     import torch
     from tqdm import tqdm
 
-    from msfkit.batches import (
-        Preprocess,
-        chunks,
-        default_batch_size,
-        default_workers,
-        embed_pixels,
-        iter_batches,
-    )
+    from msfkit.batches import Forward, Preprocess, chunks, default_batch_size, default_workers, iter_batches
 
     files = [f for k in sorted(shards) for f in shards[k]]
     bs = batch_size or default_batch_size(device)
@@ -379,10 +372,11 @@ def _run(
     pending: list[tuple[int, np.ndarray, dict[str, Any] | None, str | None]] = []  # (position, vector, ...)
     next_bound = 0
     with _eval_on(encoder, device), torch.inference_mode(), bar:
+        forward = Forward(encoder, prep, precision, frozen)
         stream = iter_batches([f.path for f in files], prep, batches, nworkers, device.type == "cuda")
         for batch in stream:
             if batch.pixels is not None:
-                vectors = embed_pixels(encoder, prep, batch.pixels, precision)
+                vectors = forward(batch.pixels)
                 pending += [
                     (i, v, info, None) for i, v, info in zip(batch.index, vectors, batch.info, strict=True)
                 ]
@@ -426,6 +420,10 @@ class _eval_on:
 
     def __exit__(self, *exc) -> None:
         self.encoder.train(self.was_training)
+
+
+def _use_frozen(frozen: bool | None, files: int) -> bool:
+    return files >= FROZEN_MIN_FILES if frozen is None else frozen
 
 
 def _load(model: Encoder | str) -> Encoder:
