@@ -59,6 +59,15 @@ def all_finite(value: torch.Tensor) -> bool:
     return bool(ok.item())
 
 
+def any_rank(flag: bool) -> bool:
+    """Whether `flag` is true on any process (so that a time limit stops all of them at one step)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def wrap_ddp(model: nn.Module, d: Dist, device: torch.device, sync_bn: bool) -> nn.Module:
     """DDP over the whole MSF module; the bank and BN statistics are never broadcast per step.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from pathlib import Path
 
@@ -27,7 +28,15 @@ from msfkit.training.augment import TwoViews
 from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
 from msfkit.training.config import TrainConfig
 from msfkit.training.data import first, labels_of, open_dataset
-from msfkit.training.distributed import Dist, all_finite, barrier, init_distributed, shutdown, wrap_ddp
+from msfkit.training.distributed import (
+    Dist,
+    all_finite,
+    any_rank,
+    barrier,
+    init_distributed,
+    shutdown,
+    wrap_ddp,
+)
 from msfkit.training.ema import ema_momentum
 from msfkit.training.export import encoder_config, export_model
 from msfkit.training.msf import MSF
@@ -86,12 +95,11 @@ def train_one_epoch(
     lrs: np.ndarray,
     momentums: np.ndarray,
     step: int,
-    stop: int,
     device: torch.device,
     cfg: TrainConfig,
     on_step,
 ) -> int:
-    """Run the loader's batches (or until step `stop`); returns the step count reached."""
+    """Run the loader's batches until `on_step(step, out)` says stop; returns the step count reached."""
     bf16 = use_bf16(cfg, device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.train()
@@ -107,8 +115,7 @@ def train_one_epoch(
         out.loss.backward()
         optimizer.step()
         step += 1
-        on_step(step, out)
-        if step >= stop:
+        if on_step(step, out):
             break
     return step
 
@@ -117,15 +124,21 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     """Train (or resume) the run `cfg.out`; returns its model folder (None on ranks other than 0)."""
     device = _device(cfg.device)
     d = init_distributed(device.type)
+    threads = torch.get_num_threads()
     try:
         return _train(cfg, resume, progress, device, d)
     finally:
+        torch.set_num_threads(threads)
         shutdown()
 
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device, d: Dist) -> Path | None:
     from tqdm import tqdm
 
+    if device.type == "cpu":
+        # OpenMP threads that outnumber the free cores spin against the data workers: 5-10x slower
+        cores = len(os.sched_getaffinity(0)) // d.world_size
+        torch.set_num_threads(cfg.threads or max(1, min(torch.get_num_threads(), cores - cfg.workers)))
     run = Path(cfg.out)
     ckpt_path = run / CHECKPOINT_NAME
     if not resume and ckpt_path.exists():
@@ -195,7 +208,12 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     )
     window = {"loss": 0.0, "purity": 0.0, "n": 0, "t": time.perf_counter()}
 
-    def on_step(at: int, out) -> None:
+    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+
+    def on_step(at: int, out) -> bool:
+        nonlocal stop
+        if cfg.max_minutes and any_rank(time.monotonic() > deadline):
+            stop = at  # out of time: end here as if max_steps said so (checkpoint, export)
         window["loss"] += out.loss.item()
         window["purity"] += out.purity.item()
         window["n"] += 1
@@ -217,6 +235,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
         bar.update(1)
         if cfg.save_every_steps and at % cfg.save_every_steps == 0:
             save(at)
+        return at >= stop
 
     try:
         while step < stop:
@@ -225,9 +244,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
             sampler.set_epoch(epoch, start=step % steps_per_epoch)
             views.set_epoch(epoch)
             try:
-                step = train_one_epoch(
-                    ddp, loader, optimizer, lrs, momentums, step, stop, device, cfg, on_step
-                )
+                step = train_one_epoch(ddp, loader, optimizer, lrs, momentums, step, device, cfg, on_step)
             except NonFiniteLoss as e:
                 if last_saved:
                     kept = f"the last good checkpoint is {ckpt_path} (step {last_saved})"

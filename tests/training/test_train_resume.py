@@ -19,7 +19,8 @@ from msfkit.training.checkpoint import load_checkpoint
 # mid-epoch and step 4 crosses an epoch (new permutation, new lr); a 10-row bank wraps mid-batch.
 RUN = [
     "data=fashion-mnist", "limit=12", "arch=resnet18", "stem=cifar", "image_size=32", "batch_size=4",
-    "epochs=4", "k=2", "bank_size=10", "workers=0", "precision=fp32", "knn_every=0", "log_every=1",
+    "epochs=4", "k=2", "bank_size=10", "workers=0", "threads=1", "precision=fp32", "knn_every=0",
+    "log_every=1",
 ]  # fmt: skip
 
 

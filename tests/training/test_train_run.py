@@ -13,7 +13,16 @@ import msfkit
 from msfkit.cli.main import cli
 from msfkit.training.checkpoint import load_checkpoint
 
-TINY = ["arch=resnet18", "stem=cifar", "image_size=32", "batch_size=4", "k=2", "bank_size=6", "workers=0"]
+TINY = [
+    "arch=resnet18",
+    "stem=cifar",
+    "image_size=32",
+    "batch_size=4",
+    "k=2",
+    "bank_size=6",
+    "workers=0",
+    "threads=1",
+]
 
 
 def test_a_few_steps_on_real_photos_give_a_model_folder_that_msfkit_loads(tmp_path, photos_dir, photo_paths):

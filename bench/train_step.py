@@ -1,0 +1,118 @@
+"""Images/s of the MSF training step against a plain BYOL-asym step, in the same run.
+
+    .venv/bin/python bench/train_step.py --threads 1               # ResNet18, cifar stem, 32 px, CPU
+    .venv/bin/python bench/train_step.py --device cuda --arch resnet50 --stem imagenet --image-size 224 \
+        --batch-size 256 --bank-sizes 1024000 --steps 20               # what bench/gpu_train.sh runs
+
+The baseline is asymmetric BYOL written without a bank: EMA, target and query embeddings, loss
+2 - 2 cos(v, u), backward, SGD. The MSF step (`msfkit.training.msf.MSF`, k = 5) adds the
+all-gather-free enqueue, the bank search and the k-neighbour loss; the ratio is what they cost.
+The two steps alternate round by round so that load from other processes hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from msfkit.training.ema import ema_update_
+from msfkit.training.msf import MSF
+
+
+def byol_asym_step(model: MSF, x_t, x_q, bf16: bool) -> torch.Tensor:
+    """The baseline: MSF's networks and EMA, no bank (the target is the only 'neighbour')."""
+    ema_update_(model.target, model.online, 0.99)
+    with torch.autocast(x_q.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.no_grad():
+            u = F.normalize(model.target(x_t).float(), dim=1)
+        v = F.normalize(model.predictor(model.online(x_q)).float(), dim=1)
+    return (2 - 2 * (v * u).sum(1)).mean()
+
+
+def msf_step(model: MSF, x_t, x_q, bf16: bool) -> torch.Tensor:
+    return model(x_t, x_q, torch.zeros(len(x_t), dtype=torch.long, device=x_t.device), 0.99, bf16).loss
+
+
+def timed(step, model, opt, x_t, x_q, bf16: bool, steps: int) -> float:
+    """Images per second over `steps` optimiser steps."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        loss = step(model, x_t, x_q, bf16)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if x_t.device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * len(x_t) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--stem", default="cifar")
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--bank-sizes", type=int, nargs="+", default=[16_384, 1_024_000])
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    ap.add_argument("--steps", type=int, default=4, help="steps per round and variant")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    ap.add_argument(
+        "--compile", action="store_true", help="torch.compile the networks (as compile=true does)"
+    )
+    args = ap.parse_args()
+    bf16 = args.precision == "bf16"
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    shape = (args.batch_size, 3, args.image_size, args.image_size)
+    x_t = torch.randn(shape, generator=g).to(device, memory_format=torch.channels_last)
+    x_q = torch.randn(shape, generator=g).to(device, memory_format=torch.channels_last)
+
+    variants = {"byol-asym (no bank)": (byol_asym_step, args.bank_sizes[0], 1)}
+    for n in args.bank_sizes:
+        variants[f"msf k={args.k}, bank {n:,}"] = (msf_step, n, args.k)
+    models = {}
+    for name, (step, bank, k) in variants.items():
+        torch.manual_seed(0)
+        model = MSF(args.arch, args.stem, k, bank).to(device, memory_format=torch.channels_last).train()
+        if args.compile:
+            for net in (model.online, model.target, model.predictor):
+                net.compile()
+        opt = torch.optim.SGD(
+            [*model.online.parameters(), *model.predictor.parameters()], lr=0.05, momentum=0.9
+        )
+        timed(step, model, opt, x_t, x_q, bf16, 3 if args.compile else 1)  # warm-up: allocator, kernels
+        models[name] = (step, model, opt)
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, (step, model, opt) in models.items():
+            rates[name].append(timed(step, model, opt, x_t, x_q, bf16, args.steps))
+
+    print(
+        f"{args.arch} ({args.stem} stem) {args.image_size} px, batch {args.batch_size}, {args.precision}, "
+        f"{_device_name(device)}, {args.rounds} rounds x {args.steps} steps, median of rounds"
+        + (", torch.compile" if args.compile else "")
+    )
+    base = sorted(rates["byol-asym (no bank)"])[len(rates["byol-asym (no bank)"]) // 2]
+    print(f"{'step':<34} {'images/s':>9} {'vs byol-asym':>13}")
+    for name, r in rates.items():
+        median = sorted(r)[len(r) // 2]
+        print(f"{name:<34} {median:>9.1f} {median / base:>12.2f}x")
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+if __name__ == "__main__":
+    main()
