@@ -6,7 +6,8 @@
 Datasets (queries are 1,000 vectors drawn like the data but never indexed):
   1,000,000 x 512: clouds around 2,000 real Fashion-MNIST embeddings (a ResNet18 with random weights
                    and batch-norm statistics calibrated on Fashion-MNIST: no trained weights exist
-                   offline), spread along a 32-dimensional subspace as real embeddings are.
+                   offline), spread along a 32-dimensional subspace as real embeddings are, each
+                   cloud as wide as the distance to the nearest other centre (clouds overlap).
   100,000 x 2048:  clouds around 1,000 random centres, spread the same way.
 Each method runs in its own process (build, batch queries/s, median single-query latency, recall@10
 against numpy brute force, peak memory) so that one method's memory never counts for another.
@@ -75,7 +76,7 @@ def clouds(centres: np.ndarray, n: int, seed: int, rank: int = 32) -> np.ndarray
     sims = centres @ centres.T
     np.fill_diagonal(sims, -1)
     nn_dist = np.sqrt(np.maximum(0, 2 - 2 * sims.max(axis=1)))
-    scale = 0.5 * float(np.median(nn_dist)) / np.sqrt(rank)
+    scale = float(np.median(nn_dist)) / np.sqrt(rank)  # a cloud reaches its nearest neighbour clouds
     out = np.empty((n, d), dtype=np.float32)
     for s in range(0, n, BLOCK):
         e = min(n, s + BLOCK)
