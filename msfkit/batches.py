@@ -108,7 +108,10 @@ def iter_batches(
     workers: int,
     pin_memory: bool = False,
 ) -> Iterator[Batch]:
-    """Decode `paths` in the given batches of positions (in order), with `workers` processes."""
+    """Decode `paths` in the given batches of positions (in order), with `workers` processes.
+
+    The workers start, and begin decoding ahead, as soon as this returns.
+    """
     loader = torch.utils.data.DataLoader(
         _Files(paths, prep),
         batch_sampler=[list(b) for b in batches],
@@ -117,7 +120,7 @@ def iter_batches(
         pin_memory=pin_memory,
         prefetch_factor=4 if workers > 0 else None,
     )
-    yield from loader
+    return iter(loader)
 
 
 def chunks(start: int, stop: int, size: int) -> list[list[int]]:

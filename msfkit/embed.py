@@ -182,8 +182,9 @@ def embed_files(
     names = [str(p) for p in paths]
     rows, bad = [], []
     with _eval_on(encoder, dev), torch.inference_mode():
+        stream = iter_batches(names, prep, chunks(0, len(names), bs), workers, dev.type == "cuda")
         forward = Forward(encoder, prep, precision, _use_frozen(frozen, len(names)))
-        for batch in iter_batches(names, prep, chunks(0, len(names), bs), workers, dev.type == "cuda"):
+        for batch in stream:
             if batch.pixels is not None:
                 rows.append(forward(batch.pixels))
             bad += [(names[i], reason) for i, reason in batch.failed]
@@ -372,8 +373,8 @@ def _run(
     pending: list[tuple[int, np.ndarray, dict[str, Any] | None, str | None]] = []  # (position, vector, ...)
     next_bound = 0
     with _eval_on(encoder, device), torch.inference_mode(), bar:
-        forward = Forward(encoder, prep, precision, frozen)
         stream = iter_batches([f.path for f in files], prep, batches, nworkers, device.type == "cuda")
+        forward = Forward(encoder, prep, precision, frozen)  # built while the workers decode ahead
         for batch in stream:
             if batch.pixels is not None:
                 vectors = forward(batch.pixels)
