@@ -165,8 +165,12 @@ def export_checkpoint(
 def encoder_config(
     cfg: TrainConfig, network: str = "online", provenance: dict[str, Any] | None = None
 ) -> EncoderConfig:
-    """The model-folder config of a run: its architecture and its eval preprocessing."""
-    resize = cfg.image_size if cfg.stem == "cifar" else round(cfg.image_size * 256 / 224)
+    """The model-folder config of a run: its architecture and its eval preprocessing.
+
+    Small images (64 px or less, e.g. Fashion-MNIST) are evaluated whole, as they were trained;
+    larger ones the ImageNet way, Resize(size x 256/224) -> CenterCrop(size).
+    """
+    resize = cfg.image_size if cfg.image_size <= 64 else round(cfg.image_size * 256 / 224)
     return EncoderConfig(
         arch=cfg.arch,
         stem=cfg.stem,

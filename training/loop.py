@@ -143,6 +143,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     ckpt_path = run / CHECKPOINT_NAME
     if not resume and ckpt_path.exists():
         raise MsfkitError(f"{run} already holds a run: pass --resume to continue it, or choose another out=")
+    if cfg.sync_bn and device.type != "cuda":
+        raise MsfkitError("sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
     if cfg.batch_size % d.world_size:
         raise MsfkitError(f"batch_size={cfg.batch_size} does not split over {d.world_size} processes")
     torch.manual_seed(cfg.seed)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from msfkit.models.errors import MsfkitError
@@ -53,3 +56,17 @@ def test_unknown_preset_and_bad_yaml(tmp_path):
     f.write_text("- a list\n")
     with pytest.raises(MsfkitError, match="expected a mapping"):
         load_config(yaml_path=f)
+
+
+def test_lr_is_the_references_cosine_set_per_epoch_or_per_step_with_warmup():
+    from msfkit.training.loop import schedules
+
+    lr, m = schedules(TrainConfig(epochs=4, lr=0.1), steps_per_epoch=3)
+    per_epoch = [0.1 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert np.allclose(lr, np.repeat(per_epoch, 3)) and np.all(m == 0.99)
+    lr, m = schedules(
+        TrainConfig(epochs=4, lr=0.1, lr_schedule="step", warmup_epochs=1, ema_schedule="cosine"), 3
+    )
+    assert np.allclose(lr[:3], [0.1 / 3, 0.2 / 3, 0.1])  # linear warm-up over the first epoch
+    assert np.allclose(lr[3:], [0.1 * 0.5 * (1 + math.cos(math.pi * s / 9)) for s in range(9)])
+    assert m[0] == 0.99 and np.all(np.diff(m) > 0) and m[-1] < 1
