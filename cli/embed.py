@@ -32,7 +32,7 @@ def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
     type=click.Choice(["fp32", "bf16"]),
     default="fp32",
     show_default=True,
-    help="bf16: autocast.",
+    help="Model precision; bf16 runs under autocast (CPU and GPU).",
 )
 @device_option
 @click.option(
