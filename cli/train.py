@@ -7,7 +7,7 @@ import click
 from msfkit.cli.common import echo_json, json_option
 
 
-@click.command("train", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command("train", no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option(
     "--preset", help="Start from a preset: fashion-mnist (ResNet18, 32 px), demo (about 3 min on CPU)."
@@ -37,6 +37,7 @@ def train(
     Defaults are the paper's ResNet50 recipe (SGD lr 0.05, batch 256, 200 epochs, k=5, bank
     1,024,000, EMA 0.99, weak/strong views). Any key can be set: `epochs=50 k=1 data=/photos`.
     With --resume the run's saved config is used and KEY=VALUE overrides apply on top.
+    `--show-config` prints every key with the value it would get.
 
     \b
     msfkit train --preset demo                       # Fashion-MNIST, ~3 minutes on a laptop CPU

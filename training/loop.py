@@ -190,9 +190,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
 
     def save(at: int) -> None:
         nonlocal last_saved
+        if not all(torch.isfinite(p).all() for p in params):  # on every rank, so that all stop
+            raise NonFiniteLoss(f"weights are not finite after step {at}")
         if d.is_main:
-            if not all(torch.isfinite(p).all() for p in params):
-                raise NonFiniteLoss(f"weights are not finite after step {at}")
             state = {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
