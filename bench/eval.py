@@ -61,6 +61,9 @@ def linear_comparison(encoder, name: str, args) -> dict:
     fast = train_linear_fast(train_x, train_y, recipe=recipe)
     t_fast = t_feats + time.perf_counter() - t0
     fast_top1, fast_top5, _ = evaluate_head(fast, val_x, val_y)
+    # The same recipe at the reference lr, no sweep: separates the lr choice from the augmentations.
+    fixed = train_linear_fast(train_x, train_y, lrs=(recipe.lr,), recipe=recipe)
+    fixed_top1 = evaluate_head(fixed, val_x, val_y)[0]
 
     t0 = time.perf_counter()
     mean, std = standardization(train_x)
@@ -89,6 +92,8 @@ def linear_comparison(encoder, name: str, args) -> dict:
         "msf_top5": round(msf_top5, 2),
         "fast_top5": round(fast_top5, 2),
         "fast_lr": fast.info["recipe"]["lr"],
+        "fast_lr0.01_top1": round(fixed_top1, 2),
+        "sgd_steps": args.epochs * -(-len(yi) // recipe.batch_size),
     }
 
 

@@ -16,8 +16,8 @@ L2-normalised here (cosine). The work is chunked so that one similarity block ne
 `precision="bf16"` (the default "auto" picks it on CPUs with bf16 dot products: AVX512-BF16, AMX)
 shortlists candidates with bf16 similarities and redoes with float32 candidates every query
 whose shortlist a bf16 error bound cannot prove complete: same neighbours, up to 2x faster on
-CPUs with bf16 dot products. When neighbours are too close for bf16 (over a quarter of a chunk's
-rows redone), "auto" goes on in float32. `precision="fp32"` finds every candidate in float32.
+CPUs with bf16 dot products. When neighbours are too close for bf16 (over a quarter of the first
+256 queries redone), "auto" goes on in float32. `precision="fp32"` finds every candidate in float32.
 
     preds = knn_classify(train_x, train_y, val_x, ks=(1, 20))            # {1: labels, 20: labels}
     acc = knn_accuracy(train_x, train_y, val_x, val_y, ks=(20,), protocol="dino")
@@ -39,6 +39,7 @@ DEFAULT_KS = {"msf": (1, 20), "dino": (20,)}
 DEFAULT_TEMPERATURE = 0.07
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes for one query x train similarity block
 SHORTLIST_MARGIN = 64  # extra bf16 candidates per query before the float64 re-ranking
+AUTO_PROBE_ROWS = 256  # query rows on which precision="auto" decides whether bf16 pays
 EXACT_MARGIN = 8  # extra float32 candidates, so float32 rounding cannot decide between near-equal neighbours
 
 
@@ -101,16 +102,23 @@ def knn_scores(
     q_rows, t_rows = (
         (max(1, min(len(query), cells // len(train))), len(train)) if cells >= len(train) else (1, cells)
     )
-    for q0 in range(0, len(query), q_rows):
-        sims, nbrs, redone = _top_neighbours(query[q0 : q0 + q_rows], train, max(ks), t_rows, cells, fast)
-        if fast is not None and precision == "auto" and redone > len(sims) // 4:
-            fast = None  # neighbours too close for bf16 to separate: float32 is faster from here on
+    probing = fast is not None and precision == "auto"
+    q0 = 0
+    while q0 < len(query):
+        # "auto" tries bf16 on a small first chunk; when over a quarter of its rows had to be redone
+        # (neighbours too close for bf16 to separate), float32 is faster from there on.
+        rows = min(q_rows, AUTO_PROBE_ROWS) if probing else q_rows
+        sims, nbrs, redone = _top_neighbours(query[q0 : q0 + rows], train, max(ks), t_rows, cells, fast)
+        if probing and redone > len(sims) // 4:
+            fast = None
+        probing = False
         nbr_labels = labels_t[nbrs]
         for k in ks:
             scores = _vote(sims[:, :k], nbr_labels[:, :k], len(classes), protocol, temperature)
             # Stable descending sort: equal scores keep class order.
             order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :top]
             out[k][q0 : q0 + len(order)] = order.cpu().numpy()
+        q0 += rows
     return {k: classes[v] for k, v in out.items()}
 
 
