@@ -19,6 +19,7 @@ share no process group, and writes the store `out/part-0000i-of-0000n`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
@@ -49,6 +50,7 @@ from msfkit.store import (
 )
 
 DEFAULT_SHARD_ROWS = 4096
+_LOCKS: dict[Path, int] = {}  # store folder -> descriptor holding its lock (rank 0 of a running embed)
 FROZEN_MIN_FILES = 256  # below this, building the frozen CPU graph costs more than it saves
 PRECISIONS = ("fp32", "bf16")
 
@@ -114,11 +116,11 @@ def embed(
     if shard_rows < 1:
         raise MsfkitError("shard_rows must be >= 1")
     started = time.perf_counter()
+    out = Path(out) / part_name(*shard) if shard is not None else Path(out)
     ranks = Ranks.from_env()
     try:
         dev = ranks.device(device)
         encoder = _load(model)
-        out = Path(out) / part_name(*shard) if shard is not None else Path(out)
         # what must not change between a run and its resumption (the vectors or the plan would differ)
         settings = {"precision": precision, "draft": draft, "shard_rows": shard_rows}
         plan = ranks.from_rank0(lambda: _plan(inputs, encoder, out, shard, settings, overwrite))
@@ -136,6 +138,7 @@ def embed(
         if ranks.rank != 0:
             manifest = read_manifest(out)
     finally:
+        _unlock(out)
         ranks.close()
     summary = EmbedSummary(
         str(out),
@@ -265,13 +268,15 @@ def _open_for_writing(
     existing = read_manifest(out) if out.is_dir() else None
     if existing is None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MsfkitError(f"{out}: exists and is not an embedding store; choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    _lock(out)
     if existing is not None and overwrite:
-        shutil.rmtree(out)
+        for child in out.iterdir():  # the folder itself stays: it carries the lock
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         existing = None
     if existing is not None:
         _check_same(out, existing, encoder, source_root, settings)
         return existing
-    out.mkdir(parents=True, exist_ok=True)
     return {
         "format_version": FORMAT_VERSION,
         "model": {
@@ -311,6 +316,27 @@ def _check_same(
             raise MsfkitError(
                 f"{out} was embedded with {key}={manifest['settings'].get(key)}, not {value}; {fix}"
             )
+
+
+def _lock(out: Path) -> None:
+    """Hold an exclusive lock on the store folder until `_unlock`, so a second run on it stops at once."""
+    import fcntl
+
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise MsfkitError(
+            f"{out} is being written by another msfkit embed; let it finish, or use another -o"
+        ) from None
+    _LOCKS[out] = fd
+
+
+def _unlock(out: Path) -> None:
+    fd = _LOCKS.pop(out, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def _finish(out: Path) -> dict[str, Any]:

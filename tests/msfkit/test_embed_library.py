@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 
 import numpy as np
@@ -198,3 +200,16 @@ def test_the_frozen_cpu_graph_gives_the_same_vectors(mixed_dir, tiny_model_dir):
     assert np.abs(frozen - eager).max() <= 1e-5
     frozen_bf16, _ = embed_files(encoder, paths, draft=False, frozen=True, precision="bf16")
     assert (frozen_bf16 * eager).sum(1).min() > 0.99
+
+
+def test_a_store_being_written_by_another_run_is_refused(tmp_path, photos_dir, tiny_model_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY)  # what a running `msfkit embed` holds
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        with pytest.raises(MsfkitError, match="being written by another msfkit embed"):
+            embed([photos_dir], str(tiny_model_dir), out, workers=0)
+    finally:
+        os.close(fd)
+    assert embed([photos_dir], str(tiny_model_dir), out, workers=0).embedded == 8
