@@ -3,15 +3,15 @@
     summary = embed(["photos/"], "org/model@v1", "store/")       # or an Encoder
     vectors, bad = embed_files(encoder, ["q1.jpg", "q2.png"])    # in memory, for queries
 
-How a run goes. The sorted file list is cut into shards of `shard_rows` files; shard k of a run
-holds the files at positions [k*shard_rows, (k+1)*shard_rows) of what was left to do when the run
-was planned, and is committed by renaming its metadata file into place (see msfkit.store). The
-plan (first shard number, hash of the file list) is in the manifest, so a rerun after a kill
+How a run goes. The files not yet in the store, sorted, are cut into shards of `shard_rows`:
+shard base + j holds positions [j*shard_rows, (j+1)*shard_rows), where base is the first free
+shard number, and is committed by renaming its metadata file into place (see msfkit.store). The
+plan (base, hash of the file list) is in the manifest, so a rerun after a kill
 (SIGKILL included) finds the same shards, skips the committed ones and redoes the rest: every file
 ends up exactly once, in the same order as an uninterrupted run. A rerun over a grown collection
 embeds only the new files, as new shards.
 
-Under `torchrun`, rank r does shards r, r + world, r + 2 world, ... of the plan; rank 0 plans,
+Under `torchrun`, rank r does shards base + r, base + r + world, ...; rank 0 plans, locks the store,
 and writes the final manifest after a barrier. No features travel between ranks. `shard=(i, n)`
 (`--shard i/n`) instead takes the i-th of n contiguous slices of the file list, for machines that
 share no process group, and writes the store `out/part-0000i-of-0000n`.
@@ -50,9 +50,9 @@ from msfkit.store import (
 )
 
 DEFAULT_SHARD_ROWS = 4096
-_LOCKS: dict[Path, int] = {}  # store folder -> descriptor holding its lock (rank 0 of a running embed)
 FROZEN_MIN_FILES = 256  # below this, building the frozen CPU graph costs more than it saves
 PRECISIONS = ("fp32", "bf16")
+_LOCKS: dict[Path, int] = {}  # store folder -> descriptor holding its lock (rank 0 of a running embed)
 
 
 @dataclass
