@@ -202,8 +202,12 @@ def run_provenance(
         "ema_schedule": cfg.ema_schedule,
         "seed": cfg.seed,
     }
-    if "knn_top1" in metrics:
-        prov[f"knn{cfg.knn_k}_top1_val"] = round(metrics["knn_top1"], 2)
+    if "knn" in metrics:  # the training monitor's last k-NN (msf protocol), on the subsets it used
+        prov["knn_monitor"] = {
+            **metrics["knn"],
+            "top1": round(metrics["knn"]["top1"], 2),
+            "data": cfg.val_data,
+        }
     return prov
 
 

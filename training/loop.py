@@ -256,9 +256,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
                 raise NonFiniteLoss(f"{e}: training stopped; {advice}") from None
             epoch_done = step % steps_per_epoch == 0
             if monitor and ((epoch_done and (epoch + 1) % cfg.knn_every == 0) or step == stop):
-                metrics["knn_top1"] = monitor(model)
-                log.write({"step": step, "epoch": epoch + 1, "knn_top1": metrics["knn_top1"]})
-                bar.write(f"epoch {epoch + 1}: k-NN ({cfg.knn_k}-NN, msf) top-1 {metrics['knn_top1']:.2f}%")
+                top1 = monitor(model)
+                metrics["knn"] = {"k": cfg.knn_k, "top1": top1, "step": step, **monitor.sizes}
+                log.write({"step": step, "epoch": epoch + 1, "knn_top1": top1})
+                bar.write(f"epoch {epoch + 1}: k-NN ({cfg.knn_k}-NN, msf) top-1 {top1:.2f}%")
             if (epoch_done and (epoch + 1) % cfg.save_every == 0) or step == stop:
                 save(step)
     finally:
@@ -332,6 +333,7 @@ class KnnMonitor:
         tf = eval_transform(c.image_size, c.resize, c.interpolation, c.mean, c.std)
         self.train = Transformed(first(open_dataset(cfg.data), cfg.knn_train_limit), tf)
         self.val = Transformed(first(open_dataset(cfg.val_data, "test"), cfg.knn_val_limit), tf)
+        self.sizes = {"train_images": len(self.train), "val_images": len(self.val)}
         if (labels_of(self.train) < 0).any() or (labels_of(self.val) < 0).any():
             raise MsfkitError(
                 "the k-NN monitor needs labels (class sub-folders in data and val_data); or set knn_every=0"

@@ -94,3 +94,34 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     )
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert not (run / "model").exists()
+
+
+def test_knn_monitor_scores_the_online_backbone_on_the_val_set(tmp_path):
+    from msfkit.datasets import ArrayImageDataset, load_fashion_mnist
+    from msfkit.features import extract_features
+    from msfkit.knn import knn_accuracy
+
+    run = tmp_path / "run"
+    monitor = [
+        "val_data=fashion-mnist:test",
+        "knn_every=1",
+        "knn_k=3",
+        "knn_train_limit=40",
+        "knn_val_limit=20",
+    ]
+    args = ["train", *TINY, "data=fashion-mnist", "limit=8", "epochs=1", f"out={run}", *monitor, "-q"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    enc = msfkit.load(str(run / "model"))
+    knn = enc.config.provenance["knn_monitor"]
+    assert (knn["k"], knn["step"], knn["train_images"], knn["val_images"]) == (3, 2, 40, 20)
+
+    # the same number, computed here from the exported backbone on the same images
+    (xtr, ytr), (xte, yte) = load_fashion_mnist("train"), load_fashion_mnist("test")
+    tf = enc.transform()
+    train = extract_features(enc, ArrayImageDataset(xtr[:40], ytr[:40], tf))
+    val = extract_features(enc, ArrayImageDataset(xte[:20], yte[:20], tf))
+    expected = knn_accuracy(*train, *val, ks=(3,), protocol="msf")["top1"][3]
+    assert knn["top1"] == round(expected, 2)
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[-1].startswith("2,1,") and rows[-1].endswith(f",{expected}")
