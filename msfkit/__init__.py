@@ -3,8 +3,9 @@
     import msfkit
     encoder = msfkit.load("org/name@revision")   # or a model folder
     vectors = encoder.embed(images)
+    store = msfkit.open_store("store")              # what `msfkit embed` wrote: .vectors, .meta
 
-Importing msfkit is cheap; torch loads on first use of `load`.
+Importing msfkit is cheap; torch and faiss load on first use.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from msfkit._version import __version__
 
 if TYPE_CHECKING:
     from msfkit.models import Encoder
+    from msfkit.store import Store
 
-__all__ = ["__version__", "load"]
+__all__ = ["__version__", "load", "open_store"]
 
 
 def load(name: str) -> Encoder:
@@ -24,3 +26,10 @@ def load(name: str) -> Encoder:
     from msfkit.models import Encoder
 
     return Encoder.from_pretrained(name)
+
+
+def open_store(path) -> Store:
+    """An embedding store (or several, or a folder of `--shard` parts) read as one."""
+    from msfkit.store import open_store as _open_store
+
+    return _open_store(path)
