@@ -1,0 +1,31 @@
+"""How an encoder is MADE: MSF pre-training (Koohpayegani et al., ICCV 2021; see MSF.md).
+
+    from msfkit.training import load_config, train
+    model_dir = train(load_config("demo"))          # Fashion-MNIST, a few minutes on a CPU
+
+One concept per module: `config` (TrainConfig, presets), `augment` (weak/strong views),
+`data` (folders and named datasets), `bank` (memory bank), `loss`, `ema`, `msf` (the model and
+its step), `loop` (train_one_epoch, checkpoints, monitors), `checkpoint`, `distributed` (DDP),
+`export` (checkpoints and runs -> model folders). Names load on first use.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "TrainConfig": "config",
+    "load_config": "config",
+    "PRESETS": "config",
+    "MSF": "msf",
+    "MemoryBank": "bank",
+    "msf_loss": "loss",
+    "train": "loop",
+    "export_checkpoint": "export",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"msfkit.training.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'msfkit.training' has no attribute {name!r}")
