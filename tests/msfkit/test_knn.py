@@ -153,3 +153,13 @@ def test_k_larger_than_train_set_is_an_error(feats):
 def test_bad_input_is_one_clear_error(feats, call, message):
     with pytest.raises(MsfkitError, match=message):
         call(*feats)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_gives_the_cpu_answers(feats):
+    tx, ty, vx, _ = feats
+    cpu = knn_scores(tx, ty, vx, ks=(1, 20), protocol="dino", precision="fp32")
+    gpu = knn_scores(tx, ty, vx, ks=(1, 20), protocol="dino", device="cuda")
+    for k in (1, 20):
+        np.testing.assert_array_equal(gpu[k], cpu[k])
