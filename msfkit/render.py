@@ -130,7 +130,10 @@ class _Tiles:
         except BadImageError as e:
             ImageDraw.Draw(tile).text((4, 4), _fit(str(e), self.size), fill=(0, 0, 0))
             return tile
-        im.thumbnail((self.size, self.size))
+        # fit the tile both ways: photos shrink, tiny images (a 28 px digit) grow with sharp pixels
+        scale = self.size / max(im.width, im.height)
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        im = im.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST)
         tile = Image.new("RGB", (self.size, self.size), BACKGROUND)
         tile.paste(im, ((self.size - im.width) // 2, (self.size - im.height) // 2))
         return tile
