@@ -5,8 +5,9 @@
 
 One concept per module: `config` (TrainConfig, presets), `augment` (weak/strong views),
 `data` (folders and named datasets), `bank` (memory bank), `loss`, `ema`, `msf` (the model and
-its step), `loop` (train_one_epoch, checkpoints, monitors), `checkpoint`, `distributed` (DDP),
-`export` (checkpoints and runs -> model folders). Names load on first use.
+its step), `loop` (train_one_epoch, the run), `monitor` (metrics.csv, TensorBoard, k-NN),
+`checkpoint`, `distributed` (DDP), `export` (checkpoints and runs -> model folders).
+Names load on first use.
 """
 
 import importlib

@@ -13,7 +13,6 @@ what an uninterrupted one would have done.
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import time
@@ -27,7 +26,7 @@ from msfkit.models.errors import MsfkitError
 from msfkit.training.augment import TwoViews
 from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
 from msfkit.training.config import TrainConfig
-from msfkit.training.data import first, labels_of, open_dataset
+from msfkit.training.data import first, open_dataset
 from msfkit.training.distributed import (
     Dist,
     all_finite,
@@ -38,10 +37,9 @@ from msfkit.training.distributed import (
     wrap_ddp,
 )
 from msfkit.training.ema import ema_momentum
-from msfkit.training.export import encoder_config, export_model
+from msfkit.training.export import export_model
+from msfkit.training.monitor import KnnMonitor, RunLog
 from msfkit.training.msf import MSF
-
-METRICS = ("step", "epoch", "loss", "lr", "ema", "purity", "images_per_s", "knn_top1")
 
 
 class EpochBatches(Sampler):
@@ -186,7 +184,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
         views, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=device.type == "cuda"
     )
     log = RunLog(run, step, d.is_main)
-    monitor = KnnMonitor(cfg, device) if d.is_main and cfg.knn_every and cfg.val_data else None
+    monitor = (
+        KnnMonitor(cfg, device, use_bf16(cfg, device))
+        if d.is_main and cfg.knn_every and cfg.val_data
+        else None
+    )
 
     def save(at: int) -> None:
         nonlocal last_saved
@@ -283,73 +285,3 @@ def _device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise MsfkitError("device=cuda: no CUDA device is visible to torch")
     return torch.device(name)
-
-
-class RunLog:
-    """metrics.csv and TensorBoard scalars, written by rank 0 only; a resumed run drops rows past its step."""
-
-    def __init__(self, run: Path, step: int, enabled: bool) -> None:
-        self.enabled = enabled
-        if not enabled:
-            return
-        run.mkdir(parents=True, exist_ok=True)
-        path = run / "metrics.csv"
-        rows = []
-        if path.exists() and step > 0:
-            with path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-        self.file = path.open("w", newline="")
-        self.csv = csv.DictWriter(self.file, fieldnames=METRICS)
-        self.csv.writeheader()
-        self.csv.writerows(rows)
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.tb = SummaryWriter(str(run / "tb"), purge_step=step + 1 if step else None)
-
-    def write(self, row: dict) -> None:
-        if not self.enabled:
-            return
-        self.csv.writerow(row)
-        self.file.flush()
-        for key, value in row.items():
-            if key not in ("step", "epoch") and value is not None and not math.isnan(value):
-                self.tb.add_scalar(f"train/{key}", value, row["step"])
-
-    def close(self) -> None:
-        if self.enabled:
-            self.file.close()
-            self.tb.close()
-
-
-class KnnMonitor:
-    """k-NN top-1 (msf protocol) of the online backbone: train-set features vote for val images."""
-
-    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
-        from msfkit.models.preprocess import eval_transform
-        from msfkit.training.data import Transformed
-
-        self.cfg, self.device = cfg, device
-        c = encoder_config(cfg)
-        tf = eval_transform(c.image_size, c.resize, c.interpolation, c.mean, c.std)
-        self.train = Transformed(first(open_dataset(cfg.data), cfg.knn_train_limit), tf)
-        self.val = Transformed(first(open_dataset(cfg.val_data, "test"), cfg.knn_val_limit), tf)
-        self.sizes = {"train_images": len(self.train), "val_images": len(self.val)}
-        if (labels_of(self.train) < 0).any() or (labels_of(self.val) < 0).any():
-            raise MsfkitError(
-                "the k-NN monitor needs labels (class sub-folders in data and val_data); or set knn_every=0"
-            )
-
-    def __call__(self, model: MSF) -> float:
-        from msfkit.features import extract_features
-        from msfkit.knn import knn_accuracy
-        from msfkit.models import Encoder
-
-        encoder = Encoder(encoder_config(self.cfg), backbone=model.online.backbone)
-        precision = "bf16" if use_bf16(self.cfg, self.device) else "fp32"
-        kw = dict(batch_size=256, device=self.device, precision=precision)
-        train_x, train_y = extract_features(encoder, self.train, **kw)
-        val_x, val_y = extract_features(encoder, self.val, **kw)
-        acc = knn_accuracy(
-            train_x, train_y, val_x, val_y, ks=(self.cfg.knn_k,), protocol="msf", device=self.device
-        )
-        return acc["top1"][self.cfg.knn_k]
