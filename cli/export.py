@@ -27,8 +27,9 @@ def export(
 ):
     """Write the backbone of CHECKPOINT as a model folder OUT.
 
-    CHECKPOINT is a checkpoint of the reference MSF code (UMBCvision/MSF) or a torchvision
-    ResNet state dict. It is read with weights_only=True: nothing in it is executed.
+    CHECKPOINT is an `msfkit train` run folder or its checkpoint.pt, a checkpoint of the
+    reference MSF code (UMBCvision/MSF), or a torchvision ResNet state dict. It is read with
+    weights_only=True: nothing in it is executed.
     """
     from msfkit.training.export import export_checkpoint
 
