@@ -17,6 +17,13 @@ model_option = click.option(
     help="Model folder or Hub id org/name[@revision].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="Model precision; bf16 runs the backbone under autocast (CPU and GPU).",
+)
 device_option = click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from msfkit.cli.common import device_option, echo_json, json_option, model_option
+from msfkit.cli.common import device_option, echo_json, json_option, model_option, precision_option
 
 
 def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
@@ -27,13 +27,7 @@ def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
     "--batch-size", type=click.IntRange(min=1), help="Images per batch [default: 256 on GPU, 32 on CPU]."
 )
 @click.option("--workers", type=click.IntRange(min=0), help="Decoding processes [default: from the cores].")
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default="fp32",
-    show_default=True,
-    help="Model precision; bf16 runs under autocast (CPU and GPU).",
-)
+@precision_option
 @device_option
 @click.option(
     "--shard", callback=_parse_shard, metavar="I/N", help="Embed the I-th of N slices into OUT/part-I-of-N."

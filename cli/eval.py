@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from msfkit.cli.common import device_option, echo_json, json_option, model_option
+from msfkit.cli.common import device_option, echo_json, json_option, model_option, precision_option
 from msfkit.models.errors import MsfkitError
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -72,13 +72,7 @@ _UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 @click.option(
     "--workers", type=click.IntRange(0), default=0, show_default=True, help="Data-loading processes."
 )
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default="fp32",
-    show_default=True,
-    help="Backbone precision.",
-)
+@precision_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the linear training.")
 @click.option("--plot", "plot_dir", type=click.Path(path_type=Path), help="Write PNG plots into this folder.")
 @click.option(
