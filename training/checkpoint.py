@@ -48,17 +48,28 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint with weights_only=True; errors are one line."""
+def safe_torch_load(path: str | Path, allow: tuple[type, ...] = ()) -> Any:
+    """`torch.load(weights_only=True)` with only the classes in `allow` admitted; one-line errors.
+
+    Any other pickled object (a class, a function call) makes the load fail before it runs.
+    """
     path = Path(path)
     if not path.is_file():
-        raise MsfkitError(f"{path}: no such checkpoint")
+        raise MsfkitError(f"{path}: no such file")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        with torch.serialization.safe_globals(list(allow)):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=not allow)
     except pickle.UnpicklingError as e:
-        raise MsfkitError(f"{path}: refused to load: it holds objects other than tensors ({e})") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported object"
+        admitted = "".join(f" and {c.__module__}.{c.__name__}" for c in allow)
+        raise MsfkitError(f"{path}: refused: holds objects other than tensors{admitted} ({first})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise MsfkitError(f"{path}: not a PyTorch checkpoint ({' '.join(str(e).split())[:120]})") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a training checkpoint with weights_only=True; errors are one line."""
+    ckpt = safe_torch_load(path)
     if not is_training_checkpoint(ckpt):
         raise MsfkitError(f"{path}: not an msfkit training checkpoint")
     if ckpt["version"] != VERSION:

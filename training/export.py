@@ -17,8 +17,6 @@ Reference layout (UMBCvision/MSF, every module wrapped in DataParallel):
 from __future__ import annotations
 
 import argparse
-import pickle
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +25,7 @@ import torch
 from msfkit.models import Encoder, EncoderConfig
 from msfkit.models.encoder import check_state_dict
 from msfkit.models.errors import MsfkitError
+from msfkit.training.checkpoint import find_checkpoint, is_training_checkpoint, safe_torch_load
 
 if TYPE_CHECKING:
     from msfkit.training.config import TrainConfig
@@ -39,20 +38,8 @@ LAYOUTS = (
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """torch.load with weights_only=True and argparse.Namespace allow-listed; one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise MsfkitError(f"{path}: no such file")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported object"
-        raise MsfkitError(
-            f"{path}: refused: it holds objects other than tensors and an argparse.Namespace ({first})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise MsfkitError(f"{path}: not a PyTorch checkpoint ({' '.join(str(e).split())[:120]})") from None
+    """A checkpoint dict, read with weights_only=True and only argparse.Namespace admitted."""
+    obj = safe_torch_load(path, allow=(argparse.Namespace,))
     if not isinstance(obj, dict):
         raise MsfkitError(f"{path}: holds a {type(obj).__name__}, not a checkpoint dict; expected {LAYOUTS}")
     return obj
@@ -135,8 +122,6 @@ def export_checkpoint(
     resize: int | None = None,
 ) -> Encoder:
     """Convert a checkpoint file (or an msfkit run folder) to a model folder at `out`; returns the encoder."""
-    from msfkit.training.checkpoint import find_checkpoint, is_training_checkpoint
-
     path = find_checkpoint(path)
     ckpt = read_checkpoint(path)
     if is_training_checkpoint(ckpt):
