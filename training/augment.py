@@ -4,6 +4,9 @@ strong (MoCo v2): RandomResizedCrop(scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1
                   RandomGrayscale p=0.2, GaussianBlur(sigma 0.1-2) p=0.5, flip, Normalize
 weak:             RandomResizedCrop(scale 0.2-1), flip, Normalize
 
+The blur's sigma range is MoCo v2's at 224 px; at other sizes it scales with the image
+(x size/224), so a 32 px view is blurred as much as its 224 px original would be, not 7x more.
+
 Every view is drawn from a generator seeded by (run seed, epoch, image index), so the data a step
 sees depends on none of: the number of loader workers, the number of processes, or whether the
 run was resumed in the middle of an epoch.
@@ -29,7 +32,7 @@ def view_transform(kind: str, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_
     colour = [
         T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
         T.RandomGrayscale(p=0.2),
-        T.RandomApply([GaussianBlur(0.1, 2.0)], p=0.5),
+        T.RandomApply([GaussianBlur(0.1 * image_size / 224, 2.0 * image_size / 224)], p=0.5),
     ]
     return T.Compose(crop + colour + tail)
 
