@@ -105,7 +105,9 @@ def eval_cmd(
       msfkit eval -m my-model --train data/train --val data/val --linear --preset fast
     """
     from msfkit.cli.common import resolve_device
-    from msfkit.evaluate import evaluate, format_table, load_inputs, write_card
+    from msfkit.eval_inputs import load_inputs
+    from msfkit.eval_report import format_table, write_card
+    from msfkit.evaluate import evaluate
 
     dev = resolve_device(device)
     progress = sys.stderr.isatty()

@@ -1,5 +1,5 @@
-"""`msfkit.evaluate`: image folders, embedding stores and the named dataset as inputs (real
-Fashion-MNIST images, a tiny real ResNet18), the report, the model card, and every bad input."""
+"""`msfkit.eval_inputs` + `msfkit.evaluate`: image folders, embedding stores and the named dataset as
+inputs (real Fashion-MNIST images, a tiny real ResNet18), the report, the model card, and every bad input."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from PIL import Image
 
 from msfkit.datasets import FASHION_MNIST_CLASSES, ArrayImageDataset, load_fashion_mnist
 from msfkit.embed import embed
-from msfkit.evaluate import evaluate, format_table, load_inputs, results_markdown, write_card
+from msfkit.eval_inputs import load_inputs
+from msfkit.eval_report import format_table, results_markdown, write_card
+from msfkit.evaluate import evaluate
 from msfkit.features import extract_features
 from msfkit.knn import knn_accuracy
 from msfkit.models import Encoder, EncoderConfig

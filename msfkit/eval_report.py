@@ -1,0 +1,88 @@
+"""How `msfkit eval` reports: an aligned table, a model-card Markdown table, the card itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from msfkit.models.errors import MsfkitError
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The results as an aligned text table: protocol, k, T, split sizes, top-1, top-5."""
+    header = ("protocol", "k", "T", "train", "val", "top-1", "top-5", "notes")
+    lines = [header]
+    for r in report["results"]:
+        lines.append(
+            (
+                r["protocol"],
+                _fmt(r.get("k")),
+                _fmt(r.get("temperature")),
+                str(r["n_train"]),
+                str(r["n_val"]),
+                f"{r['top1']:.2f}",
+                _fmt(r.get("top5"), ".2f"),
+                r.get("notes", ""),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    src = report["source"]
+    model = report["model"]
+    out.append("")
+    out.append(
+        f"model {model.get('name')} ({model.get('fingerprint')}); train {src['train']}, val {src['val']}"
+        + (f"; {report['train_fraction']:g} of train labels" if report.get("train_fraction") else "")
+    )
+    return "\n".join(out)
+
+
+def results_markdown(report: dict[str, Any]) -> str:
+    """The results as a Markdown table for a model card."""
+    lines = [
+        "| protocol | k | T | train | val | top-1 | top-5 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        lines.append(
+            f"| {r['protocol']} | {_fmt(r.get('k'))} | {_fmt(r.get('temperature'))} | {r['n_train']} | "
+            f"{r['n_val']} | {r['top1']:.2f} | {_fmt(r.get('top5'), '.2f')} |"
+        )
+    src = report["source"]
+    lines += [
+        "",
+        f"Train: `{src['train']}`; val: `{src['val']}`"
+        + (f"; {report['train_fraction']:g} of the train labels" if report.get("train_fraction") else "")
+        + f". Measured with msfkit {report['msfkit']} (`msfkit eval`); model fingerprint "
+        f"`{report['model'].get('fingerprint')}`.",
+        "",
+        "Protocols (MSF paper): knn-msf = cosine, unweighted majority vote (ties: the class of the "
+        "nearest voter); knn-dino = votes weighted by exp(sim/T); linear = frozen backbone, "
+        "L2-normalise, standardise, Linear (msf preset: the paper's 40-epoch augmented recipe; "
+        "fast: same head on cached centre-crop features, lr chosen on a split of train).",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(model_dir: str | Path, report: dict[str, Any]) -> Path:
+    """Put the results into MODEL_DIR/README.md; the folder must hold the evaluated model."""
+    from msfkit.models.card import render_card, replace_results
+    from msfkit.models.encoder import CARD_NAME, Encoder
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise MsfkitError(f"--card {model_dir}: not a model folder")
+    encoder = Encoder.from_pretrained(model_dir)
+    if encoder.fingerprint != report["model"].get("fingerprint"):
+        raise MsfkitError(
+            f"--card {model_dir}: that folder holds model {encoder.fingerprint}, but the results are of "
+            f"{report['model'].get('fingerprint')}"
+        )
+    card_path = model_dir / CARD_NAME
+    card = card_path.read_text() if card_path.is_file() else render_card(encoder.config)
+    card_path.write_text(replace_results(card, results_markdown(report)))
+    return card_path
+
+
+def _fmt(value, spec: str = "g") -> str:
+    return "-" if value is None else format(value, spec)
