@@ -15,7 +15,7 @@
     index = load_index("index")                       # validated; index.search(vectors, k)
 
 `auto` picks exact search while it is cheap, HNSW while the graph builds quickly, IVF-Flat while the
-vectors fit in the memory budget, IVF-PQ beyond (see `choose_index`). IVF and PQ are trained on a
+vectors fit in the memory budget, IVF-PQ beyond (see `msfkit.index_plan`). IVF and PQ are trained on a
 sample and every type is filled in streaming batches from the store's shards, so memory stays at
 the index plus one batch. Recall is measured on stored rows held out of training and of the index
 until the search parameters are tuned (see `msfkit.index_recall`), then they are added. The folder
@@ -25,18 +25,17 @@ is written under a temporary name and renamed into place.
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from msfkit.index_faiss import search_index, set_search_params, to_cpu, to_device
+from msfkit.index_plan import DEFAULT_MEMORY, choose_index, parse_memory
 from msfkit.models.errors import MsfkitError
 
 FORMAT_VERSION = 1
@@ -44,111 +43,8 @@ INDEX_FILE = "index.faiss"
 INFO_FILE = "index.json"
 ROWS_FILE = "rows.parquet"
 FILES = (INDEX_FILE, INFO_FILE, ROWS_FILE)
-TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
-DEFAULT_MEMORY = 4 * 2**30  # bytes the index may hold in RAM
 DEFAULT_RECALL = 0.95
 BATCH_ROWS = 65536  # vectors read and added per step while filling
-FLAT_MAX_FLOATS = 2**23  # N x D up to this (32 MB): exact search is a few ms per query
-HNSW_MAX_ROWS = 200_000  # beyond this the graph takes minutes to build on a few cores
-HNSW_M = 32
-HNSW_LINK_BYTES = 2 * HNSW_M * 4 + 24  # level-0 links (2M ids) + upper levels and bookkeeping
-FEW_QUERIES = 16  # fewer queries than this are searched on one thread
-TRAIN_PER_LIST = 64  # training vectors per IVF list (faiss wants >= 39)
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20}
-_UNITS |= {"g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
-
-
-def parse_memory(text: str | int) -> int:
-    """'4GB', '512MiB', '2g' or a byte count -> bytes (units are powers of 1024)."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m[2].lower() not in _UNITS:
-        raise MsfkitError(f"memory budget {text!r}: expected a size such as 512MB, 4GB or 1.5GiB")
-    return int(float(m[1]) * _UNITS[m[2].lower()])
-
-
-def format_bytes(n: float) -> str:
-    """A byte count for people: '1.9 GiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-@dataclass
-class IndexPlan:
-    """What `choose_index` decided: the type, the faiss factory string, and why."""
-
-    type: str  # flat | hnsw | ivf | ivfpq
-    factory: str  # faiss index_factory string
-    bytes: int  # estimated RAM of the filled index
-    nlist: int  # IVF lists (0 for flat and hnsw)
-    train_rows: int  # vectors sampled to train it (0 when it needs no training)
-    reason: str
-
-
-def ivf_lists(n: int) -> int:
-    """IVF list count: the power of two nearest 2*sqrt(N), with 50 training vectors for every list."""
-    want = 2 ** round(math.log2(max(2.0, 2 * math.sqrt(n))))
-    return int(max(1, min(want, 65536, n // 50)))
-
-
-def choose_index(n: int, d: int, memory: int = DEFAULT_MEMORY, kind: str = "auto") -> IndexPlan:
-    """The index for N vectors of dimension D within `memory` bytes; `kind` forces a type."""
-    if kind not in TYPES:
-        raise MsfkitError(f"index type {kind!r}: expected one of {', '.join(TYPES)}")
-    if n < 1:
-        raise MsfkitError("the store holds no vectors: nothing to index")
-    nlist = ivf_lists(n)
-    train = min(n, TRAIN_PER_LIST * nlist)
-    fits = {
-        "flat": IndexPlan("flat", "IDMap,Flat", n * (4 * d + 8), 0, 0, "exact search"),
-        "hnsw": IndexPlan(
-            "hnsw", f"IDMap,HNSW{HNSW_M},Flat", n * (4 * d + HNSW_LINK_BYTES), 0, 0, "HNSW graph"
-        ),
-        "ivf": IndexPlan(
-            "ivf", f"IVF{nlist},Flat", n * (4 * d + 8) + nlist * d * 4, nlist, train, "IVF-Flat"
-        ),
-    }
-    if kind in fits:
-        plan = fits[kind]
-        if plan.bytes > memory:
-            raise MsfkitError(
-                f"--type {kind} needs about {format_bytes(plan.bytes)} for {n} x {d} vectors, over the "
-                f"memory budget {format_bytes(memory)}; raise --memory or use --type ivfpq"
-            )
-        return plan
-    if kind == "ivfpq":
-        return _pq_plan(n, d, nlist, memory)
-    if n * d <= FLAT_MAX_FLOATS:
-        plan = fits["flat"]
-        plan.reason = f"N x D = {n * d} <= {FLAT_MAX_FLOATS}: exact search is cheap"
-    elif n <= HNSW_MAX_ROWS and fits["hnsw"].bytes <= memory:
-        plan = fits["hnsw"]
-        plan.reason = f"N = {n} <= {HNSW_MAX_ROWS} and the graph fits in {format_bytes(memory)}"
-    elif fits["ivf"].bytes <= memory:
-        plan = fits["ivf"]
-        plan.reason = f"full vectors ({format_bytes(plan.bytes)}) fit in {format_bytes(memory)}"
-    else:
-        return _pq_plan(n, d, nlist, memory)
-    return plan
-
-
-def _pq_plan(n: int, d: int, nlist: int, memory: int) -> IndexPlan:
-    """IVF-PQ with the most bytes per vector (up to D/2 sub-vectors of 2 dimensions) that fit the budget."""
-    fixed = nlist * d * 4 + 256 * d * 4  # coarse centroids + PQ codebooks
-    nbits = int(min(8, max(1, math.log2(max(2, min(n, TRAIN_PER_LIST * nlist)) / 39))))
-    for m in sorted((m for m in range(1, d // 2 + 1) if d % m == 0 and m <= 256), reverse=True):
-        size = n * (math.ceil(m * nbits / 8) + 8) + fixed
-        if size <= memory:
-            train = min(n, max(TRAIN_PER_LIST * nlist, 64 * 2**nbits))
-            factory = f"IVF{nlist},PQ{m}x{nbits}"
-            return IndexPlan("ivfpq", factory, size, nlist, train, f"compressed to {m * nbits // 8} B/vector")
-    raise MsfkitError(
-        f"{n} x {d} vectors do not fit in {format_bytes(memory)} even as IVF-PQ; raise --memory"
-    )
 
 
 # -- the index folder ---------------------------------------------------------------------------
@@ -510,58 +406,3 @@ def _write_folder(out: Path, index: Any, info: dict[str, Any], rows, replace: bo
             os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-# -- devices and parameters ---------------------------------------------------------------------
-
-
-def to_device(index: Any) -> Any:
-    """The index on the GPU when faiss sees one and has a GPU version of the type; else unchanged."""
-    import faiss
-
-    if faiss.get_num_gpus() == 0:
-        return index
-    try:
-        return faiss.index_cpu_to_all_gpus(index, ngpu=1)
-    except RuntimeError:  # no GPU implementation (HNSW): stay on the CPU
-        return index
-
-
-def to_cpu(index: Any) -> Any:
-    """A CPU copy of a GPU index (what faiss can write); a CPU index unchanged."""
-    import faiss
-
-    return faiss.index_gpu_to_cpu(index) if _on_gpu(index) else index
-
-
-def _on_gpu(index: Any) -> bool:
-    import faiss
-
-    return type(faiss.downcast_index(index)).__name__.startswith("Gpu")
-
-
-def search_index(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """faiss search, on one thread for a few queries.
-
-    faiss opens OpenMP regions even for a single query (IndexIDMap translates ids in one); on a busy
-    machine waiting for the other threads costs milliseconds, far more than the search itself.
-    """
-    import faiss
-
-    if len(queries) >= FEW_QUERIES:
-        return index.search(queries, k)
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        return index.search(queries, k)
-    finally:
-        faiss.omp_set_num_threads(threads)
-
-
-def set_search_params(index: Any, params: dict[str, int]) -> None:
-    """Apply nprobe / efSearch to a CPU or GPU index."""
-    import faiss
-
-    space = faiss.GpuParameterSpace() if _on_gpu(index) else faiss.ParameterSpace()
-    for name, value in params.items():
-        space.set_index_parameter(index, name, value)

@@ -56,7 +56,7 @@ def tune(index: Any, grid: list[dict[str, int]], store, rows: np.ndarray, target
     queries. Returns search_params, recall_at_10 (and its standard error), target, target_met, the
     tuning curve, and the median single-query latency (ms) and batch queries/s at the chosen setting.
     """
-    from msfkit.index import set_search_params
+    from msfkit.index_faiss import set_search_params
 
     queries, truth = ground_truth(store, rows, exclude=rows)
     curve, chosen = [], grid[-1]
@@ -149,7 +149,7 @@ def per_query_recall(index: Any, store, queries: np.ndarray, truth) -> np.ndarra
 
 def measure_speed(index: Any, queries: np.ndarray) -> tuple[float, float]:
     """(median single-query latency in ms, queries per second of one batch search) for k=10."""
-    from msfkit.index import search_index
+    from msfkit.index_faiss import search_index
 
     times = []
     for q in queries[:LATENCY_QUERIES]:

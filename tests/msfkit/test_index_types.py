@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from msfkit.index import add_to_index, build_index, choose_index, load_index, parse_memory
+from msfkit.index import add_to_index, build_index, load_index
+from msfkit.index_plan import choose_index, parse_memory
 from msfkit.index_recall import measure_recall, query_rows
 from msfkit.models.errors import MsfkitError
 from tests.msfkit.index_stores import clustered_vectors, write_vector_store

@@ -1,0 +1,116 @@
+"""Which faiss index fits N vectors of dimension D in a memory budget (`msfkit index --type auto`).
+
+Exact search while N x D is small, HNSW while the graph builds quickly and fits, IVF-Flat while the
+full vectors fit, IVF-PQ with the most bytes per vector that fit beyond that.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from msfkit.models.errors import MsfkitError
+
+TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
+DEFAULT_MEMORY = 4 * 2**30  # bytes the index may hold in RAM
+FLAT_MAX_FLOATS = 2**23  # N x D up to this (32 MB): exact search is a few ms per query
+HNSW_MAX_ROWS = 200_000  # beyond this the graph takes minutes to build on a few cores
+HNSW_M = 32
+HNSW_LINK_BYTES = 2 * HNSW_M * 4 + 24  # level-0 links (2M ids) + upper levels and bookkeeping
+TRAIN_PER_LIST = 64  # training vectors per IVF list (faiss wants >= 39)
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20}
+_UNITS |= {"g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
+
+
+def parse_memory(text: str | int) -> int:
+    """'4GB', '512MiB', '2g' or a byte count -> bytes (units are powers of 1024)."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if not m or m[2].lower() not in _UNITS:
+        raise MsfkitError(f"memory budget {text!r}: expected a size such as 512MB, 4GB or 1.5GiB")
+    return int(float(m[1]) * _UNITS[m[2].lower()])
+
+
+def format_bytes(n: float) -> str:
+    """A byte count for people: '1.9 GiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class IndexPlan:
+    """What `choose_index` decided: the type, the faiss factory string, and why."""
+
+    type: str  # flat | hnsw | ivf | ivfpq
+    factory: str  # faiss index_factory string
+    bytes: int  # estimated RAM of the filled index
+    nlist: int  # IVF lists (0 for flat and hnsw)
+    train_rows: int  # vectors sampled to train it (0 when it needs no training)
+    reason: str
+
+
+def ivf_lists(n: int) -> int:
+    """IVF list count: the power of two nearest 2*sqrt(N), with 50 training vectors for every list."""
+    want = 2 ** round(math.log2(max(2.0, 2 * math.sqrt(n))))
+    return int(max(1, min(want, 65536, n // 50)))
+
+
+def choose_index(n: int, d: int, memory: int = DEFAULT_MEMORY, kind: str = "auto") -> IndexPlan:
+    """The index for N vectors of dimension D within `memory` bytes; `kind` forces a type."""
+    if kind not in TYPES:
+        raise MsfkitError(f"index type {kind!r}: expected one of {', '.join(TYPES)}")
+    if n < 1:
+        raise MsfkitError("the store holds no vectors: nothing to index")
+    nlist = ivf_lists(n)
+    train = min(n, TRAIN_PER_LIST * nlist)
+    fits = {
+        "flat": IndexPlan("flat", "IDMap,Flat", n * (4 * d + 8), 0, 0, "exact search"),
+        "hnsw": IndexPlan(
+            "hnsw", f"IDMap,HNSW{HNSW_M},Flat", n * (4 * d + HNSW_LINK_BYTES), 0, 0, "HNSW graph"
+        ),
+        "ivf": IndexPlan(
+            "ivf", f"IVF{nlist},Flat", n * (4 * d + 8) + nlist * d * 4, nlist, train, "IVF-Flat"
+        ),
+    }
+    if kind in fits:
+        plan = fits[kind]
+        if plan.bytes > memory:
+            raise MsfkitError(
+                f"--type {kind} needs about {format_bytes(plan.bytes)} for {n} x {d} vectors, over the "
+                f"memory budget {format_bytes(memory)}; raise --memory or use --type ivfpq"
+            )
+        return plan
+    if kind == "ivfpq":
+        return _pq_plan(n, d, nlist, memory)
+    if n * d <= FLAT_MAX_FLOATS:
+        plan = fits["flat"]
+        plan.reason = f"N x D = {n * d} <= {FLAT_MAX_FLOATS}: exact search is cheap"
+    elif n <= HNSW_MAX_ROWS and fits["hnsw"].bytes <= memory:
+        plan = fits["hnsw"]
+        plan.reason = f"N = {n} <= {HNSW_MAX_ROWS} and the graph fits in {format_bytes(memory)}"
+    elif fits["ivf"].bytes <= memory:
+        plan = fits["ivf"]
+        plan.reason = f"full vectors ({format_bytes(plan.bytes)}) fit in {format_bytes(memory)}"
+    else:
+        return _pq_plan(n, d, nlist, memory)
+    return plan
+
+
+def _pq_plan(n: int, d: int, nlist: int, memory: int) -> IndexPlan:
+    """IVF-PQ with the most bytes per vector (up to D/2 sub-vectors of 2 dimensions) that fit the budget."""
+    fixed = nlist * d * 4 + 256 * d * 4  # coarse centroids + PQ codebooks
+    nbits = int(min(8, max(1, math.log2(max(2, min(n, TRAIN_PER_LIST * nlist)) / 39))))
+    for m in sorted((m for m in range(1, d // 2 + 1) if d % m == 0 and m <= 256), reverse=True):
+        size = n * (math.ceil(m * nbits / 8) + 8) + fixed
+        if size <= memory:
+            train = min(n, max(TRAIN_PER_LIST * nlist, 64 * 2**nbits))
+            factory = f"IVF{nlist},PQ{m}x{nbits}"
+            return IndexPlan("ivfpq", factory, size, nlist, train, f"compressed to {m * nbits // 8} B/vector")
+    raise MsfkitError(
+        f"{n} x {d} vectors do not fit in {format_bytes(memory)} even as IVF-PQ; raise --memory"
+    )
