@@ -52,6 +52,7 @@ def _export_split(name: str, split: str, out: Path, per_class: int | None) -> in
     from PIL import Image
 
     from msfkit.datasets import load_dataset
+    from msfkit.models.files import atomic_write
 
     images, labels, class_names = load_dataset(name, split)
     written = 0
@@ -62,8 +63,7 @@ def _export_split(name: str, split: str, out: Path, per_class: int | None) -> in
         for i in members:
             path = folder / f"{i:05d}.png"
             if not path.exists():
-                tmp = folder / f".{i:05d}.png.tmp"  # renamed into place: a killed run leaves no half file
-                Image.fromarray(images[i]).save(tmp, format="PNG")
-                tmp.replace(path)
+                # renamed into place: a killed run leaves no half file
+                atomic_write(path, lambda tmp, img=images[i]: Image.fromarray(img).save(tmp, format="PNG"))
             written += 1
     return written

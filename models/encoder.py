@@ -30,6 +30,7 @@ from torch import nn
 
 from msfkit.models.backbones import STEMS, build_backbone, feature_dim
 from msfkit.models.errors import MsfkitError
+from msfkit.models.files import atomic_write
 from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, eval_transform
 
 FORMAT_VERSION = 1
@@ -163,11 +164,11 @@ class Encoder(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.backbone.state_dict().items()}
-        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
         config_text = json.dumps(self.config.to_dict(), indent=2) + "\n"
-        _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(config_text))
+        atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(config_text))
         card_text = card if card is not None else render_card(self.config)
-        _atomic_write(directory / CARD_NAME, lambda p: p.write_text(card_text))
+        atomic_write(directory / CARD_NAME, lambda p: p.write_text(card_text))
         return directory
 
     @classmethod
@@ -272,12 +273,3 @@ def check_state_dict(got: dict[str, torch.Tensor], expected: dict[str, torch.Ten
 def _names(keys: list[str], limit: int = 6) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from msfkit.models.errors import MsfkitError
+from msfkit.models.files import atomic_write
 
 
 @dataclass
@@ -138,9 +139,7 @@ def _dataset_inputs(name, model, features_dir, device, batch_size, workers, prec
         splits[split] = (feats, labs)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(cache.stem + ".tmp.npz")
-            np.savez(tmp, features=feats, labels=labs)
-            tmp.replace(cache)
+            atomic_write(cache, lambda tmp, f=feats, y=labs: _save_npz(tmp, features=f, labels=y))
     train_images, train_labels = arrays["train"]
     inputs = EvalInputs(
         *splits["train"],
@@ -200,3 +199,8 @@ def _load_model(model: str):
     import msfkit
 
     return msfkit.load(model)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a temporary name
+        np.savez(f, **arrays)

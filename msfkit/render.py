@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
+from msfkit.models.files import atomic_write
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -146,11 +148,10 @@ def _fit(text: str, width: int) -> str:
 
 
 def _write(path: Path, write) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    """`write(binary file)` into `path`, atomically."""
+
+    def to_file(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+
+    return atomic_write(path, to_file)

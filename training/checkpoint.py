@@ -18,7 +18,6 @@ previous checkpoint whole.
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from msfkit.models.errors import MsfkitError
+from msfkit.models.files import atomic_write
 
 FORMAT = "msfkit-train"
 VERSION = 1
@@ -40,12 +40,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         rng["cuda"] = torch.cuda.get_rng_state_all()
     payload = {"format": FORMAT, "version": VERSION, **state, "rng": rng}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def safe_torch_load(path: str | Path, allow: tuple[type, ...] = ()) -> Any:
