@@ -21,6 +21,7 @@ import numpy as np
 
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
+from msfkit.store import is_store
 
 
 @dataclass
@@ -84,7 +85,7 @@ def load_inputs(
         train_store = stores["train"]
         train_paths = train_store.absolute_paths() if train_store.source_root is not None else None
         name = train_store.model.get("name") or model
-    kinds = {"store" if _is_store(Path(p)) else "folder" for p in (train, val)}
+    kinds = {"store" if is_store(Path(p)) else "folder" for p in (train, val)}
     labels = splits["train"][1]
     inputs = EvalInputs(
         *splits["train"],
@@ -157,7 +158,7 @@ def _as_store(path: Path, split, encoder, work: Path, device, batch_size, worker
 
     if not path.exists():
         raise MsfkitError(f"--{split} {path}: no such folder")
-    if _is_store(path):
+    if is_store(path):
         return open_store(path)
     if not path.is_dir():
         raise MsfkitError(f"--{split} {path}: expected a folder of class sub-folders or an embedding store")
@@ -185,14 +186,6 @@ def _store_split(store, split: str, where) -> tuple[np.ndarray, np.ndarray]:
         )
     # A copy, not the memory map: a temporary store is deleted once read.
     return np.array(store.vectors, dtype=np.float32), labels.to_numpy(dtype=str)
-
-
-def _is_store(path: Path) -> bool:
-    from msfkit.store import MANIFEST
-
-    return (path / MANIFEST).is_file() or (
-        path.is_dir() and any((d / MANIFEST).is_file() for d in path.iterdir() if d.name.startswith("part-"))
-    )
 
 
 def _load_model(model: str):

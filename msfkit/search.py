@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from msfkit.models.errors import MsfkitError
+from msfkit.store import is_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -140,17 +141,9 @@ def store_rows_spec(item: str | os.PathLike) -> tuple[Path, list[int] | None] | 
     text = os.fspath(item)
     path, rows = Path(text), None
     head, sep, tail = text.rpartition(":")
-    if sep and _ROWS.match(tail) and _is_store(Path(head)):
+    if sep and _ROWS.match(tail) and is_store(Path(head)):
         path, rows = Path(head), _parse_rows(tail)
-    return (path, rows) if _is_store(path) else None
-
-
-def _is_store(path: Path) -> bool:
-    from msfkit.store import MANIFEST
-
-    return path.is_dir() and (
-        (path / MANIFEST).is_file() or any((d / MANIFEST).is_file() for d in path.iterdir() if d.is_dir())
-    )
+    return (path, rows) if is_store(path) else None
 
 
 def _parse_rows(text: str) -> list[int]:

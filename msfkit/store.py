@@ -354,13 +354,23 @@ def open_store(path: str | os.PathLike | Sequence[str | os.PathLike]) -> Store:
     return Store(parts)
 
 
+def is_store(path: str | os.PathLike) -> bool:
+    """Whether `open_store` reads `path`: a store folder, or a folder of stores (e.g. `--shard` parts)."""
+    path = Path(path)
+    return path.is_dir() and ((path / MANIFEST).is_file() or bool(_sub_stores(path)))
+
+
+def _sub_stores(root: Path) -> list[Path]:
+    return sorted((d for d in root.iterdir() if d.is_dir() and (d / MANIFEST).is_file()), key=_part_key)
+
+
 def _open_parts(root: Path) -> list[_Part]:
     if not root.is_dir():
         raise MsfkitError(f"{root}: no such store folder")
     manifest = read_manifest(root)
     if manifest is not None:
         return [_open_one(root, manifest)]
-    subs = sorted((d for d in root.iterdir() if d.is_dir() and (d / MANIFEST).is_file()), key=_part_key)
+    subs = _sub_stores(root)
     if not subs:
         raise MsfkitError(f"{root}: not an embedding store (no {MANIFEST}, and no sub-folder has one)")
     parts = [_open_one(d, read_manifest(d)) for d in subs]
