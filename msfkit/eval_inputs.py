@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+import msfkit
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 from msfkit.store import is_store
@@ -60,7 +61,7 @@ def load_inputs(
         return _dataset_inputs(dataset, model, features_dir, device, batch_size, workers, precision, progress)
     if train is None or val is None:
         raise MsfkitError("give --train and --val (image folders or embedding stores), or --dataset")
-    encoder = _load_model(model) if model is not None else None
+    encoder = msfkit.load(model) if model is not None else None
     with tempfile.TemporaryDirectory(prefix="msfkit-eval-") as tmp:
         work = Path(features_dir) if features_dir is not None else Path(tmp)
         stores = {
@@ -116,7 +117,7 @@ def _dataset_inputs(name, model, features_dir, device, batch_size, workers, prec
     from msfkit.datasets import ArrayImageDataset, load_dataset
     from msfkit.features import extract_features
 
-    encoder = _load_model(model)
+    encoder = msfkit.load(model)
     splits = {}
     arrays = {}
     for split in ("train", "test"):
@@ -186,12 +187,6 @@ def _store_split(store, split: str, where) -> tuple[np.ndarray, np.ndarray]:
         )
     # A copy, not the memory map: a temporary store is deleted once read.
     return np.array(store.vectors, dtype=np.float32), labels.to_numpy(dtype=str)
-
-
-def _load_model(model: str):
-    import msfkit
-
-    return msfkit.load(model)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
