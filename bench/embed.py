@@ -11,7 +11,7 @@ one warm-up batch:
 - naive: one process, PIL open -> Encoder.transform() (full decode, torchvision) -> batch -> model, fp32
 - ceiling: random crops through the model as msfkit runs it, per precision: on CPU the frozen
   TorchScript graph msfkit uses for collections (the eager model is timed too, for reference)
-- msfkit: `msfkit.embed.embed` (parallel decoding workers, JPEG draft, channels_last), fp32 and bf16
+- msfkit: `msfkit.embedding.run.embed` (parallel decoding workers, JPEG draft, channels_last), fp32 and bf16
 - gpu-decode (optional): files read by workers, decoded by nvJPEG in batches, resized on the GPU;
   not the msfkit pipeline (its pixels differ from Pillow's), only what GPU decoding could give
 
@@ -36,10 +36,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from msfkit.batches import Forward, Preprocess  # noqa: E402
-from msfkit.embed import embed  # noqa: E402
+from msfkit.embedding.pipeline import Forward, Preprocess  # noqa: E402
+from msfkit.embedding.run import embed  # noqa: E402
 from msfkit.models import Encoder, EncoderConfig  # noqa: E402
-from msfkit.store import open_store  # noqa: E402
+from msfkit.store.reader import open_store  # noqa: E402
 
 
 def make_photos(n: int, min_mp: float, max_mp: float, cache: Path) -> list[Path]:

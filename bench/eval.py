@@ -29,10 +29,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from msfkit.datasets import ArrayImageDataset, load_fashion_mnist  # noqa: E402
-from msfkit.features import extract_features  # noqa: E402
-from msfkit.knn import knn_classify  # noqa: E402
-from msfkit.linear import (  # noqa: E402
+from msfkit.data.datasets import ArrayImageDataset, load_fashion_mnist  # noqa: E402
+from msfkit.eval.features import extract_features  # noqa: E402
+from msfkit.eval.knn import knn_classify  # noqa: E402
+from msfkit.eval.linear import (  # noqa: E402
     LinearRecipe,
     evaluate_head,
     sample_per_class,

@@ -4,7 +4,7 @@
     .venv/bin/python bench/reproduce_small.py --stem cifar --epochs 50 --minutes 0 --batch-size 256  # GPU
 
 Every model is evaluated the same way on frozen, centre-crop features: k-NN with the MSF paper's
-protocol (cosine, unweighted vote, k = 1 and 20) and the fast linear probe of `msfkit.linear`
+protocol (cosine, unweighted vote, k = 1 and 20) and the fast linear probe of `msfkit.eval.linear`
 (the reference head on cached features, lr chosen on held-out TRAIN). The random-init ResNet18
 is the baseline measured in the same run; the table shows each method's gain over it.
 
@@ -25,10 +25,10 @@ import torch
 
 def evaluate(encoder, train, val, workers: int, precision: str) -> dict:
     """k-NN (msf protocol, k = 1, 20) and fast-linear top-1 of a frozen encoder."""
-    from msfkit.datasets import ArrayImageDataset
-    from msfkit.features import extract_features
-    from msfkit.knn import knn_accuracy
-    from msfkit.linear import evaluate_head, train_linear_fast
+    from msfkit.data.datasets import ArrayImageDataset
+    from msfkit.eval.features import extract_features
+    from msfkit.eval.knn import knn_accuracy
+    from msfkit.eval.linear import evaluate_head, train_linear_fast
 
     tf = encoder.transform()
     kw = dict(batch_size=256, workers=workers, precision=precision)
@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     args = ap.parse_args()
 
-    from msfkit.datasets import load_fashion_mnist
+    from msfkit.data.datasets import load_fashion_mnist
     from msfkit.models import Encoder, EncoderConfig
     from msfkit.training.config import load_config
     from msfkit.training.loop import train

@@ -51,7 +51,7 @@ def _export_split(name: str, split: str, out: Path, per_class: int | None) -> in
     import numpy as np
     from PIL import Image
 
-    from msfkit.datasets import load_dataset
+    from msfkit.data.datasets import load_dataset
     from msfkit.models.files import atomic_write
 
     images, labels, class_names = load_dataset(name, split)

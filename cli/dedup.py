@@ -29,7 +29,7 @@ def dedup(index, threshold, k, out, as_json):
 
     The vectors are read back from the stores INDEX was built from.
     """
-    from msfkit.dedup import dedup as find_groups
+    from msfkit.retrieval.dedup import dedup as find_groups
 
     df = find_groups(index, threshold=threshold, k=k, progress=not as_json)
     if as_json:

@@ -74,8 +74,8 @@ def embed(
     write one store. The last line counts embedded / failed / skipped files; the exit code is 1
     when the store holds no embedding, or with --strict when any file failed.
     """
-    from msfkit.embed import embed as run
-    from msfkit.images import DEFAULT_MAX_PIXELS
+    from msfkit.data.images import DEFAULT_MAX_PIXELS
+    from msfkit.embedding.run import embed as run
     from msfkit.models.errors import MsfkitError
 
     if not model:

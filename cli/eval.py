@@ -105,9 +105,9 @@ def eval_cmd(
       msfkit eval -m my-model --train data/train --val data/val --linear --preset fast
     """
     from msfkit.cli.common import resolve_device
-    from msfkit.eval_inputs import load_inputs
-    from msfkit.eval_report import format_table, write_card
-    from msfkit.evaluate import evaluate
+    from msfkit.eval.inputs import load_inputs
+    from msfkit.eval.report import format_table, write_card
+    from msfkit.eval.run import evaluate
 
     dev = resolve_device(device)
     progress = sys.stderr.isatty()
@@ -158,8 +158,8 @@ def eval_cmd(
 def _plots(plot_dir: Path, inputs, report, predictions, protocols, temperature, device) -> list[str]:
     import numpy as np
 
-    from msfkit.evaluate import knn_curve
-    from msfkit.plots import plot_confusion, plot_knn_curve
+    from msfkit.eval.plots import plot_confusion, plot_knn_curve
+    from msfkit.eval.run import knn_curve
 
     plot_dir.mkdir(parents=True, exist_ok=True)
     written = []

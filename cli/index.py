@@ -42,8 +42,8 @@ def index(stores, out, add_to, kind, memory, recall, force, as_json):
       msfkit index store --type ivfpq --memory 1GB -o index
       msfkit index --add index new-store
     """
-    from msfkit.index import add_to_index, build_index
-    from msfkit.index_plan import format_bytes
+    from msfkit.index.folder import add_to_index, build_index
+    from msfkit.index.plan import format_bytes
 
     if add_to and out:
         raise click.UsageError("give either -o OUT (build) or --add INDEX, not both")

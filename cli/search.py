@@ -31,9 +31,9 @@ def search(index, queries, k, model, device, as_json, as_csv, grid, html):
       msfkit search index queries/ --grid sheet.png --html gallery.html
     """
     from msfkit.cli.common import resolve_device
-    from msfkit.index import load_index
+    from msfkit.index.folder import load_index
     from msfkit.models.errors import MsfkitError
-    from msfkit.search import search as run_search
+    from msfkit.retrieval.search import search as run_search
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")
@@ -44,11 +44,11 @@ def search(index, queries, k, model, device, as_json, as_csv, grid, html):
     if df.empty:
         raise MsfkitError("no query could be read")
     if grid:
-        from msfkit.render import contact_sheet
+        from msfkit.retrieval.render import contact_sheet
 
         contact_sheet(df, grid)
     if html:
-        from msfkit.render import gallery_html
+        from msfkit.retrieval.render import gallery_html
 
         gallery_html(df, html)
     if as_json:

@@ -16,7 +16,7 @@ from msfkit._version import __version__
 
 if TYPE_CHECKING:
     from msfkit.models import Encoder
-    from msfkit.store import Store
+    from msfkit.store.reader import Store
 
 __all__ = ["__version__", "load", "open_store"]
 
@@ -30,6 +30,6 @@ def load(name: str) -> Encoder:
 
 def open_store(path) -> Store:
     """An embedding store (or several, or a folder of `--shard` parts) read as one."""
-    from msfkit.store import open_store as _open_store
+    from msfkit.store.reader import open_store as _open_store
 
     return _open_store(path)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from msfkit.datasets import DATASETS, ArrayImageDataset, load_dataset
-from msfkit.images import BadImageError, image_extensions, load_image
+from msfkit.data.datasets import DATASETS, ArrayImageDataset, load_dataset
+from msfkit.data.images import BadImageError, image_extensions, load_image
 from msfkit.models.errors import MsfkitError
 
 

@@ -2,7 +2,7 @@
 
 Rank 0 alone writes. The k-NN monitor embeds a labelled subset of the training data and of
 `val_data` with the online backbone (centre-crop preprocessing, as the exported model folder
-will use) and scores the val images with `msfkit.knn` (msf protocol: unweighted vote).
+will use) and scores the val images with `msfkit.eval.knn` (msf protocol: unweighted vote).
 """
 
 from __future__ import annotations
@@ -76,8 +76,8 @@ class KnnMonitor:
             )
 
     def __call__(self, model: MSF) -> float:
-        from msfkit.features import extract_features
-        from msfkit.knn import knn_accuracy
+        from msfkit.eval.features import extract_features
+        from msfkit.eval.knn import knn_accuracy
         from msfkit.models import Encoder
 
         encoder = Encoder(encoder_config(self.cfg), backbone=model.online.backbone)

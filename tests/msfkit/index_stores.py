@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msfkit.store import FORMAT_VERSION, merge_errors, shard_info, write_manifest, write_shard
+from msfkit.store.reader import FORMAT_VERSION, merge_errors, shard_info, write_manifest, write_shard
 
 
 def clustered_vectors(n: int, d: int, clusters: int, seed: int, spread: float = 0.6) -> np.ndarray:
@@ -120,8 +120,8 @@ def photo_index_folders(photo_paths, tmp_path_factory) -> tuple[Path, Path, Path
 
 
 def _build_photo_index(photo_paths, root: Path) -> tuple[Path, Path, Path, Path]:
-    from msfkit.embed import embed
-    from msfkit.index import build_index
+    from msfkit.embedding.run import embed
+    from msfkit.index.folder import build_index
 
     model = calibrated_model(photo_paths, root / "model")
     photos = photos_with_copies(photo_paths, root / "photos")

@@ -1,0 +1,101 @@
+"""Turning `msfkit embed` arguments into one sorted list of image files.
+
+An argument is a folder (searched recursively for every extension Pillow opens; hidden files and
+folders skipped; the first sub-folder under it is the file's label, as in an ImageFolder), a text
+file listing paths (`.txt`, `.lst`, `.list`: one path per line, relative to the list's own folder,
+blank lines and `#` comments ignored), or a single image file. Paths are kept as named, not
+resolved, so a broken symlink is listed (and later reported) rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from msfkit.data.images import image_extensions
+from msfkit.models.errors import MsfkitError
+
+LIST_SUFFIXES = (".txt", ".lst", ".list")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file: where it is, its path relative to the source root, its class label."""
+
+    path: str  # absolute, as named (symlinks not resolved)
+    rel: str  # relative to the source root, '/'-separated
+    label: str | None
+
+
+@dataclass
+class Listing:
+    """Every input file, sorted by relative path and de-duplicated, under one source root."""
+
+    root: Path
+    files: list[SourceFile] = field(default_factory=list)
+
+    @cached_property
+    def hash(self) -> str:
+        """Identifies the exact file list (a resumed run must see the same one)."""
+        h = hashlib.sha256()
+        for f in self.files:
+            h.update(f.rel.encode() + b"\n")
+        return h.hexdigest()[:16]
+
+
+def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
+    """The files named by `inputs` (folders, path lists, single files); see the module docstring."""
+    if not inputs:
+        raise MsfkitError("no inputs: give image folders, files, or a text file listing paths")
+    found: list[tuple[str, str | None]] = []  # (absolute path, label)
+    anchors: list[str] = []  # folders the source root must contain
+    for raw in inputs:
+        path = os.path.abspath(os.path.expanduser(os.fspath(raw)))
+        if os.path.isdir(path):
+            anchors.append(path)
+            found += _walk(path)
+        elif os.path.isfile(path) and path.lower().endswith(LIST_SUFFIXES):
+            listed = _read_list(path)
+            anchors += [os.path.dirname(p) for p, _ in listed]
+            found += listed
+        elif os.path.lexists(path):
+            anchors.append(os.path.dirname(path))
+            found.append((path, None))
+        else:
+            raise MsfkitError(f"{raw}: no such file or folder")
+    if not anchors:
+        raise MsfkitError("the inputs name no files")
+    root = os.path.commonpath(anchors)
+    files: dict[str, SourceFile] = {}
+    for path, label in found:
+        rel = Path(os.path.relpath(path, root)).as_posix()
+        files.setdefault(rel, SourceFile(path, rel, label))
+    return Listing(Path(root), [files[rel] for rel in sorted(files)])
+
+
+def _walk(top: str) -> list[tuple[str, str | None]]:
+    extensions = image_extensions()
+    out = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        rel_dir = os.path.relpath(dirpath, top)
+        label = None if rel_dir == "." else Path(rel_dir).parts[0]
+        for name in filenames:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
+                out.append((os.path.join(dirpath, name), label))
+    return out
+
+
+def _read_list(list_path: str) -> list[tuple[str, str | None]]:
+    base = os.path.dirname(list_path)
+    try:
+        with open(list_path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f]
+    except (OSError, UnicodeDecodeError) as e:
+        raise MsfkitError(f"{list_path}: unreadable path list ({e})") from None
+    paths = [line for line in lines if line and not line.startswith("#")]
+    return [(os.path.abspath(os.path.join(base, os.path.expanduser(p))), None) for p in paths]

@@ -1,0 +1,194 @@
+"""What `msfkit eval` evaluates: features and labels of a train and a val split, and their source.
+
+One of:
+- a named dataset (`dataset="fashion-mnist"`: its train and test splits) and a model;
+- two image folders with class sub-folders (`train=DIR, val=DIR`) and a model: each is embedded
+  into an embedding store by `msfkit.embedding.run.embed` (kept in `features_dir` for the next run);
+- two embedding stores with labels (`train=STORE, val=STORE`): no model needed, except for the
+  `msf` linear preset, which reruns the backbone on the images.
+Features are always the model's own centre-crop preprocessing, L2-normalised.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import msfkit
+from msfkit.models.errors import MsfkitError
+from msfkit.models.files import atomic_write
+from msfkit.store.reader import is_store
+
+
+@dataclass
+class EvalInputs:
+    """Features and labels of both splits, what made them, and (for the msf preset) the train images."""
+
+    train_feats: np.ndarray
+    train_labels: np.ndarray
+    val_feats: np.ndarray
+    val_labels: np.ndarray
+    model: dict[str, Any]  # {"name", "fingerprint"}
+    source: dict[str, Any]  # {"kind": "dataset"|"folders"|"stores", "train": ..., "val": ...}
+    # transform -> dataset of (image tensor, label) in train_feats order; None for store-only inputs
+    train_images: Callable[[Any], Any] | None = None
+
+
+def load_inputs(
+    *,
+    model: str | None = None,
+    train: str | Path | None = None,
+    val: str | Path | None = None,
+    dataset: str | None = None,
+    features_dir: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 256,
+    workers: int = 0,
+    precision: str = "fp32",
+    progress: bool = False,
+):
+    """(EvalInputs, encoder or None) from a dataset name, two image folders or two stores."""
+    if dataset is not None:
+        if train is not None or val is not None:
+            raise MsfkitError("give either --dataset or --train/--val, not both")
+        if model is None:
+            raise MsfkitError("--dataset needs a model (-m/--model or MSFKIT_MODEL)")
+        return _dataset_inputs(dataset, model, features_dir, device, batch_size, workers, precision, progress)
+    if train is None or val is None:
+        raise MsfkitError("give --train and --val (image folders or embedding stores), or --dataset")
+    encoder = msfkit.load(model) if model is not None else None
+    with tempfile.TemporaryDirectory(prefix="msfkit-eval-") as tmp:
+        work = Path(features_dir) if features_dir is not None else Path(tmp)
+        stores = {
+            split: _as_store(
+                Path(path), split, encoder, work, device, batch_size, workers, precision, progress
+            )
+            for split, path in (("train", train), ("val", val))
+        }
+        fps = {split: store.model.get("fingerprint") for split, store in stores.items()}
+        if fps["train"] != fps["val"]:
+            raise MsfkitError(
+                f"train and val features come from different models ({fps['train']} vs {fps['val']}); "
+                "embed both with the same model"
+            )
+        if encoder is not None and encoder.fingerprint != fps["train"]:
+            raise MsfkitError(
+                f"the stores were embedded with model {fps['train']}, "
+                f"not with {model} ({encoder.fingerprint})"
+            )
+        given = {"train": train, "val": val}
+        splits = {split: _store_split(store, split, given[split]) for split, store in stores.items()}
+        train_store = stores["train"]
+        train_paths = train_store.absolute_paths() if train_store.source_root is not None else None
+        name = train_store.model.get("name") or model
+    kinds = {"store" if is_store(Path(p)) else "folder" for p in (train, val)}
+    labels = splits["train"][1]
+    inputs = EvalInputs(
+        *splits["train"],
+        *splits["val"],
+        model={"name": name, "fingerprint": fps["train"]},
+        source={"kind": "stores" if kinds == {"store"} else "folders", "train": str(train), "val": str(val)},
+        train_images=(lambda tf: ImageFileDataset(train_paths, labels, tf)) if train_paths else None,
+    )
+    return inputs, encoder
+
+
+class ImageFileDataset:
+    """(transform(image), label) for image files, read with msfkit's safe loader."""
+
+    def __init__(self, paths: Sequence[str | Path], labels: Sequence[Any], transform) -> None:
+        self.paths, self.labels, self.transform = list(paths), list(labels), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from msfkit.data.images import load_image
+
+        return self.transform(load_image(self.paths[i])), self.labels[i]
+
+
+def _dataset_inputs(name, model, features_dir, device, batch_size, workers, precision, progress):
+    from msfkit.data.datasets import ArrayImageDataset, load_dataset
+    from msfkit.eval.features import extract_features
+
+    encoder = msfkit.load(model)
+    splits = {}
+    arrays = {}
+    for split in ("train", "test"):
+        images, labels, _ = load_dataset(name, split)
+        arrays[split] = (images, labels)
+        cache = Path(features_dir) / f"{name}-{split}-{encoder.fingerprint}.npz" if features_dir else None
+        if cache is not None and cache.is_file():
+            with np.load(cache, allow_pickle=False) as f:
+                splits[split] = (f["features"], f["labels"])
+            continue
+        ds = ArrayImageDataset(images, labels, encoder.transform())
+        feats, labs = extract_features(
+            encoder,
+            ds,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            workers=workers,
+            progress=progress,
+        )
+        splits[split] = (feats, labs)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(cache, lambda tmp, f=feats, y=labs: _save_npz(tmp, features=f, labels=y))
+    train_images, train_labels = arrays["train"]
+    inputs = EvalInputs(
+        *splits["train"],
+        *splits["test"],
+        model={"name": encoder.name or model, "fingerprint": encoder.fingerprint},
+        source={"kind": "dataset", "train": f"{name}:train", "val": f"{name}:test"},
+        train_images=lambda tf: ArrayImageDataset(train_images, train_labels, tf),
+    )
+    return inputs, encoder
+
+
+def _as_store(path: Path, split, encoder, work: Path, device, batch_size, workers, precision, progress):
+    """The store at `path`, or the store of the image folder `path` (embedded on first use)."""
+    from msfkit.store.reader import open_store
+
+    if not path.exists():
+        raise MsfkitError(f"--{split} {path}: no such folder")
+    if is_store(path):
+        return open_store(path)
+    if not path.is_dir():
+        raise MsfkitError(f"--{split} {path}: expected a folder of class sub-folders or an embedding store")
+    if encoder is None:
+        raise MsfkitError(
+            f"--{split} {path} is an image folder: give the model to embed it with (-m/--model)"
+        )
+    from msfkit.embedding.run import embed
+
+    out = work / f"{split}-{encoder.fingerprint}"
+    embed([path], encoder, out, batch_size=batch_size, workers=workers, precision=precision,
+          device=device, progress=progress, draft=False)  # fmt: skip
+    return open_store(out)
+
+
+def _store_split(store, split: str, where) -> tuple[np.ndarray, np.ndarray]:
+    meta = store.meta
+    if len(meta) == 0:
+        raise MsfkitError(f"--{split} {where}: the {split} split is empty")
+    labels = meta["label"]
+    if labels.isna().any():
+        raise MsfkitError(
+            f"--{split} {where}: {int(labels.isna().sum())} of {len(meta)} items have no label "
+            "(the images must sit in class sub-folders)"
+        )
+    # A copy, not the memory map: a temporary store is deleted once read.
+    return np.array(store.vectors, dtype=np.float32), labels.to_numpy(dtype=str)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a temporary name
+        np.savez(f, **arrays)

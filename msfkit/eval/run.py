@@ -1,0 +1,215 @@
+"""`msfkit eval`: the k-NN and linear protocols of MSF on a model's features, each number named by protocol.
+
+inputs, encoder = load_inputs(model="my-model", dataset="fashion-mnist")   # msfkit.eval.inputs
+report, predictions = evaluate(inputs, knn_protocols=("msf", "dino"), linear_preset="fast")
+print(format_table(report))                                               # msfkit.eval.report
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msfkit import _version
+from msfkit.eval.inputs import EvalInputs
+from msfkit.models.errors import MsfkitError
+
+KNN_CURVE_KS = (1, 2, 5, 10, 20, 50, 100, 200)
+
+
+def evaluate(
+    inputs: EvalInputs,
+    *,
+    knn_protocols: Sequence[str] = ("msf",),
+    ks: Sequence[int] | None = None,
+    temperature: float = 0.07,
+    linear_preset: str | None = None,
+    lrs: Sequence[float] | None = None,
+    epochs: int = 40,
+    train_fraction: float | None = None,
+    encoder=None,
+    head_out: str | Path | None = None,
+    device: str = "cpu",
+    memory_budget_bytes: int | None = None,
+    batch_size: int = 256,
+    workers: int = 0,
+    precision: str = "fp32",
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(report, predicted val labels per result name). The report's "results" rows each name
+    their protocol, k, temperature and split sizes."""
+    from msfkit.eval.knn import DEFAULT_KS, knn_scores
+    from msfkit.eval.linear import class_indices, sample_per_class
+
+    train_x, train_y = inputs.train_feats, inputs.train_labels
+    picked = np.arange(len(train_y))
+    if train_fraction is not None:
+        picked = sample_per_class(train_y, train_fraction, seed)
+        train_x, train_y = train_x[picked], train_y[picked]
+    classes, _ = class_indices(train_y)
+    class_indices(inputs.val_labels, classes)  # a val class unknown to train is an error
+    n_train, n_val = len(train_y), len(inputs.val_labels)
+    rows: list[dict[str, Any]] = []
+    predictions: dict[str, np.ndarray] = {}
+    for protocol in knn_protocols:
+        use_ks = tuple(ks) if ks else DEFAULT_KS[protocol]
+        ranked = knn_scores(
+            train_x,
+            train_y,
+            inputs.val_feats,
+            ks=use_ks,
+            protocol=protocol,
+            temperature=temperature,
+            memory_budget_bytes=memory_budget_bytes,
+            device=device,
+        )
+        for k, r in sorted(ranked.items()):
+            rows.append(
+                {
+                    "protocol": f"knn-{protocol}",
+                    "k": k,
+                    "temperature": temperature if protocol == "dino" else None,
+                    "top1": _pct(r[:, 0] == inputs.val_labels),
+                    "top5": _pct((r[:, :5] == inputs.val_labels[:, None]).any(1))
+                    if protocol == "dino"
+                    else None,
+                    "n_train": n_train,
+                    "n_val": n_val,
+                }
+            )
+            predictions[f"knn-{protocol}-k{k}"] = r[:, 0]
+    if linear_preset is not None:
+        row, pred = _linear(
+            inputs, picked, train_x, train_y, linear_preset, lrs, epochs, encoder, head_out, device,
+            batch_size, workers, precision, seed, progress,
+        )  # fmt: skip
+        rows.append(row)
+        predictions[row["protocol"]] = pred
+    report = {
+        "msfkit": _version.__version__,
+        "model": inputs.model,
+        "source": inputs.source,
+        "n_train": n_train,
+        "n_val": n_val,
+        "n_classes": len(classes),
+        "train_fraction": train_fraction,
+        "results": rows,
+    }
+    return report, predictions
+
+
+def knn_curve(
+    inputs: EvalInputs,
+    protocol: str,
+    *,
+    ks: Sequence[int] = KNN_CURVE_KS,
+    temperature: float = 0.07,
+    train_fraction: float | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    memory_budget_bytes: int | None = None,
+) -> dict[int, float]:
+    """Top-1 % for each k (those not above the train size) from one neighbour search: the plot's data."""
+    from msfkit.eval.knn import knn_classify
+    from msfkit.eval.linear import sample_per_class
+
+    train_x, train_y = inputs.train_feats, inputs.train_labels
+    if train_fraction is not None:
+        picked = sample_per_class(train_y, train_fraction, seed)
+        train_x, train_y = train_x[picked], train_y[picked]
+    use = [k for k in ks if k <= len(train_y)]
+    preds = knn_classify(
+        train_x,
+        train_y,
+        inputs.val_feats,
+        ks=use,
+        protocol=protocol,
+        temperature=temperature,
+        memory_budget_bytes=memory_budget_bytes,
+        device=device,
+    )
+    return {k: _pct(p == inputs.val_labels) for k, p in sorted(preds.items())}
+
+
+class _Relabelled:
+    """A subset of a dataset whose labels are replaced by class indices (what the loss needs)."""
+
+    def __init__(self, dataset, indices: np.ndarray, targets: np.ndarray) -> None:
+        self.dataset, self.indices, self.targets = dataset, indices, targets
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j: int):
+        return self.dataset[int(self.indices[j])][0], int(self.targets[j])
+
+
+def _linear(inputs, picked, train_x, train_y, preset, lrs, epochs, encoder, head_out, device,
+            batch_size, workers, precision, seed, progress):  # fmt: skip
+    from msfkit.eval.linear import (
+        FAST_LRS,
+        PRESETS,
+        LinearRecipe,
+        class_indices,
+        evaluate_head,
+        standardization,
+        train_linear_fast,
+        train_linear_msf,
+        train_transform,
+    )
+
+    if preset not in PRESETS:
+        raise MsfkitError(f"unknown linear preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    recipe = LinearRecipe(epochs=epochs)
+    if preset == "fast":
+        head = train_linear_fast(
+            train_x, train_y, lrs=lrs or FAST_LRS, recipe=recipe, seed=seed, device=device
+        )
+        notes = f"lr {head.info['recipe']['lr']:g}" + (
+            " (picked on 10% of train)" if head.info["lr_sweep"] else ""
+        )
+    else:
+        if encoder is None or inputs.train_images is None:
+            raise MsfkitError(
+                "--preset msf runs the backbone on the train images: "
+                "give a model and image folders or --dataset"
+            )
+        if lrs:
+            if len(lrs) != 1:
+                raise MsfkitError(f"--preset msf trains with one learning rate; got {len(lrs)}")
+            recipe.lr = float(lrs[0])
+        classes, targets = class_indices(train_y)
+        mean, std = standardization(train_x)
+        ds = _Relabelled(inputs.train_images(train_transform(encoder.config)), picked, targets)
+        head = train_linear_msf(
+            encoder, ds, mean, std, classes.tolist(), recipe=recipe, seed=seed,
+            device=device, precision=precision, workers=workers, progress=progress,
+        )  # fmt: skip
+        notes = f"lr {recipe.lr:g}, {recipe.epochs} epochs"
+    head.info |= {"model": inputs.model, "source": inputs.source}
+    top1, top5, pred = evaluate_head(head.to(device), inputs.val_feats, inputs.val_labels)
+    if head_out is not None:
+        head.save(head_out)
+        notes += f"; head saved to {head_out}"
+    row = {
+        "protocol": f"linear-{preset}",
+        "k": None,
+        "temperature": None,
+        "top1": top1,
+        "top5": top5,
+        "n_train": len(train_y),
+        "n_val": len(inputs.val_labels),
+        "lr": head.info["recipe"]["lr"],
+        "epochs": recipe.epochs,
+        "lr_sweep": head.info.get("lr_sweep"),
+        "notes": notes,
+    }
+    return row, pred
+
+
+def _pct(hits: np.ndarray) -> float:
+    return float(np.mean(hits) * 100)

@@ -1,0 +1,157 @@
+"""Search results as pictures: a contact-sheet PNG and a self-contained HTML gallery.
+
+Both take the DataFrame of `msfkit.retrieval.search.search`. The contact sheet has one line per query: the
+query image (framed), then its neighbours left to right, each captioned with rank and score. The
+gallery page embeds every thumbnail as a data URI, so the one file can be mailed or archived.
+An image that cannot be read shows as a grey tile saying so; a query given as a vector has none.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image, ImageDraw, ImageFont
+
+from msfkit.models.files import atomic_write
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+THUMB = 128  # tile side in pixels
+PAD = 8  # space around tiles
+CAPTION = 16  # caption strip under each tile
+BACKGROUND = (255, 255, 255)
+MISSING = (200, 200, 200)
+QUERY_FRAME = (220, 40, 40)
+
+
+def sheet_size(queries: int, neighbours: int, thumb: int = THUMB) -> tuple[int, int]:
+    """(width, height) of a contact sheet with `queries` lines of 1 + `neighbours` tiles."""
+    return PAD + (1 + neighbours) * (thumb + PAD), PAD + queries * (thumb + CAPTION + PAD)
+
+
+def contact_sheet(results: pd.DataFrame, out: str | os.PathLike, thumb: int = THUMB) -> Path:
+    """Draw the contact sheet of `results` into the PNG `out` (written under a temporary name)."""
+    groups = _groups(results)
+    neighbours = int(results["rank"].max()) if len(results) else 0
+    sheet = Image.new("RGB", sheet_size(len(groups), neighbours, thumb), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    tiles = _Tiles(thumb)
+    for line, (name, image, hits) in enumerate(groups):
+        y = PAD + line * (thumb + CAPTION + PAD)
+        sheet.paste(tiles.get(image), (PAD, y))
+        draw.rectangle((PAD - 2, y - 2, PAD + thumb + 1, y + thumb + 1), outline=QUERY_FRAME, width=2)
+        draw.text((PAD, y + thumb + 2), _fit(Path(name).name, thumb), fill=QUERY_FRAME, font=font)
+        for col, hit in enumerate(hits, start=1):
+            x = PAD + col * (thumb + PAD)
+            sheet.paste(tiles.get(hit.path), (x, y))
+            draw.text((x, y + thumb + 2), f"{hit.rank}. {hit.score:.3f}", fill=(0, 0, 0), font=font)
+    return _write(Path(out), lambda f: sheet.save(f, format="PNG"))
+
+
+def gallery_html(results: pd.DataFrame, out: str | os.PathLike, thumb: int = 160) -> Path:
+    """Write one HTML page with every query and its neighbours, images embedded as data URIs."""
+    tiles = _Tiles(thumb)
+    parts = [
+        "<!doctype html>",
+        '<html><head><meta charset="utf-8"><title>msfkit search</title><style>',
+        "body{font-family:sans-serif;margin:1em}section{margin-bottom:1.5em}",
+        f".row{{display:flex;flex-wrap:wrap;gap:8px}}figure{{margin:0;width:{thumb}px}}",
+        "figcaption{font-size:12px;overflow-wrap:anywhere}.query img{outline:3px solid #d22}",
+        "</style></head><body><h1>msfkit search</h1>",
+    ]
+    for name, image, hits in _groups(results):
+        parts.append(f'<section><h2>{html.escape(name)}</h2><div class="row">')
+        parts.append(_figure(tiles.data_uri(image), "query", image or name, "query"))
+        for hit in hits:
+            caption = f"{hit.rank}. {hit.score:.4f} {Path(str(hit.path)).name}"
+            parts.append(_figure(tiles.data_uri(hit.path), caption, str(hit.path), "hit"))
+        parts.append("</div></section>")
+    parts.append("</body></html>\n")
+    text = "\n".join(parts)
+    return _write(Path(out), lambda f: f.write(text.encode()))
+
+
+def _figure(uri: str, caption: str, title: str, kind: str) -> str:
+    return (
+        f'<figure class="{kind}"><img src="{uri}" alt="{html.escape(title)}" title="{html.escape(title)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _groups(results: pd.DataFrame) -> list[tuple[str, str | None, list]]:
+    """(query name, query image, its result rows by rank) in the order the queries came."""
+    out = []
+    for name, hits in results.groupby("query", sort=False):
+        image = hits["query_path"].iloc[0]
+        out.append(
+            (
+                str(name),
+                image if isinstance(image, str) else None,
+                list(hits.sort_values("rank").itertuples()),
+            )
+        )
+    return out
+
+
+class _Tiles:
+    """Square thumbnails, each image read once, unreadable ones a grey tile that says why."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.cache: dict[str | None, Image.Image] = {}
+        self.uris: dict[str | None, str] = {}
+
+    def get(self, path: str | None) -> Image.Image:
+        if path not in self.cache:
+            self.cache[path] = self._make(path)
+        return self.cache[path]
+
+    def data_uri(self, path: str | None) -> str:
+        if path not in self.uris:
+            buf = io.BytesIO()
+            self.get(path).save(buf, format="JPEG", quality=85)
+            self.uris[path] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+        return self.uris[path]
+
+    def _make(self, path: str | None) -> Image.Image:
+        from msfkit.data.images import BadImageError, load_image
+
+        tile = Image.new("RGB", (self.size, self.size), MISSING)
+        if path is None:  # a query given as a vector
+            ImageDraw.Draw(tile).text((4, 4), "no image", fill=(0, 0, 0))
+            return tile
+        try:
+            im = load_image(path, draft_size=self.size)
+        except BadImageError as e:
+            ImageDraw.Draw(tile).text((4, 4), _fit(str(e), self.size), fill=(0, 0, 0))
+            return tile
+        # fit the tile both ways: photos shrink, tiny images (a 28 px digit) grow with sharp pixels
+        scale = self.size / max(im.width, im.height)
+        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+        im = im.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST)
+        tile = Image.new("RGB", (self.size, self.size), BACKGROUND)
+        tile.paste(im, ((self.size - im.width) // 2, (self.size - im.height) // 2))
+        return tile
+
+
+def _fit(text: str, width: int) -> str:
+    """Cut `text` to about what the default font shows in `width` pixels."""
+    chars = max(4, width // 6)
+    return text if len(text) <= chars else text[: chars - 3] + "..."
+
+
+def _write(path: Path, write) -> Path:
+    """`write(binary file)` into `path`, atomically."""
+
+    def to_file(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    return atomic_write(path, to_file)

@@ -1,0 +1,197 @@
+"""Nearest neighbours of images, folders or stored rows in an index folder, as a pandas DataFrame.
+
+    results = search("index", ["cat.jpg", "more-cats/", "store:0,5-7"], k=10)
+    results.columns  # query, query_path, rank, score, row, path, label
+    results.attrs["errors"]  # [(query, reason)] for queries that could not be read
+
+A query is an image file, a folder (every image under it), a store folder (every row) or
+`STORE:ROWS` (rows such as `3`, `0,5,9` or `10-20`), or an (n, D) array of vectors. Images are
+embedded with the index's own model (its name and fingerprint are in index.json); a `model` whose
+fingerprint differs is refused, and so is a store embedded with another model. An image that
+cannot be read is reported in `attrs["errors"]` and the other queries are still answered.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from msfkit.models.errors import MsfkitError
+from msfkit.store.reader import is_store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from msfkit.index.folder import Index
+    from msfkit.models import Encoder
+
+COLUMNS = ("query", "query_path", "rank", "score", "row", "path", "label")
+_ROWS = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+@dataclass
+class Queries:
+    """Query vectors with a name and, when there is one, the image file each came from."""
+
+    names: list[str] = field(default_factory=list)
+    images: list[str | None] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, names: list[str], images: list[str | None], vectors: np.ndarray) -> None:
+        self.names += names
+        self.images += images
+        self.vectors += list(vectors)
+
+
+def search(
+    index: Index | str | os.PathLike,
+    queries: Sequence[str | os.PathLike] | np.ndarray,
+    k: int = 10,
+    model: Encoder | str | None = None,
+    device: str | None = None,
+) -> pd.DataFrame:
+    """The `k` nearest indexed images of every query, best first (see the module docstring)."""
+    import pandas as pd
+
+    from msfkit.index.folder import load_index
+
+    if k < 1:
+        raise MsfkitError(f"k must be >= 1, not {k}")
+    index = index if not isinstance(index, (str, os.PathLike)) else load_index(index)
+    found = resolve_queries(index, queries, model, device)
+    records: list[dict[str, Any]] = []
+    if found.vectors:
+        scores, rows = index.search(np.stack(found.vectors), k)
+        paths = index.absolute_paths(rows)
+        labels = index.rows["label"].to_numpy()
+        for qi, (name, image) in enumerate(zip(found.names, found.images, strict=True)):
+            for rank, (score, row) in enumerate(zip(scores[qi], rows[qi], strict=True), start=1):
+                if row < 0:  # an approximate index may find fewer than k
+                    break
+                records.append(
+                    {
+                        "query": name,
+                        "query_path": image,
+                        "rank": rank,
+                        "score": float(score),
+                        "row": int(row),
+                        "path": paths[qi * rows.shape[1] + rank - 1],
+                        "label": labels[row],
+                    }
+                )
+    df = pd.DataFrame.from_records(records, columns=COLUMNS)
+    df.attrs["errors"] = found.errors
+    return df
+
+
+def resolve_queries(
+    index: Index,
+    queries: Sequence[str | os.PathLike] | np.ndarray,
+    model: Encoder | str | None = None,
+    device: str | None = None,
+) -> Queries:
+    """Query names, image paths and vectors, in the order given; unreadable images go to `.errors`."""
+    out = Queries()
+    if isinstance(queries, np.ndarray):
+        vectors = np.atleast_2d(queries)
+        out.add([f"vector {i}" for i in range(len(vectors))], [None] * len(vectors), vectors)
+        return out
+    if not queries:
+        raise MsfkitError("no queries: give image files, folders or store rows")
+    encoder = None
+    for item in queries:
+        spec = store_rows_spec(item)
+        if spec is not None:
+            _add_store_rows(out, index, *spec)
+            continue
+        if encoder is None:
+            encoder = query_encoder(index, model)
+        _add_images(out, encoder, _image_files(item), device)
+    return out
+
+
+def query_encoder(index: Index, model: Encoder | str | None = None) -> Encoder:
+    """The index's own model (or `model`, refused unless its fingerprint is the index's)."""
+    import msfkit
+
+    want = index.model
+    if model is None:
+        if not want.get("name"):
+            raise MsfkitError("the index does not record a loadable model name; pass the model with -m")
+        encoder = msfkit.load(want["name"])
+    else:
+        encoder = msfkit.load(str(model)) if isinstance(model, (str, os.PathLike)) else model
+    if encoder.fingerprint != want["fingerprint"]:
+        raise MsfkitError(
+            f"model {encoder.name or 'given'} (fingerprint {encoder.fingerprint}) is not the model this "
+            f"index was built with ({want.get('name')}, fingerprint {want['fingerprint']}); use that model"
+        )
+    return encoder
+
+
+def store_rows_spec(item: str | os.PathLike) -> tuple[Path, list[int] | None] | None:
+    """(store folder, rows or None for all) when `item` names a store or `STORE:ROWS`, else None."""
+    text = os.fspath(item)
+    path, rows = Path(text), None
+    head, sep, tail = text.rpartition(":")
+    if sep and _ROWS.match(tail) and is_store(Path(head)):
+        path, rows = Path(head), _parse_rows(tail)
+    return (path, rows) if is_store(path) else None
+
+
+def _parse_rows(text: str) -> list[int]:
+    rows: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        rows += range(int(first), int(last or first) + 1)
+    return rows
+
+
+def _add_store_rows(out: Queries, index: Index, path: Path, rows: list[int] | None) -> None:
+    from msfkit.index.folder import take_rows
+    from msfkit.store.reader import open_store
+
+    store = open_store(path)
+    if store.model.get("fingerprint") != index.model["fingerprint"]:
+        raise MsfkitError(
+            f"{path}: embedded with model {store.model.get('name')} ({store.model.get('fingerprint')}), "
+            f"not this index's {index.model.get('name')} ({index.model['fingerprint']})"
+        )
+    rows = list(range(len(store))) if rows is None else rows
+    bad = [r for r in rows if r >= len(store)]
+    if bad:
+        raise MsfkitError(f"{path}: row {bad[0]} is past the end (the store holds {len(store)} rows)")
+    order = np.array(rows, dtype=np.int64)
+    unique, back = np.unique(order, return_inverse=True)
+    vectors = take_rows(store, unique)[back]
+    files = store.absolute_paths()
+    out.add([f"{path}:{r}" for r in rows], [str(files[r]) for r in rows], vectors)
+
+
+def _image_files(item: str | os.PathLike) -> list[str]:
+    from msfkit.data.inputs import list_inputs
+
+    path = Path(item)
+    if path.is_dir():
+        files = [f.path for f in list_inputs([path]).files]
+        if not files:
+            raise MsfkitError(f"{path}: no images in this folder")
+        return files
+    return [str(path)]
+
+
+def _add_images(out: Queries, encoder: Encoder, files: list[str], device: str | None) -> None:
+    from msfkit.embedding.run import embed_files
+
+    vectors, bad = embed_files(encoder, files, device=device)
+    failed = {p for p, _ in bad}
+    good = [f for f in files if f not in failed]
+    out.add(good, good, vectors)
+    out.errors += bad

@@ -1,0 +1,102 @@
+"""`msfkit embed` through click: the last line, exit codes, one-line errors, --json, MSFKIT_MODEL."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from msfkit.cli.main import cli
+from msfkit.models import Encoder, EncoderConfig
+from msfkit.store.reader import open_store
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def _bad(folder):
+    folder.mkdir()
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not a picture")
+    return folder
+
+
+def test_help_lists_the_options(runner):
+    result = runner.invoke(cli, ["embed", "-h"])
+    assert result.exit_code == 0
+    for option in ("--model", "--out", "--precision", "--shard", "--overwrite", "--strict", "--workers"):
+        assert option in result.output
+
+
+def test_last_line_counts_embedded_failed_skipped(runner, photos_dir, tiny_model_dir, tmp_path):
+    (photos_dir / "empty.jpg").write_bytes(b"")
+    args = ["embed", str(photos_dir), "-m", str(tiny_model_dir), "-o", str(tmp_path / "s"), "--workers", "0"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith("embedded 8, failed 1, skipped 0 in ")
+    again = runner.invoke(cli, [*args, "--strict"])
+    assert again.exit_code == 1
+    assert again.stdout.splitlines()[-1].startswith("embedded 0, failed 0, skipped 9 in ")
+
+
+def test_json_output_and_model_from_the_environment(
+    runner, photos_dir, tiny_model_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("MSFKIT_MODEL", str(tiny_model_dir))
+    result = runner.invoke(
+        cli, ["embed", str(photos_dir), "-o", str(tmp_path / "s"), "--json", "--workers", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert (summary["embedded"], summary["failed"], summary["store_embedded"]) == (8, 0, 8)
+    assert len(open_store(tmp_path / "s")) == 8
+
+
+def test_nothing_embedded_exits_non_zero_after_the_counts(runner, tmp_path, tiny_model_dir):
+    args = ["embed", str(_bad(tmp_path / "bad")), "-m", str(tiny_model_dir), "-o", str(tmp_path / "s")]
+    result = runner.invoke(cli, [*args, "--workers", "0", "-q"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-1].startswith("embedded 0, failed 2, skipped 0 in ")
+    assert sorted(open_store(tmp_path / "s").errors["path"]) == ["empty.jpg", "notes.png"]
+
+
+def test_a_store_of_another_model_or_source_is_a_one_line_error(runner, photos_dir, tiny_model_dir, tmp_path):
+    out = str(tmp_path / "s")
+    assert (
+        runner.invoke(
+            cli, ["embed", str(photos_dir), "-m", str(tiny_model_dir), "-o", out, "--workers", "0"]
+        ).exit_code
+        == 0
+    )
+    torch.manual_seed(3)
+    other = Encoder(EncoderConfig(arch="resnet18", stem="cifar", image_size=32, resize=32)).save_pretrained(
+        tmp_path / "m2"
+    )
+    result = runner.invoke(cli, ["embed", str(photos_dir), "-m", str(other), "-o", out])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and result.output.startswith(
+        f"Error: {out} was embedded with another model"
+    )
+    copy = tmp_path / "copy"
+    shutil.copytree(photos_dir, copy)
+    result = runner.invoke(cli, ["embed", str(copy), "-m", str(tiny_model_dir), "-o", out])
+    assert result.exit_code == 1
+    fix = "use --overwrite to replace it, or another -o"
+    assert result.output == f"Error: {out} holds images of {photos_dir}, not {copy}; {fix}\n"
+
+
+def test_usage_errors(runner, photos_dir, tiny_model_dir, tmp_path):
+    base = ["embed", str(photos_dir), "-o", str(tmp_path / "s")]
+    result = runner.invoke(cli, base)
+    assert result.exit_code == 1 and result.output == "Error: no model: pass -m/--model or set MSFKIT_MODEL\n"
+    result = runner.invoke(cli, [*base, "-m", str(tiny_model_dir), "--shard", "2/2"])
+    assert result.exit_code == 2 and "need 0 <= i < n" in result.output
+    result = runner.invoke(
+        cli, ["embed", str(tmp_path / "nowhere"), "-m", str(tiny_model_dir), "-o", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 1 and result.output.endswith("nowhere: no such file or folder\n")

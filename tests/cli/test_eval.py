@@ -1,0 +1,105 @@
+"""`msfkit datasets export` and `msfkit eval` through click's runner: real Fashion-MNIST PNGs, a
+tiny real model, JSON and table output, plots, the model card, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from msfkit.cli.main import cli
+from msfkit.data.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "fm"
+    result = run("datasets", "export", "fashion-mnist", out, "--per-class", "5", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["written"] == {"train": 50, "test": 50}
+    return out
+
+
+def test_export_writes_class_folders_of_the_real_images(exported):
+    images, labels = load_fashion_mnist("test")
+    assert sorted(p.name for p in (exported / "test").iterdir()) == sorted(FASHION_MNIST_CLASSES)
+    first_bag = int(np.flatnonzero(labels == FASHION_MNIST_CLASSES.index("bag"))[0])
+    png = exported / "test" / "bag" / f"{first_bag:05d}.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(png)), images[first_bag])
+    assert len(list((exported / "train").glob("*/*.png"))) == 50
+
+
+def test_eval_json_knn_and_fast_linear(exported, tiny_model_dir, tmp_path):
+    result = run(
+        "eval", "-m", tiny_model_dir, "--train", exported / "train", "--val", exported / "test",
+        "--knn", "--protocol", "msf", "--protocol", "dino", "-k", "1,5,20", "--linear", "--epochs", "5",
+        "--head-out", tmp_path / "head", "--features-dir", tmp_path / "features", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    got = [(r["protocol"], r["k"]) for r in report["results"]]
+    assert got == [("knn-msf", 1), ("knn-msf", 5), ("knn-msf", 20)] + [
+        ("knn-dino", 1),
+        ("knn-dino", 5),
+        ("knn-dino", 20),
+        ("linear-fast", None),
+    ]
+    assert all(0 <= r["top1"] <= 100 and r["n_train"] == 50 and r["n_val"] == 50 for r in report["results"])
+    assert (tmp_path / "head" / "head.json").is_file()
+    assert json.loads((tmp_path / "head" / "head.json").read_text())["classes"] == sorted(
+        FASHION_MNIST_CLASSES
+    )
+
+
+def test_eval_table_plots_and_card(exported, tiny_model_dir, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    result = run(
+        "eval", "-m", model, "--train", exported / "train", "--val", exported / "test",
+        "--plot", tmp_path / "plots", "--card", model,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["protocol", "k", "T", "train", "val", "top-1", "top-5", "notes"]
+    assert [line.split()[:5] for line in lines[1:3]] == [
+        ["knn-msf", "1", "-", "50", "50"],
+        ["knn-msf", "20", "-", "50", "50"],
+    ]
+    pngs = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    assert pngs == ["confusion_knn-msf-k1.png", "confusion_knn-msf-k20.png", "knn_accuracy_over_k.png"]
+    assert all(Image.open(tmp_path / "plots" / p).format == "PNG" for p in pngs)
+    card = (model / "README.md").read_text()
+    assert "| knn-msf | 20 | - | 50 | 50 |" in card
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--val", "VAL"], "Error: give --train and --val"),
+        (["--train", "FLAT", "--val", "VAL"], "Error: --train FLAT"),
+        (
+            ["--train", "TRAIN", "--val", "VAL", "-k", "500"],
+            "Error: k=500 is larger than the train set (50 items)",
+        ),
+        (
+            ["--train", "TRAIN", "--val", "VAL", "-k", "a,b"],
+            "Error: -k 'a,b': expected comma-separated numbers",
+        ),
+        (["--train", "TRAIN", "--val", "VAL", "--memory-budget", "lots"], "Error: --memory-budget 'lots'"),
+    ],
+)
+def test_bad_input_is_one_line(exported, tiny_model_dir, photos_dir, extra, message):
+    names = {"VAL": exported / "test", "TRAIN": exported / "train", "FLAT": photos_dir}
+    args = [str(names.get(a, a)) for a in extra]
+    result = CliRunner().invoke(cli, ["eval", "-m", str(tiny_model_dir), *args])
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(message.replace("FLAT", str(photos_dir)))

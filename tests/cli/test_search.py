@@ -1,0 +1,132 @@
+"""`msfkit index`, `msfkit search`, `msfkit dedup` through the click group: outputs and one-line errors."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from msfkit.cli.main import cli
+from tests.msfkit.index_stores import clustered_vectors, photo_index_folders, write_vector_store
+
+
+@pytest.fixture
+def photo_index(photo_paths, tmp_path_factory):
+    return photo_index_folders(photo_paths, tmp_path_factory)
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_index_builds_and_summarises(photo_index, tmp_path):
+    _, store, _, _ = photo_index
+    r = run("index", store, "-o", tmp_path / "ix", "--type", "hnsw")
+    assert r.exit_code == 0, r.output
+    first = r.stdout.splitlines()[0]
+    assert first.startswith(f"{tmp_path / 'ix'}: 21 x 512 vectors, IDMap,HNSW32,Flat (efSearch=")
+    assert "recall@10" in r.stdout and "held-out queries" in r.stdout
+    r = run("index", store, "-o", tmp_path / "ix")
+    assert r.exit_code == 1 and r.output.strip().splitlines() == [
+        f"Error: {tmp_path / 'ix'}: already exists; remove it or pass --force"
+    ]
+    r = run("index", store, "-o", tmp_path / "ix", "--force", "--type", "flat", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["type"] == "flat"
+
+
+def test_index_add_extends_an_index(tmp_path):
+    x = clustered_vectors(600, 16, 5, seed=0)
+    a = write_vector_store(tmp_path / "a", x[:400], prefix="a")
+    b = write_vector_store(tmp_path / "b", x[400:], prefix="b")
+    assert run("index", a, "-o", tmp_path / "ix", "--type", "flat").exit_code == 0
+    r = run("index", "--add", tmp_path / "ix", b, "--json")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    assert info["count"] == 600 and len(info["sources"]) == 2
+    r = run("index", "--add", tmp_path / "ix", b)
+    assert r.exit_code == 1 and "already in the index" in r.output and len(r.output.splitlines()) == 1
+    assert run("index", a).exit_code == 2  # neither -o nor --add
+
+
+def test_search_prints_a_table_per_query(photo_index):
+    index, _, photos, _ = photo_index
+    r = run("search", index, photos / "bear.jpg", "-k", "2")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[:3] == [
+        f"query: {photos / 'bear.jpg'}",
+        "  rank    score  path",
+        f"     1   1.0000  {photos / 'bear.jpg'}",
+    ]
+    assert len(lines) == 4 and lines[3].startswith("     2   0.99")
+
+
+def test_search_json_lines_and_csv_hold_the_same_results(photo_index):
+    index, store, photos, _ = photo_index
+    queries = [index, photos / "dusk.jpg", f"{store}:0", "-k", "3"]
+    rj = run("search", *queries, "--json")
+    rc = run("search", *queries, "--csv")
+    assert rj.exit_code == rc.exit_code == 0
+    records = [json.loads(line) for line in rj.stdout.splitlines()]
+    table = pd.read_csv(io.StringIO(rc.stdout))
+    assert len(records) == len(table) == 6
+    assert [r["path"] for r in records] == table["path"].tolist()
+    assert [r["rank"] for r in records] == [1, 2, 3, 1, 2, 3]
+
+
+def test_search_draws_a_contact_sheet_and_a_gallery(photo_index, tmp_path):
+    from msfkit.retrieval.render import sheet_size
+
+    index, _, photos, _ = photo_index
+    r = run(
+        "search",
+        index,
+        photos / "bear.jpg",
+        photos / "camera.jpg",
+        "-k",
+        "5",
+        "--grid",
+        tmp_path / "s.png",
+        "--html",
+        tmp_path / "g.html",
+    )
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "s.png").size == sheet_size(2, 5)
+    assert (tmp_path / "g.html").read_text().count("<img ") == 2 * 6
+
+
+def test_unreadable_queries_are_one_line_each_and_the_rest_answered(photo_index, tmp_path):
+    index, _, photos, _ = photo_index
+    (tmp_path / "bad.jpg").write_text("not an image")
+    r = run("search", index, tmp_path / "bad.jpg", photos / "bear.jpg", "-k", "1")
+    assert r.exit_code == 0
+    assert r.stderr.splitlines() == [f"skipped query {tmp_path / 'bad.jpg'}: not an image (text file)"]
+    assert f"query: {photos / 'bear.jpg'}" in r.stdout
+    r = run("search", index, tmp_path / "bad.jpg")
+    assert r.exit_code == 1 and r.stderr.splitlines()[-1] == "Error: no query could be read"
+
+
+def test_another_model_and_a_damaged_index_are_one_line_errors(photo_index, tiny_model_dir, tmp_path):
+    index, _, photos, _ = photo_index
+    r = run("search", index, photos / "bear.jpg", "-m", tiny_model_dir)
+    assert r.exit_code == 1 and len(r.output.splitlines()) == 1
+    assert "is not the model this index was built with" in r.output
+    r = run("search", photos, photos / "bear.jpg")
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and "not an msfkit index folder" in r.output
+
+
+def test_dedup_writes_groups_as_csv_or_json(photo_index, tmp_path):
+    index, _, _, _ = photo_index
+    r = run("dedup", index, "--threshold", "0.96")
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(io.StringIO(r.stdout))
+    assert list(table.columns) == ["group", "size", "row", "path", "label", "score"]
+    assert table["group"].nunique() == 3 and len(table) == 12
+    r = run("dedup", index, "--threshold", "0.96", "--json")
+    assert [json.loads(line)["path"] for line in r.stdout.splitlines()] == table["path"].tolist()
+    r = run("dedup", index, "-o", tmp_path / "d.csv")
+    assert r.exit_code == 0 and pd.read_csv(tmp_path / "d.csv").shape[1] == 6

@@ -1,0 +1,79 @@
+"""load_image / decode_image: every kind of bad file gets its reason; every mode comes out RGB."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from msfkit.data.images import BadImageError, decode_image, load_image
+from msfkit.models import to_rgb
+
+# file name -> the start of the reason it must be refused with
+from tests.bad_images import BAD_REASONS, png_with_header, write_bad_files, write_odd_images
+
+
+@pytest.mark.parametrize("name", sorted(BAD_REASONS))
+def test_each_bad_kind_is_refused_with_its_reason(tmp_path, photo_paths, name):
+    reasons = write_bad_files(tmp_path, photo_paths[0])
+    with pytest.raises(BadImageError) as info:
+        load_image(tmp_path / name)
+    assert str(info.value).startswith(reasons[name]), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_pixel_limit_is_checked_on_the_header_before_decoding(tmp_path):
+    # A 300x300 header with no real pixel data: decoding would say "truncated"/"corrupt",
+    # so a "decompression bomb" reason proves the refusal came from the header alone.
+    path = tmp_path / "fake.png"
+    path.write_bytes(png_with_header(300, 300))
+    with pytest.raises(
+        BadImageError, match="decompression bomb refused: 300x300 = 90,000 pixels > limit 50,000"
+    ):
+        load_image(path, max_pixels=50_000)
+    with pytest.raises(BadImageError) as info:
+        load_image(path)
+    assert not str(info.value).startswith("decompression bomb")
+
+
+def test_missing_file_and_folder_are_unreadable_not_crashes(tmp_path):
+    with pytest.raises(BadImageError, match="no such file"):
+        load_image(tmp_path / "nope.jpg")
+    (tmp_path / "folder.jpg").mkdir()
+    with pytest.raises(BadImageError, match="unreadable: not a regular file"):
+        load_image(tmp_path / "folder.jpg")
+
+
+def test_every_mode_and_format_comes_out_as_the_same_rgb_as_to_rgb(tmp_path, photo_paths):
+    names = write_odd_images(tmp_path, photo_paths[1])
+    assert len(names) == 11
+    for name in names:
+        img = load_image(tmp_path / name)
+        assert img.mode == "RGB", name
+        expected = to_rgb(Image.open(tmp_path / name))
+        np.testing.assert_array_equal(np.asarray(img), np.asarray(expected), err_msg=name)
+
+
+def test_exif_rotation_is_applied_and_reported_in_the_size(tmp_path, photo_paths):
+    write_odd_images(tmp_path, photo_paths[1])
+    decoded = decode_image(tmp_path / "rotated.jpg")
+    assert decoded.image.size == (64, 96)
+    assert (decoded.width, decoded.height) == (64, 96)
+    assert decoded.bytes == (tmp_path / "rotated.jpg").stat().st_size
+
+
+def test_draft_decodes_large_jpegs_smaller_but_keeps_the_true_size(tmp_path, photo_paths):
+    big = tmp_path / "big.jpg"
+    Image.open(photo_paths[0]).convert("RGB").resize((1600, 1200)).save(big, quality=90)
+    full = decode_image(big)
+    draft = decode_image(big, draft_size=150)
+    assert full.image.size == (1600, 1200)
+    assert draft.image.size == (200, 150)  # 1/8 scale: the largest that keeps the shorter side >= 150
+    assert (draft.width, draft.height) == (1600, 1200)
+    # a small request never enlarges, and PNGs ignore the draft
+    assert decode_image(photo_paths[0], draft_size=1000).image.size == Image.open(photo_paths[0]).size

@@ -1,0 +1,159 @@
+"""The embedding store on disk: shards, manifest, reading several stores and --shard parts as one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from msfkit.models import MsfkitError
+from msfkit.store.reader import (
+    FORMAT_VERSION,
+    committed_shards,
+    merge_errors,
+    open_store,
+    part_name,
+    shard_info,
+    write_manifest,
+    write_shard,
+)
+
+
+def _manifest(fingerprint="abc", root="/photos", dim=4, part=None, complete=True):
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": {"name": "/models/m", "revision": None, "fingerprint": fingerprint, "config": {}},
+        "dim": dim,
+        "dtype": "float32",
+        "normalized": True,
+        "source_root": root,
+        "part": part,
+        "shards": [],
+        "counts": {},
+        "complete": complete,
+    }
+
+
+def _meta(paths, label=None):
+    n = len(paths)
+    return {
+        "path": paths,
+        "label": [label] * n,
+        "width": [10] * n,
+        "height": [20] * n,
+        "bytes": [5] * n,
+        "mtime": [1.5] * n,
+    }
+
+
+def _write_store(root, sizes, seed=0, **manifest):
+    """A store with shards of the given sizes (one error per shard); returns its vectors."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    m = _manifest(**manifest)
+    blocks = []
+    for k, n in enumerate(sizes):
+        v = rng.standard_normal((n, m["dim"])).astype(np.float32)
+        write_shard(
+            root,
+            k,
+            v,
+            _meta([f"{root.name}/{k}/{i}.jpg" for i in range(n)], label="cls"),
+            [(f"bad{k}.jpg", "zero bytes")],
+        )
+        blocks.append(v)
+    m["shards"] = [shard_info(root, k) for k in range(len(sizes))]
+    merge_errors(root, range(len(sizes)))
+    write_manifest(root, m)
+    return np.concatenate(blocks)
+
+
+def test_shards_read_back_in_order_with_metadata_and_errors(tmp_path):
+    expected = _write_store(tmp_path / "s", [3, 0, 5])
+    store = open_store(tmp_path / "s")
+    assert len(store) == 8 and store.dim == 4 and store.normalized and store.complete
+    np.testing.assert_array_equal(store.vectors, expected)
+    assert sorted((tmp_path / "s" / "emb").iterdir())[0].name == "00000.npy"
+    meta = store.meta
+    assert list(meta.columns) == ["path", "label", "width", "height", "bytes", "mtime"]
+    assert meta["path"].tolist()[:4] == ["s/0/0.jpg", "s/0/1.jpg", "s/0/2.jpg", "s/2/0.jpg"]
+    assert store.errors.to_dict("records")[1] == {"path": "bad1.jpg", "reason": "zero bytes"}
+    assert [str(p) for p in store.absolute_paths()[:1]] == ["/photos/s/0/0.jpg"]
+    assert isinstance(store.shard_vectors()[0], np.memmap)  # not read into memory
+
+
+def test_iter_batches_streams_across_shard_boundaries(tmp_path):
+    expected = _write_store(tmp_path / "s", [3, 0, 5, 2])
+    blocks = list(open_store(tmp_path / "s").iter_batches(4))
+    assert [(start, len(b)) for start, b in blocks] == [(0, 4), (4, 4), (8, 2)]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), expected)
+
+
+def test_labels_missing_are_none(tmp_path):
+    root = tmp_path / "s"
+    root.mkdir()
+    write_shard(root, 0, np.zeros((2, 4), np.float32), _meta(["a.jpg", "b.jpg"]), [])
+    write_manifest(root, dict(_manifest(complete=False)))
+    assert open_store(root).meta["label"].tolist() == [None, None]
+
+
+def test_an_interrupted_store_shows_only_committed_shards(tmp_path):
+    root = tmp_path / "s"
+    _write_store(root, [2, 3])
+    manifest = json.loads((root / "manifest.json").read_text())
+    write_manifest(root, {**manifest, "complete": False, "shards": []})
+    # a run killed between renaming the vectors and the metadata of shard 2
+    np.save(root / "emb" / "00002.npy", np.ones((7, 4), np.float32))
+    (root / "meta" / ".00003.parquet.tmp123").write_bytes(b"half a file")
+    assert committed_shards(root) == [0, 1]
+    store = open_store(root)
+    assert len(store) == 5 and not store.complete
+
+
+def test_manifest_hash_ignores_timestamps_but_not_content(tmp_path):
+    root = tmp_path / "s"
+    _write_store(root, [2])
+    first = open_store(root).manifest_hash
+    manifest = json.loads((root / "manifest.json").read_text())
+    write_manifest(root, {**manifest, "updated": "later"})
+    assert open_store(root).manifest_hash == first
+    write_manifest(root, {**manifest, "source_root": "/elsewhere"})
+    assert open_store(root).manifest_hash != first
+
+
+def test_several_stores_and_a_folder_of_parts_read_as_one(tmp_path):
+    a = _write_store(tmp_path / "parts" / part_name(0, 2), [2, 1], seed=1, part={"index": 0, "count": 2})
+    b = _write_store(tmp_path / "parts" / part_name(1, 2), [3], seed=2, part={"index": 1, "count": 2})
+    store = open_store(tmp_path / "parts")
+    np.testing.assert_array_equal(store.vectors, np.concatenate([a, b]))
+    assert len(store.meta) == 6 and len(store.errors) == 3
+    assert store.manifest["counts"] == {"embedded": 6, "failed": 3}
+    assert store.source_root is not None and str(store.source_root) == "/photos"
+    listed = open_store([tmp_path / "parts" / part_name(1, 2), tmp_path / "parts" / part_name(0, 2)])
+    np.testing.assert_array_equal(listed.vectors, np.concatenate([b, a]))
+
+
+def test_a_missing_part_is_an_error(tmp_path):
+    _write_store(tmp_path / "parts" / part_name(1, 3), [1], part={"index": 1, "count": 3})
+    with pytest.raises(MsfkitError, match="parts 0, 2 of 3 are missing"):
+        open_store(tmp_path / "parts")
+
+
+def test_stores_of_different_models_do_not_mix(tmp_path):
+    _write_store(tmp_path / "a", [1], fingerprint="one")
+    _write_store(tmp_path / "b", [1], fingerprint="two")
+    with pytest.raises(MsfkitError, match="different models"):
+        open_store([tmp_path / "a", tmp_path / "b"])
+
+
+def test_not_a_store_and_future_format_are_one_line_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MsfkitError, match="not an embedding store"):
+        open_store(tmp_path / "empty")
+    root = tmp_path / "future"
+    _write_store(root, [1])
+    manifest = json.loads((root / "manifest.json").read_text())
+    write_manifest(root, {**manifest, "format_version": FORMAT_VERSION + 1})
+    with pytest.raises(MsfkitError, match="format_version"):
+        open_store(root)
