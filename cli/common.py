@@ -7,8 +7,6 @@ from typing import Any
 
 import click
 
-from msfkit.models.errors import MsfkitError
-
 model_option = click.option(
     "-m",
     "--model",
@@ -31,17 +29,6 @@ device_option = click.option(
     show_default=True,
     help="Where to run the model.",
 )
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'; 'cuda' without one is a user error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise MsfkitError("--device cuda: no CUDA device is visible to torch")
-    return device
 
 
 def echo_json(obj: Any) -> None:

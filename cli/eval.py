@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -10,9 +9,6 @@ import click
 
 from msfkit.cli.common import device_option, echo_json, json_option, model_option, precision_option
 from msfkit.models.errors import MsfkitError
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
 @click.command("eval", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -104,10 +100,11 @@ def eval_cmd(
       msfkit eval -m my-model --dataset fashion-mnist --knn --protocol msf --protocol dino
       msfkit eval -m my-model --train data/train --val data/val --linear --preset fast
     """
-    from msfkit.cli.common import resolve_device
     from msfkit.eval.inputs import load_inputs
     from msfkit.eval.report import format_table, write_card
     from msfkit.eval.run import evaluate
+    from msfkit.models.runtime import resolve_device
+    from msfkit.runtime import parse_size
 
     dev = resolve_device(device)
     progress = sys.stderr.isatty()
@@ -116,7 +113,7 @@ def eval_cmd(
     # Parse everything before the (slow) feature extraction, so a typo fails at once.
     ks = _numbers(ks, int, "-k") if ks else None
     lrs = _numbers(lrs, float, "--lr") if lrs else None
-    budget = parse_size(memory_budget)
+    budget = parse_size(memory_budget, "--memory-budget")
     inputs, encoder = load_inputs(
         model=model, train=train, val=val, dataset=dataset, features_dir=features_dir, device=dev,
         batch_size=batch_size, workers=workers, precision=precision, progress=progress,
@@ -187,12 +184,3 @@ def _numbers(text: str, kind, flag: str) -> list:
         return [kind(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise MsfkitError(f"{flag} {text!r}: expected comma-separated numbers") from None
-
-
-def parse_size(text: str) -> int:
-    """'512MB', '2G', '1.5GiB', '1000000' -> bytes (powers of 1024)."""
-    m = _SIZE.match(text)
-    if not m:
-        raise MsfkitError(f"--memory-budget {text!r}: expected a size such as 512MB or 2GB")
-    unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
-    return int(float(m.group(1)) * _UNITS[unit])

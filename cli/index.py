@@ -43,7 +43,7 @@ def index(stores, out, add_to, kind, memory, recall, force, as_json):
       msfkit index --add index new-store
     """
     from msfkit.index.folder import add_to_index, build_index
-    from msfkit.index.plan import format_bytes
+    from msfkit.runtime import format_bytes
 
     if add_to and out:
         raise click.UsageError("give either -o OUT (build) or --add INDEX, not both")

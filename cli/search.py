@@ -30,9 +30,9 @@ def search(index, queries, k, model, device, as_json, as_csv, grid, html):
       msfkit search index cat.jpg -k 5
       msfkit search index queries/ --grid sheet.png --html gallery.html
     """
-    from msfkit.cli.common import resolve_device
     from msfkit.index.folder import load_index
     from msfkit.models.errors import MsfkitError
+    from msfkit.models.runtime import resolve_device
     from msfkit.retrieval.search import search as run_search
 
     if as_json and as_csv:

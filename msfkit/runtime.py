@@ -1,4 +1,6 @@
-"""The little coordination `embed` needs under `torchrun`: rank, device, barrier, broadcast, sums.
+"""What runs where, shared by every command: torchrun ranks and sizes in bytes.
+
+`Ranks` is the little coordination `embed` needs under `torchrun`: rank, device, barrier, broadcast, sums.
 
 Without torchrun (no WORLD_SIZE > 1 in the environment) everything is a no-op for one process.
 Coordination uses a gloo group even on GPUs: only small Python objects and counts travel.
@@ -7,6 +9,7 @@ Coordination uses a gloo group even on GPUs: only small Python objects and count
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -54,18 +57,10 @@ class Ranks:
         )
 
     def device(self, name: str):
-        """'auto' | 'cpu' | 'cuda' -> this rank's torch.device (cuda:LOCAL_RANK under torchrun)."""
-        import torch
+        """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> this rank's torch.device (cuda:LOCAL_RANK under torchrun)."""
+        from msfkit.models.runtime import resolve_device
 
-        if name not in ("auto", "cpu", "cuda") and not name.startswith("cuda:"):
-            raise MsfkitError(f"device must be auto, cpu or cuda, not {name!r}")
-        if name.startswith("cuda") and not torch.cuda.is_available():
-            raise MsfkitError(f"--device {name}: no CUDA device is visible to torch")
-        if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-            return torch.device("cpu")
-        if name.startswith("cuda:"):
-            return torch.device(name)
-        return torch.device("cuda", self.local_rank % torch.cuda.device_count())
+        return resolve_device(name, self.local_rank)
 
     def from_rank0(self, fn: Callable[[], Any]) -> Any:
         """fn() run on rank 0 and its result given to every rank; its MsfkitError raised on every rank."""
@@ -111,3 +106,27 @@ class Ranks:
 
             dist.destroy_process_group()
             self.owns_init = False
+
+
+_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*")
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20}
+_UNITS |= {"g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
+
+
+def parse_size(text: str | int, what: str = "size") -> int:
+    """'4GB', '512MiB', '2g', '1.5GiB' or a byte count -> bytes (units are powers of 1024)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    m = _SIZE.fullmatch(str(text))
+    if not m or m[2].lower() not in _UNITS:
+        raise MsfkitError(f"{what} {text!r}: expected a size such as 512MB, 4GB or 1.5GiB")
+    return int(float(m[1]) * _UNITS[m[2].lower()])
+
+
+def format_bytes(n: float) -> str:
+    """A byte count for people: '1.9 GiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

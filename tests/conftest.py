@@ -66,7 +66,7 @@ def hf_env(monkeypatch):
     """`hf_env(NAME=value, ...)` sets Hub-client variables for this test: for child processes and for
     this process's huggingface_hub, which read them into its constants at import (see
     tests/hub_server.py `sync_hub_client`). Called once on creation, for the isolated HF_HOME."""
-    from hub_server import sync_hub_client
+    from tests.hub_server import sync_hub_client
     from huggingface_hub import constants
 
     def setenv(**variables: str) -> None:
@@ -84,7 +84,7 @@ def local_hub(tmp_path_factory, hf_env):
     """A Hugging Face Hub-compatible server on 127.0.0.1 (tests/hub_server.py `LocalHub`), with
     HF_ENDPOINT and huggingface_hub pointed at it. It does not speak Xet, so HF_HUB_DISABLE_XET=1
     (huggingface_hub then uploads large files with the LFS protocol, as it does without hf_xet)."""
-    from hub_server import LocalHub
+    from tests.hub_server import LocalHub
 
     with LocalHub(tmp_path_factory.mktemp("hub")) as hub:
         hf_env(HF_ENDPOINT=hub.endpoint, HF_HUB_DISABLE_XET="1")

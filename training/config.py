@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from msfkit.models.errors import MsfkitError
+from msfkit.models.runtime import DEVICES
+from msfkit.models.runtime import PRECISIONS as FORWARD_PRECISIONS
 
 AUGMENTATIONS = ("weak/strong", "strong/strong", "weak/weak")  # target view / query view
 EMA_SCHEDULES = ("constant", "cosine")
 LR_SCHEDULES = ("epoch", "step")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", *FORWARD_PRECISIONS)
 
 
 @dataclass
@@ -75,7 +77,7 @@ class TrainConfig:
         _check_choice("ema_schedule", self.ema_schedule, EMA_SCHEDULES)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("precision", self.precision, PRECISIONS)
-        _check_choice("device", self.device, ("auto", "cpu", "cuda"))
+        _check_choice("device", self.device, DEVICES)
         for name in ("k", "bank_size", "epochs", "batch_size", "image_size"):
             if getattr(self, name) < 1:
                 raise MsfkitError(f"config: {name} must be at least 1, not {getattr(self, name)}")

@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from msfkit.models.errors import MsfkitError
+from msfkit.models.runtime import resolve_device
 from msfkit.training.augment import TwoViews
 from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
 from msfkit.training.config import TrainConfig
@@ -120,7 +121,7 @@ def train_one_epoch(
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path | None:
     """Train (or resume) the run `cfg.out`; returns its model folder (None on ranks other than 0)."""
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     d = init_distributed(device.type)
     threads = torch.get_num_threads()
     try:
@@ -277,11 +278,3 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
 
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MsfkitError("device=cuda: no CUDA device is visible to torch")
-    return torch.device(name)

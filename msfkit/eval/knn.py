@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from msfkit.models.errors import MsfkitError
+from msfkit.models.runtime import PRECISIONS, check_precision
 
 PROTOCOLS = ("msf", "dino")
 DEFAULT_KS = {"msf": (1, 20), "dino": (20,)}
@@ -273,8 +274,7 @@ def _bf16_error_bound(dim: int) -> float:
 
 
 def _use_bf16(precision: str, device: torch.device) -> bool:
-    if precision not in ("auto", "fp32", "bf16"):
-        raise MsfkitError(f"k-NN precision must be auto, fp32 or bf16, not {precision!r}")
+    check_precision(precision, ("auto", *PRECISIONS), "k-NN precision")
     if precision != "auto":
         return precision == "bf16"
     if device.type != "cpu":  # GPUs do float32 fast enough, and may reduce bf16 GEMMs in bf16

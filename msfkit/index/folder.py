@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from msfkit.index.faiss_ops import search_index, set_search_params, to_cpu, to_device
-from msfkit.index.plan import DEFAULT_MEMORY, choose_index, parse_memory
+from msfkit.index.plan import DEFAULT_MEMORY, choose_index
 from msfkit.models.errors import MsfkitError
+from msfkit.runtime import parse_size
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
@@ -178,7 +179,7 @@ def build_index(
         raise MsfkitError(f"recall target {recall}: expected a number in (0, 1]")
     store = open_store(stores)
     _check_complete(store)
-    memory = parse_memory(memory)
+    memory = parse_size(memory, "memory budget")
     n, d = len(store), store.dim
     plan = choose_index(n, d, memory, kind)
     t0 = time.perf_counter()

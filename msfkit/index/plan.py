@@ -7,10 +7,10 @@ full vectors fit, IVF-PQ with the most bytes per vector that fit beyond that.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from msfkit.models.errors import MsfkitError
+from msfkit.runtime import format_bytes
 
 TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 DEFAULT_MEMORY = 4 * 2**30  # bytes the index may hold in RAM
@@ -19,27 +19,6 @@ HNSW_MAX_ROWS = 200_000  # beyond this the graph takes minutes to build on a few
 HNSW_M = 32
 HNSW_LINK_BYTES = 2 * HNSW_M * 4 + 24  # level-0 links (2M ids) + upper levels and bookkeeping
 TRAIN_PER_LIST = 64  # training vectors per IVF list (faiss wants >= 39)
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20}
-_UNITS |= {"g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
-
-
-def parse_memory(text: str | int) -> int:
-    """'4GB', '512MiB', '2g' or a byte count -> bytes (units are powers of 1024)."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    if not m or m[2].lower() not in _UNITS:
-        raise MsfkitError(f"memory budget {text!r}: expected a size such as 512MB, 4GB or 1.5GiB")
-    return int(float(m[1]) * _UNITS[m[2].lower()])
-
-
-def format_bytes(n: float) -> str:
-    """A byte count for people: '1.9 GiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 @dataclass

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from msfkit.index.folder import add_to_index, build_index, load_index
-from msfkit.index.plan import choose_index, parse_memory
+from msfkit.index.plan import choose_index
 from msfkit.index.recall import measure_recall, query_rows
 from msfkit.models.errors import MsfkitError
+from msfkit.runtime import parse_size
 from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 
 N, D = 2000, 32
@@ -137,16 +138,16 @@ def test_add_refuses_a_store_of_another_model_and_one_already_held(data, tmp_pat
     ],
 )
 def test_auto_choice_follows_size_and_memory_budget(n, d, memory, kind):
-    plan = choose_index(n, d, parse_memory(memory))
+    plan = choose_index(n, d, parse_size(memory))
     assert plan.type == kind
-    assert plan.bytes <= parse_memory(memory)
+    assert plan.bytes <= parse_size(memory)
 
 
 def test_a_forced_type_over_the_budget_is_refused():
     with pytest.raises(MsfkitError, match="over the memory budget"):
-        choose_index(1_000_000, 512, parse_memory("1GB"), "flat")
+        choose_index(1_000_000, 512, parse_size("1GB"), "flat")
     with pytest.raises(MsfkitError, match="expected a size"):
-        parse_memory("lots")
+        parse_size("lots")
 
 
 def test_damaged_or_foreign_index_folders_are_refused(data, tmp_path):

@@ -1,0 +1,62 @@
+"""Where and how a model runs, in one place: precision names, device resolution, eval mode.
+
+Everything that runs a network (embedding, evaluation, training, the CLI) resolves a device and
+checks a precision here, so one spelling of a mistake gives one message everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from msfkit.models.errors import MsfkitError
+
+if TYPE_CHECKING:  # torch loads on first use: configs and the CLI check names without it
+    import torch
+    from torch import nn
+
+PRECISIONS = ("fp32", "bf16")  # what a forward pass can run in; "auto" is offered where a default fits
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS, what: str = "precision") -> str:
+    """`precision` itself, or a one-line MsfkitError naming the choices."""
+    if precision not in allowed:
+        raise MsfkitError(f"{what} must be one of {', '.join(allowed)}, not {precision!r}")
+    return precision
+
+
+def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a torch.device; 'auto' is this rank's GPU when torch sees one.
+
+    Asking for CUDA without a visible GPU is a user error, not a silent fall-back to the CPU.
+    """
+    import torch
+
+    if isinstance(name, torch.device):
+        return name
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise MsfkitError(f"device must be auto, cpu or cuda, not {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MsfkitError(f"device {name}: no CUDA device is visible to torch")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if name.startswith("cuda:"):
+        return torch.device(name)
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+@contextmanager
+def evaluating(module: nn.Module, device: torch.device | None = None) -> Iterator[nn.Module]:
+    """`module` in eval mode (and on `device`, channels_last) for the block; its mode restored after."""
+    import torch
+
+    was_training = module.training
+    module.eval()
+    if device is not None:
+        module.to(device, memory_format=torch.channels_last)
+    try:
+        yield module
+    finally:
+        module.train(was_training)
