@@ -38,32 +38,11 @@ def export(name: str, directory: Path, splits: tuple[str, ...], per_class: int |
     Every folder-based command can then use it, e.g.
     `msfkit eval -m MODEL --train DIRECTORY/train --val DIRECTORY/test`.
     """
-    counts = {split: _export_split(name, split, directory / split, per_class) for split in splits}
+    import msfkit
+
+    counts = msfkit.datasets.export(name, directory, splits, per_class)
     if as_json:
         echo_json({"dataset": name, "directory": str(directory), "written": counts})
         return
     for split, n in counts.items():
         click.echo(f"{split}: {n} images -> {directory / split}")
-
-
-def _export_split(name: str, split: str, out: Path, per_class: int | None) -> int:
-    """Write one split as out/CLASS/NNNNN.png (NNNNN = index in the split); files already there are kept."""
-    import numpy as np
-    from PIL import Image
-
-    from msfkit.data.datasets import load_dataset
-    from msfkit.models.files import atomic_write
-
-    images, labels, class_names = load_dataset(name, split)
-    written = 0
-    for c, class_name in enumerate(class_names):
-        folder = out / class_name
-        folder.mkdir(parents=True, exist_ok=True)
-        members = np.flatnonzero(labels == c)[:per_class]
-        for i in members:
-            path = folder / f"{i:05d}.png"
-            if not path.exists():
-                # renamed into place: a killed run leaves no half file
-                atomic_write(path, lambda tmp, img=images[i]: Image.fromarray(img).save(tmp, format="PNG"))
-            written += 1
-    return written

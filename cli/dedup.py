@@ -29,9 +29,9 @@ def dedup(index, threshold, k, out, as_json):
 
     The vectors are read back from the stores INDEX was built from.
     """
-    from msfkit.retrieval.dedup import dedup as find_groups
+    import msfkit
 
-    df = find_groups(index, threshold=threshold, k=k, progress=not as_json)
+    df = msfkit.open_index(index).dedup(threshold=threshold, k=k, progress=not as_json)
     if as_json:
         for rec in df.to_dict("records"):
             click.echo(json.dumps(rec, default=str))

@@ -100,49 +100,23 @@ def eval_cmd(
       msfkit eval -m my-model --dataset fashion-mnist --knn --protocol msf --protocol dino
       msfkit eval -m my-model --train data/train --val data/val --linear --preset fast
     """
-    from msfkit.eval.inputs import load_inputs
-    from msfkit.eval.report import format_table, write_card
-    from msfkit.eval.run import evaluate
-    from msfkit.models.runtime import resolve_device
+    import msfkit
+    from msfkit.eval.report import format_table
     from msfkit.runtime import parse_size
 
-    dev = resolve_device(device)
-    progress = sys.stderr.isatty()
-    if not knn and not linear:
-        knn = True
     # Parse everything before the (slow) feature extraction, so a typo fails at once.
-    ks = _numbers(ks, int, "-k") if ks else None
-    lrs = _numbers(lrs, float, "--lr") if lrs else None
-    budget = parse_size(memory_budget, "--memory-budget")
-    inputs, encoder = load_inputs(
-        model=model, train=train, val=val, dataset=dataset, features_dir=features_dir, device=dev,
-        batch_size=batch_size, workers=workers, precision=precision, progress=progress,
+    options = {
+        "ks": _numbers(ks, int, "-k") if ks else None,
+        "lrs": _numbers(lrs, float, "--lr") if lrs else None,
+        "memory_budget_bytes": parse_size(memory_budget, "--memory-budget"),
+    }
+    report = msfkit.evaluate(
+        model, dataset=dataset, train=train, val=val, knn=protocols if knn or not linear else False,
+        linear=preset if linear else None, features_dir=features_dir, plot_dir=plot_dir, card=card_dir,
+        device=device, temperature=temperature, epochs=epochs, train_fraction=train_fraction,
+        head_out=head_out, batch_size=batch_size, workers=workers, precision=precision, seed=seed,
+        progress=sys.stderr.isatty(), **options,
     )  # fmt: skip
-    report, predictions = evaluate(
-        inputs,
-        knn_protocols=protocols if knn else (),
-        ks=ks,
-        temperature=temperature,
-        linear_preset=preset if linear else None,
-        lrs=lrs,
-        epochs=epochs,
-        train_fraction=train_fraction,
-        encoder=encoder,
-        head_out=head_out if linear else None,
-        device=dev,
-        memory_budget_bytes=budget,
-        batch_size=batch_size,
-        workers=workers,
-        precision=precision,
-        seed=seed,
-        progress=progress,
-    )
-    if plot_dir is not None:
-        report["plots"] = _plots(
-            plot_dir, inputs, report, predictions, protocols if knn else (), temperature, dev
-        )
-    if card_dir is not None:
-        report["card"] = str(write_card(card_dir, report))
     if as_json:
         echo_json(report)
         return
@@ -150,33 +124,6 @@ def eval_cmd(
     for key in ("plots", "card"):
         if key in report:
             click.echo(f"{key}: {', '.join(report[key]) if key == 'plots' else report[key]}")
-
-
-def _plots(plot_dir: Path, inputs, report, predictions, protocols, temperature, device) -> list[str]:
-    import numpy as np
-
-    from msfkit.eval.plots import plot_confusion, plot_knn_curve
-    from msfkit.eval.run import knn_curve
-
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    if protocols:
-        curves = {
-            f"knn-{p}": knn_curve(
-                inputs, p, temperature=temperature, train_fraction=report["train_fraction"], device=device
-            )
-            for p in protocols
-        }
-        written.append(plot_knn_curve(curves, plot_dir / "knn_accuracy_over_k.png", _title(report)))
-    classes = np.unique(inputs.train_labels)
-    for name, pred in predictions.items():
-        path = plot_dir / f"confusion_{name}.png"
-        written.append(plot_confusion(inputs.val_labels, pred, classes, path, f"{name} — {_title(report)}"))
-    return [str(p) for p in written]
-
-
-def _title(report) -> str:
-    return f"{report['model'].get('name')} on {report['source']['val']}"
 
 
 def _numbers(text: str, kind, flag: str) -> list:

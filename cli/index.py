@@ -42,16 +42,17 @@ def index(stores, out, add_to, kind, memory, recall, force, as_json):
       msfkit index store --type ivfpq --memory 1GB -o index
       msfkit index --add index new-store
     """
-    from msfkit.index.folder import add_to_index, build_index
+    import msfkit
     from msfkit.runtime import format_bytes
 
     if add_to and out:
         raise click.UsageError("give either -o OUT (build) or --add INDEX, not both")
     if add_to:
-        info = add_to_index(add_to, list(stores), progress=not as_json)
+        info = msfkit.open_index(add_to).add(list(stores)).info
         where = add_to
     elif out:
-        info = build_index(list(stores), out, kind, memory, recall, overwrite=force, progress=not as_json)
+        opts = {"kind": kind, "memory": memory, "recall": recall, "progress": not as_json}
+        info = msfkit.build_index(list(stores), out, force=force, **opts).info
         where = out
     else:
         raise click.UsageError("give -o OUT to build an index, or --add INDEX to extend one")

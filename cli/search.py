@@ -30,15 +30,13 @@ def search(index, queries, k, model, device, as_json, as_csv, grid, html):
       msfkit search index cat.jpg -k 5
       msfkit search index queries/ --grid sheet.png --html gallery.html
     """
-    from msfkit.index.folder import load_index
+    import msfkit
     from msfkit.models.errors import MsfkitError
     from msfkit.models.runtime import resolve_device
-    from msfkit.retrieval.search import search as run_search
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")
-    loaded = load_index(index)
-    df = run_search(loaded, list(queries), k=k, model=model, device=resolve_device(device))
+    df = msfkit.open_index(index).search(list(queries), k=k, model=model, device=resolve_device(device))
     for query, reason in df.attrs["errors"]:
         click.echo(f"skipped query {query}: {reason}", err=True)
     if df.empty:

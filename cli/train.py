@@ -44,19 +44,11 @@ def train(
     msfkit train data=/imagenet/train val_data=/imagenet/val out=runs/r50
     torchrun --nproc_per_node 8 -m msfkit.cli train -c r50.yaml
     """
-    from pathlib import Path
-
     import yaml
 
-    from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from msfkit.training.config import load_config
+    from msfkit.training.config import resolve_config
 
-    cfg = load_config(preset, config_path, overrides)
-    if resume:
-        ckpt = Path(cfg.out) / CHECKPOINT_NAME
-        if not ckpt.is_file():
-            raise click.ClickException(f"--resume: no {CHECKPOINT_NAME} in {cfg.out}")
-        cfg = load_config(overrides=overrides, base=load_checkpoint(ckpt)["config"])
+    cfg = resolve_config(preset, config_path, overrides, resume)
     if show_config:
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False), nl=False)
         return

@@ -31,14 +31,14 @@ from torch import nn
 from msfkit.models.backbones import STEMS, build_backbone, feature_dim
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
-from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, eval_transform
+from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, Preprocess, to_rgb
+from msfkit.models.runtime import check_precision, evaluating
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 NETWORKS = ("online", "target")
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -106,10 +106,15 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
-    def transform(self):
-        """The eval preprocessing of the config: PIL image -> normalised (3, S, S) tensor."""
+    @property
+    def preprocess(self) -> Preprocess:
+        """The config's eval preprocessing (`crop` in workers, `normalize` on the device)."""
         c = self.config
-        return eval_transform(c.image_size, c.resize, c.interpolation, c.mean, c.std)
+        return Preprocess(c.image_size, c.resize, c.interpolation, tuple(c.mean), tuple(c.std))
+
+    def transform(self) -> Preprocess:
+        """The eval preprocessing as a transform: PIL image -> normalised (3, S, S) tensor."""
+        return self.preprocess
 
     @cached_property
     def fingerprint(self) -> str:
@@ -123,27 +128,31 @@ class Encoder(nn.Module):
     @torch.no_grad()
     def embed(
         self,
-        images: Sequence[Image.Image] | torch.Tensor,
+        images: Image.Image | np.ndarray | torch.Tensor | Sequence[Image.Image | np.ndarray],
         batch_size: int = 64,
         device: str | torch.device | None = None,
         precision: str = "fp32",
     ) -> np.ndarray:
-        """L2-normalised float32 (N, D) embeddings of PIL images or a preprocessed batch."""
-        if precision not in PRECISIONS:
-            raise MsfkitError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        """L2-normalised float32 (N, D) embeddings.
+
+        `images`: one PIL image or a list of them, uint8 arrays (H, W[, C]) one by one or stacked
+        (N, H, W[, C]), or an already preprocessed float batch (N, 3, S, S). Images go through the
+        same `to_rgb` -> `preprocess.crop` -> `preprocess.normalize` -> `embed_batch` as
+        `msfkit embed` and the evaluations, so an image gives the same vector everywhere.
+        """
+        check_precision(precision)
         device = torch.device(device) if device is not None else next(self.parameters()).device
-        was_training = self.training
-        self.eval().to(device)
-        if isinstance(images, torch.Tensor):
-            batches = images.split(batch_size)
-        else:
-            tf = self.transform()
-            batches = (
-                torch.stack([tf(im) for im in images[i : i + batch_size]])
-                for i in range(0, len(images), batch_size)
-            )
-        out = [self.embed_batch(b.to(device), precision).cpu() for b in batches]
-        self.train(was_training)
+        with evaluating(self):
+            if isinstance(images, torch.Tensor) and images.is_floating_point():
+                batches = images.split(batch_size)
+            else:
+                items = _image_list(images)
+                prep = self.preprocess
+                batches = (
+                    prep.normalize(torch.stack([prep.crop(to_rgb(im)) for im in items[i : i + batch_size]]))
+                    for i in range(0, len(items), batch_size)
+                )
+            out = [self.embed_batch(b.to(device), precision).cpu() for b in batches]
         if not out:
             return np.zeros((0, self.embedding_dim), dtype=np.float32)
         return torch.cat(out).numpy()
@@ -273,3 +282,22 @@ def check_state_dict(got: dict[str, torch.Tensor], expected: dict[str, torch.Ten
 def _names(keys: list[str], limit: int = 6) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _image_list(images) -> list[Image.Image]:
+    """What a notebook user passes -> a list of PIL images; anything else is one clear error."""
+    if isinstance(images, Image.Image):
+        return [images]
+    if isinstance(images, torch.Tensor):
+        images = images.cpu().numpy()
+    if isinstance(images, np.ndarray):
+        if images.dtype != np.uint8:
+            raise MsfkitError(f"image arrays must be uint8 (H, W[, C]), not {images.dtype}")
+        one = images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (3, 4))
+        return [Image.fromarray(images)] if one else [Image.fromarray(a) for a in images]
+    if isinstance(images, (list, tuple)):
+        return [im for item in images for im in _image_list(item)]
+    raise MsfkitError(
+        f"cannot embed a {type(images).__name__}: "
+        "give PIL images, uint8 arrays or a preprocessed float tensor"
+    )

@@ -1,35 +1,124 @@
 """msfkit: self-supervised image embeddings with MSF (Mean Shift, ICCV 2021).
 
     import msfkit
-    encoder = msfkit.load("org/name@revision")   # or a model folder
-    vectors = encoder.embed(images)
-    store = msfkit.open_store("store")              # what `msfkit embed` wrote: .vectors, .meta
+    encoder = msfkit.load("org/name@revision")          # or a model folder
+    vectors = encoder.embed(images)                        # PIL images, uint8 arrays: (N, D) float32
+    store = msfkit.embed(["photos/"], encoder, "store")    # a resumable embedding store
+    index = msfkit.build_index(store, "index")             # faiss, tuned to recall@10 >= 0.95
+    index.search(image, k=10)                              # a DataFrame: rank, score, path, label
+    index.dedup(threshold=0.95)                            # near-duplicate groups
+    report = msfkit.evaluate(encoder, dataset="fashion-mnist", knn=True, linear="fast")
+    msfkit.datasets.export("fashion-mnist", "data/fm")     # a labelled folder of PNG files
 
-Importing msfkit is cheap; torch and faiss load on first use.
+Importing msfkit is cheap; torch and faiss load on first use. The CLI commands are thin calls
+of these functions.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from msfkit._version import __version__
 
 if TYPE_CHECKING:
     from msfkit.models import Encoder
-    from msfkit.store.reader import Store
+    from msfkit.retrieval import Index
+    from msfkit.store import Store
 
-__all__ = ["__version__", "load", "open_store"]
+__all__ = [
+    "__version__",
+    "build_index",
+    "datasets",
+    "embed",
+    "evaluate",
+    "load",
+    "open_index",
+    "open_store",
+]
+
+PathLike = str | os.PathLike
 
 
-def load(name: str) -> Encoder:
+def load(name: PathLike) -> Encoder:
     """An encoder from a model folder or a Hub id `org/name[@revision]`, loaded strictly, in eval mode."""
     from msfkit.models import Encoder
 
     return Encoder.from_pretrained(name)
 
 
-def open_store(path) -> Store:
+def embed(
+    inputs: PathLike | Sequence[PathLike], model: Encoder | PathLike, out: PathLike, **options: Any
+) -> Store:
+    """Embed the images of `inputs` (folders, path lists, files) into the store `out`; returns it.
+
+    Options: those of `msfkit.embedding.EmbedOptions` (batch_size, workers, precision, device,
+    draft, max_pixels, frozen, progress) and `StoreOptions` (shard, overwrite, strict, shard_rows).
+    A rerun continues where the last one stopped. `store.run` is the run's `EmbedSummary`.
+    """
+    import dataclasses
+
+    from msfkit.embedding import EmbedOptions, StoreOptions
+    from msfkit.embedding import embed as run
+    from msfkit.store import open_store
+
+    fields = {f.name for f in dataclasses.fields(EmbedOptions)}
+    unknown = set(options) - fields - {f.name for f in dataclasses.fields(StoreOptions)}
+    if unknown:
+        raise TypeError(f"embed() got unexpected options: {', '.join(sorted(unknown))}")
+    opts = EmbedOptions(**{k: v for k, v in options.items() if k in fields})
+    store_opts = StoreOptions(**{k: v for k, v in options.items() if k not in fields})
+    model = model if not isinstance(model, (str, os.PathLike)) else load(model)
+    summary = run(inputs, model, out, opts, store_opts)
+    store = open_store(summary.store)
+    store.run = summary
+    return store
+
+
+def open_store(path: PathLike | Sequence[PathLike]) -> Store:
     """An embedding store (or several, or a folder of `--shard` parts) read as one."""
-    from msfkit.store.reader import open_store as _open_store
+    from msfkit.store import open_store as _open_store
 
     return _open_store(path)
+
+
+def build_index(
+    store: Store | PathLike | Sequence[PathLike], out: PathLike, *, force: bool = False, **options: Any
+) -> Index:
+    """Build the index folder `out` from embedding stores and open it.
+
+    Options: kind ("auto", "flat", "hnsw", "ivf", "ivfpq"), memory ("4GB"), recall (0.95), seed,
+    progress. `force` replaces an existing index folder.
+    """
+    from msfkit.index import build_index as build
+
+    stores = [p.root for p in store.parts] if hasattr(store, "parts") else store
+    build(stores, out, overwrite=force, **options)
+    return open_index(out)
+
+
+def open_index(path: PathLike) -> Index:
+    """An index folder, validated, ready to `search` and `dedup`."""
+    from msfkit.retrieval import open_index as _open_index
+
+    return _open_index(path)
+
+
+def evaluate(model: Encoder | PathLike | None = None, **options: Any) -> dict[str, Any]:
+    """The k-NN and linear protocols on a model's features (see `msfkit.eval.api.evaluate`)."""
+    from msfkit.eval.api import evaluate as _evaluate
+
+    return _evaluate(model, **options)
+
+
+def __getattr__(name: str):
+    if name == "datasets":  # msfkit.datasets.export(...), msfkit.datasets.load_dataset(...)
+        return importlib.import_module("msfkit.data.datasets")
+    raise AttributeError(f"module 'msfkit' has no attribute {name!r}")
+
+
+def _as_path(p: PathLike) -> Path:
+    return Path(os.fspath(p))

@@ -66,8 +66,9 @@ def hf_env(monkeypatch):
     """`hf_env(NAME=value, ...)` sets Hub-client variables for this test: for child processes and for
     this process's huggingface_hub, which read them into its constants at import (see
     tests/hub_server.py `sync_hub_client`). Called once on creation, for the isolated HF_HOME."""
-    from tests.hub_server import sync_hub_client
     from huggingface_hub import constants
+
+    from tests.hub_server import sync_hub_client
 
     def setenv(**variables: str) -> None:
         for name, value in variables.items():

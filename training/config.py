@@ -11,6 +11,7 @@ overrides from the command line. Every value is type-checked against the field i
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,22 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise MsfkitError(f"config: {name} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def resolve_config(
+    preset: str | None = None,
+    config_path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    resume: bool = False,
+) -> TrainConfig:
+    """The config a `train` call runs with. With `resume`, the run's own saved config (from
+    OUT/checkpoint.pt) with `overrides` on top; a run folder without a checkpoint is an error."""
+    cfg = load_config(preset, config_path, overrides)
+    if not resume:
+        return cfg
+    from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    ckpt = Path(cfg.out) / CHECKPOINT_NAME
+    if not ckpt.is_file():
+        raise MsfkitError(f"--resume: no {CHECKPOINT_NAME} in {cfg.out}")
+    return load_config(overrides=overrides, base=load_checkpoint(ckpt)["config"])

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from msfkit.models.errors import MsfkitError
+from msfkit.models.preprocess import to_rgb
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -76,15 +79,121 @@ class ArrayImageDataset:
     """A map-style dataset over uint8 arrays (N, H, W[, C]) that yields (transform(PIL image), label)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None = None, transform=None) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
+        self.images, self.transform = images, transform
+        self.labels = np.full(len(images), -1, np.int64) if labels is None else np.asarray(labels)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int):
+    def image(self, i: int):
+        """Item `i` as an 8-bit RGB PIL image, before any transform."""
         from PIL import Image
 
-        img = Image.fromarray(self.images[i])
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, (int(self.labels[i]) if self.labels is not None else -1)
+        return to_rgb(Image.fromarray(self.images[i]))
+
+    def __getitem__(self, i: int):
+        img = self.image(i)
+        return (self.transform(img) if self.transform is not None else img), _label(self.labels[i])
+
+
+class FileImageDataset:
+    """(transform(image), label) for image files, read with msfkit's safe loader (`load_image`)."""
+
+    def __init__(self, paths: Sequence[str | Path], labels: Sequence[Any] | None = None, transform=None) -> None:
+        self.paths, self.transform = [str(p) for p in paths], transform
+        self.labels = np.full(len(self.paths), -1, np.int64) if labels is None else np.asarray(labels)
+        self.classes: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, i: int):
+        """Item `i` as an upright 8-bit RGB PIL image; a bad file raises BadImageError naming it."""
+        from msfkit.data.images import BadImageError, load_image
+
+        try:
+            return load_image(self.paths[i])
+        except BadImageError as e:
+            raise BadImageError(f"{self.paths[i]}: {e}") from None
+
+    def __getitem__(self, i: int):
+        img = self.image(i)
+        return (self.transform(img) if self.transform is not None else img), _label(self.labels[i])
+
+
+def image_folder(root: str | Path, transform=None) -> FileImageDataset:
+    """Every image under `root`, walked by the one rule of `msfkit.data.inputs` (sorted, hidden files
+    skipped). Labels are class indices of the first sub-folder when every image sits in one, else -1."""
+    from msfkit.data.inputs import list_inputs
+
+    if not Path(root).is_dir():
+        raise MsfkitError(f"{root}: no such folder, and not a named dataset ({', '.join(DATASETS)})")
+    files = list_inputs([root]).files
+    if not files:
+        raise MsfkitError(f"{root}: no images found")
+    ds = FileImageDataset([f.path for f in files], None, transform)
+    if all(f.label is not None for f in files):
+        ds.classes = sorted({f.label for f in files})
+        index = {c: i for i, c in enumerate(ds.classes)}
+        ds.labels = np.array([index[f.label] for f in files], dtype=np.int64)
+    return ds
+
+
+class Subset:
+    """The first `n` items of a dataset, keeping `labels`."""
+
+    def __init__(self, dataset, n: int) -> None:
+        self.dataset, self.n = dataset, min(n, len(dataset))
+        self.labels = np.asarray(dataset.labels)[: self.n]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def image(self, i: int):
+        return self.dataset.image(self._check(i))
+
+    def __getitem__(self, i: int):
+        return self.dataset[self._check(i)]
+
+    def _check(self, i: int) -> int:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return i
+
+
+def first(dataset, n: int):
+    """`dataset` cut to its first `n` items (n = 0: all)."""
+    return Subset(dataset, n) if 0 < n < len(dataset) else dataset
+
+
+def _label(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def export(
+    name: str, directory: str | Path, splits: Sequence[str] = ("train", "test"), per_class: int | None = None
+) -> dict[str, int]:
+    """Write dataset `name` under `directory` as SPLIT/CLASS/NNNNN.png (NNNNN = index in the split).
+
+    `per_class`: only the first N images of each class. Files already there are kept, and each
+    is renamed into place, so a killed export leaves no half file and a rerun finishes it.
+    Returns the number of images of each split now in the folder.
+    """
+    from PIL import Image
+
+    from msfkit.models.files import atomic_write
+
+    counts = {}
+    for split in splits:
+        images, labels, class_names = load_dataset(name, split)
+        written = 0
+        for c, class_name in enumerate(class_names):
+            folder = Path(directory) / split / class_name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in np.flatnonzero(labels == c)[:per_class]:
+                path = folder / f"{i:05d}.png"
+                if not path.exists():
+                    atomic_write(path, lambda tmp, img=images[i]: Image.fromarray(img).save(tmp, format="PNG"))
+                written += 1
+        counts[split] = written
+    return counts

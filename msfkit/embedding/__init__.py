@@ -1,1 +1,11 @@
-"""embedding"""
+"""Images -> vectors: `pipeline` (the one feature path: decode, preprocess, forward) and `run`
+(a resumable, sharded run that writes an embedding store).
+
+Named `embedding`, not `embed`: `msfkit.embed` is the public function, and a subpackage of that
+name would replace it as an attribute of `msfkit` as soon as it was imported.
+"""
+
+from msfkit.embedding.pipeline import EmbedOptions, embed_items
+from msfkit.embedding.run import EmbedSummary, StoreOptions, embed
+
+__all__ = ["EmbedOptions", "EmbedSummary", "StoreOptions", "embed", "embed_items"]

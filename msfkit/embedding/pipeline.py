@@ -1,9 +1,18 @@
-"""Image files -> model-ready batches, decoded in parallel DataLoader workers while the model runs.
+"""The ONE feature path: images -> decode (workers) -> crop (workers) -> normalize + model (device).
 
-Workers do the expensive part (JPEG decode, optionally in draft mode; resize; crop) and send
-uint8 crops, a quarter of the bytes of float tensors; the main process turns them into
-normalised floats on the model's device (`Preprocess.normalize`). A file that cannot be decoded
-comes back as its reason, never as an exception, so one bad file cannot stop a run.
+Every vector msfkit computes comes through here or through `Encoder.embed`, which runs the same
+`to_rgb` -> `Preprocess.crop` -> `Preprocess.normalize` -> `Encoder.embed_batch` on images in
+memory: `msfkit embed`, `msfkit.embed`, search queries and evaluation features alike, so an image
+gives the same vector whichever entry point it came through.
+
+Sources are file paths (decoded with `msfkit.data.images.decode_image`, every bad file a reason)
+or a dataset with an `image(i)` method (in-memory arrays, `msfkit.data.datasets`). Workers send
+uint8 crops, a quarter of the bytes of floats. A file that cannot be decoded comes back as its
+reason, never as an exception, so one bad file cannot stop a run.
+
+Draft decoding (`draft=True`, `msfkit embed --draft`) lets the JPEG decoder scale a large photo
+down by 2, 4 or 8 while its shorter side stays >= the resize: much faster on camera photos, within
+about 0.99 cosine of the exact vector. It is off by default everywhere.
 """
 
 from __future__ import annotations
@@ -18,80 +27,72 @@ import torch
 
 from msfkit.data.images import DEFAULT_MAX_PIXELS, BadImageError, decode_image
 from msfkit.models import Encoder
+from msfkit.models.preprocess import Preprocess
+from msfkit.models.runtime import check_precision, evaluating
+
+FROZEN_MIN_FILES = 256  # below this, building the frozen CPU graph costs more than it saves
 
 
 @dataclass
-class Preprocess:
-    """The model config's eval preprocessing, split into a worker half (uint8) and a device half."""
+class EmbedOptions:
+    """How images are turned into vectors; the same defaults for every entry point."""
 
-    resize: int
-    image_size: int
-    interpolation: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    draft: bool = True  # JPEG draft decoding: scale down by 2/4/8 while the shorter side stays >= resize
-    max_pixels: int = DEFAULT_MAX_PIXELS
-
-    @classmethod
-    def for_encoder(
-        cls, encoder: Encoder, draft: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS
-    ) -> Preprocess:
-        c = encoder.config
-        return cls(c.resize, c.image_size, c.interpolation, c.mean, c.std, draft, max_pixels)
+    batch_size: int | None = None  # None: 256 on a GPU, 32 on a CPU
+    workers: int | None = None  # decoding processes; None: chosen from the device and the cores
+    precision: str = "fp32"  # or "bf16" (autocast)
+    device: str | torch.device | None = None  # None: where the encoder is
+    draft: bool = False  # JPEG draft decoding (see the module docstring)
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused before decoding
+    frozen: bool | None = None  # CPU: frozen TorchScript graph; None: when there are >= FROZEN_MIN_FILES
+    progress: bool = False  # a progress bar on stderr
 
     def __post_init__(self) -> None:
-        from torchvision import transforms as T
+        check_precision(self.precision)
 
-        # Same Resize and CenterCrop as Encoder.transform(); to_rgb already ran in decode_image.
-        self._crop = T.Compose(
-            [
-                T.Resize(self.resize, interpolation=T.InterpolationMode(self.interpolation)),
-                T.CenterCrop(self.image_size),
-                T.PILToTensor(),
-            ]
-        )
-
-    def load(self, path: str) -> tuple[torch.Tensor, tuple[int, int, int, float]]:
-        """(uint8 (3, S, S) crop, (width, height, bytes, mtime)) of one file; raises BadImageError."""
-        decoded = decode_image(
-            path, max_pixels=self.max_pixels, draft_size=self.resize if self.draft else None
-        )
-        try:
-            crop = self._crop(decoded.image)
-        except Exception as e:  # a pathological size (e.g. 1 x 100000) can break the resize
-            raise BadImageError(f"cannot resize: {type(e).__name__}: {e}") from None
-        return crop, (decoded.width, decoded.height, decoded.bytes, decoded.mtime)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (N, 3, S, S) on any device -> float32 normalised exactly as ToTensor + Normalize do."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
-        return x.float().div_(255).sub_(mean).div_(std)
+    def use_frozen(self, files: int) -> bool:
+        return files >= FROZEN_MIN_FILES if self.frozen is None else self.frozen
 
 
 @dataclass
 class Batch:
-    """Decoded files of one batch; `index` positions refer to the file list given to `iter_batches`."""
+    """Decoded items of one batch; `index` positions refer to the source given to `iter_batches`."""
 
-    index: list[int]  # the files that decoded, in order; rows of `pixels`
-    pixels: torch.Tensor | None  # uint8 (len(index), 3, S, S), None when every file failed
-    info: list[tuple[int, int, int, float]]  # (width, height, bytes, mtime) per decoded file
-    failed: list[tuple[int, str]]  # (position, reason) per file that could not be decoded
+    index: list[int]  # the items that decoded, in order; rows of `pixels`
+    pixels: torch.Tensor | None  # uint8 (len(index), 3, S, S), None when every item failed
+    info: list[tuple[int, int, int, float]]  # (width, height, bytes, mtime) per decoded item
+    failed: list[tuple[int, str]]  # (position, reason) per item that could not be decoded
 
 
-class _Files(torch.utils.data.Dataset):
-    def __init__(self, paths: Sequence[str], prep: Preprocess) -> None:
-        self.paths, self.prep = paths, prep
+class _Decode(torch.utils.data.Dataset):
+    """Item i -> (i, uint8 crop, info) or (i, None, reason)."""
+
+    def __init__(self, source, prep: Preprocess, opts: EmbedOptions) -> None:
+        self.source, self.prep = source, prep
+        self.max_pixels, self.draft_size = opts.max_pixels, prep.resize if opts.draft else None
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.source)
 
     def __getitem__(self, i: int):
         try:
-            crop, info = self.prep.load(self.paths[i])
+            item = self.source[i] if _is_paths(self.source) else None
+            if item is not None:
+                decoded = decode_image(item, max_pixels=self.max_pixels, draft_size=self.draft_size)
+                image, info = decoded.image, (decoded.width, decoded.height, decoded.bytes, decoded.mtime)
+            else:
+                image = self.source.image(i)
+                info = (image.width, image.height, 0, 0.0)
+            try:
+                crop = self.prep.crop(image)
+            except Exception as e:  # a pathological size (e.g. 1 x 100000) can break the resize
+                raise BadImageError(f"cannot resize: {type(e).__name__}: {e}") from None
         except BadImageError as e:
             return i, None, str(e)
         return i, crop, info
+
+
+def _is_paths(source) -> bool:
+    return isinstance(source, (list, tuple)) and (not source or isinstance(source[0], (str, os.PathLike)))
 
 
 def _collate(items) -> Batch:
@@ -102,22 +103,16 @@ def _collate(items) -> Batch:
 
 
 def iter_batches(
-    paths: Sequence[str],
-    prep: Preprocess,
-    batches: Sequence[Sequence[int]],
-    workers: int,
-    pin_memory: bool = False,
+    source, prep: Preprocess, batches: Sequence[Sequence[int]], opts: EmbedOptions, workers: int
 ) -> Iterator[Batch]:
-    """Decode `paths` in the given batches of positions (in order), with `workers` processes.
-
-    The workers start, and begin decoding ahead, as soon as this returns.
-    """
+    """Decode `source` (paths, or a dataset with `image(i)`) in the given batches of positions, in
+    order, with `workers` processes. The workers start, and decode ahead, as soon as this returns."""
     loader = torch.utils.data.DataLoader(
-        _Files(paths, prep),
+        _Decode(source, prep, opts),
         batch_sampler=[list(b) for b in batches],
         num_workers=workers,
         collate_fn=_collate,
-        pin_memory=pin_memory,
+        pin_memory=torch.device(opts.device or "cpu").type == "cuda",
         prefetch_factor=4 if workers > 0 else None,
     )
     return iter(loader)
@@ -151,8 +146,8 @@ class Forward:
     ~1e-7 of eager fp32; worth it for a collection, not for a handful of queries.
     """
 
-    def __init__(self, encoder: Encoder, prep: Preprocess, precision: str, frozen: bool = False) -> None:
-        self.encoder, self.prep, self.precision = encoder, prep, precision
+    def __init__(self, encoder: Encoder, precision: str, frozen: bool = False) -> None:
+        self.encoder, self.prep, self.precision = encoder, encoder.preprocess, precision
         self.device = next(encoder.parameters()).device
         self.graph = None
         if frozen and self.device.type == "cpu":
@@ -178,7 +173,35 @@ class Forward:
         size = self.encoder.config.image_size
         example = torch.zeros(2, 3, size, size).contiguous(memory_format=torch.channels_last)
         with warnings.catch_warnings(), self._autocast():
-            warnings.simplefilter(
-                "ignore", FutureWarning
-            )  # torch.jit is deprecated but still the fastest here
+            # torch.jit is deprecated but still the fastest CPU path here
+            warnings.simplefilter("ignore", FutureWarning)
             return torch.jit.freeze(torch.jit.trace(self.encoder.backbone, example, check_trace=False))
+
+
+def embed_items(
+    encoder: Encoder, source, opts: EmbedOptions | None = None
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """(float32 (n_good, D) vectors in source order, [(position, reason)] of the items that failed).
+
+    Nothing is written. `source`: image paths, or a dataset with `image(i)` and `__len__`.
+    Decodes in the calling process unless there is more than one batch (or `opts.workers` says).
+    """
+    from tqdm import tqdm
+
+    opts = opts or EmbedOptions()
+    dev = torch.device(opts.device) if opts.device is not None else next(encoder.parameters()).device
+    bs = opts.batch_size or default_batch_size(dev)
+    n = len(source)
+    workers = opts.workers if opts.workers is not None else (default_workers(dev) if n > bs else 0)
+    rows, bad = [], []
+    bar = tqdm(total=n, unit="img", desc="features", disable=not opts.progress, leave=False)
+    with evaluating(encoder, dev), torch.inference_mode(), bar:
+        stream = iter_batches(source, encoder.preprocess, chunks(0, n, bs), opts, workers)
+        forward = Forward(encoder, opts.precision, opts.use_frozen(n))
+        for batch in stream:
+            if batch.pixels is not None:
+                rows.append(forward(batch.pixels))
+            bad += batch.failed
+            bar.update(len(batch.index) + len(batch.failed))
+    vectors = np.concatenate(rows) if rows else np.zeros((0, encoder.embedding_dim), np.float32)
+    return vectors, bad

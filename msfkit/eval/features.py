@@ -1,7 +1,10 @@
 """Frozen-encoder features of a labelled dataset, for the evaluation protocols and the training monitor.
 
-ds = ArrayImageDataset(images, labels, transform=encoder.transform())   # centre-crop preprocessing
-feats, labels = extract_features(encoder, ds, batch_size=256)          # (N, D) float32, L2-normalised
+    ds = ArrayImageDataset(images, labels)                  # or FileImageDataset, image_folder(...)
+    feats, labels = extract_features(encoder, ds)           # (N, D) float32, L2-normalised
+
+The images go through the one feature path (`msfkit.embedding.pipeline`): the encoder's own
+centre-crop preprocessing, exactly as `msfkit embed` and `Encoder.embed` run it.
 """
 
 from __future__ import annotations
@@ -9,11 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from msfkit.models.encoder import PRECISIONS
+from msfkit.embedding.pipeline import EmbedOptions, embed_items
 from msfkit.models.errors import MsfkitError
 
 
-@torch.no_grad()
 def extract_features(
     encoder,
     dataset,
@@ -24,33 +26,21 @@ def extract_features(
     workers: int = 0,
     progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(features float32 (N, D) L2-normalised, labels (N,)) of a map-style dataset of (tensor, label).
+    """(features float32 (N, D) L2-normalised, labels (N,)) of a dataset with `image(i)` and `labels`.
 
     The encoder runs in eval mode (BatchNorm running statistics) and is put back in the mode it
-    was in. Rows come out in dataset order. `progress` draws a bar on stderr.
+    was in. Rows come out in dataset order; an image that cannot be read is an error naming it.
     """
-    if precision not in PRECISIONS:
-        raise MsfkitError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
-    device = torch.device(device)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
+    if getattr(dataset, "transform", None) is not None:
+        raise MsfkitError(
+            "extract_features applies the encoder's own preprocessing: give the dataset without a transform"
+        )
+    opts = EmbedOptions(
+        batch_size=batch_size, workers=workers, precision=precision, device=device, progress=progress
     )
-    was_training = encoder.training
-    encoder.eval().to(device)
-    feats, labels = [], []
-    try:
-        for x, y in tqdm(loader, desc="features", unit="batch", disable=not progress, leave=False):
-            feats.append(encoder.embed_batch(x.to(device, non_blocking=True), precision).cpu())
-            labels.append(torch.as_tensor(y))
-    finally:
-        encoder.train(was_training)
-    if not feats:
-        return np.zeros((0, encoder.embedding_dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
-    return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+    feats, bad = embed_items(encoder, dataset, opts)
+    if bad:
+        i, reason = bad[0]
+        where = dataset.paths[i] if hasattr(dataset, "paths") else f"item {i}"
+        raise MsfkitError(f"{where}: {reason} ({len(bad)} images could not be read)")
+    return feats, np.asarray(dataset.labels)

@@ -12,17 +12,20 @@ Features are always the model's own centre-crop preprocessing, L2-normalised.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-import msfkit
+from msfkit.data.datasets import ArrayImageDataset, FileImageDataset, load_dataset
+from msfkit.embedding import EmbedOptions, StoreOptions, embed
+from msfkit.eval.features import extract_features
+from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
-from msfkit.store.reader import is_store
+from msfkit.store import is_store, open_store
 
 
 @dataclass
@@ -39,9 +42,17 @@ class EvalInputs:
     train_images: Callable[[Any], Any] | None = None
 
 
+@dataclass
+class _Work:
+    """How features are made (shared by every split) and where they are kept."""
+
+    embed: EmbedOptions
+    features_dir: Path | None
+
+
 def load_inputs(
     *,
-    model: str | None = None,
+    model: Encoder | str | Path | None = None,
     train: str | Path | None = None,
     val: str | Path | None = None,
     dataset: str | None = None,
@@ -53,21 +64,23 @@ def load_inputs(
     progress: bool = False,
 ):
     """(EvalInputs, encoder or None) from a dataset name, two image folders or two stores."""
+    opts = EmbedOptions(
+        batch_size=batch_size, workers=workers, precision=precision, device=device, progress=progress
+    )
+    work = _Work(opts, Path(features_dir) if features_dir is not None else None)
     if dataset is not None:
         if train is not None or val is not None:
             raise MsfkitError("give either --dataset or --train/--val, not both")
         if model is None:
             raise MsfkitError("--dataset needs a model (-m/--model or MSFKIT_MODEL)")
-        return _dataset_inputs(dataset, model, features_dir, device, batch_size, workers, precision, progress)
+        return _dataset_inputs(dataset, _encoder(model), work)
     if train is None or val is None:
         raise MsfkitError("give --train and --val (image folders or embedding stores), or --dataset")
-    encoder = msfkit.load(model) if model is not None else None
+    encoder = _encoder(model) if model is not None else None
     with tempfile.TemporaryDirectory(prefix="msfkit-eval-") as tmp:
-        work = Path(features_dir) if features_dir is not None else Path(tmp)
+        folder = work.features_dir or Path(tmp)
         stores = {
-            split: _as_store(
-                Path(path), split, encoder, work, device, batch_size, workers, precision, progress
-            )
+            split: _as_store(Path(path), split, encoder, _Work(opts, folder))
             for split, path in (("train", train), ("val", val))
         }
         fps = {split: store.model.get("fingerprint") for split, store in stores.items()}
@@ -79,13 +92,13 @@ def load_inputs(
         if encoder is not None and encoder.fingerprint != fps["train"]:
             raise MsfkitError(
                 f"the stores were embedded with model {fps['train']}, "
-                f"not with {model} ({encoder.fingerprint})"
+                f"not with {encoder.name or 'the given model'} ({encoder.fingerprint})"
             )
         given = {"train": train, "val": val}
         splits = {split: _store_split(store, split, given[split]) for split, store in stores.items()}
         train_store = stores["train"]
         train_paths = train_store.absolute_paths() if train_store.source_root is not None else None
-        name = train_store.model.get("name") or model
+        name = train_store.model.get("name") or (encoder.name if encoder is not None else None)
     kinds = {"store" if is_store(Path(p)) else "folder" for p in (train, val)}
     labels = splits["train"][1]
     inputs = EvalInputs(
@@ -93,51 +106,28 @@ def load_inputs(
         *splits["val"],
         model={"name": name, "fingerprint": fps["train"]},
         source={"kind": "stores" if kinds == {"store"} else "folders", "train": str(train), "val": str(val)},
-        train_images=(lambda tf: ImageFileDataset(train_paths, labels, tf)) if train_paths else None,
+        train_images=(lambda tf: FileImageDataset(train_paths, labels, tf)) if train_paths else None,
     )
     return inputs, encoder
 
 
-class ImageFileDataset:
-    """(transform(image), label) for image files, read with msfkit's safe loader."""
-
-    def __init__(self, paths: Sequence[str | Path], labels: Sequence[Any], transform) -> None:
-        self.paths, self.labels, self.transform = list(paths), list(labels), transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int):
-        from msfkit.data.images import load_image
-
-        return self.transform(load_image(self.paths[i])), self.labels[i]
-
-
-def _dataset_inputs(name, model, features_dir, device, batch_size, workers, precision, progress):
-    from msfkit.data.datasets import ArrayImageDataset, load_dataset
-    from msfkit.eval.features import extract_features
-
-    encoder = msfkit.load(model)
+def _dataset_inputs(name: str, encoder: Encoder, work: _Work):
     splits = {}
     arrays = {}
     for split in ("train", "test"):
         images, labels, _ = load_dataset(name, split)
         arrays[split] = (images, labels)
-        cache = Path(features_dir) / f"{name}-{split}-{encoder.fingerprint}.npz" if features_dir else None
+        folder = work.features_dir
+        cache = folder / f"{name}-{split}-{encoder.fingerprint}.npz" if folder is not None else None
         if cache is not None and cache.is_file():
             with np.load(cache, allow_pickle=False) as f:
                 splits[split] = (f["features"], f["labels"])
             continue
-        ds = ArrayImageDataset(images, labels, encoder.transform())
+        o = work.embed
         feats, labs = extract_features(
-            encoder,
-            ds,
-            batch_size=batch_size,
-            device=device,
-            precision=precision,
-            workers=workers,
-            progress=progress,
-        )
+            encoder, ArrayImageDataset(images, labels), batch_size=o.batch_size or 256, device=o.device,
+            precision=o.precision, workers=o.workers or 0, progress=o.progress,
+        )  # fmt: skip
         splits[split] = (feats, labs)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -146,17 +136,15 @@ def _dataset_inputs(name, model, features_dir, device, batch_size, workers, prec
     inputs = EvalInputs(
         *splits["train"],
         *splits["test"],
-        model={"name": encoder.name or model, "fingerprint": encoder.fingerprint},
+        model={"name": encoder.name, "fingerprint": encoder.fingerprint},
         source={"kind": "dataset", "train": f"{name}:train", "val": f"{name}:test"},
         train_images=lambda tf: ArrayImageDataset(train_images, train_labels, tf),
     )
     return inputs, encoder
 
 
-def _as_store(path: Path, split, encoder, work: Path, device, batch_size, workers, precision, progress):
+def _as_store(path: Path, split: str, encoder: Encoder | None, work: _Work):
     """The store at `path`, or the store of the image folder `path` (embedded on first use)."""
-    from msfkit.store.reader import open_store
-
     if not path.exists():
         raise MsfkitError(f"--{split} {path}: no such folder")
     if is_store(path):
@@ -167,11 +155,8 @@ def _as_store(path: Path, split, encoder, work: Path, device, batch_size, worker
         raise MsfkitError(
             f"--{split} {path} is an image folder: give the model to embed it with (-m/--model)"
         )
-    from msfkit.embedding.run import embed
-
-    out = work / f"{split}-{encoder.fingerprint}"
-    embed([path], encoder, out, batch_size=batch_size, workers=workers, precision=precision,
-          device=device, progress=progress, draft=False)  # fmt: skip
+    out = work.features_dir / f"{split}-{encoder.fingerprint}"
+    embed([path], encoder, out, work.embed, StoreOptions())
     return open_store(out)
 
 
@@ -192,3 +177,7 @@ def _store_split(store, split: str, where) -> tuple[np.ndarray, np.ndarray]:
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a temporary name
         np.savez(f, **arrays)
+
+
+def _encoder(model) -> Encoder:
+    return model if isinstance(model, Encoder) else Encoder.from_pretrained(str(model))

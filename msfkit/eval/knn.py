@@ -1,4 +1,4 @@
-"""k-nearest-neighbour classification on L2-normalised features: the two protocols of MSF.md.
+"""k-nearest-neighbour classification on L2-normalised features: the two protocols of MSF (docs/method.md).
 
 - `protocol="msf"` (the MSF paper's reference): cosine neighbours, UNWEIGHTED majority vote,
   reported at k = 1 and k = 20. A tie in votes goes to the tied class whose nearest voter is the
@@ -26,22 +26,19 @@ CPUs with bf16 dot products. When neighbours are too close for bf16 (over a quar
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from msfkit.eval.knn_search import as_unit_rows, budget_cells, top_neighbours, use_bf16
+from msfkit.eval.labels import class_indices
 from msfkit.models.errors import MsfkitError
-from msfkit.models.runtime import PRECISIONS, check_precision
 
 PROTOCOLS = ("msf", "dino")
 DEFAULT_KS = {"msf": (1, 20), "dino": (20,)}
 DEFAULT_TEMPERATURE = 0.07
-DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes for one query x train similarity block
-SHORTLIST_MARGIN = 64  # extra bf16 candidates per query before the float64 re-ranking
 AUTO_PROBE_ROWS = 256  # query rows on which precision="auto" decides whether bf16 pays
-EXACT_MARGIN = 8  # extra float32 candidates, so float32 rounding cannot decide between near-equal neighbours
 
 
 def knn_classify(
@@ -90,16 +87,16 @@ def knn_scores(
     Column 0 is the prediction. For "msf" the ranking is (votes, nearest voter); for "dino" it
     is the summed exp(sim / T) weight. Classes nobody voted for fill the tail in class order.
     """
-    classes, train_idx = _classes(train_labels)
-    train = _as_unit_rows(train_feats, device)
-    query = _as_unit_rows(query_feats, device)
+    classes, train_idx = class_indices(train_labels)
+    train = as_unit_rows(train_feats, device)
+    query = as_unit_rows(query_feats, device)
     ks = _check(train, train_idx, query, ks, protocol, temperature)
-    use_bf16 = _use_bf16(precision, train.device)
-    fast = train.bfloat16() if use_bf16 else None
+    bf16 = use_bf16(precision, train.device)
+    fast = train.bfloat16() if bf16 else None
     labels_t = torch.as_tensor(train_idx, device=train.device)
     top = min(top, len(classes))
     out = {k: np.empty((len(query), top), dtype=np.int64) for k in ks}
-    cells = _budget_cells(memory_budget_bytes)
+    cells = budget_cells(memory_budget_bytes)
     q_rows, t_rows = (
         (max(1, min(len(query), cells // len(train))), len(train)) if cells >= len(train) else (1, cells)
     )
@@ -109,7 +106,7 @@ def knn_scores(
         # "auto" tries bf16 on a small first chunk; when over a quarter of its rows had to be redone
         # (neighbours too close for bf16 to separate), float32 is faster from there on.
         rows = min(q_rows, AUTO_PROBE_ROWS) if probing else q_rows
-        sims, nbrs, redone = _top_neighbours(query[q0 : q0 + rows], train, max(ks), t_rows, cells, fast)
+        sims, nbrs, redone = top_neighbours(query[q0 : q0 + rows], train, max(ks), t_rows, cells, fast)
         if probing and redone > len(sims) // 4:
             fast = None
         probing = False
@@ -143,12 +140,9 @@ def knn_accuracy(
     class is an error: k-NN could never predict it.
     """
     ks = tuple(ks) if ks is not None else DEFAULT_KS.get(protocol, (20,))
-    classes, _ = _classes(train_labels)
+    classes, _ = class_indices(train_labels)
     val_labels = np.asarray(val_labels)
-    unknown = np.setdiff1d(np.unique(val_labels), classes)
-    if len(unknown):
-        shown = ", ".join(map(str, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
-        raise MsfkitError(f"val has classes the train set lacks: {shown}")
+    class_indices(val_labels, classes)  # a val class unknown to train is an error
     ranked = knn_scores(
         train_feats,
         train_labels,
@@ -190,124 +184,6 @@ def _vote(sims: torch.Tensor, labels: torch.Tensor, n_classes: int, protocol: st
     first = torch.full((nq, n_classes), k, dtype=torch.int64, device=sims.device)
     first.scatter_reduce_(1, labels, ranks, reduce="amin")
     return votes * (k + 1) + (k - first)
-
-
-def _top_neighbours(
-    query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int, cells: int, fast: torch.Tensor | None
-):
-    """(similarities float64, train indices, rows redone) of the k nearest train rows, nearest first.
-
-    A shortlist of candidates comes from float32 similarities (k + EXACT_MARGIN of them) or, with
-    `fast` (the train set in bf16), from bf16 ones (k + max(k, SHORTLIST_MARGIN)); the candidates
-    are re-scored in float64, row by row, and the best k kept. So the neighbours and the dino
-    weights never depend on the chunking, and a float32 rounding never swaps near-equal
-    neighbours. A bf16 row whose shortlist the bf16 error bound cannot prove complete is redone
-    from float32 candidates.
-    """
-    if fast is None:
-        cand_i = _merge_blocks(query, train, k + EXACT_MARGIN, t_rows)[1]
-        return (*_rescored(query, train, cand_i, k, cells), 0)
-    short = k + max(k, SHORTLIST_MARGIN)
-    cand_s, cand_i = _merge_blocks(query.bfloat16(), fast, short, t_rows)
-    # float32 on the whole shortlist, float64 only on the k + EXACT_MARGIN best of it (the costly part)
-    step = max(1, cells // (cand_i.shape[1] * train.shape[1]))
-    s32 = torch.cat(
-        [
-            torch.einsum("qd,qcd->qc", query[r : r + step], train[cand_i[r : r + step]])
-            for r in range(0, len(query), step)
-        ]
-    )
-    near = cand_i.gather(1, s32.topk(min(k + EXACT_MARGIN, s32.shape[1]), dim=1).indices)
-    best_s, best_i = _rescored(query, train, near, k, cells)
-    if cand_i.shape[1] < len(train):
-        # A train row outside the shortlist has bf16 similarity <= the shortlist's last one, so its
-        # exact similarity is at most that plus the bf16 error bound.
-        ceiling = cand_s[:, -1].double() + _bf16_error_bound(query.shape[1])
-        redo = (best_s[:, -1] <= ceiling).nonzero().flatten()
-        if len(redo):
-            best_s[redo], best_i[redo], _ = _top_neighbours(query[redo], train, k, t_rows, cells, None)
-        return best_s, best_i, len(redo)
-    return best_s, best_i, 0
-
-
-def _rescored(query: torch.Tensor, train: torch.Tensor, cand_i: torch.Tensor, k: int, cells: int):
-    """The k best candidates by float64 similarity, computed pair by pair (blocks fit the budget)."""
-    step = max(1, cells // (2 * cand_i.shape[1] * train.shape[1]))
-    s = torch.cat(
-        [
-            (query[r : r + step, None, :].double() * train[cand_i[r : r + step]].double()).sum(-1)
-            for r in range(0, len(query), step)
-        ]
-    )
-    return _sorted_top(s, cand_i, k)
-
-
-def _merge_blocks(query: torch.Tensor, train: torch.Tensor, k: int, t_rows: int):
-    """Running top-k (values, indices) of query @ train.T over blocks of `t_rows` train rows."""
-    best_s = best_i = None
-    for t0 in range(0, len(train), t_rows):
-        block = query @ train[t0 : t0 + t_rows].T
-        s, i = block.topk(min(k, block.shape[1]), dim=1)
-        i += t0
-        if best_s is not None:
-            s, i = torch.cat([best_s, s], 1), torch.cat([best_i, i], 1)
-            s, keep = s.topk(min(k, s.shape[1]), dim=1)
-            i = i.gather(1, keep)
-        best_s, best_i = s, i
-    return best_s, best_i
-
-
-def _sorted_top(s: torch.Tensor, i: torch.Tensor, k: int):
-    """The k best (similarity, index) pairs, nearest first; equal similarities: lower index first."""
-    by_index = i.argsort(dim=1, stable=True)
-    s, i = s.gather(1, by_index), i.gather(1, by_index)
-    by_sim = s.argsort(dim=1, descending=True, stable=True)[:, :k]
-    return s.gather(1, by_sim), i.gather(1, by_sim)
-
-
-def _bf16_error_bound(dim: int) -> float:
-    """Bound on |bf16 dot - exact dot| for unit vectors, with a 25 % margin: both inputs rounded to
-    bf16 (relative error u = 2^-9 each: 2u + u^2), float32 accumulation of `dim` products
-    (dim * 2^-24) and the result rounded to bf16 (u)."""
-    u = 2.0**-9
-    return 1.25 * (3 * u + u * u + dim * 2.0**-24 * (1 + u) ** 2)
-
-
-def _use_bf16(precision: str, device: torch.device) -> bool:
-    check_precision(precision, ("auto", *PRECISIONS), "k-NN precision")
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type != "cpu":  # GPUs do float32 fast enough, and may reduce bf16 GEMMs in bf16
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _budget_cells(budget: int | None) -> int:
-    """How many float32 similarities one block may hold."""
-    budget = DEFAULT_MEMORY_BUDGET if budget is None else int(budget)
-    if budget < 4:
-        raise MsfkitError(f"memory budget of {budget} bytes is too small for one similarity")
-    return budget // 4
-
-
-def _classes(labels) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique classes, index of each label into them)."""
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise MsfkitError(f"labels must be one-dimensional, got shape {labels.shape}")
-    classes, idx = np.unique(labels, return_inverse=True)
-    return classes, idx.astype(np.int64)
-
-
-def _as_unit_rows(x, device) -> torch.Tensor:
-    """float32 rows scaled to unit length (cosine similarity is then a dot product)."""
-    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-    t = t.to(device=device, dtype=torch.float32)
-    return torch.nn.functional.normalize(t, dim=1) if t.ndim == 2 else t
 
 
 def _check(train, train_idx, query, ks, protocol, temperature) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""How `msfkit eval` reports: an aligned table, a model-card Markdown table, the card itself."""
+"""How `msfkit eval` reports: an aligned table, a model-card Markdown table, the card itself, plots."""
 
 from __future__ import annotations
 
@@ -86,3 +86,29 @@ def write_card(model_dir: str | Path, report: dict[str, Any]) -> Path:
 
 def _fmt(value, spec: str = "g") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def write_plots(plot_dir: Path, inputs, report: dict[str, Any], predictions: dict, opts) -> list[str]:
+    """Accuracy-over-k for each k-NN protocol and a confusion matrix per result, as PNGs in `plot_dir`."""
+    import numpy as np
+
+    from msfkit.eval.plots import plot_confusion, plot_knn_curve
+    from msfkit.eval.run import knn_curve
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    title = f"{report['model'].get('name')} on {report['source']['val']}"
+    written = []
+    if opts.knn_protocols:
+        curves = {
+            f"knn-{p}": knn_curve(
+                inputs, p, temperature=opts.temperature, train_fraction=report["train_fraction"],
+                device=opts.device,
+            )  # fmt: skip
+            for p in opts.knn_protocols
+        }
+        written.append(plot_knn_curve(curves, plot_dir / "knn_accuracy_over_k.png", title))
+    classes = np.unique(inputs.train_labels)
+    for name, pred in predictions.items():
+        path = plot_dir / f"confusion_{name}.png"
+        written.append(plot_confusion(inputs.val_labels, pred, classes, path, f"{name} — {title}"))
+    return [str(p) for p in written]

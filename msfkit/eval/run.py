@@ -7,7 +7,9 @@ print(format_table(report))                                               # msfk
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,59 +22,73 @@ from msfkit.models.errors import MsfkitError
 KNN_CURVE_KS = (1, 2, 5, 10, 20, 50, 100, 200)
 
 
+@dataclass
+class EvalOptions:
+    """Which protocols run, and how (every field has the paper's or msfkit's default)."""
+
+    knn_protocols: Sequence[str] = ("msf",)  # k-NN protocols: "msf", "dino"; () for none
+    ks: Sequence[int] | None = None  # None: the protocol's own (msf 1, 20; dino 20)
+    temperature: float = 0.07  # dino's vote weight exp(sim / T)
+    linear_preset: str | None = None  # "fast" | "msf" | None (no linear probe)
+    lrs: Sequence[float] | None = None  # fast: the sweep; msf: one lr
+    epochs: int = 40
+    train_fraction: float | None = None  # per-class share of train labels (semi-supervised rows)
+    head_out: str | Path | None = None  # save the linear head here
+    device: str = "cpu"
+    memory_budget_bytes: int | None = None  # the largest k-NN similarity block
+    batch_size: int = 256
+    workers: int = 0
+    precision: str = "fp32"
+    seed: int = 0
+    progress: bool = False
+
+
+@dataclass
+class _Train:
+    """The train rows an evaluation uses: which of the inputs (`picked`), their features and labels."""
+
+    picked: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+
 def evaluate(
-    inputs: EvalInputs,
-    *,
-    knn_protocols: Sequence[str] = ("msf",),
-    ks: Sequence[int] | None = None,
-    temperature: float = 0.07,
-    linear_preset: str | None = None,
-    lrs: Sequence[float] | None = None,
-    epochs: int = 40,
-    train_fraction: float | None = None,
-    encoder=None,
-    head_out: str | Path | None = None,
-    device: str = "cpu",
-    memory_budget_bytes: int | None = None,
-    batch_size: int = 256,
-    workers: int = 0,
-    precision: str = "fp32",
-    seed: int = 0,
-    progress: bool = False,
+    inputs: EvalInputs, options: EvalOptions | None = None, *, encoder=None, **overrides: Any
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(report, predicted val labels per result name). The report's "results" rows each name
     their protocol, k, temperature and split sizes."""
     from msfkit.eval.knn import DEFAULT_KS, knn_scores
-    from msfkit.eval.linear import class_indices, sample_per_class
+    from msfkit.eval.labels import class_indices, sample_per_class
 
+    o = dataclasses.replace(options or EvalOptions(), **overrides)
     train_x, train_y = inputs.train_feats, inputs.train_labels
     picked = np.arange(len(train_y))
-    if train_fraction is not None:
-        picked = sample_per_class(train_y, train_fraction, seed)
+    if o.train_fraction is not None:
+        picked = sample_per_class(train_y, o.train_fraction, o.seed)
         train_x, train_y = train_x[picked], train_y[picked]
     classes, _ = class_indices(train_y)
     class_indices(inputs.val_labels, classes)  # a val class unknown to train is an error
     n_train, n_val = len(train_y), len(inputs.val_labels)
     rows: list[dict[str, Any]] = []
     predictions: dict[str, np.ndarray] = {}
-    for protocol in knn_protocols:
-        use_ks = tuple(ks) if ks else DEFAULT_KS[protocol]
+    for protocol in o.knn_protocols:
+        use_ks = tuple(o.ks) if o.ks else DEFAULT_KS[protocol]
         ranked = knn_scores(
             train_x,
             train_y,
             inputs.val_feats,
             ks=use_ks,
             protocol=protocol,
-            temperature=temperature,
-            memory_budget_bytes=memory_budget_bytes,
-            device=device,
+            temperature=o.temperature,
+            memory_budget_bytes=o.memory_budget_bytes,
+            device=o.device,
         )
         for k, r in sorted(ranked.items()):
             rows.append(
                 {
                     "protocol": f"knn-{protocol}",
                     "k": k,
-                    "temperature": temperature if protocol == "dino" else None,
+                    "temperature": o.temperature if protocol == "dino" else None,
                     "top1": _pct(r[:, 0] == inputs.val_labels),
                     "top5": _pct((r[:, :5] == inputs.val_labels[:, None]).any(1))
                     if protocol == "dino"
@@ -82,11 +98,8 @@ def evaluate(
                 }
             )
             predictions[f"knn-{protocol}-k{k}"] = r[:, 0]
-    if linear_preset is not None:
-        row, pred = _linear(
-            inputs, picked, train_x, train_y, linear_preset, lrs, epochs, encoder, head_out, device,
-            batch_size, workers, precision, seed, progress,
-        )  # fmt: skip
+    if o.linear_preset is not None:
+        row, pred = _linear(inputs, _Train(picked, train_x, train_y), o, encoder)
         rows.append(row)
         predictions[row["protocol"]] = pred
     report = {
@@ -96,7 +109,7 @@ def evaluate(
         "n_train": n_train,
         "n_val": n_val,
         "n_classes": len(classes),
-        "train_fraction": train_fraction,
+        "train_fraction": o.train_fraction,
         "results": rows,
     }
     return report, predictions
@@ -115,7 +128,7 @@ def knn_curve(
 ) -> dict[int, float]:
     """Top-1 % for each k (those not above the train size) from one neighbour search: the plot's data."""
     from msfkit.eval.knn import knn_classify
-    from msfkit.eval.linear import sample_per_class
+    from msfkit.eval.labels import sample_per_class
 
     train_x, train_y = inputs.train_feats, inputs.train_labels
     if train_fraction is not None:
@@ -148,13 +161,12 @@ class _Relabelled:
         return self.dataset[int(self.indices[j])][0], int(self.targets[j])
 
 
-def _linear(inputs, picked, train_x, train_y, preset, lrs, epochs, encoder, head_out, device,
-            batch_size, workers, precision, seed, progress):  # fmt: skip
+def _linear(inputs: EvalInputs, train: _Train, o: EvalOptions, encoder) -> tuple[dict[str, Any], np.ndarray]:
+    from msfkit.eval.labels import class_indices
     from msfkit.eval.linear import (
         FAST_LRS,
         PRESETS,
         LinearRecipe,
-        class_indices,
         evaluate_head,
         standardization,
         train_linear_fast,
@@ -162,9 +174,12 @@ def _linear(inputs, picked, train_x, train_y, preset, lrs, epochs, encoder, head
         train_transform,
     )
 
+    preset, lrs, device, seed = o.linear_preset, o.lrs, o.device, o.seed
+    train_x, train_y = train.x, train.y
+
     if preset not in PRESETS:
         raise MsfkitError(f"unknown linear preset {preset!r}; expected one of {', '.join(PRESETS)}")
-    recipe = LinearRecipe(epochs=epochs)
+    recipe = LinearRecipe(epochs=o.epochs)
     if preset == "fast":
         head = train_linear_fast(
             train_x, train_y, lrs=lrs or FAST_LRS, recipe=recipe, seed=seed, device=device
@@ -184,17 +199,17 @@ def _linear(inputs, picked, train_x, train_y, preset, lrs, epochs, encoder, head
             recipe.lr = float(lrs[0])
         classes, targets = class_indices(train_y)
         mean, std = standardization(train_x)
-        ds = _Relabelled(inputs.train_images(train_transform(encoder.config)), picked, targets)
+        ds = _Relabelled(inputs.train_images(train_transform(encoder.config)), train.picked, targets)
         head = train_linear_msf(
             encoder, ds, mean, std, classes.tolist(), recipe=recipe, seed=seed,
-            device=device, precision=precision, workers=workers, progress=progress,
+            device=device, precision=o.precision, workers=o.workers, progress=o.progress,
         )  # fmt: skip
         notes = f"lr {recipe.lr:g}, {recipe.epochs} epochs"
     head.info |= {"model": inputs.model, "source": inputs.source}
     top1, top5, pred = evaluate_head(head.to(device), inputs.val_feats, inputs.val_labels)
-    if head_out is not None:
-        head.save(head_out)
-        notes += f"; head saved to {head_out}"
+    if o.head_out is not None:
+        head.save(o.head_out)
+        notes += f"; head saved to {o.head_out}"
     row = {
         "protocol": f"linear-{preset}",
         "k": None,

@@ -59,3 +59,11 @@ def set_search_params(index: Any, params: dict[str, int]) -> None:
     space = faiss.GpuParameterSpace() if _on_gpu(index) else faiss.ParameterSpace()
     for name, value in params.items():
         space.set_index_parameter(index, name, value)
+
+
+def normalized(vectors: np.ndarray) -> np.ndarray:
+    """A C-contiguous float32 copy of `vectors`, every row scaled to unit length (zero rows stay zero)."""
+    x = np.array(vectors, dtype=np.float32, order="C", copy=True, ndmin=2)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.divide(x, norms, out=x, where=norms > 0)
+    return x

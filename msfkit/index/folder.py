@@ -1,4 +1,4 @@
-"""An embedding store -> a faiss index folder that knows its model, its rows and its measured recall.
+"""The index folder's format: `IndexFolder` (load and validate), writing a folder, reopening its stores.
 
     INDEX/
       index.faiss    the faiss index (inner product on L2-normalised vectors)
@@ -10,16 +10,7 @@
                      store's source root), label; a vector's faiss id is its row number here (the
                      stores' rows in order), whatever order it was added in
 
-    info = build_index(["store"], "index")            # type chosen from N, D and the memory budget
-    add_to_index("index", ["new-store"])              # stream another store's vectors in
-    index = load_index("index")                       # validated; index.search(vectors, k)
-
-`auto` picks exact search while it is cheap, HNSW while the graph builds quickly, IVF-Flat while the
-vectors fit in the memory budget, IVF-PQ beyond (see `msfkit.index.plan`). IVF and PQ are trained on a
-sample and every type is filled in streaming batches from the store's shards, so memory stays at
-the index plus one batch. Recall is measured on stored rows held out of training and of the index
-until the search parameters are tuned (see `msfkit.index.recall`), then they are added. The folder
-is written under a temporary name and renamed into place.
+The folder is written under a temporary name and renamed into place. docs/formats.md has every field.
 """
 
 from __future__ import annotations
@@ -27,32 +18,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from msfkit.index.faiss_ops import search_index, set_search_params, to_cpu, to_device
-from msfkit.index.plan import DEFAULT_MEMORY, choose_index
+from msfkit.index.faiss_ops import normalized, search_index, set_search_params, to_device
 from msfkit.models.errors import MsfkitError
-from msfkit.runtime import parse_size
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
 INFO_FILE = "index.json"
 ROWS_FILE = "rows.parquet"
 FILES = (INDEX_FILE, INFO_FILE, ROWS_FILE)
-DEFAULT_RECALL = 0.95
-BATCH_ROWS = 65536  # vectors read and added per step while filling
 
 
-# -- the index folder ---------------------------------------------------------------------------
+class IndexFolder:
+    """A loaded index folder: the faiss index, its `info` (index.json) and its row -> path table.
 
-
-class Index:
-    """A loaded index folder: the faiss index, its `info` (index.json) and its row -> path table."""
+    `msfkit.open_index` gives the `msfkit.retrieval.Index` built on it (search by images, dedup).
+    """
 
     def __init__(self, path: Path, index: Any, info: dict[str, Any], rows) -> None:
         self.path = path
@@ -64,7 +50,7 @@ class Index:
         return int(self.index.ntotal)
 
     def __repr__(self) -> str:
-        return f"Index({self.path}, {self.info['factory']}, {len(self)} x {self.dim})"
+        return f"{type(self).__name__}({self.path}, {self.info['factory']}, {len(self)} x {self.dim})"
 
     @property
     def dim(self) -> int:
@@ -75,7 +61,7 @@ class Index:
         """{"name", "revision", "fingerprint", "config"} of the model the indexed vectors came from."""
         return self.info["model"]
 
-    def search(self, vectors: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def search_vectors(self, vectors: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """(scores, rows) of the k nearest indexed vectors to each query; rows are -1 past the end."""
         q = normalized(vectors)
         if q.shape[1] != self.dim:
@@ -96,15 +82,7 @@ class Index:
         return out
 
 
-def normalized(vectors: np.ndarray) -> np.ndarray:
-    """A C-contiguous float32 copy of `vectors`, every row scaled to unit length (zero rows stay zero)."""
-    x = np.array(vectors, dtype=np.float32, order="C", copy=True, ndmin=2)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    np.divide(x, norms, out=x, where=norms > 0)
-    return x
-
-
-def load_index(path: str | os.PathLike) -> Index:
+def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -> IndexFolder:
     """Open an index folder, refusing one with missing, foreign or inconsistent files."""
     import faiss
     import pyarrow.parquet as pq
@@ -150,178 +128,31 @@ def load_index(path: str | os.PathLike) -> Index:
         )
     index = to_device(index)
     set_search_params(index, info["search_params"])
-    return Index(root, index, info, rows)
-
-
-# -- building -----------------------------------------------------------------------------------
-
-
-def build_index(
-    stores: str | os.PathLike | Sequence[str | os.PathLike],
-    out: str | os.PathLike,
-    kind: str = "auto",
-    memory: int | str = DEFAULT_MEMORY,
-    recall: float = DEFAULT_RECALL,
-    overwrite: bool = False,
-    seed: int = 0,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Build the index folder `out` from one or more embedding stores; returns its index.json."""
-    import faiss
-
-    from msfkit.index import recall as index_recall
-    from msfkit.store.reader import open_store
-
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise MsfkitError(f"{out}: already exists; remove it or pass --force")
-    if not 0 < recall <= 1:
-        raise MsfkitError(f"recall target {recall}: expected a number in (0, 1]")
-    store = open_store(stores)
-    _check_complete(store)
-    memory = parse_size(memory, "memory budget")
-    n, d = len(store), store.dim
-    plan = choose_index(n, d, memory, kind)
-    t0 = time.perf_counter()
-    held_out = index_recall.query_rows(n, seed)
-    index = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
-    grid = index_recall.param_grid(index, plan.type)
-    if plan.type == "ivfpq":  # polysemous codes are never searched; training them costs minutes
-        faiss.downcast_index(index).do_polysemous_training = False
-    work = to_device(index)
-    trained_on = 0
-    if plan.train_rows:
-        pool = np.setdiff1d(np.arange(n), held_out) if len(held_out) < n else np.arange(n)
-        rng = np.random.default_rng(seed + 1)
-        train = np.sort(rng.choice(pool, size=min(plan.train_rows, len(pool)), replace=False))
-        work.train(normalized(take_rows(store, train)))
-        trained_on = len(train)
-    _fill(work, store, progress, skip=held_out)
-    seconds = time.perf_counter() - t0
-    tuned = index_recall.tune(work, grid, store, held_out, recall)
-    tuned["seed"] = seed
-    work.add_with_ids(normalized(take_rows(store, held_out)), held_out)
-    index = to_cpu(work)
-    tune_seconds = time.perf_counter() - t0 - seconds
-    sources = [_source(part_store) for part_store in _part_stores(store)]
-    info = {
-        "format_version": FORMAT_VERSION,
-        "type": plan.type,
-        "factory": plan.factory,
-        "metric": "inner_product",
-        "normalized": True,
-        "dim": d,
-        "count": n,
-        "search_params": {},
-        "model": _model_info(store.model),
-        "sources": sources,
-        "build": {
-            "reason": plan.reason,
-            "memory_budget": memory,
-            "estimated_bytes": plan.bytes,
-            "train_rows": trained_on,
-            "seconds": round(seconds, 3),  # training and filling
-            "tune_seconds": round(tune_seconds, 3),  # exact neighbours, tuning, timing
-            "device": "gpu" if faiss.get_num_gpus() > 0 else "cpu",
-        },
-    }
-    info["search_params"] = tuned.pop("search_params")
-    info["recall"] = tuned
-    _write_folder(out, index, info, _rows_table(store, source_offset=0), replace=overwrite)
-    return info
-
-
-def add_to_index(
-    index_dir: str | os.PathLike,
-    stores: str | os.PathLike | Sequence[str | os.PathLike],
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Add the vectors of other stores to an existing index folder; returns the new index.json.
-
-    The search parameters are tuned again when every store the index holds can still be opened;
-    otherwise the old parameters stay and the recorded recall is marked stale.
-    """
-    import pandas as pd
-
-    from msfkit.index import recall as index_recall
-    from msfkit.store.reader import open_store
-
-    old = load_index(index_dir)
-    store = open_store(stores)
-    _check_complete(store)
-    if store.dim != old.dim:
-        raise MsfkitError(f"store holds {store.dim}-dimensional vectors; the index {old.dim}")
-    if store.model.get("fingerprint") != old.model["fingerprint"]:
-        raise MsfkitError(
-            f"store was embedded with model {store.model.get('name')} ({store.model.get('fingerprint')}); "
-            f"the index holds {old.model['name']} ({old.model['fingerprint']}): rebuild or embed again"
-        )
-    held = {s["manifest_hash"] for s in old.info["sources"]}
-    new_sources = [_source(s) for s in _part_stores(store)]
-    again = [s["store"] for s in new_sources if s["manifest_hash"] in held]
-    if again:
-        raise MsfkitError(f"{again[0]}: this store is already in the index")
-    if len(store) == 0:
-        raise MsfkitError(f"{store}: holds no vectors; nothing to add")
-    index, offset = old.index, len(old)
-    seed = old.info["recall"]["seed"]
-    held_out = offset + index_recall.query_rows(len(store), seed)  # measured as at build, from the new rows
-    _fill(index, store, progress, skip=held_out, offset=offset)
-    info = dict(old.info)
-    info["sources"] = old.info["sources"] + new_sources
-    everything = _reopen_sources(info["sources"])
-    if everything is None:
-        info["recall"] = dict(old.info["recall"], stale=True)
-    else:
-        grid = index_recall.param_grid(to_cpu(index), info["type"])
-        tuned = index_recall.tune(index, grid, everything, held_out, old.info["recall"]["target"])
-        info["search_params"] = tuned.pop("search_params")
-        info["recall"] = dict(tuned, seed=seed)
-    index.add_with_ids(normalized(take_rows(store, held_out - offset)), held_out)
-    index = to_cpu(index)
-    info["count"] = int(index.ntotal)
-    rows = pd.concat(
-        [old.rows, _rows_table(store, source_offset=len(old.info["sources"]))], ignore_index=True
-    )
-    _write_folder(Path(index_dir), index, info, rows, replace=True)
-    return info
+    return (cls or IndexFolder)(root, index, info, rows)
 
 
 def reopen_store(info: dict[str, Any]):
     """The stores an index was built from, read as one; a user error when one moved or changed."""
-    store = _reopen_sources(info["sources"])
+    store = reopen_sources(info["sources"])
     if store is None:
         listed = ", ".join(s["store"] for s in info["sources"])
         raise MsfkitError(f"the stores this index was built from are gone or changed ({listed})")
     return store
 
 
-def _reopen_sources(sources: list[dict[str, Any]]):
-    from msfkit.store.reader import open_store
+def reopen_sources(sources: list[dict[str, Any]]):
+    from msfkit.store import open_store
 
     try:
         store = open_store([s["store"] for s in sources])
     except MsfkitError:
         return None
-    hashes = [_source(s)["manifest_hash"] for s in _part_stores(store)]
+    hashes = [source_entry(s)["manifest_hash"] for s in store.split()]
     return store if hashes == [s["manifest_hash"] for s in sources] else None
 
 
-def _check_complete(store) -> None:
-    if not store.complete:
-        raise MsfkitError(
-            f"{store}: the embedding run has not finished; run msfkit embed again to complete it"
-        )
-
-
-def _part_stores(store) -> list:
-    """One single-part Store per part of `store`, so each gets its own source entry and hash."""
-    from msfkit.store.reader import Store
-
-    return [Store([part]) for part in store.parts]
-
-
-def _source(store) -> dict[str, Any]:
+def source_entry(store) -> dict[str, Any]:
+    """index.json's record of a single-part store: where it is, its source root, its hash and size."""
     part = store.parts[0]
     return {
         "store": str(part.root.resolve()),
@@ -331,50 +162,7 @@ def _source(store) -> dict[str, Any]:
     }
 
 
-def _model_info(model: dict[str, Any]) -> dict[str, Any]:
-    return {k: model.get(k) for k in ("name", "revision", "fingerprint", "config")}
-
-
-def _rows_table(store, source_offset: int):
-    """index row -> (source, path, label) for every vector of `store`, in store order."""
-    import pandas as pd
-
-    frames = []
-    for i, part in enumerate(_part_stores(store)):
-        meta = part.meta
-        frames.append(
-            pd.DataFrame(
-                {"source": np.int32(source_offset + i), "path": meta["path"], "label": meta["label"]}
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
-
-
-def take_rows(store, rows: np.ndarray) -> np.ndarray:
-    """The vectors of the sorted store `rows`, read shard by shard (only those rows are read)."""
-    out = np.empty((len(rows), store.dim), dtype=np.float32)
-    start, i = 0, 0
-    for array in store.shard_vectors():
-        end = start + len(array)
-        j = int(np.searchsorted(rows, end))
-        out[i:j] = array[rows[i:j] - start]
-        i, start = j, end
-    return out
-
-
-def _fill(index: Any, store, progress: bool, skip: np.ndarray, offset: int = 0) -> None:
-    """Add every row of `store` but the sorted ids `skip`, as ids `offset + row`, one batch at a time."""
-    from tqdm import tqdm
-
-    with tqdm(total=len(store), unit="vec", desc="indexing", disable=not progress, leave=False) as bar:
-        for start, block in store.iter_batches(BATCH_ROWS):
-            ids = np.arange(offset + start, offset + start + len(block))
-            keep = ~np.isin(ids, skip)
-            index.add_with_ids(normalized(block[keep]), ids[keep])
-            bar.update(len(block))
-
-
-def _write_folder(out: Path, index: Any, info: dict[str, Any], rows, replace: bool) -> None:
+def write_folder(out: Path, index: Any, info: dict[str, Any], rows, replace: bool) -> None:
     """Write the three files into a temporary folder beside `out`, then rename it into place."""
     import faiss
     import pyarrow as pa

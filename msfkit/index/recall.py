@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from msfkit.index.faiss_ops import normalized, search_index, set_search_params
+from msfkit.index.folder import reopen_store
+
 K = 10
 N_QUERIES = 1000  # held-out queries for recall (fewer for small stores)
 LATENCY_QUERIES = 200  # single-query searches timed for the median latency
@@ -56,8 +59,6 @@ def tune(index: Any, grid: list[dict[str, int]], store, rows: np.ndarray, target
     queries. Returns search_params, recall_at_10 (and its standard error), target, target_met, the
     tuning curve, and the median single-query latency (ms) and batch queries/s at the chosen setting.
     """
-    from msfkit.index.faiss_ops import set_search_params
-
     queries, truth = ground_truth(store, rows, exclude=rows)
     curve, chosen = [], grid[-1]
     for params in grid:
@@ -92,8 +93,6 @@ def measure_recall(index, queries: np.ndarray) -> float:
 
     The exact neighbours come from the stores the index was built from.
     """
-    from msfkit.index.folder import normalized, reopen_store
-
     store = reopen_store(index.info)
     q = normalized(queries)
     _, truth = ground_truth(store, np.zeros(0, np.int64), exclude=np.zeros(0, np.int64), queries=q)
@@ -105,10 +104,8 @@ def ground_truth(
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """(queries, (exact scores, exact rows)): the vectors of `rows` (or `queries`) against every
     stored row except the sorted rows `exclude`."""
-    from msfkit.index.folder import normalized, take_rows
-
     if queries is None:
-        queries = normalized(take_rows(store, rows))
+        queries = normalized(store.take(rows))
     k = min(K, len(store) - len(exclude))
     best_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_i = np.full((len(queries), k), -1, dtype=np.int64)
@@ -129,8 +126,6 @@ def ground_truth(
 
 def per_query_recall(index: Any, store, queries: np.ndarray, truth) -> np.ndarray:
     """For each query, the fraction of its exact neighbours that the index finds."""
-    from msfkit.index.folder import take_rows
-
     true_s, true_i = truth
     k = true_i.shape[1]
     if k == 0:
@@ -138,7 +133,7 @@ def per_query_recall(index: Any, store, queries: np.ndarray, truth) -> np.ndarra
     _, found = index.search(queries, k)
     valid = found >= 0
     ids = np.unique(found[valid])
-    vectors = take_rows(store, ids)
+    vectors = store.take(ids)
     exact = np.full(found.shape, -np.inf, dtype=np.float32)
     pos = np.searchsorted(ids, found[valid])
     exact[valid] = np.einsum("ij,ij->i", vectors[pos] / _norms(vectors[pos]), queries[np.nonzero(valid)[0]])
@@ -149,8 +144,6 @@ def per_query_recall(index: Any, store, queries: np.ndarray, truth) -> np.ndarra
 
 def measure_speed(index: Any, queries: np.ndarray) -> tuple[float, float]:
     """(median single-query latency in ms, queries per second of one batch search) for k=10."""
-    from msfkit.index.faiss_ops import search_index
-
     times = []
     for q in queries[:LATENCY_QUERIES]:
         t = time.perf_counter()

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from msfkit.index.folder import IndexFolder, open_folder, reopen_store
 from msfkit.models.errors import MsfkitError
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from msfkit.index.folder import Index
 
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_K = 10
@@ -30,7 +29,7 @@ COLUMNS = ("group", "size", "row", "path", "label", "score")
 
 
 def dedup(
-    index: Index | str | os.PathLike,
+    index: IndexFolder | str | os.PathLike,
     threshold: float = DEFAULT_THRESHOLD,
     k: int = DEFAULT_K,
     progress: bool = False,
@@ -42,20 +41,18 @@ def dedup(
     import pandas as pd
     from tqdm import tqdm
 
-    from msfkit.index.folder import load_index, reopen_store
-
     if not -1 <= threshold <= 1:
         raise MsfkitError(f"threshold {threshold}: a cosine similarity, between -1 and 1")
     if k < 1:
         raise MsfkitError(f"k must be >= 1, not {k}")
-    index = index if not isinstance(index, (str, os.PathLike)) else load_index(index)
+    index = index if not isinstance(index, (str, os.PathLike)) else open_folder(index)
     store = reopen_store(index.info)
     n = len(index)
     parent = np.arange(n)
     best = np.full(n, -np.inf, dtype=np.float32)
     with tqdm(total=n, unit="vec", desc="dedup", disable=not progress, leave=False) as bar:
         for start, block in store.iter_batches(BLOCK_ROWS):
-            scores, rows = index.search(block, k + 1)
+            scores, rows = index.search_vectors(block, k + 1)
             own = np.arange(start, start + len(block))[:, None]
             keep = (rows >= 0) & (rows != own) & (scores >= threshold)
             a, b = np.broadcast_to(own, rows.shape)[keep], rows[keep]

@@ -5,7 +5,8 @@
     results.attrs["errors"]  # [(query, reason)] for queries that could not be read
 
 A query is an image file, a folder (every image under it), a store folder (every row) or
-`STORE:ROWS` (rows such as `3`, `0,5,9` or `10-20`), or an (n, D) array of vectors. Images are
+`STORE:ROWS` (rows such as `3`, `0,5,9` or `10-20`), a PIL image or uint8 image array (embedded
+by `Encoder.embed`, the same path as `msfkit embed`), or an (n, D) float array of vectors. Images are
 embedded with the index's own model (its name and fingerprint are in index.json); a `model` whose
 fingerprint differs is refused, and so is a store embedded with another model. An image that
 cannot be read is reported in `attrs["errors"]` and the other queries are still answered.
@@ -21,15 +22,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from PIL import Image
 
+from msfkit.embedding.pipeline import EmbedOptions, embed_items
+from msfkit.index.folder import IndexFolder, open_folder
+from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
-from msfkit.store.reader import is_store
+from msfkit.store import is_store, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from msfkit.index.folder import Index
-    from msfkit.models import Encoder
+Index = IndexFolder  # what this module needs of an index: the folder and its vectors
 
 COLUMNS = ("query", "query_path", "rank", "score", "row", "path", "label")
 _ROWS = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
@@ -60,15 +64,13 @@ def search(
     """The `k` nearest indexed images of every query, best first (see the module docstring)."""
     import pandas as pd
 
-    from msfkit.index.folder import load_index
-
     if k < 1:
         raise MsfkitError(f"k must be >= 1, not {k}")
-    index = index if not isinstance(index, (str, os.PathLike)) else load_index(index)
+    index = index if not isinstance(index, (str, os.PathLike)) else open_folder(index)
     found = resolve_queries(index, queries, model, device)
     records: list[dict[str, Any]] = []
     if found.vectors:
-        scores, rows = index.search(np.stack(found.vectors), k)
+        scores, rows = index.search_vectors(np.stack(found.vectors), k)
         paths = index.absolute_paths(rows)
         labels = index.rows["label"].to_numpy()
         for qi, (name, image) in enumerate(zip(found.names, found.images, strict=True)):
@@ -99,14 +101,28 @@ def resolve_queries(
 ) -> Queries:
     """Query names, image paths and vectors, in the order given; unreadable images go to `.errors`."""
     out = Queries()
-    if isinstance(queries, np.ndarray):
+    if isinstance(queries, np.ndarray) and queries.dtype != np.uint8:
         vectors = np.atleast_2d(queries)
         out.add([f"vector {i}" for i in range(len(vectors))], [None] * len(vectors), vectors)
         return out
+    if isinstance(queries, (str, os.PathLike, Image.Image, np.ndarray)):
+        queries = [queries]
+    if not isinstance(queries, (list, tuple)):
+        raise MsfkitError(
+            f"cannot search with a {type(queries).__name__}: give image paths, folders, store rows, "
+            "PIL images, uint8 image arrays or float vectors"
+        )
     if not queries:
         raise MsfkitError("no queries: give image files, folders or store rows")
     encoder = None
-    for item in queries:
+    for n, item in enumerate(queries):
+        if isinstance(item, (Image.Image, np.ndarray)):  # an image in memory: the one feature path
+            encoder = encoder or query_encoder(index, model)
+            vectors = encoder.embed(item, device=device)
+            out.add([f"image {n}"] * len(vectors), [None] * len(vectors), vectors)
+            continue
+        if not isinstance(item, (str, os.PathLike)):
+            raise MsfkitError(f"query {n}: a {type(item).__name__} is not an image, a path or a vector")
         spec = store_rows_spec(item)
         if spec is not None:
             _add_store_rows(out, index, *spec)
@@ -119,15 +135,15 @@ def resolve_queries(
 
 def query_encoder(index: Index, model: Encoder | str | None = None) -> Encoder:
     """The index's own model (or `model`, refused unless its fingerprint is the index's)."""
-    import msfkit
-
     want = index.model
     if model is None:
         if not want.get("name"):
             raise MsfkitError("the index does not record a loadable model name; pass the model with -m")
-        encoder = msfkit.load(want["name"])
+        encoder = Encoder.from_pretrained(want["name"])
+    elif isinstance(model, (str, os.PathLike)):
+        encoder = Encoder.from_pretrained(str(model))
     else:
-        encoder = msfkit.load(str(model)) if isinstance(model, (str, os.PathLike)) else model
+        encoder = model
     if encoder.fingerprint != want["fingerprint"]:
         raise MsfkitError(
             f"model {encoder.name or 'given'} (fingerprint {encoder.fingerprint}) is not the model this "
@@ -155,9 +171,6 @@ def _parse_rows(text: str) -> list[int]:
 
 
 def _add_store_rows(out: Queries, index: Index, path: Path, rows: list[int] | None) -> None:
-    from msfkit.index.folder import take_rows
-    from msfkit.store.reader import open_store
-
     store = open_store(path)
     if store.model.get("fingerprint") != index.model["fingerprint"]:
         raise MsfkitError(
@@ -170,7 +183,7 @@ def _add_store_rows(out: Queries, index: Index, path: Path, rows: list[int] | No
         raise MsfkitError(f"{path}: row {bad[0]} is past the end (the store holds {len(store)} rows)")
     order = np.array(rows, dtype=np.int64)
     unique, back = np.unique(order, return_inverse=True)
-    vectors = take_rows(store, unique)[back]
+    vectors = store.take(unique)[back]
     files = store.absolute_paths()
     out.add([f"{path}:{r}" for r in rows], [str(files[r]) for r in rows], vectors)
 
@@ -188,10 +201,8 @@ def _image_files(item: str | os.PathLike) -> list[str]:
 
 
 def _add_images(out: Queries, encoder: Encoder, files: list[str], device: str | None) -> None:
-    from msfkit.embedding.run import embed_files
-
-    vectors, bad = embed_files(encoder, files, device=device)
-    failed = {p for p, _ in bad}
-    good = [f for f in files if f not in failed]
+    vectors, bad = embed_items(encoder, files, EmbedOptions(device=device))
+    failed = {i for i, _ in bad}
+    good = [f for i, f in enumerate(files) if i not in failed]
     out.add(good, good, vectors)
-    out.errors += bad
+    out.errors += [(files[i], reason) for i, reason in bad]

@@ -1,23 +1,10 @@
-"""The embedding store (DESIGN.md "Embedding store"): float32 `.npy` shards beside parquet metadata.
-
-    STORE/
-      manifest.json          format_version, model (name, revision, fingerprint, config), dim, dtype,
-                             normalized, source_root, counts, shards, and how the run was made
-      emb/00000.npy          (rows, dim) float32, rows in the order of meta/00000.parquet
-      meta/00000.parquet     one row per embedded image: path (relative to source_root, '/'-separated),
-                             label (first sub-folder of an input folder, or null), width, height, bytes, mtime
-      errors/00000.parquet   path, reason: the files of shard 00000 that could not be embedded
-      errors.parquet         every error of the store in one table, written when a run completes
-
-Every file is written under a temporary name and renamed into place. A shard is committed when its
-meta file appears, which is renamed last: a run killed at any moment leaves whole shards only, and
-the next run redoes the one it was writing. `msfkit embed --shard i/n` writes the store
-`STORE/part-0000i-of-0000n`; a folder of such parts opens as one store, in part order.
+"""Reading embedding stores: `Store` (vectors, metadata, errors) and `open_store`.
 
     store = open_store("store")          # or open_store(["a", "b"]), or a folder of --shard parts
     store.vectors                        # (N, D) float32 (memory-mapped when the store has one shard)
     for start, block in store.iter_batches(65536): ...
     store.meta, store.errors             # pandas DataFrames, rows aligned with the vectors
+    store.take(rows)                     # the vectors of some sorted rows, reading only those
 """
 
 from __future__ import annotations
@@ -25,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,137 +20,17 @@ from typing import Any
 import numpy as np
 
 from msfkit.models.errors import MsfkitError
-from msfkit.models.files import atomic_write
-
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-ERRORS = "errors.parquet"
-META_COLUMNS = ("path", "label", "width", "height", "bytes", "mtime")
-ERROR_COLUMNS = ("path", "reason")
-PART_NAME = re.compile(r"^part-(\d+)-of-(\d+)$")
-# The manifest keys that say what the vectors are; timestamps and run settings stay out of the hash.
-_HASHED_KEYS = ("format_version", "model", "dim", "dtype", "normalized", "source_root", "counts", "shards")
-
-
-def shard_name(k: int) -> str:
-    """Zero-padded file stem of shard `k`."""
-    return f"{k:05d}"
-
-
-def part_name(index: int, count: int) -> str:
-    """Sub-folder name of the store written by `--shard index/count`."""
-    return f"part-{index:05d}-of-{count:05d}"
-
-
-# -- writing -----------------------------------------------------------------------------------
-
-
-def read_manifest(root: Path) -> dict[str, Any] | None:
-    """The manifest of the store at `root`, or None when there is none."""
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MsfkitError(f"{path}: unreadable manifest ({e})") from None
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise MsfkitError(f"{path}: store format_version {version!r}; this msfkit reads {FORMAT_VERSION}")
-    return manifest
-
-
-def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    """Replace the manifest atomically."""
-    text = json.dumps(manifest, indent=1, default=str) + "\n"
-    atomic_write(Path(root) / MANIFEST, lambda p: p.write_text(text))
-
-
-def write_shard(
-    root: Path,
-    k: int,
-    vectors: np.ndarray,
-    meta: dict[str, Sequence[Any]],
-    errors: Sequence[tuple[str, str]],
-) -> None:
-    """Write shard `k` (vectors, their metadata, the shard's errors); meta goes last and commits it."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    root, name = Path(root), shard_name(k)
-    if len(vectors) != len(meta["path"]):
-        raise ValueError(f"shard {name}: {len(vectors)} vectors but {len(meta['path'])} metadata rows")
-    for sub in ("emb", "meta", "errors"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    atomic_write(root / "emb" / f"{name}.npy", lambda p: _save_npy(p, vectors))
-    err = pa.table(
-        {
-            "path": pa.array([p for p, _ in errors], pa.string()),
-            "reason": pa.array([r for _, r in errors], pa.string()),
-        }
-    )
-    atomic_write(root / "errors" / f"{name}.parquet", lambda p: pq.write_table(err, p))
-    table = pa.table(
-        {
-            "path": pa.array(meta["path"], pa.string()),
-            "label": pa.array(meta["label"], pa.string()),
-            "width": pa.array(meta["width"], pa.int32()),
-            "height": pa.array(meta["height"], pa.int32()),
-            "bytes": pa.array(meta["bytes"], pa.int64()),
-            "mtime": pa.array(meta["mtime"], pa.float64()),
-        }
-    )
-    atomic_write(root / "meta" / f"{name}.parquet", lambda p: pq.write_table(table, p))
-
-
-def committed_shards(root: Path) -> list[int]:
-    """Indices of the shards whose metadata file exists (so whose vectors and errors exist too)."""
-    meta = Path(root) / "meta"
-    if not meta.is_dir():
-        return []
-    return sorted(int(p.stem) for p in meta.glob("*.parquet") if p.stem.isdigit())
-
-
-def shard_info(root: Path, k: int) -> dict[str, Any]:
-    """{"name", "rows", "failed"} of committed shard `k`, read from the parquet footers."""
-    import pyarrow.parquet as pq
-
-    name = shard_name(k)
-    rows = pq.read_metadata(Path(root) / "meta" / f"{name}.parquet").num_rows
-    failed = pq.read_metadata(Path(root) / "errors" / f"{name}.parquet").num_rows
-    return {"name": name, "rows": rows, "failed": failed}
-
-
-def shard_paths(root: Path, k: int) -> list[str]:
-    """Every source path shard `k` accounts for: embedded and failed."""
-    import pyarrow.parquet as pq
-
-    name = shard_name(k)
-    paths = pq.read_table(Path(root) / "meta" / f"{name}.parquet", columns=["path"])["path"].to_pylist()
-    return (
-        paths + pq.read_table(Path(root) / "errors" / f"{name}.parquet", columns=["path"])["path"].to_pylist()
-    )
-
-
-def merge_errors(root: Path, shards: Sequence[int]) -> None:
-    """Write errors.parquet: the error parts of `shards`, in shard order."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    root = Path(root)
-    tables = [pq.read_table(root / "errors" / f"{shard_name(k)}.parquet") for k in shards]
-    empty = pa.table({c: pa.array([], pa.string()) for c in ERROR_COLUMNS})
-    table = pa.concat_tables([empty, *tables])
-    atomic_write(root / ERRORS, lambda p: pq.write_table(table, p))
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, array)
-
-
-# -- reading -----------------------------------------------------------------------------------
+from msfkit.store.format import (
+    ERRORS,
+    HASHED_KEYS,
+    MANIFEST,
+    PART_NAME,
+    committed_shards,
+    error_schema,
+    meta_schema,
+    read_manifest,
+    shard_info,
+)
 
 
 @dataclass
@@ -199,6 +65,7 @@ class Store:
                     "they cannot be read as one"
                 )
         self.parts = parts
+        self.run = None  # the EmbedSummary of the run that wrote it, when `msfkit.embed` returns it
 
     # manifest-level facts
     @property
@@ -251,7 +118,7 @@ class Store:
                 "embedded": sum(s["rows"] for s in part.shards),
                 "failed": sum(s["failed"] for s in part.shards),
             }
-            h.update(json.dumps({k: m.get(k) for k in _HASHED_KEYS}, sort_keys=True, default=str).encode())
+            h.update(json.dumps({k: m.get(k) for k in HASHED_KEYS}, sort_keys=True, default=str).encode())
         return h.hexdigest()[:16]
 
     def __len__(self) -> int:
@@ -294,6 +161,24 @@ class Store:
         if pending_rows:
             yield start, np.concatenate(pending) if len(pending) > 1 else np.asarray(pending[0])
 
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The vectors of the sorted `rows`, read shard by shard (only those rows are read)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and (rows[0] < 0 or rows[-1] >= len(self)):
+            raise MsfkitError(f"{self}: rows {rows[0]}..{rows[-1]} are outside 0..{len(self) - 1}")
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        start, i = 0, 0
+        for array in self.shard_vectors():
+            end = start + len(array)
+            j = int(np.searchsorted(rows, end))
+            out[i:j] = array[rows[i:j] - start]
+            i, start = j, end
+        return out
+
+    def split(self) -> list[Store]:
+        """One single-part Store per part (a store folder of its own), in row order."""
+        return [Store([part]) for part in self.parts]
+
     # tables
     @property
     def meta(self):
@@ -304,7 +189,7 @@ class Store:
         tables = [
             pq.read_table(p.root / "meta" / f"{s['name']}.parquet") for p in self.parts for s in p.shards
         ]
-        df = pa.concat_tables([_empty_meta(), *tables]).to_pandas()
+        df = pa.concat_tables([meta_schema().empty_table(), *tables]).to_pandas()
         df["label"] = df["label"].astype(object).where(df["label"].notna(), None)  # None, not NaN
         return df
 
@@ -320,8 +205,7 @@ class Store:
                 tables.append(pq.read_table(p.root / ERRORS))
             else:
                 tables += [pq.read_table(p.root / "errors" / f"{s['name']}.parquet") for s in p.shards]
-        empty = pa.table({c: pa.array([], pa.string()) for c in ERROR_COLUMNS})
-        return pa.concat_tables([empty, *tables]).to_pandas()
+        return pa.concat_tables([error_schema().empty_table(), *tables]).to_pandas()
 
     def absolute_paths(self) -> list[Path]:
         """The source file of each row (metadata paths joined to their own store's source root)."""
@@ -406,10 +290,3 @@ def _read_column(path: Path, column: str) -> list[Any]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path, columns=[column])[column].to_pylist()
-
-
-def _empty_meta():
-    import pyarrow as pa
-
-    types = [pa.string(), pa.string(), pa.int32(), pa.int32(), pa.int64(), pa.float64()]
-    return pa.table({c: pa.array([], t) for c, t in zip(META_COLUMNS, types, strict=True)})

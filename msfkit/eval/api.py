@@ -1,0 +1,57 @@
+"""`msfkit.evaluate`: inputs -> protocols -> report (+ plots, model card): what `msfkit eval` runs.
+
+    report = msfkit.evaluate("my-model", dataset="fashion-mnist", knn=("msf", "dino"), linear="fast")
+    report = msfkit.evaluate(train="train-store", val="val-store", ks=(1, 10, 20))
+    print(format_table(report))                             # msfkit.eval.report
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from msfkit.eval.inputs import load_inputs
+from msfkit.eval.report import write_card, write_plots
+from msfkit.eval.run import EvalOptions
+from msfkit.eval.run import evaluate as run_protocols
+from msfkit.models.runtime import resolve_device
+
+
+def evaluate(
+    model=None,
+    *,
+    dataset: str | None = None,
+    train: str | Path | None = None,
+    val: str | Path | None = None,
+    knn: bool | Sequence[str] = True,
+    linear: str | None = None,
+    features_dir: str | Path | None = None,
+    plot_dir: str | Path | None = None,
+    card: str | Path | None = None,
+    device: str = "auto",
+    **options: Any,
+) -> dict[str, Any]:
+    """The report of the k-NN protocols `knn` (True: "msf"; or names) and the linear preset `linear`
+    ("fast" | "msf") on `model`'s features of `dataset`, or of `train`/`val` folders or stores.
+
+    `options`: the fields of `msfkit.eval.run.EvalOptions` (ks, temperature, lrs, epochs,
+    train_fraction, head_out, memory_budget_bytes, batch_size, workers, precision, seed, progress).
+    `plot_dir` writes accuracy-over-k and confusion-matrix PNGs; `card` writes the results into
+    that model folder's README.
+    """
+    protocols = ("msf",) if knn is True else tuple(knn or ())
+    if not protocols and linear is None:
+        protocols = ("msf",)
+    dev = str(resolve_device(device))
+    opts = EvalOptions(knn_protocols=protocols, linear_preset=linear, device=dev, **options)
+    inputs, encoder = load_inputs(
+        model=model, train=train, val=val, dataset=dataset, features_dir=features_dir, device=dev,
+        batch_size=opts.batch_size, workers=opts.workers, precision=opts.precision, progress=opts.progress,
+    )  # fmt: skip
+    report, predictions = run_protocols(inputs, opts, encoder=encoder)
+    if plot_dir is not None:
+        report["plots"] = write_plots(Path(plot_dir), inputs, report, predictions, opts)
+    if card is not None:
+        report["card"] = str(write_card(card, report))
+    return report

@@ -1,0 +1,115 @@
+"""Writing an embedding store: shards committed atomically, the store lock, the final manifest.
+
+Every file is written under a temporary name and renamed into place, meta last: a run killed at
+any moment leaves whole shards only, and the next run redoes the one it was writing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msfkit.models.errors import MsfkitError
+from msfkit.models.files import atomic_write
+from msfkit.store.format import (
+    ERRORS,
+    META_COLUMNS,
+    committed_shards,
+    error_schema,
+    meta_schema,
+    now,
+    read_manifest,
+    shard_info,
+    shard_name,
+    write_manifest,
+)
+
+_LOCKS: dict[Path, int] = {}  # store folder -> descriptor holding its lock
+
+
+def write_shard(
+    root: Path,
+    k: int,
+    vectors: np.ndarray,
+    meta: dict[str, Sequence[Any]],
+    errors: Sequence[tuple[str, str]],
+) -> None:
+    """Write shard `k` (vectors, their metadata, the shard's errors); meta goes last and commits it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root, name = Path(root), shard_name(k)
+    if len(vectors) != len(meta["path"]):
+        raise ValueError(f"shard {name}: {len(vectors)} vectors but {len(meta['path'])} metadata rows")
+    for sub in ("emb", "meta", "errors"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    atomic_write(root / "emb" / f"{name}.npy", lambda p: _save_npy(p, vectors))
+    err = pa.table({"path": [p for p, _ in errors], "reason": [r for _, r in errors]}, schema=error_schema())
+    atomic_write(root / "errors" / f"{name}.parquet", lambda p: pq.write_table(err, p))
+    table = pa.table({c: list(meta[c]) for c in META_COLUMNS}, schema=meta_schema())
+    atomic_write(root / "meta" / f"{name}.parquet", lambda p: pq.write_table(table, p))
+
+
+def merge_errors(root: Path, shards: Sequence[int]) -> None:
+    """Write errors.parquet: the error parts of `shards`, in shard order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    tables = [pq.read_table(root / "errors" / f"{shard_name(k)}.parquet") for k in shards]
+    table = pa.concat_tables([error_schema().empty_table(), *tables])
+    atomic_write(root / ERRORS, lambda p: pq.write_table(table, p))
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array)
+
+
+def lock(out: Path) -> None:
+    """Hold an exclusive lock on the store folder until `unlock`, so a second run on it stops at once."""
+    import fcntl
+
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise MsfkitError(
+            f"{out} is being written by another msfkit embed; let it finish, or use another -o"
+        ) from None
+    _LOCKS[out] = fd
+
+
+def unlock(out: Path) -> None:
+    fd = _LOCKS.pop(out, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def clear(out: Path) -> None:
+    """Empty the (locked) store folder for a fresh store; the folder itself stays: it carries the lock."""
+    for child in out.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def finish(out: Path) -> dict[str, Any]:
+    """Write errors.parquet and the final manifest (counts, shard list); the store is complete."""
+    shards = committed_shards(out)
+    merge_errors(out, shards)
+    manifest = read_manifest(out)
+    infos = [shard_info(out, k) for k in shards]
+    manifest.update(
+        shards=infos,
+        counts={"embedded": sum(s["rows"] for s in infos), "failed": sum(s["failed"] for s in infos)},
+        complete=True,
+        updated=now(),
+    )
+    write_manifest(out, manifest)
+    return manifest
