@@ -1,4 +1,7 @@
-"""The two augmented views of MSF (MSF.md, "Augmentations"), written target view / query view.
+"""The two augmented views of MSF (docs/method.md, "Augmentations"), made per image by PIL in loader workers.
+
+This is the `augment_on=workers` path; `training.views` makes the same views on the training device
+for a whole batch at once (the default). Views are written target view / query view.
 
 strong (MoCo v2): RandomResizedCrop(scale 0.2-1), ColorJitter(0.4, 0.4, 0.4, 0.1) p=0.8,
                   RandomGrayscale p=0.2, GaussianBlur(sigma 0.1-2) p=0.5, flip, Normalize
@@ -22,7 +25,7 @@ from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_rgb
 
 
 def view_transform(kind: str, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> T.Compose:
-    """The 'weak' or 'strong' view of MSF.md at `image_size` px."""
+    """The 'weak' or 'strong' view of docs/method.md at `image_size` px."""
     crop = [T.Lambda(to_rgb), T.RandomResizedCrop(image_size, scale=(0.2, 1.0))]
     tail = [T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)]
     if kind == "weak":

@@ -21,6 +21,7 @@ from msfkit.models.runtime import DEVICES
 from msfkit.models.runtime import PRECISIONS as FORWARD_PRECISIONS
 
 AUGMENTATIONS = ("weak/strong", "strong/strong", "weak/weak")  # target view / query view
+AUGMENT_ON = ("device", "workers")  # where the views are made: training.views or training.augment
 EMA_SCHEDULES = ("constant", "cosine")
 LR_SCHEDULES = ("epoch", "step")
 PRECISIONS = ("auto", *FORWARD_PRECISIONS)
@@ -41,6 +42,7 @@ class TrainConfig:
     image_size: int = 224  # RandomResizedCrop size of both views
     # method (MSF.md)
     augmentation: str = "weak/strong"  # target view / query view; "MSF w/s" is the paper's best
+    augment_on: str = "device"  # device: whole batches on the training device; workers: PIL per image
     k: int = 5  # neighbours in the mean shift; k = 1 is asymmetric BYOL
     bank_size: int = 1_024_000  # memory bank rows; any size, the ring buffer wraps
     ema: float = 0.99  # target momentum m in theta_t <- m theta_t + (1 - m) theta_q
@@ -75,6 +77,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_choice("augmentation", self.augmentation, AUGMENTATIONS)
+        _check_choice("augment_on", self.augment_on, AUGMENT_ON)
         _check_choice("ema_schedule", self.ema_schedule, EMA_SCHEDULES)
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("precision", self.precision, PRECISIONS)

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from msfkit.data.datasets import DATASETS, ArrayImageDataset, first, image_folder, load_dataset
+from msfkit.data.datasets import DATASETS, ArrayImageDataset, Subset, first, image_folder, load_dataset
 from msfkit.models.errors import MsfkitError
 
-__all__ = ["first", "labels_of", "open_dataset"]
+__all__ = ["UInt8Batches", "as_batch", "first", "labels_of", "open_dataset"]
 
 
 def open_dataset(spec: str, default_split: str = "train", transform=None):
@@ -29,3 +29,59 @@ def open_dataset(spec: str, default_split: str = "train", transform=None):
 def labels_of(dataset) -> np.ndarray:
     """The labels of a dataset from `open_dataset` (-1 where unknown), without reading any image."""
     return np.asarray(dataset.labels, dtype=np.int64)
+
+
+class UInt8Batches:
+    """Whole batches of un-augmented uint8 images, for views made on the training device (`training.views`).
+
+    `batch[indices]` (DataLoader's `__getitems__`) is (images (B, C, S, S) uint8, sizes (B, 2) = each
+    image's (height, width) before any resizing, labels (B,)). A named dataset's uint8 array is
+    gathered as it is (C = 1 for grey, S = its size: nothing to decode, no workers needed); any
+    other image is decoded to RGB and resized (bilinear, squashed) to S = `source_size`.
+    """
+
+    def __init__(self, dataset, source_size: int) -> None:
+        self.dataset, self.source_size = dataset, source_size
+        self.labels = labels_of(dataset)
+        self.array = _uint8_array(dataset)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.array is not None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, indices):
+        import torch
+
+        labels = torch.as_tensor(self.labels[indices])
+        if self.array is not None:
+            batch = torch.from_numpy(self.array[indices])
+            batch = batch.unsqueeze(1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2).contiguous()
+            return batch, torch.tensor([batch.shape[2:]]).expand(len(indices), 2), labels
+        from PIL import Image
+
+        size, images, sizes = self.source_size, [], []
+        for i in indices:
+            img = self.dataset.image(i)
+            sizes.append((img.height, img.width))
+            pixels = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+            images.append(torch.from_numpy(pixels.copy()).permute(2, 0, 1))
+        return torch.stack(images), torch.tensor(sizes), labels
+
+
+def as_batch(batch):
+    """The DataLoader collate_fn of `UInt8Batches`: its batches come collated."""
+    return batch
+
+
+def _uint8_array(dataset):
+    """The (N, H, W) or (N, H, W, 3) uint8 array behind a dataset, or None."""
+    if isinstance(dataset, Subset):
+        inner = _uint8_array(dataset.dataset)
+        return None if inner is None else inner[: dataset.n]
+    a = getattr(dataset, "images", None)
+    if not isinstance(a, np.ndarray) or a.dtype != np.uint8:
+        return None
+    return a if a.ndim == 3 or (a.ndim == 4 and a.shape[3] == 3) else None

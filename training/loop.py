@@ -27,7 +27,7 @@ from msfkit.models.runtime import resolve_device
 from msfkit.training.augment import TwoViews
 from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
 from msfkit.training.config import TrainConfig
-from msfkit.training.data import first, open_dataset
+from msfkit.training.data import UInt8Batches, as_batch, first, open_dataset
 from msfkit.training.distributed import (
     Dist,
     all_finite,
@@ -41,6 +41,7 @@ from msfkit.training.ema import ema_momentum
 from msfkit.training.export import export_model
 from msfkit.training.monitor import KnnMonitor, RunLog
 from msfkit.training.msf import MSF
+from msfkit.training.views import DeviceViews
 
 
 class EpochBatches(Sampler):
@@ -134,10 +135,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device, d: Dist) -> Path | None:
     from tqdm import tqdm
 
-    if device.type == "cpu":
-        # OpenMP threads that outnumber the free cores spin against the data workers: 5-10x slower
-        cores = len(os.sched_getaffinity(0)) // d.world_size
-        torch.set_num_threads(cfg.threads or max(1, min(torch.get_num_threads(), cores - cfg.workers)))
     run = Path(cfg.out)
     ckpt_path = run / CHECKPOINT_NAME
     if not resume and ckpt_path.exists():
@@ -148,6 +145,13 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
         raise MsfkitError(f"batch_size={cfg.batch_size} does not split over {d.world_size} processes")
     torch.manual_seed(cfg.seed)
     data = first(open_dataset(cfg.data), cfg.limit)
+    # views on the device need workers only to decode files (a named dataset is an in-memory array)
+    images = UInt8Batches(data, source_size=math.ceil(cfg.image_size * 8 / 7))
+    workers = 0 if cfg.augment_on == "device" and images.in_memory else cfg.workers
+    if device.type == "cpu":
+        # OpenMP threads that outnumber the free cores spin against the data workers: 5-10x slower
+        cores = len(os.sched_getaffinity(0)) // d.world_size
+        torch.set_num_threads(cfg.threads or max(1, min(torch.get_num_threads(), cores - workers)))
     steps_per_epoch = len(data) // cfg.batch_size
     if steps_per_epoch == 0:
         raise MsfkitError(
@@ -179,11 +183,17 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     ddp = wrap_ddp(model, d, device, cfg.sync_bn)
 
     lrs, momentums = schedules(cfg, steps_per_epoch)
-    views = TwoViews(data, cfg.augmentation, cfg.image_size, cfg.seed)
     sampler = EpochBatches(len(data), cfg.batch_size, d, cfg.seed)
-    loader = DataLoader(
-        views, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=device.type == "cuda"
-    )
+    pin = device.type == "cuda"
+    if cfg.augment_on == "workers":  # each worker makes the views of its images with PIL
+        views = TwoViews(data, cfg.augmentation, cfg.image_size, cfg.seed)
+        loader = DataLoader(views, batch_sampler=sampler, num_workers=workers, pin_memory=pin)
+    else:  # workers (if any) decode; the views of the whole batch are made on the device
+        raw = DataLoader(
+            images, batch_sampler=sampler, num_workers=workers, collate_fn=as_batch, pin_memory=pin
+        )
+        augment = dict(augmentation=cfg.augmentation, image_size=cfg.image_size, seed=cfg.seed)
+        loader = views = DeviceViews(raw, sampler, **augment, device=device)
     log = RunLog(run, step, d.is_main)
     monitor = (
         KnnMonitor(cfg, device, use_bf16(cfg, device))

@@ -15,7 +15,7 @@ import torch
 
 from msfkit.models.errors import MsfkitError
 from msfkit.training.config import TrainConfig
-from msfkit.training.data import Transformed, first, labels_of, open_dataset
+from msfkit.training.data import first, labels_of, open_dataset
 from msfkit.training.export import encoder_config
 from msfkit.training.msf import MSF
 
@@ -62,13 +62,10 @@ class KnnMonitor:
     """k-NN top-1 (msf protocol) of the online backbone: train-set features vote for val images."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device, bf16: bool) -> None:
-        from msfkit.models.preprocess import eval_transform
-
         self.cfg, self.device, self.bf16 = cfg, device, bf16
-        c = encoder_config(cfg)
-        tf = eval_transform(c.image_size, c.resize, c.interpolation, c.mean, c.std)
-        self.train = Transformed(first(open_dataset(cfg.data), cfg.knn_train_limit), tf)
-        self.val = Transformed(first(open_dataset(cfg.val_data, "test"), cfg.knn_val_limit), tf)
+        # untransformed: extract_features runs the encoder's own preprocessing (the one feature path)
+        self.train = first(open_dataset(cfg.data), cfg.knn_train_limit)
+        self.val = first(open_dataset(cfg.val_data, "test"), cfg.knn_val_limit)
         self.sizes = {"train_images": len(self.train), "val_images": len(self.val)}
         if (labels_of(self.train) < 0).any() or (labels_of(self.val) < 0).any():
             raise MsfkitError(

@@ -151,7 +151,7 @@ def resized_crop(x: torch.Tensor, sizes: torch.Tensor, p: ViewParams, out: int) 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) luma of RGB x, torchvision's weights."""
-    return (GRAY[0] * x[:, 0] + GRAY[1] * x[:, 1] + GRAY[2] * x[:, 2]).unsqueeze(1)
+    return (x * torch.tensor(GRAY, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
@@ -173,7 +173,7 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     i = i.long() % 6
     p, q, t = (v * (1 - s)).clamp(0, 1), (v * (1 - s * f)).clamp(0, 1), (v * (1 - s * (1 - f))).clamp(0, 1)
     table = torch.stack([v, q, p, p, t, v, t, v, v, q, p, p, p, p, t, v, v, q], 1)  # r, g, b per sextant
-    index = (i.unsqueeze(1) + torch.arange(0, 18, 6, device=x.device).view(1, 3, 1, 1))
+    index = i.unsqueeze(1) + torch.arange(0, 18, 6, device=x.device).view(1, 3, 1, 1)
     return table.gather(1, index)
 
 
@@ -208,13 +208,14 @@ def apply_view(x: torch.Tensor, sizes: torch.Tensor, p: ViewParams, *, image_siz
     """One view of a batch x (B, 3, S, S) in [0, 1]: crop + flip, colour, blur; not normalised."""
     dev = x.device
     y = resized_crop(x, sizes, p, image_size)
-    on = p.jitter.to(dev).view(-1, 1, 1, 1)
-    if p.jitter.any():
-        factors, order = p.factors.to(dev), p.order.to(dev)
-        for slot in range(4):  # each sample applies its ops in its own order
-            for op in range(4):
-                chosen = on & (order[:, slot] == op).view(-1, 1, 1, 1)
-                y = torch.where(chosen, colour_op(y, op, factors[:, op]), y)
+    factors = p.factors.to(dev)
+    for slot in range(4 if p.jitter.any() else 0):  # each sample applies its ops in its own order
+        for op in range(4):
+            # the samples whose op at this slot is `op`: found on the CPU (no device sync), a quarter
+            # of the batch each, so the 16 (slot, op) passes cost about one pass of each op
+            ids = (p.jitter & (p.order[:, slot] == op)).nonzero().squeeze(1).to(dev)
+            if len(ids):
+                y[ids] = colour_op(y[ids], op, factors[ids, op])
     if p.gray.any():
         y = torch.where(p.gray.to(dev).view(-1, 1, 1, 1), grayscale(y).expand_as(y), y)
     if p.blur.any():
@@ -252,7 +253,6 @@ class DeviceViews:
     def __init__(self, loader, sampler, *, augmentation: str, image_size: int, seed: int, device) -> None:
         self.loader, self.sampler, self.seed, self.device = loader, sampler, seed, torch.device(device)
         self.kinds, self.image_size = tuple(augmentation.split("/")), image_size
-        self.memory_format = torch.contiguous_format
 
     def set_epoch(self, epoch: int) -> None:
         """Nothing to do: the epoch and first batch are the sampler's (`EpochBatches.set_epoch`)."""
@@ -266,6 +266,6 @@ class DeviceViews:
         for images, sizes, labels in self.loader:
             images = images.to(self.device, non_blocking=True)
             g = batch_generator(self.seed, epoch, b)
-            views = make_views(images, sizes, g, kinds=self.kinds, image_size=self.image_size, rows=rows)
-            yield *(v.contiguous(memory_format=self.memory_format) for v in views), labels
+            x_t, x_q = make_views(images, sizes, g, kinds=self.kinds, image_size=self.image_size, rows=rows)
+            yield x_t, x_q, labels
             b += 1

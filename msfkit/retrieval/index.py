@@ -38,7 +38,9 @@ class Index(IndexFolder):
         """Near-duplicate groups at cosine >= `threshold` (see `msfkit.retrieval.dedup`)."""
         return dedup(self, threshold=threshold, k=k, progress=progress)
 
-    def add(self, stores: str | os.PathLike | Sequence[str | os.PathLike], *, progress: bool = False) -> Index:
+    def add(
+        self, stores: str | os.PathLike | Sequence[str | os.PathLike], *, progress: bool = False
+    ) -> Index:
         """Add the vectors of other stores to this index folder; returns the folder reopened."""
         add_to_index(self.path, stores, progress=progress)
         return open_index(self.path)

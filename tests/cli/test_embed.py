@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from msfkit.cli.main import cli
 from msfkit.models import Encoder, EncoderConfig
-from msfkit.store.reader import open_store
+from msfkit.store import open_store
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from msfkit.store.reader import FORMAT_VERSION, merge_errors, shard_info, write_manifest, write_shard
+from msfkit.store.format import FORMAT_VERSION, shard_info, write_manifest
+from msfkit.store.writer import merge_errors, write_shard
 
 
 def clustered_vectors(n: int, d: int, clusters: int, seed: int, spread: float = 0.6) -> np.ndarray:
@@ -120,11 +121,11 @@ def photo_index_folders(photo_paths, tmp_path_factory) -> tuple[Path, Path, Path
 
 
 def _build_photo_index(photo_paths, root: Path) -> tuple[Path, Path, Path, Path]:
-    from msfkit.embedding.run import embed
-    from msfkit.index.folder import build_index
+    from msfkit.index import build_index
+    from tests.runs import embed
 
     model = calibrated_model(photo_paths, root / "model")
     photos = photos_with_copies(photo_paths, root / "photos")
-    embed([photos], str(model), root / "store", progress=False)
+    embed([photos], str(model), root / "store", draft=True)  # as the demo: camera photos, draft decoding
     build_index(root / "store", root / "index")
     return root / "index", root / "store", photos, model

@@ -1,4 +1,4 @@
-"""The two views of MSF.md "Augmentations"."""
+"""The two views of docs/method.md "Augmentations", made per image by PIL (augment_on=workers)."""
 
 from __future__ import annotations
 

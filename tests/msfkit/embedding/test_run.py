@@ -13,10 +13,11 @@ import torch
 from PIL import Image
 
 import msfkit
-from msfkit.embedding.run import embed, embed_files
 from msfkit.models import Encoder, EncoderConfig, MsfkitError
-from msfkit.store.reader import open_store, part_name
+from msfkit.store import open_store
+from msfkit.store.format import part_name
 from tests.bad_images import write_bad_files, write_odd_images
+from tests.runs import embed, embed_files
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_draft_decoding_and_bf16_stay_close_to_exact(tmp_path, exact_store, mixe
     exact = open_store(exact_store[0]).vectors
     for precision in ("fp32", "bf16"):
         out = tmp_path / precision
-        embed([mixed_dir[0]], str(tiny_model_dir), out, precision=precision, workers=0, progress=False)
+        embed([mixed_dir[0]], str(tiny_model_dir), out, precision=precision, workers=0, draft=True)
         vectors = open_store(out).vectors
         cosine = (vectors * exact).sum(1)
         assert cosine.min() > 0.99, (precision, cosine.min())

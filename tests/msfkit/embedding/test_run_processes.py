@@ -16,9 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from msfkit.cli.main import cli
-from msfkit.embedding.run import embed
-from msfkit.store.reader import committed_shards, open_store, shard_info, shard_paths
+from msfkit.store import open_store
+from msfkit.store.format import committed_shards, shard_info, shard_paths
 from tests.bad_images import write_bad_files
+from tests.runs import embed
 
 
 def _collection(root: Path, photo_paths: list[Path], copies: int) -> Path:

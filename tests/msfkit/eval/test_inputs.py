@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 
 from msfkit.data.datasets import FASHION_MNIST_CLASSES, ArrayImageDataset, load_fashion_mnist
-from msfkit.embedding.run import embed
 from msfkit.eval.features import extract_features
 from msfkit.eval.inputs import load_inputs
 from msfkit.eval.knn import knn_accuracy
@@ -20,6 +19,7 @@ from msfkit.eval.report import format_table, results_markdown, write_card
 from msfkit.eval.run import evaluate
 from msfkit.models import Encoder, EncoderConfig
 from msfkit.models.errors import MsfkitError
+from tests.runs import embed
 
 PER_CLASS = 6
 
@@ -63,7 +63,7 @@ def test_folders_embed_with_the_models_centre_crop(folders, tiny_model_dir, tmp_
     paths = sorted((folders / "val").glob("*/*.png"))
     images = np.stack([np.asarray(Image.open(p)) for p in paths])
     expected, _ = extract_features(
-        encoder, ArrayImageDataset(images, np.zeros(len(paths)), encoder.transform())
+        encoder, ArrayImageDataset(images, np.zeros(len(paths)))
     )
     np.testing.assert_allclose(inputs.val_feats, expected, atol=1e-5)
     assert list(inputs.val_labels) == [p.parent.name for p in paths]

@@ -27,10 +27,10 @@ def feats():
     xt, yt = load_fashion_mnist("test")
     # bf16 autocast: features of a real network, several times faster on this CPU
     tx, ty = extract_features(
-        enc, ArrayImageDataset(xi[:N_TRAIN], yi[:N_TRAIN], enc.transform()), precision="bf16"
+        enc, ArrayImageDataset(xi[:N_TRAIN], yi[:N_TRAIN]), precision="bf16"
     )
     vx, vy = extract_features(
-        enc, ArrayImageDataset(xt[:N_VAL], yt[:N_VAL], enc.transform()), precision="bf16"
+        enc, ArrayImageDataset(xt[:N_VAL], yt[:N_VAL]), precision="bf16"
     )
     return tx, ty, vx, vy
 

@@ -12,13 +12,12 @@ from torchvision import transforms as T
 
 from msfkit.data.datasets import ArrayImageDataset, load_fashion_mnist
 from msfkit.eval.features import extract_features
+from msfkit.eval.labels import holdout_split, sample_per_class
 from msfkit.eval.linear import (
     LinearHead,
     LinearRecipe,
     _fit_linear,
     evaluate_head,
-    holdout_split,
-    sample_per_class,
     standardization,
     train_linear_fast,
     train_linear_msf,
@@ -44,8 +43,8 @@ def fmnist():
 @pytest.fixture(scope="module")
 def feats(encoder, fmnist):
     xi, yi, xt, yt = fmnist
-    tx, ty = extract_features(encoder, ArrayImageDataset(xi, yi, encoder.transform()), precision="bf16")
-    vx, vy = extract_features(encoder, ArrayImageDataset(xt, yt, encoder.transform()), precision="bf16")
+    tx, ty = extract_features(encoder, ArrayImageDataset(xi, yi), precision="bf16")
+    vx, vy = extract_features(encoder, ArrayImageDataset(xt, yt), precision="bf16")
     return tx, ty, vx, vy
 
 
@@ -54,8 +53,8 @@ def test_msf_preset_matches_a_plain_loop(encoder, fmnist):
     xi, yi, xt, yt = fmnist
     xi, yi = xi[:48], yi[:48]
     seed, recipe = 3, LinearRecipe(epochs=2, batch_size=16)
-    centre, _ = extract_features(encoder, ArrayImageDataset(xi, yi, encoder.transform()))
-    val_x, val_y = extract_features(encoder, ArrayImageDataset(xt[:100], yt[:100], encoder.transform()))
+    centre, _ = extract_features(encoder, ArrayImageDataset(xi, yi))
+    val_x, val_y = extract_features(encoder, ArrayImageDataset(xt[:100], yt[:100]))
     mean, std = standardization(centre)
     head = train_linear_msf(
         encoder, ArrayImageDataset(xi, yi, train_transform(encoder.config)), mean, std, list(range(10)),

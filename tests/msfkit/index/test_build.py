@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from msfkit.index.folder import add_to_index, build_index, load_index
+from msfkit.index import add_to_index, build_index, open_folder
 from msfkit.index.plan import choose_index
 from msfkit.index.recall import measure_recall, query_rows
 from msfkit.models.errors import MsfkitError
@@ -33,9 +33,9 @@ def exact_top(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
 def test_each_type_tuned_to_full_recall_returns_the_exact_neighbours(data, tmp_path, kind):
     store, x, q = data
     info = build_index(store, tmp_path / "ix", kind=kind, recall=1.0)
-    index = load_index(tmp_path / "ix")
+    index = open_folder(tmp_path / "ix")
     assert info["type"] == kind and index.info == info
-    scores, rows = index.search(q[:20], 10)
+    scores, rows = index.search_vectors(q[:20], 10)
     np.testing.assert_array_equal(np.sort(rows, 1), np.sort(exact_top(x, q[:20], 10), 1))
     np.testing.assert_allclose(scores, np.take_along_axis(q[:20] @ x.T, rows, 1), atol=1e-5)
 
@@ -46,7 +46,7 @@ def test_ivfpq_finds_the_stored_vector_a_near_copy_came_from(data, tmp_path):
     assert info["factory"].startswith("IVF") and ",PQ" in info["factory"]
     rng = np.random.default_rng(1)
     picked = rng.choice(N, 50, replace=False)
-    _, rows = load_index(tmp_path / "ix").search(x[picked] + 0.01 * rng.standard_normal((50, D)), 1)
+    _, rows = open_folder(tmp_path / "ix").search_vectors(x[picked] + 0.01 * rng.standard_normal((50, D)), 1)
     assert (rows[:, 0] == picked).mean() >= 0.9
 
 
@@ -54,7 +54,7 @@ def test_ivfpq_finds_the_stored_vector_a_near_copy_came_from(data, tmp_path):
 def test_recorded_recall_is_what_an_independent_measurement_gives(data, tmp_path, kind):
     store, x, _ = data
     info = build_index(store, tmp_path / "ix", kind=kind, recall=0.9)
-    index = load_index(tmp_path / "ix")
+    index = open_folder(tmp_path / "ix")
     # the protocol, recomputed with numpy: held-out rows against all the other rows. An IVF list scan
     # does not depend on the other vectors in the list, so the held-out rows (added after measuring)
     # only have to be filtered out of the final index's answers.
@@ -62,7 +62,7 @@ def test_recorded_recall_is_what_an_independent_measurement_gives(data, tmp_path
     sims = x[held] @ x.T
     sims[:, held] = -np.inf
     tenth = -np.sort(-sims, axis=1)[:, 9]
-    _, found = index.search(x[held], 10 + len(held))
+    _, found = index.search_vectors(x[held], 10 + len(held))
     found = np.array([[r for r in line if r not in set(held)][:10] for line in found])
     # correct: as similar as the exact 10th (within float error, so near-ties are not misses)
     recall = (np.take_along_axis(sims, found, 1) >= tenth[:, None] - 1e-5).mean()
@@ -75,7 +75,7 @@ def test_recorded_recall_is_what_an_independent_measurement_gives(data, tmp_path
 def test_recorded_recall_holds_for_new_queries(data, tmp_path, kind):
     store, _, q = data
     info = build_index(store, tmp_path / "ix", kind=kind, recall=0.9)
-    fresh = measure_recall(load_index(tmp_path / "ix"), q[20:])
+    fresh = measure_recall(open_folder(tmp_path / "ix"), q[20:])
     assert fresh == pytest.approx(info["recall"]["recall_at_10"], abs=0.05)
     assert fresh == 1.0 if kind == "flat" else fresh < 1.0 or info["recall"]["recall_at_10"] == 1.0
 
@@ -107,9 +107,9 @@ def test_add_gives_the_results_of_building_from_both_stores(tmp_path, kind):
     assert grown["count"] == both["count"] == 1500
     assert [s["manifest_hash"] for s in grown["sources"]] == [s["manifest_hash"] for s in both["sources"]]
     q = clustered_vectors(30, D, clusters=10, seed=3)
-    ia, ib = load_index(tmp_path / "both"), load_index(tmp_path / "grown")
-    _, ra = ia.search(q, 10)
-    _, rb = ib.search(q, 10)
+    ia, ib = open_folder(tmp_path / "both"), open_folder(tmp_path / "grown")
+    _, ra = ia.search_vectors(q, 10)
+    _, rb = ib.search_vectors(q, 10)
     np.testing.assert_array_equal(np.sort(ra, 1), np.sort(rb, 1))
     assert ia.absolute_paths(ra[0]) == ib.absolute_paths(ra[0])
     assert ib.absolute_paths([1200])[0] == str(tmp_path / "other" / "b_00200.jpg")
@@ -124,7 +124,7 @@ def test_add_refuses_a_store_of_another_model_and_one_already_held(data, tmp_pat
         add_to_index(tmp_path / "ix", other)
     with pytest.raises(MsfkitError, match="already in the index"):
         add_to_index(tmp_path / "ix", store)
-    assert load_index(tmp_path / "ix").info["count"] == N
+    assert open_folder(tmp_path / "ix").info["count"] == N
 
 
 @pytest.mark.parametrize(
@@ -157,25 +157,25 @@ def test_damaged_or_foreign_index_folders_are_refused(data, tmp_path):
         write_vector_store(tmp_path / "s2", clustered_vectors(50, D, 3, 1)), tmp_path / "ix2", kind="flat"
     )
     with pytest.raises(MsfkitError, match="no such index folder"):
-        load_index(tmp_path / "nope")
+        open_folder(tmp_path / "nope")
     with pytest.raises(MsfkitError, match="missing index.faiss"):
-        load_index(store)
+        open_folder(store)
     (tmp_path / "ix" / "notes.txt").write_text("x")
     with pytest.raises(MsfkitError, match="did not write: notes.txt"):
-        load_index(tmp_path / "ix")
+        open_folder(tmp_path / "ix")
     (tmp_path / "ix" / "notes.txt").unlink()
     (tmp_path / "ix" / "index.faiss").write_bytes((tmp_path / "ix2" / "index.faiss").read_bytes())
     with pytest.raises(MsfkitError, match="does not belong"):
-        load_index(tmp_path / "ix")
+        open_folder(tmp_path / "ix")
     info = json.loads((tmp_path / "ix2" / "index.json").read_text())
     (tmp_path / "ix2" / "index.faiss").write_bytes(b"garbage" * 10)
     info["files"]["index.faiss"] = 70
     (tmp_path / "ix2" / "index.json").write_text(json.dumps(info))
     with pytest.raises(MsfkitError, match="unreadable faiss index"):
-        load_index(tmp_path / "ix2")
+        open_folder(tmp_path / "ix2")
     (tmp_path / "ix2" / "index.json").write_text("{not json")
     with pytest.raises(MsfkitError, match="index.json: unreadable"):
-        load_index(tmp_path / "ix2")
+        open_folder(tmp_path / "ix2")
 
 
 def test_an_existing_folder_is_kept_unless_forced_and_no_temporary_is_left(data, tmp_path):
@@ -183,9 +183,9 @@ def test_an_existing_folder_is_kept_unless_forced_and_no_temporary_is_left(data,
     build_index(store, tmp_path / "ix", kind="flat")
     with pytest.raises(MsfkitError, match="already exists"):
         build_index(store, tmp_path / "ix", kind="hnsw")
-    assert load_index(tmp_path / "ix").info["type"] == "flat"
+    assert open_folder(tmp_path / "ix").info["type"] == "flat"
     build_index(store, tmp_path / "ix", kind="hnsw", overwrite=True)
-    assert load_index(tmp_path / "ix").info["type"] == "hnsw"
+    assert open_folder(tmp_path / "ix").info["type"] == "hnsw"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ix"]
 
 
@@ -205,7 +205,7 @@ def test_gpu_index_matches_cpu(data, tmp_path):
     store, x, q = data
     info = build_index(store, tmp_path / "ix", kind="ivf", recall=1.0)
     assert info["build"]["device"] == "gpu"
-    _, rows = load_index(tmp_path / "ix").search(q, 10)
+    _, rows = open_folder(tmp_path / "ix").search_vectors(q, 10)
     np.testing.assert_array_equal(np.sort(rows, 1), np.sort(exact_top(x, q, 10), 1))
 
 
@@ -223,7 +223,7 @@ def test_a_write_that_fails_half_way_leaves_the_old_index_whole(tmp_path, monkey
         add_to_index(tmp_path / "ix", b)
     assert {p.name: p.read_bytes() for p in (tmp_path / "ix").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "ix"]
-    assert load_index(tmp_path / "ix").info["count"] == 200
+    assert open_folder(tmp_path / "ix").info["count"] == 200
 
 
 def _failing_after(write):

@@ -13,7 +13,7 @@ from PIL import Image
 from msfkit.models.errors import MsfkitError
 from msfkit.retrieval.render import BACKGROUND, MISSING, PAD, contact_sheet, gallery_html, sheet_size
 from msfkit.retrieval.search import COLUMNS, search
-from msfkit.store.reader import open_store
+from msfkit.store import open_store
 from tests.msfkit.index_stores import photo_index_folders
 
 

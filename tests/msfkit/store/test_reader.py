@@ -8,16 +8,9 @@ import numpy as np
 import pytest
 
 from msfkit.models import MsfkitError
-from msfkit.store.reader import (
-    FORMAT_VERSION,
-    committed_shards,
-    merge_errors,
-    open_store,
-    part_name,
-    shard_info,
-    write_manifest,
-    write_shard,
-)
+from msfkit.store import open_store
+from msfkit.store.format import FORMAT_VERSION, committed_shards, part_name, shard_info, write_manifest
+from msfkit.store.writer import merge_errors, write_shard
 
 
 def _manifest(fingerprint="abc", root="/photos", dim=4, part=None, complete=True):
