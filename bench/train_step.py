@@ -8,13 +8,22 @@ The baseline is asymmetric BYOL written without a bank: EMA, target and query em
 2 - 2 cos(v, u), backward, SGD. The MSF step (`msfkit.training.msf.MSF`, k = 5) adds the
 all-gather-free enqueue, the bank search and the k-neighbour loss; the ratio is what they cost.
 The two steps alternate round by round so that load from other processes hits both alike.
+
+    .venv/bin/python bench/train_step.py --pipeline --stem imagenet --batch-size 128   # the input pipeline
+
+`--pipeline` measures instead, alternating round by round: (a) the MSF step alone on views already
+made, (b) `train_one_epoch` fed as `augment_on=workers` feeds it (PIL views in `--workers` loader
+processes), (c) fed as `augment_on=device` does (uint8 batches, views made on the device), each
+with the CPU threads `msfkit train` would give it; the first step of each round is not timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -65,7 +74,11 @@ def main() -> None:
     ap.add_argument(
         "--compile", action="store_true", help="torch.compile the networks (as compile=true does)"
     )
+    ap.add_argument("--pipeline", action="store_true", help="step alone vs loop with worker/device views")
+    ap.add_argument("--workers", type=int, default=1, help="--pipeline: loader processes of (b)")
     args = ap.parse_args()
+    if args.pipeline:
+        return pipeline(args)
     bf16 = args.precision == "bf16"
     device = torch.device(args.device)
     if args.threads:
@@ -106,6 +119,69 @@ def main() -> None:
     for name, r in rates.items():
         median = sorted(r)[len(r) // 2]
         print(f"{name:<34} {median:>9.1f} {median / base:>12.2f}x")
+
+
+def pipeline(args) -> None:
+    """(a) step alone, (b) loop with PIL views in workers, (c) loop with device views: images/s."""
+    from msfkit.training.config import make_config
+    from msfkit.training.data import first, open_dataset
+    from msfkit.training.distributed import Dist
+    from msfkit.training.loop import EpochBatches, make_loader, train_one_epoch
+
+    device, bf16, batch = torch.device(args.device), args.precision == "bf16", args.batch_size
+    cores = len(os.sched_getaffinity(0))
+    data = first(open_dataset("fashion-mnist"), batch * (args.steps + 1))
+    base = dict(data="fashion-mnist", arch=args.arch, stem=args.stem, image_size=args.image_size)
+    base.update(batch_size=batch, precision=args.precision, workers=args.workers, device=args.device)
+    torch.manual_seed(0)
+    model = MSF(args.arch, args.stem, args.k, args.bank_sizes[0]).to(device, memory_format=torch.channels_last)
+    opt = torch.optim.SGD([*model.online.parameters(), *model.predictor.parameters()], lr=0.05, momentum=0.9)
+    lrs, momentums = np.full(args.steps + 1, 0.05), np.full(args.steps + 1, 0.99)
+    g = torch.Generator().manual_seed(0)
+    shape = (batch, 3, args.image_size, args.image_size)
+    x_t, x_q = (torch.randn(shape, generator=g).to(device, memory_format=torch.channels_last) for _ in "tq")
+
+    def step_alone(_: int) -> float:
+        torch.set_num_threads(args.threads or cores)
+        return timed(msf_step, model.train(), opt, x_t, x_q, bf16, args.steps)
+
+    def loop(kind: str):
+        def rate(epoch: int) -> float:
+            cfg = make_config({**base, "augment_on": kind})
+            sampler = EpochBatches(len(data), batch, Dist(), seed=0)
+            loader, views, workers = make_loader(cfg, data, sampler, device)
+            torch.set_num_threads(args.threads or max(1, cores - workers))  # as `msfkit train` does
+            sampler.set_epoch(epoch)
+            views.set_epoch(epoch)
+            stamps: list[float] = []
+            train_one_epoch(model, loader, opt, lrs, momentums, 0, device, cfg, lambda *_: stamps.append(
+                time.perf_counter()))  # fmt: skip
+            return (len(stamps) - 1) * batch / (stamps[-1] - stamps[0])
+
+        return rate
+
+    variants = {
+        "(a) MSF step alone, views ready": step_alone,
+        f"(b) loop, PIL views in {args.workers} worker(s)": loop("workers"),
+        "(c) loop, views on the device": loop("device"),
+    }
+    for run in variants.values():  # warm-up: allocator, kernels, first worker start
+        run(0)
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(args.rounds):
+        for name, run in variants.items():
+            rates[name].append(run(r + 1))
+    print(
+        f"{args.arch} ({args.stem} stem) {args.image_size} px, batch {batch}, {args.precision}, "
+        f"{_device_name(device)} ({cores} cores), {args.rounds} rounds x {args.steps} timed steps"
+    )
+    print(f"{'variant':<40} {'median img/s':>12} {'min-max':>15}  rounds")
+    medians = {}
+    for name, r in rates.items():
+        medians[name] = m = float(np.median(r))
+        print(f"{name:<40} {m:>12.1f} {min(r):>7.1f}-{max(r):<7.1f}  {' '.join(f'{x:.0f}' for x in r)}")
+    a, b, c = medians.values()
+    print(f"(c)/(a) = {c / a:.2f}   (c)/(b) = {c / b:.2f}   (b)/(a) = {b / a:.2f}")
 
 
 def _device_name(device: torch.device) -> str:

@@ -68,6 +68,22 @@ class EpochBatches(Sampler):
         return self.steps_per_epoch - self.start
 
 
+def make_loader(cfg: TrainConfig, data, sampler: EpochBatches, device: torch.device):
+    """(batches of (target view, query view, labels), the `set_epoch` owner, loader workers)."""
+    pin = device.type == "cuda"
+    if cfg.augment_on == "workers":  # each worker makes the views of its images with PIL
+        views = TwoViews(data, cfg.augmentation, cfg.image_size, cfg.seed)
+        loader = DataLoader(views, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=pin)
+        return loader, views, cfg.workers
+    # workers decode files only (a named dataset is an in-memory array); the views are made on the device
+    images = UInt8Batches(data, source_size=math.ceil(cfg.image_size * 8 / 7))
+    workers = 0 if images.in_memory else cfg.workers
+    raw = DataLoader(images, batch_sampler=sampler, num_workers=workers, collate_fn=as_batch, pin_memory=pin)
+    augment = dict(augmentation=cfg.augmentation, image_size=cfg.image_size, seed=cfg.seed)
+    views = DeviceViews(raw, sampler, **augment, device=device)
+    return views, views, workers
+
+
 def schedules(cfg: TrainConfig, steps_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """(lr, EMA momentum) for every step of the run."""
     total = cfg.epochs * steps_per_epoch
@@ -145,9 +161,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
         raise MsfkitError(f"batch_size={cfg.batch_size} does not split over {d.world_size} processes")
     torch.manual_seed(cfg.seed)
     data = first(open_dataset(cfg.data), cfg.limit)
-    # views on the device need workers only to decode files (a named dataset is an in-memory array)
-    images = UInt8Batches(data, source_size=math.ceil(cfg.image_size * 8 / 7))
-    workers = 0 if cfg.augment_on == "device" and images.in_memory else cfg.workers
+    sampler = EpochBatches(len(data), cfg.batch_size, d, cfg.seed)
+    loader, views, workers = make_loader(cfg, data, sampler, device)
     if device.type == "cpu":
         # OpenMP threads that outnumber the free cores spin against the data workers: 5-10x slower
         cores = len(os.sched_getaffinity(0)) // d.world_size
@@ -183,17 +198,6 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     ddp = wrap_ddp(model, d, device, cfg.sync_bn)
 
     lrs, momentums = schedules(cfg, steps_per_epoch)
-    sampler = EpochBatches(len(data), cfg.batch_size, d, cfg.seed)
-    pin = device.type == "cuda"
-    if cfg.augment_on == "workers":  # each worker makes the views of its images with PIL
-        views = TwoViews(data, cfg.augmentation, cfg.image_size, cfg.seed)
-        loader = DataLoader(views, batch_sampler=sampler, num_workers=workers, pin_memory=pin)
-    else:  # workers (if any) decode; the views of the whole batch are made on the device
-        raw = DataLoader(
-            images, batch_sampler=sampler, num_workers=workers, collate_fn=as_batch, pin_memory=pin
-        )
-        augment = dict(augmentation=cfg.augmentation, image_size=cfg.image_size, seed=cfg.seed)
-        loader = views = DeviceViews(raw, sampler, **augment, device=device)
     log = RunLog(run, step, d.is_main)
     monitor = (
         KnnMonitor(cfg, device, use_bf16(cfg, device))

@@ -88,6 +88,8 @@ def build_index(
         "count": n,
         "search_params": {},
         "model": _model_info(store.model),
+        # how the vectors were made (precision, draft decoding): image queries are embedded the same way
+        "embed_settings": store.manifest.get("settings") or {},
         "sources": sources,
         "build": {
             "reason": plan.reason,

@@ -129,7 +129,7 @@ def resolve_queries(
             continue
         if encoder is None:
             encoder = query_encoder(index, model)
-        _add_images(out, encoder, _image_files(item), device)
+        _add_images(out, index, encoder, _image_files(item), device)
     return out
 
 
@@ -200,8 +200,10 @@ def _image_files(item: str | os.PathLike) -> list[str]:
     return [str(path)]
 
 
-def _add_images(out: Queries, encoder: Encoder, files: list[str], device: str | None) -> None:
-    vectors, bad = embed_items(encoder, files, EmbedOptions(device=device))
+def _add_images(out: Queries, index: Index, encoder: Encoder, files: list[str], device) -> None:
+    settings = index.info.get("embed_settings", {})  # embed queries as the collection was
+    opts = EmbedOptions(device=device, draft=bool(settings.get("draft", False)))
+    vectors, bad = embed_items(encoder, files, opts)
     failed = {i for i, _ in bad}
     good = [f for i, f in enumerate(files) if i not in failed]
     out.add(good, good, vectors)
