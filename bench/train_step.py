@@ -134,7 +134,9 @@ def pipeline(args) -> None:
     base = dict(data="fashion-mnist", arch=args.arch, stem=args.stem, image_size=args.image_size)
     base.update(batch_size=batch, precision=args.precision, workers=args.workers, device=args.device)
     torch.manual_seed(0)
-    model = MSF(args.arch, args.stem, args.k, args.bank_sizes[0]).to(device, memory_format=torch.channels_last)
+    model = MSF(args.arch, args.stem, args.k, args.bank_sizes[0]).to(
+        device, memory_format=torch.channels_last
+    )
     opt = torch.optim.SGD([*model.online.parameters(), *model.predictor.parameters()], lr=0.05, momentum=0.9)
     lrs, momentums = np.full(args.steps + 1, 0.05), np.full(args.steps + 1, 0.99)
     g = torch.Generator().manual_seed(0)
@@ -154,8 +156,15 @@ def pipeline(args) -> None:
             sampler.set_epoch(epoch)
             views.set_epoch(epoch)
             stamps: list[float] = []
-            train_one_epoch(model, loader, opt, lrs, momentums, 0, device, cfg, lambda *_: stamps.append(
-                time.perf_counter()))  # fmt: skip
+
+            def on_step(at: int, out) -> bool:
+                stamps.append(time.perf_counter())
+                return False
+
+            train_one_epoch(
+                model, loader, opt, lrs=lrs, momentums=momentums, step=0, device=device, cfg=cfg,
+                on_step=on_step,
+            )
             return (len(stamps) - 1) * batch / (stamps[-1] - stamps[0])
 
         return rate

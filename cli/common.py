@@ -1,4 +1,4 @@
-"""Options and error handling shared by every command (see DESIGN.md "Conventions")."""
+"""Options and error handling shared by every command (the conventions in README.md, "Using it")."""
 
 from __future__ import annotations
 

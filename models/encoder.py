@@ -133,13 +133,9 @@ class Encoder(nn.Module):
         device: str | torch.device | None = None,
         precision: str = "fp32",
     ) -> np.ndarray:
-        """L2-normalised float32 (N, D) embeddings.
-
-        `images`: one PIL image or a list of them, uint8 arrays (H, W[, C]) one by one or stacked
-        (N, H, W[, C]), or an already preprocessed float batch (N, 3, S, S). Images go through the
-        same `to_rgb` -> `preprocess.crop` -> `preprocess.normalize` -> `embed_batch` as
-        `msfkit embed` and the evaluations, so an image gives the same vector everywhere.
-        """
+        """L2-normalised float32 (N, D) embeddings of one PIL image or a list, uint8 arrays (H, W[, C])
+        or stacked (N, H, W[, C]), or a preprocessed float batch (N, 3, S, S). Images take the same
+        to_rgb -> crop -> normalize -> `embed_batch` path as `msfkit embed`: the same vector everywhere."""
         check_precision(precision)
         device = torch.device(device) if device is not None else next(self.parameters()).device
         with evaluating(self):

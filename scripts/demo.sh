@@ -49,7 +49,7 @@ sunrise = Image.open(d / "sunrise.jpg")
 w, h = sunrise.size
 sunrise.crop((w // 50, h // 50, w - w // 50, h - h // 50)).save(d / "sunrise-cropped.jpg", quality=90)
 PY
-msfkit embed "$OUT/photos" -m "$OUT/run/model" -o "$OUT/photo-store" -q
+msfkit embed "$OUT/photos" -m "$OUT/run/model" -o "$OUT/photo-store" -q --draft
 msfkit index "$OUT/photo-store" -o "$OUT/photo-index"
 # The demo's encoder learned 32 px greyscale clothes, so to it all colour photos look alike
 # (distinct photos score up to 0.999): only a very high threshold separates true copies.

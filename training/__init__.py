@@ -1,4 +1,4 @@
-"""How an encoder is MADE: MSF pre-training (Koohpayegani et al., ICCV 2021; see MSF.md).
+"""How an encoder is MADE: MSF pre-training (Koohpayegani et al., ICCV 2021; see docs/method.md).
 
     from msfkit.training import load_config, train
     model_dir = train(load_config("demo"))          # Fashion-MNIST, a few minutes on a CPU

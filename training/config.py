@@ -1,6 +1,6 @@
 """The training configuration: one dataclass whose defaults are the paper's ResNet50 recipe.
 
-A run's config is built in three layers, later ones winning: the defaults (MSF.md, "Hyper-parameters
+A run's config is built in three layers, later ones winning: the defaults (docs/method.md, "Hyper-parameters
 of the paper's ResNet50 runs"), a preset for small data and/or a YAML file, and `key=value`
 overrides from the command line. Every value is type-checked against the field it sets.
 
@@ -40,7 +40,7 @@ class TrainConfig:
     arch: str = "resnet50"
     stem: str = "imagenet"  # "cifar" for 32-64 px images
     image_size: int = 224  # RandomResizedCrop size of both views
-    # method (MSF.md)
+    # method (docs/method.md)
     augmentation: str = "weak/strong"  # target view / query view; "MSF w/s" is the paper's best
     augment_on: str = "device"  # device: whole batches on the training device; workers: PIL per image
     k: int = 5  # neighbours in the mean shift; k = 1 is asymmetric BYOL

@@ -1,4 +1,4 @@
-"""The target network's exponential moving average (MSF.md, step 1), over parameters only.
+"""The target network's exponential moving average (docs/method.md, step 1), over parameters only.
 
 theta_t <- m theta_t + (1 - m) theta_q for every parameter. BatchNorm running statistics are
 buffers and are NOT averaged: the target keeps the statistics of its own forward passes.

@@ -108,6 +108,7 @@ def train_one_epoch(
     model: torch.nn.Module,
     loader: DataLoader,
     optimizer: torch.optim.Optimizer,
+    *,
     lrs: np.ndarray,
     momentums: np.ndarray,
     step: int,
@@ -263,7 +264,10 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
             sampler.set_epoch(epoch, start=step % steps_per_epoch)
             views.set_epoch(epoch)
             try:
-                step = train_one_epoch(ddp, loader, optimizer, lrs, momentums, step, device, cfg, on_step)
+                step = train_one_epoch(
+                    ddp, loader, optimizer, lrs=lrs, momentums=momentums, step=step, device=device, cfg=cfg,
+                    on_step=on_step,
+                )
             except NonFiniteLoss as e:
                 if last_saved:
                     kept = f"the last good checkpoint is {ckpt_path} (step {last_saved})"

@@ -1,4 +1,5 @@
-"""The MSF loss (MSF.md, step 6): mean squared distance of the query to the k neighbours of its target.
+"""The MSF loss (docs/method.md, step 6): mean squared distance of the query to the k neighbours of its
+target.
 
 For unit vectors ||v - z||^2 = 2 - 2<v, z>, so the loss is
 

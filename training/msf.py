@@ -1,4 +1,4 @@
-"""The MSF model and its training step (Koohpayegani et al., ICCV 2021; MSF.md "One training step").
+"""The MSF model and its training step (Koohpayegani et al., ICCV 2021; docs/method.md "One training step").
 
     online:    backbone -> projection -> prediction   query embedding v (gradients)
     target:    backbone -> projection                  target embedding u (EMA of online, no gradients)

@@ -10,10 +10,7 @@ and 30 (at 3/8 and 3/4 of the epochs when fewer are asked for).
 - preset "fast" (`train_linear_fast`): the same head and recipe on cached centre-crop features
   (seconds). It may sweep several learning rates in one pass: every lr trains its own head on the
   same batches of 90 % of TRAIN, the best on the other 10 % of TRAIN wins and is retrained on all
-  of it. The val set is never looked at.
-
-    head, info = train_linear_fast(train_x, train_y)
-    top1, top5, pred = evaluate_head(head, val_x, val_y)
+  of it. The val set is never looked at. `evaluate_head(head, val_x, val_y)` scores a head.
 """
 
 from __future__ import annotations
@@ -40,7 +37,7 @@ _VAR_EPS = 1e-5  # added to the per-dimension variance before the square root
 
 @dataclass
 class LinearRecipe:
-    """The reference linear-evaluation recipe (MSF.md "Evaluation protocols")."""
+    """The reference linear-evaluation recipe (docs/method.md "Evaluation protocols")."""
 
     lr: float = 0.01
     momentum: float = 0.9

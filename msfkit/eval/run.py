@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from msfkit import _version
+from msfkit._version import __version__
 from msfkit.eval.inputs import EvalInputs
 from msfkit.models.errors import MsfkitError
 
@@ -103,7 +103,7 @@ def evaluate(
         rows.append(row)
         predictions[row["protocol"]] = pred
     report = {
-        "msfkit": _version.__version__,
+        "msfkit": __version__,
         "model": inputs.model,
         "source": inputs.source,
         "n_train": n_train,

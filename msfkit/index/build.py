@@ -35,6 +35,7 @@ BATCH_ROWS = 65536  # vectors read and added per step while filling
 def build_index(
     stores: str | os.PathLike | Sequence[str | os.PathLike],
     out: str | os.PathLike,
+    *,
     kind: str = "auto",
     memory: int | str = DEFAULT_MEMORY,
     recall: float = DEFAULT_RECALL,
@@ -110,6 +111,7 @@ def build_index(
 def add_to_index(
     index_dir: str | os.PathLike,
     stores: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Add the vectors of other stores to an existing index folder; returns the new index.json.

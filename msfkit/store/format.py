@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from msfkit import _version
+from msfkit._version import __version__
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 
@@ -94,7 +94,7 @@ def new_manifest(
         "shards": [],
         "complete": False,
         "created": now(),
-        "msfkit_version": _version.__version__,
+        "msfkit_version": __version__,
     }
 
 

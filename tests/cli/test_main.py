@@ -1,4 +1,4 @@
-"""CLI conventions that hold for every command (DESIGN.md "Conventions")."""
+"""CLI conventions that hold for every command (README.md, "Using it")."""
 
 from __future__ import annotations
 
