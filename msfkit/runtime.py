@@ -17,8 +17,8 @@ from typing import Any
 
 from msfkit.models.errors import MsfkitError
 
-# Ranks wait for each other only at the start and the end; a slow rank may lag by hours.
-_TIMEOUT = timedelta(hours=24)
+# Embedding ranks wait for each other only at the start and the end; a slow rank may lag by hours.
+EMBED_TIMEOUT = timedelta(hours=24)
 
 
 @dataclass
@@ -33,28 +33,35 @@ class Ranks:
     owns_init: bool = False  # whether we initialised torch.distributed (and so tear it down)
 
     @classmethod
-    def from_env(cls) -> Ranks:
+    def from_env(cls, device_type: str = "cpu", timeout: timedelta | None = None) -> Ranks:
+        """Join the process group torchrun describes (if any): NCCL for a CUDA job's tensors (with a
+        gloo group beside it for Python objects), gloo otherwise. `timeout`: torch's default if None."""
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
+        import torch
         import torch.distributed as dist
 
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device_type == "cuda":
+            torch.cuda.set_device(local_rank)
         owns = not dist.is_initialized()
         if owns:
-            dist.init_process_group("gloo", timeout=_TIMEOUT)
-        group = (
-            dist.new_group(backend="gloo", timeout=_TIMEOUT)
-            if not owns and dist.get_backend() != "gloo"
-            else None
-        )
+            dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=timeout)
+        group = dist.new_group(backend="gloo", timeout=timeout) if dist.get_backend() != "gloo" else None
         return cls(
             rank=dist.get_rank(),
             world=dist.get_world_size(),
-            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+            local_rank=local_rank,
             local_world=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
             group=group,
             owns_init=owns,
         )
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes files and reports."""
+        return self.rank == 0
 
     def device(self, name: str):
         """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> this rank's torch.device (cuda:LOCAL_RANK under torchrun)."""

@@ -24,17 +24,14 @@ from torch.utils.data import DataLoader, Sampler
 
 from msfkit.models.errors import MsfkitError
 from msfkit.models.runtime import resolve_device
+from msfkit.runtime import Ranks
 from msfkit.training.augment import TwoViews
 from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
 from msfkit.training.config import TrainConfig
 from msfkit.training.data import UInt8Batches, as_batch, first, open_dataset
 from msfkit.training.distributed import (
-    Dist,
     all_finite,
     any_rank,
-    barrier,
-    init_distributed,
-    shutdown,
     wrap_ddp,
 )
 from msfkit.training.ema import ema_momentum
@@ -47,9 +44,9 @@ from msfkit.training.views import DeviceViews
 class EpochBatches(Sampler):
     """This process's share of each global batch of a seeded per-epoch permutation (drop last)."""
 
-    def __init__(self, n: int, global_batch: int, d: Dist, seed: int) -> None:
+    def __init__(self, n: int, global_batch: int, d: Ranks, seed: int) -> None:
         self.n, self.global_batch, self.d, self.seed = n, global_batch, d, seed
-        self.local = global_batch // d.world_size
+        self.local = global_batch // d.world
         self.steps_per_epoch = n // global_batch
         self.epoch, self.start = 0, 0
 
@@ -140,16 +137,16 @@ def train_one_epoch(
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path | None:
     """Train (or resume) the run `cfg.out`; returns its model folder (None on ranks other than 0)."""
     device = resolve_device(cfg.device)
-    d = init_distributed(device.type)
+    d = Ranks.from_env(device.type)
     threads = torch.get_num_threads()
     try:
         return _train(cfg, resume, progress, device, d)
     finally:
         torch.set_num_threads(threads)
-        shutdown()
+        d.close()
 
 
-def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device, d: Dist) -> Path | None:
+def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device, d: Ranks) -> Path | None:
     from tqdm import tqdm
 
     run = Path(cfg.out)
@@ -158,15 +155,15 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
         raise MsfkitError(f"{run} already holds a run: pass --resume to continue it, or choose another out=")
     if cfg.sync_bn and device.type != "cuda":
         raise MsfkitError("sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
-    if cfg.batch_size % d.world_size:
-        raise MsfkitError(f"batch_size={cfg.batch_size} does not split over {d.world_size} processes")
+    if cfg.batch_size % d.world:
+        raise MsfkitError(f"batch_size={cfg.batch_size} does not split over {d.world} processes")
     torch.manual_seed(cfg.seed)
     data = first(open_dataset(cfg.data), cfg.limit)
     sampler = EpochBatches(len(data), cfg.batch_size, d, cfg.seed)
     loader, views, workers = make_loader(cfg, data, sampler, device)
     if device.type == "cpu":
         # OpenMP threads that outnumber the free cores spin against the data workers: 5-10x slower
-        cores = len(os.sched_getaffinity(0)) // d.world_size
+        cores = len(os.sched_getaffinity(0)) // d.world
         torch.set_num_threads(cfg.threads or max(1, min(torch.get_num_threads(), cores - workers)))
     steps_per_epoch = len(data) // cfg.batch_size
     if steps_per_epoch == 0:
@@ -286,7 +283,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     finally:
         bar.close()
         log.close()
-    barrier()
+    d.barrier()
     if not d.is_main:
         return None
     return export_model(

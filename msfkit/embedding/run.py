@@ -32,7 +32,7 @@ from msfkit.embedding.pipeline import EmbedOptions
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
 from msfkit.models.hub import parse_hub_id
-from msfkit.runtime import Ranks
+from msfkit.runtime import EMBED_TIMEOUT, Ranks
 from msfkit.store import writer
 from msfkit.store.format import (
     committed_shards,
@@ -104,7 +104,7 @@ def embed(
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     started = time.perf_counter()
     out = Path(out) / part_name(*store.shard) if store.shard is not None else Path(out)
-    ranks = Ranks.from_env()
+    ranks = Ranks.from_env(timeout=EMBED_TIMEOUT)
     try:
         dev = ranks.device(str(opts.device) if opts.device is not None else "auto")
         encoder = model if isinstance(model, Encoder) else Encoder.from_pretrained(str(model))

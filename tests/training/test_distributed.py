@@ -26,12 +26,13 @@ import torch
 from torch import nn
 
 from msfkit.training.config import load_config
-from msfkit.training.distributed import init_distributed, wrap_ddp
+from msfkit.runtime import Ranks
+from msfkit.training.distributed import wrap_ddp
 from msfkit.training.loop import train
 from msfkit.training.msf import MSF
 
 out = Path(sys.argv[1])
-d = init_distributed("cpu")
+d = Ranks.from_env("cpu")
 torch.manual_seed(0)
 model = MSF("resnet18", "cifar", k=2, bank_size=10)
 for m in model.modules():
@@ -39,7 +40,7 @@ for m in model.modules():
         m.eval()
 net = wrap_ddp(model, d, torch.device("cpu"), sync_bn=False)
 opt = torch.optim.SGD([*model.online.parameters(), *model.predictor.parameters()], lr=0.5, momentum=0.9)
-local = 8 // d.world_size
+local = 8 // d.world
 for step in range(2):
     g = torch.Generator().manual_seed(step)
     x_t, x_q = torch.randn(8, 3, 32, 32, generator=g), torch.randn(8, 3, 32, 32, generator=g)
@@ -50,7 +51,7 @@ for step in range(2):
     loss.backward()
     opt.step()
 torch.save({"bank": model.bank.state_dict(), "online": model.online.state_dict()}, out / f"rank{d.rank}.pt")
-if d.world_size > 1:  # the real loop under torchrun: rank 0 alone writes the run folder
+if d.world > 1:  # the real loop under torchrun: rank 0 alone writes the run folder
     run = ["data=fashion-mnist", "limit=16", "arch=resnet18", "stem=cifar", "image_size=32", "batch_size=8",
            "epochs=1", "k=2", "bank_size=12", "workers=0", "knn_every=0", "log_every=1", f"out={out / 'run'}"]
     model_dir = train(load_config(overrides=run), progress=False)
