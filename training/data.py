@@ -80,7 +80,7 @@ def _uint8_array(dataset):
     """The (N, H, W) or (N, H, W, 3) uint8 array behind a dataset, or None."""
     if isinstance(dataset, Subset):
         inner = _uint8_array(dataset.dataset)
-        return None if inner is None else inner[: dataset.n]
+        return None if inner is None else inner[dataset.indices]
     a = getattr(dataset, "images", None)
     if not isinstance(a, np.ndarray) or a.dtype != np.uint8:
         return None

@@ -140,30 +140,32 @@ def image_folder(root: str | Path, transform=None) -> FileImageDataset:
 
 
 class Subset:
-    """The first `n` items of a dataset, keeping `labels`."""
+    """The items `indices` of a dataset, in that order, with their labels (or `labels` instead)."""
 
-    def __init__(self, dataset, n: int) -> None:
-        self.dataset, self.n = dataset, min(n, len(dataset))
-        self.labels = np.asarray(dataset.labels)[: self.n]
+    def __init__(self, dataset, indices: Sequence[int], labels: Sequence[Any] | None = None) -> None:
+        self.dataset, self.indices = dataset, np.asarray(indices, dtype=np.int64)
+        self.labels = np.asarray(dataset.labels)[self.indices] if labels is None else np.asarray(labels)
+        if len(self.labels) != len(self.indices):
+            raise ValueError(f"{len(self.indices)} indices but {len(self.labels)} labels")
 
     def __len__(self) -> int:
-        return self.n
+        return len(self.indices)
 
     def image(self, i: int):
-        return self.dataset.image(self._check(i))
+        return self.dataset.image(self._index(i))
 
     def __getitem__(self, i: int):
-        return self.dataset[self._check(i)]
+        return self.dataset[self._index(i)][0], _label(self.labels[i])
 
-    def _check(self, i: int) -> int:
-        if not 0 <= i < self.n:
+    def _index(self, i: int) -> int:
+        if not 0 <= i < len(self.indices):
             raise IndexError(i)
-        return i
+        return int(self.indices[i])
 
 
 def first(dataset, n: int):
     """`dataset` cut to its first `n` items (n = 0: all)."""
-    return Subset(dataset, n) if 0 < n < len(dataset) else dataset
+    return Subset(dataset, range(n)) if 0 < n < len(dataset) else dataset
 
 
 def _label(value):

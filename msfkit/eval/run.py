@@ -148,20 +148,8 @@ def knn_curve(
     return {k: _pct(p == inputs.val_labels) for k, p in sorted(preds.items())}
 
 
-class _Relabelled:
-    """A subset of a dataset whose labels are replaced by class indices (what the loss needs)."""
-
-    def __init__(self, dataset, indices: np.ndarray, targets: np.ndarray) -> None:
-        self.dataset, self.indices, self.targets = dataset, indices, targets
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, j: int):
-        return self.dataset[int(self.indices[j])][0], int(self.targets[j])
-
-
 def _linear(inputs: EvalInputs, train: _Train, o: EvalOptions, encoder) -> tuple[dict[str, Any], np.ndarray]:
+    from msfkit.data.datasets import Subset
     from msfkit.eval.labels import class_indices
     from msfkit.eval.linear import (
         FAST_LRS,
@@ -199,7 +187,7 @@ def _linear(inputs: EvalInputs, train: _Train, o: EvalOptions, encoder) -> tuple
             recipe.lr = float(lrs[0])
         classes, targets = class_indices(train_y)
         mean, std = standardization(train_x)
-        ds = _Relabelled(inputs.train_images(train_transform(encoder.config)), train.picked, targets)
+        ds = Subset(inputs.train_images(train_transform(encoder.config)), train.picked, targets)
         head = train_linear_msf(
             encoder, ds, mean, std, classes.tolist(), recipe=recipe, seed=seed,
             device=device, precision=o.precision, workers=o.workers, progress=o.progress,

@@ -15,9 +15,9 @@ from torchvision.transforms import functional as TF
 
 from msfkit.cli.main import cli
 from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from msfkit.runtime import Ranks
 from msfkit.training.checkpoint import load_checkpoint
 from msfkit.training.data import UInt8Batches, as_batch, first, open_dataset
-from msfkit.training.distributed import Dist
 from msfkit.training.loop import EpochBatches
 from msfkit.training.views import (
     SPECS,
@@ -230,7 +230,7 @@ def test_device_views_come_in_the_sampler_order_with_each_batch_seeded_by_epoch_
     data = first(open_dataset("fashion-mnist"), 64)
     images = UInt8Batches(data, source_size=37)
     assert images.in_memory
-    sampler = EpochBatches(64, 16, Dist(), seed=7)
+    sampler = EpochBatches(64, 16, Ranks(), seed=7)
     loader = DataLoader(images, batch_sampler=sampler, collate_fn=as_batch)
     views = DeviceViews(loader, sampler, augmentation="weak/strong", image_size=32, seed=7, device="cpu")
     sampler.set_epoch(1, start=2)
