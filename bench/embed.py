@@ -11,7 +11,8 @@ one warm-up batch:
 - naive: one process, PIL open -> Encoder.transform() (full decode, torchvision) -> batch -> model, fp32
 - ceiling: random crops through the model as msfkit runs it, per precision: on CPU the frozen
   TorchScript graph msfkit uses for collections (the eager model is timed too, for reference)
-- msfkit: `msfkit.embedding.run.embed` (parallel decoding workers, JPEG draft, channels_last), fp32 and bf16
+- msfkit: `msfkit.embedding.embed` (parallel decoding workers, JPEG draft as `--draft`, channels_last),
+  fp32 and bf16
 - gpu-decode (optional): files read by workers, decoded by nvJPEG in batches, resized on the GPU;
   not the msfkit pipeline (its pixels differ from Pillow's), only what GPU decoding could give
 
@@ -36,10 +37,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from msfkit.embedding.pipeline import Forward, Preprocess  # noqa: E402
-from msfkit.embedding.run import embed  # noqa: E402
+from msfkit.embedding import EmbedOptions, embed  # noqa: E402
+from msfkit.embedding.pipeline import Forward  # noqa: E402
 from msfkit.models import Encoder, EncoderConfig  # noqa: E402
-from msfkit.store.reader import open_store  # noqa: E402
+from msfkit.store import open_store  # noqa: E402
 
 
 def make_photos(n: int, min_mp: float, max_mp: float, cache: Path) -> list[Path]:
@@ -92,7 +93,7 @@ def ceiling(
 ) -> float:
     """Seconds for n random uint8 crops through the model as msfkit runs it (normalise, model, normalise)."""
     encoder.eval().to(device, memory_format=torch.channels_last)
-    forward = Forward(encoder, Preprocess.for_encoder(encoder), precision, frozen=frozen)
+    forward = Forward(encoder, precision, frozen=frozen)
     size = encoder.config.image_size
     x = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
     forward(x)  # warm-up
@@ -113,18 +114,11 @@ def run_msfkit(
         warm.mkdir()
         for p in sorted(cache.glob("*.jpg"))[:2]:
             shutil.copy(p, warm / p.name)
-        embed([warm], encoder, Path(tmp) / "w", precision=precision, device=device, progress=False, workers=0)
+        embed([warm], encoder, Path(tmp) / "w", EmbedOptions(precision=precision, device=device, workers=0))
         start = time.perf_counter()
-        embed(
-            [cache],
-            encoder,
-            Path(tmp) / "s",
-            precision=precision,
-            device=device,
-            batch_size=batch_size,
-            workers=workers,
-            progress=False,
-        )
+        opts = EmbedOptions(precision=precision, device=device, batch_size=batch_size, workers=workers)
+        opts.draft = True
+        embed([cache], encoder, Path(tmp) / "s", opts)
         seconds = time.perf_counter() - start
         return seconds, np.array(open_store(Path(tmp) / "s").vectors)
 
@@ -142,7 +136,7 @@ def gpu_decode(encoder: Encoder, paths: list[Path], batch_size: int, workers: in
             return torch.frombuffer(bytearray(paths[i].read_bytes()), dtype=torch.uint8)
 
     c = encoder.config
-    prep = Preprocess.for_encoder(encoder)
+    prep = encoder.preprocess
     model = encoder.eval().to("cuda", memory_format=torch.channels_last)
     loader = torch.utils.data.DataLoader(Raw(), batch_size=batch_size, num_workers=workers, collate_fn=list)
     start = time.perf_counter()

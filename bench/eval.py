@@ -51,11 +51,11 @@ def linear_comparison(encoder, name: str, args) -> dict:
     xi, yi = xi[picked], yi[picked]
     xt, yt = xt[: args.n_val], yt[: args.n_val]
     kw = {"batch_size": 256, "precision": args.precision}
-    val_x, val_y = extract_features(encoder, ArrayImageDataset(xt, yt, encoder.transform()), **kw)
+    val_x, val_y = extract_features(encoder, ArrayImageDataset(xt, yt), **kw)
     recipe = LinearRecipe(epochs=args.epochs)
 
     t0 = time.perf_counter()
-    train_x, train_y = extract_features(encoder, ArrayImageDataset(xi, yi, encoder.transform()), **kw)
+    train_x, train_y = extract_features(encoder, ArrayImageDataset(xi, yi), **kw)
     t_feats = time.perf_counter() - t0
     t0 = time.perf_counter()
     fast = train_linear_fast(train_x, train_y, recipe=recipe)

@@ -30,11 +30,10 @@ def evaluate(encoder, train, val, workers: int, precision: str) -> dict:
     from msfkit.eval.knn import knn_accuracy
     from msfkit.eval.linear import evaluate_head, train_linear_fast
 
-    tf = encoder.transform()
     kw = dict(batch_size=256, workers=workers, precision=precision)
     start = time.perf_counter()
-    train_x, train_y = extract_features(encoder, ArrayImageDataset(*train, transform=tf), **kw)
-    val_x, val_y = extract_features(encoder, ArrayImageDataset(*val, transform=tf), **kw)
+    train_x, train_y = extract_features(encoder, ArrayImageDataset(*train), **kw)
+    val_x, val_y = extract_features(encoder, ArrayImageDataset(*val), **kw)
     knn = knn_accuracy(train_x, train_y, val_x, val_y, ks=(1, 20), protocol="msf")
     head = train_linear_fast(train_x, train_y)
     linear, _, _ = evaluate_head(head, val_x, val_y)

@@ -89,8 +89,9 @@ def clouds(centres: np.ndarray, n: int, seed: int, rank: int = 32) -> np.ndarray
 
 
 def write_store(root: Path, vectors: np.ndarray) -> None:
-    """An embedding store of `vectors` written with msfkit.store.reader (paths are placeholders)."""
-    from msfkit.store.reader import FORMAT_VERSION, merge_errors, shard_info, write_manifest, write_shard
+    """An embedding store of `vectors` written with msfkit.store's writer (paths are placeholders)."""
+    from msfkit.store.format import FORMAT_VERSION, shard_info, write_manifest
+    from msfkit.store.writer import merge_errors, write_shard
 
     shards = []
     for k, s in enumerate(range(0, len(vectors), SHARD_ROWS)):
@@ -168,7 +169,7 @@ def numpy_topk(store, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_method(method: str, store_dir: str, queries_file: str, truth_file: str, work: str) -> dict:
-    from msfkit.store.reader import open_store
+    from msfkit.store import open_store
 
     peak = AnonPeak()
     store = open_store(store_dir)
@@ -185,11 +186,11 @@ def run_method(method: str, store_dir: str, queries_file: str, truth_file: str, 
             index.add(np.ascontiguousarray(block))
         search = lambda q: index.search(q, K)  # noqa: E731
     else:
-        from msfkit.index.folder import build_index, load_index
+        from msfkit.index import build_index, open_folder
 
         info = build_index(store_dir, Path(work) / "auto-index", memory=os.environ.get("BENCH_MEMORY", "4GB"))
-        index = load_index(Path(work) / "auto-index")
-        search = lambda q: index.search(q, K)  # noqa: E731
+        index = open_folder(Path(work) / "auto-index")
+        search = lambda q: index.search_vectors(q, K)  # noqa: E731
     build = time.perf_counter() - t0
     t = time.perf_counter()
     _, found = search(queries)
