@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
@@ -31,6 +32,41 @@ device_option = click.option(
 )
 
 
+def to_json(obj: Any) -> str:
+    """Strict JSON (what every parser reads): NaN, infinities and pandas' missing values become null,
+    numpy scalars plain numbers, anything else its string."""
+    return json.dumps(_plain(obj), default=str, allow_nan=False)
+
+
 def echo_json(obj: Any) -> None:
     """One JSON document on stdout."""
-    click.echo(json.dumps(obj, default=str))
+    click.echo(to_json(obj))
+
+
+def echo_json_lines(records) -> None:
+    """One JSON object per line (search results, duplicate groups)."""
+    for record in records:
+        click.echo(to_json(record))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", None) == 0:
+        obj = obj.item()  # numpy scalar -> Python
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is not None and not isinstance(obj, (str, int, float, bool)) and _is_missing(obj):
+        return None
+    return obj
+
+
+def _is_missing(obj: Any) -> bool:
+    try:
+        import pandas as pd
+
+        return bool(pd.isna(obj)) if pd.api.types.is_scalar(obj) else False
+    except (ImportError, TypeError, ValueError):
+        return False

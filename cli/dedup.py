@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from msfkit.cli.common import json_option
+from msfkit.cli.common import echo_json_lines, json_option
 
 
 @click.command("dedup", context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,8 +32,7 @@ def dedup(index, threshold, k, out, as_json):
 
     df = msfkit.open_index(index).dedup(threshold=threshold, k=k, progress=not as_json)
     if as_json:
-        for rec in df.to_dict("records"):
-            click.echo(json.dumps(rec, default=str))
+        echo_json_lines(df.to_dict("records"))
     elif out:
         df.to_csv(out, index=False)
         click.echo(f"{df['group'].nunique()} groups, {len(df)} images -> {out}", err=True)

@@ -7,6 +7,7 @@ or its help is shown, so `msfkit --help` never pays for torch or faiss.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -47,6 +48,9 @@ class LazyGroup(click.Group):
         """User errors from the library become click errors: one line, exit code 1."""
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_stdout()  # a reader that stopped reading (`| head`): a quiet, successful end
+            raise click.exceptions.Exit(0) from None
         except (MsfkitError, OSError) as e:
             raise click.ClickException(one_line(e)) from None
 
@@ -70,8 +74,13 @@ def one_line_text(text: str) -> str:
 
 def main() -> None:
     """Console entry point: every user error, usage errors included, is one line on stderr."""
+    code = 0
     try:
-        cli.main(prog_name="msfkit", standalone_mode=False)
+        code = cli.main(prog_name="msfkit", standalone_mode=False)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout()
+        sys.exit(0)
     except click.exceptions.NoArgsIsHelpError as e:
         click.echo(e.ctx.get_help())
     except click.UsageError as e:
@@ -84,3 +93,11 @@ def main() -> None:
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    if isinstance(code, int) and code:  # ctx.exit(n) in a command: click returns n without standalone mode
+        sys.exit(code)
+
+
+def _quiet_stdout() -> None:
+    """stdout was closed early (`msfkit search ... | head -1`), as Unix tools treat it: point it at
+    /dev/null so that nothing more is written and the interpreter's final flush is silent."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

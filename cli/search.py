@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from msfkit.cli.common import device_option, json_option, model_option
+from msfkit.cli.common import device_option, echo_json_lines, json_option, model_option
 
 
 @click.command("search", context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,8 +49,7 @@ def search(index, queries, k, model, device, as_json, as_csv, grid, html):
 
         gallery_html(df, html)
     if as_json:
-        for rec in df.to_dict("records"):
-            click.echo(json.dumps(rec, default=str))
+        echo_json_lines(df.to_dict("records"))
     elif as_csv:
         df.to_csv(sys.stdout, index=False)
     else:

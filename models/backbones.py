@@ -3,6 +3,9 @@
 `stem="imagenet"` is torchvision's 7x7/2 conv + max-pool, right for 224 px inputs.
 `stem="cifar"` is the usual small-image variant (3x3/1 conv, no max-pool), right for
 32-64 px inputs such as Fashion-MNIST; key names stay torchvision's, only conv1's shape changes.
+Two variants in between cost a quarter of the cifar stem at the same size (layer1 at half the
+input's side, as the cifar stem at half the size): `stem="cifar-maxpool"` (3x3/1 conv + the max-pool)
+and `stem="cifar-s2"` (3x3/2 conv, no max-pool). Their conv1 has the cifar stem's shape.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from torch import nn
 from msfkit.models.errors import MsfkitError
 
 FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
-STEMS = ("imagenet", "cifar")
+STEMS = ("imagenet", "cifar", "cifar-maxpool", "cifar-s2")
 
 
 def build_backbone(arch: str, stem: str = "imagenet") -> nn.Module:
@@ -24,10 +27,12 @@ def build_backbone(arch: str, stem: str = "imagenet") -> nn.Module:
     if stem not in STEMS:
         raise MsfkitError(f"unknown stem {stem!r}; expected one of {', '.join(STEMS)}")
     net = getattr(torchvision.models, arch)(weights=None)
-    if stem == "cifar":
-        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    if stem != "imagenet":
+        stride = 2 if stem == "cifar-s2" else 1
+        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=stride, padding=1, bias=False)
         nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-        net.maxpool = nn.Identity()
+        if stem != "cifar-maxpool":
+            net.maxpool = nn.Identity()
     net.fc = nn.Identity()
     return net
 

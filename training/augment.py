@@ -24,9 +24,18 @@ from torchvision import transforms as T
 from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_rgb
 
 
-def view_transform(kind: str, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> T.Compose:
-    """The 'weak' or 'strong' view of docs/method.md at `image_size` px."""
-    crop = [T.Lambda(to_rgb), T.RandomResizedCrop(image_size, scale=(0.2, 1.0))]
+def view_transform(
+    kind: str,
+    image_size: int,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    *,
+    crop_scale: float = 0.2,
+    blur: float = 0.5,
+) -> T.Compose:
+    """The 'weak' or 'strong' view of docs/method.md at `image_size` px (crop area share from
+    `crop_scale`, blur probability `blur`)."""
+    crop = [T.Lambda(to_rgb), T.RandomResizedCrop(image_size, scale=(crop_scale, 1.0))]
     tail = [T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)]
     if kind == "weak":
         return T.Compose(crop + tail)
@@ -35,8 +44,9 @@ def view_transform(kind: str, image_size: int, mean=IMAGENET_MEAN, std=IMAGENET_
     colour = [
         T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
         T.RandomGrayscale(p=0.2),
-        T.RandomApply([GaussianBlur(0.1 * image_size / 224, 2.0 * image_size / 224)], p=0.5),
     ]
+    if blur > 0:
+        colour.append(T.RandomApply([GaussianBlur(0.1 * image_size / 224, 2.0 * image_size / 224)], p=blur))
     return T.Compose(crop + colour + tail)
 
 
@@ -57,11 +67,11 @@ class GaussianBlur:
 class TwoViews:
     """A dataset of (target view, query view, label) over a dataset of (PIL image, label)."""
 
-    def __init__(self, dataset, augmentation: str, image_size: int, seed: int) -> None:
+    def __init__(self, dataset, augmentation: str, image_size: int, seed: int, **view) -> None:
         target_kind, query_kind = augmentation.split("/")
         self.dataset = dataset
-        self.target_tf = view_transform(target_kind, image_size)
-        self.query_tf = view_transform(query_kind, image_size)
+        self.target_tf = view_transform(target_kind, image_size, **view)  # view: crop_scale, blur
+        self.query_tf = view_transform(query_kind, image_size, **view)
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -42,6 +42,8 @@ class TrainConfig:
     image_size: int = 224  # RandomResizedCrop size of both views
     # method (docs/method.md)
     augmentation: str = "weak/strong"  # target view / query view; "MSF w/s" is the paper's best
+    crop_scale: float = 0.2  # smallest area share of RandomResizedCrop (MoCo v2 and MSF: 0.2)
+    blur: float = 0.5  # probability of the strong view's Gaussian blur (MoCo v2: 0.5; 0 = off)
     augment_on: str = "device"  # device: whole batches on the training device; workers: PIL per image
     k: int = 5  # neighbours in the mean shift; k = 1 is asymmetric BYOL
     bank_size: int = 1_024_000  # memory bank rows; any size, the ring buffer wraps
@@ -70,6 +72,7 @@ class TrainConfig:
     save_every: int = 10  # checkpoint every N epochs (and always at the end)
     save_every_steps: int = 0  # also every N steps (0 = off)
     knn_every: int = 10  # k-NN monitor every N epochs (0 = off; needs val_data and train labels)
+    knn_every_steps: int = 0  # also every N steps (0 = off): a k-NN curve within short runs
     knn_k: int = 20  # neighbours of the monitor (msf protocol: unweighted vote)
     knn_train_limit: int = 10_000  # train images the monitor embeds (0 = all)
     knn_val_limit: int = 2_000  # val images the monitor embeds (0 = all)
@@ -87,6 +90,10 @@ class TrainConfig:
                 raise MsfkitError(f"config: {name} must be at least 1, not {getattr(self, name)}")
         if self.k > self.bank_size:
             raise MsfkitError(f"config: k={self.k} is larger than bank_size={self.bank_size}")
+        if not 0.0 < self.crop_scale <= 1.0:
+            raise MsfkitError(f"config: crop_scale must be in (0, 1], not {self.crop_scale}")
+        if not 0.0 <= self.blur <= 1.0:
+            raise MsfkitError(f"config: blur must be in [0, 1], not {self.blur}")
         if not 0.0 <= self.ema <= 1.0:
             raise MsfkitError(f"config: ema must be in [0, 1], not {self.ema}")
 
@@ -114,6 +121,35 @@ PRESETS: dict[str, dict[str, Any]] = {
         workers=2,
         save_every=1,
         knn_every=5,
+        log_every=10,
+    ),
+    # The small-image recipe for a CPU (BENCHMARKS.md, "Training": the stem comparison). Measured or
+    # cited per line; everything else is the paper's.
+    "fashion-mnist-small": dict(
+        data="fashion-mnist",
+        val_data="fashion-mnist:test",
+        out="runs/fashion-mnist-small",
+        arch="resnet18",
+        stem="cifar-s2",  # STEM_CHOICE
+        image_size=32,  # Fashion-MNIST's 28 px upsampled; the CIFAR recipes' size
+        blur=0.0,  # off at 32 px in lightly's and solo-learn's CIFAR recipes
+        crop_scale=0.2,  # MSF / MoCo v2 (0.08 in the CIFAR recipes would keep 8x8 of a 28 px garment)
+        batch_size=128,  # lightly's CIFAR-10 table (BYOL 86.9 % k-NN at 200 epochs) trains at 128
+        lr=0.06,  # lightly's CIFAR-10 benchmark: SGD 0.06 x batch/128, momentum 0.9
+        weight_decay=5e-4,  # lightly's CIFAR-10 benchmark (and the usual CIFAR ResNet value)
+        lr_schedule="step",  # the cosine per step: a short run's few epochs would be a staircase
+        ema=0.99,
+        ema_schedule="cosine",  # BYOL's m: 0.99 -> 1 over the run (lightly's and solo-learn's CIFAR)
+        # 0.27 of the 60k images (the paper: 1,024,000 / 1.28M = 0.8): 128 steps of rows, fresh enough
+        # for a run of a few epochs; costs nothing measurable (bench/train_step.py)
+        bank_size=16_384,
+        epochs=8,
+        precision="bf16",  # CPU with AVX-512 BF16: autocast as in the demo
+        workers=1,
+        save_every=1,
+        knn_every=1,
+        knn_train_limit=10_000,
+        knn_val_limit=2_000,
         log_every=10,
     ),
     # the README demo: a small encoder in about three minutes on a 2-core CPU. The ImageNet stem

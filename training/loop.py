@@ -38,7 +38,7 @@ from msfkit.training.ema import ema_momentum
 from msfkit.training.export import export_model
 from msfkit.training.monitor import KnnMonitor, RunLog
 from msfkit.training.msf import MSF
-from msfkit.training.views import DeviceViews
+from msfkit.training.views import DeviceViews, view_specs
 
 
 class EpochBatches(Sampler):
@@ -69,7 +69,8 @@ def make_loader(cfg: TrainConfig, data, sampler: EpochBatches, device: torch.dev
     """(batches of (target view, query view, labels), the `set_epoch` owner, loader workers)."""
     pin = device.type == "cuda"
     if cfg.augment_on == "workers":  # each worker makes the views of its images with PIL
-        views = TwoViews(data, cfg.augmentation, cfg.image_size, cfg.seed)
+        view = dict(crop_scale=cfg.crop_scale, blur=cfg.blur)
+        views = TwoViews(data, cfg.augmentation, cfg.image_size, cfg.seed, **view)
         loader = DataLoader(views, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=pin)
         return loader, views, cfg.workers
     # workers decode files only (a named dataset is an in-memory array); the views are made on the device
@@ -77,7 +78,8 @@ def make_loader(cfg: TrainConfig, data, sampler: EpochBatches, device: torch.dev
     workers = 0 if images.in_memory else cfg.workers
     raw = DataLoader(images, batch_sampler=sampler, num_workers=workers, collate_fn=as_batch, pin_memory=pin)
     augment = dict(augmentation=cfg.augmentation, image_size=cfg.image_size, seed=cfg.seed)
-    views = DeviceViews(raw, sampler, **augment, device=device)
+    specs = view_specs(crop_scale=cfg.crop_scale, blur=cfg.blur)
+    views = DeviceViews(raw, sampler, **augment, device=device, specs=specs)
     return views, views, workers
 
 

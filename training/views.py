@@ -22,6 +22,7 @@ takes its rows: the views do not depend on the number of processes or on the dev
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -228,11 +229,18 @@ def apply_view(x: torch.Tensor, sizes: torch.Tensor, p: ViewParams, *, image_siz
     return y
 
 
+def view_specs(*, crop_scale: float = 0.2, blur: float = 0.5) -> dict[str, ViewSpec]:
+    """SPECS with the crop's smallest area share and the strong view's blur probability set."""
+    return {k: dataclasses.replace(v, scale=(crop_scale, 1.0), p_blur=blur) for k, v in SPECS.items()}
+
+
 def make_views(images: torch.Tensor, sizes: torch.Tensor, generator: torch.Generator, *, kinds, **opts):
     """(target view, query view) of a uint8 batch (B, 1 or 3, S, S) on its device, normalised.
 
-    `kinds` is ("weak", "strong") or the like; opts: image_size, rows (see `draw_params`), mean, std.
+    `kinds` is ("weak", "strong") or the like; opts: image_size, rows (see `draw_params`), mean, std,
+    specs (a dict like SPECS, from `view_specs`).
     """
+    specs = opts.get("specs") or SPECS
     image_size = opts["image_size"]
     mean = torch.tensor(opts.get("mean", IMAGENET_MEAN), device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(opts.get("std", IMAGENET_STD), device=images.device).view(1, 3, 1, 1)
@@ -241,7 +249,7 @@ def make_views(images: torch.Tensor, sizes: torch.Tensor, generator: torch.Gener
         x = x.expand(-1, 3, -1, -1)
     views = []
     for kind in kinds:
-        p = draw_params(SPECS[kind], sizes, generator, image_size=image_size, rows=opts.get("rows"))
+        p = draw_params(specs[kind], sizes, generator, image_size=image_size, rows=opts.get("rows"))
         views.append((apply_view(x, sizes, p, image_size=image_size) - mean) / std)
     return tuple(views)
 
@@ -250,9 +258,11 @@ class DeviceViews:
     """(target view, query view, labels) on `device`, over a DataLoader of `UInt8Batches` that follows
     `sampler` (an `EpochBatches`): batch b of epoch e draws from `batch_generator(seed, e, b)`."""
 
-    def __init__(self, loader, sampler, *, augmentation: str, image_size: int, seed: int, device) -> None:
+    def __init__(
+        self, loader, sampler, *, augmentation: str, image_size: int, seed: int, device, specs=None
+    ) -> None:
         self.loader, self.sampler, self.seed, self.device = loader, sampler, seed, torch.device(device)
-        self.kinds, self.image_size = tuple(augmentation.split("/")), image_size
+        self.kinds, self.image_size, self.specs = tuple(augmentation.split("/")), image_size, specs
 
     def set_epoch(self, epoch: int) -> None:
         """Nothing to do: the epoch and first batch are the sampler's (`EpochBatches.set_epoch`)."""
@@ -266,6 +276,8 @@ class DeviceViews:
         for images, sizes, labels in self.loader:
             images = images.to(self.device, non_blocking=True)
             g = batch_generator(self.seed, epoch, b)
-            x_t, x_q = make_views(images, sizes, g, kinds=self.kinds, image_size=self.image_size, rows=rows)
+            x_t, x_q = make_views(
+                images, sizes, g, kinds=self.kinds, image_size=self.image_size, rows=rows, specs=self.specs
+            )
             yield x_t, x_q, labels
             b += 1
