@@ -114,8 +114,15 @@ def iter_batches(
         collate_fn=_collate,
         pin_memory=torch.device(opts.device or "cpu").type == "cuda",
         prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_worker_init,
     )
     return iter(loader)
+
+
+def _worker_init(_worker_id: int) -> None:
+    from msfkit.store.writer import release_inherited_locks
+
+    release_inherited_locks()
 
 
 def chunks(start: int, stop: int, size: int) -> list[list[int]]:

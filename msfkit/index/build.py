@@ -22,7 +22,15 @@ import numpy as np
 
 from msfkit.index import recall as index_recall
 from msfkit.index.faiss_ops import normalized, to_cpu, to_device
-from msfkit.index.folder import FORMAT_VERSION, open_folder, reopen_sources, source_entry, write_folder
+from msfkit.index.folder import (
+    FORMAT_VERSION,
+    check_replaceable,
+    locked,
+    open_folder,
+    reopen_sources,
+    source_entry,
+    write_folder,
+)
 from msfkit.index.plan import DEFAULT_MEMORY, choose_index
 from msfkit.models.errors import MsfkitError
 from msfkit.runtime import parse_size
@@ -43,13 +51,20 @@ def build_index(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Build the index folder `out` from one or more embedding stores; returns its index.json."""
+    """Build the index folder `out` from one or more embedding stores; returns its index.json.
+
+    `overwrite` replaces an existing index folder (or an empty folder), never anything else. The
+    folder is locked while it is built: a second build or `add` on it stops at once.
+    """
+    out = Path(out)
+    with locked(out):
+        check_replaceable(out, overwrite)
+        return _build(stores, out, kind=kind, memory=memory, recall=recall, seed=seed, progress=progress)
+
+
+def _build(stores, out: Path, *, kind: str, memory, recall: float, seed: int, progress: bool) -> dict:
     import faiss
 
-
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise MsfkitError(f"{out}: already exists; remove it or pass --force")
     if not 0 < recall <= 1:
         raise MsfkitError(f"recall target {recall}: expected a number in (0, 1]")
     store = open_store(stores)
@@ -104,7 +119,7 @@ def build_index(
     }
     info["search_params"] = tuned.pop("search_params")
     info["recall"] = tuned
-    write_folder(out, index, info, _rows_table(store, source_offset=0), replace=overwrite)
+    write_folder(out, index, info, _rows_table(store, source_offset=0), replace=True)
     return info
 
 
@@ -117,10 +132,15 @@ def add_to_index(
     """Add the vectors of other stores to an existing index folder; returns the new index.json.
 
     The search parameters are tuned again when every store the index holds can still be opened;
-    otherwise the old parameters stay and the recorded recall is marked stale.
+    otherwise the old parameters stay and the recorded recall is marked stale. The folder is
+    locked meanwhile: a concurrent `add` or build on it stops at once, so no store is lost.
     """
-    import pandas as pd
+    with locked(Path(index_dir)):
+        return _add(Path(index_dir), stores, progress)
 
+
+def _add(index_dir: Path, stores, progress: bool) -> dict[str, Any]:
+    import pandas as pd
 
     old = open_folder(index_dir)
     store = open_store(stores)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,43 @@ def source_entry(store) -> dict[str, Any]:
         "manifest_hash": store.manifest_hash,
         "rows": len(store),
     }
+
+
+def check_replaceable(out: Path, overwrite: bool) -> None:
+    """A build may write `out` when it does not exist, or with `overwrite` when it is an msfkit index
+    folder or empty; anything else (a store, a folder of the user's files) is refused untouched."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not overwrite:
+        raise MsfkitError(f"{out}: already exists; remove it or pass --force")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() and not out.is_symlink() else None
+    if entries is None or set(entries) - set(FILES):
+        what = "not a folder" if entries is None else f"holds {', '.join(entries[:5])}"
+        raise MsfkitError(f"{out}: {what}, not an msfkit index; --force only replaces an index folder")
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold the lock of the index folder `out`: a file beside it (the folder itself is replaced by a
+    rename), removed when released. A lock file that was removed while we waited counts as taken."""
+    import fcntl
+
+    out = out.absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.with_name(f".{out.name}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not path.exists() or os.stat(path).st_ino != os.fstat(fd).st_ino:
+            raise BlockingIOError  # its holder finished and removed it between our open and our lock
+    except BlockingIOError:
+        os.close(fd)
+        raise MsfkitError(f"{out} is being written by another msfkit index; let it finish") from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def write_folder(out: Path, index: Any, info: dict[str, Any], rows, replace: bool) -> None:

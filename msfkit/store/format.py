@@ -33,6 +33,7 @@ MANIFEST = "manifest.json"
 ERRORS = "errors.parquet"
 META_COLUMNS = ("path", "label", "width", "height", "bytes", "mtime")
 ERROR_COLUMNS = ("path", "reason")
+STORE_ENTRIES = frozenset({MANIFEST, ERRORS, "emb", "meta", "errors"})  # everything a store folder holds
 PART_NAME = re.compile(r"^part-(\d+)-of-(\d+)$")
 # The manifest keys that say what the vectors are; timestamps and run settings stay out of the hash.
 HASHED_KEYS = ("format_version", "model", "dim", "dtype", "normalized", "source_root", "counts", "shards")

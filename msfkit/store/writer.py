@@ -6,6 +6,7 @@ any moment leaves whole shards only, and the next run redoes the one it was writ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from msfkit.models.files import atomic_write
 from msfkit.store.format import (
     ERRORS,
     META_COLUMNS,
+    STORE_ENTRIES,
     committed_shards,
     error_schema,
     meta_schema,
@@ -94,9 +96,23 @@ def unlock(out: Path) -> None:
 
 
 def clear(out: Path) -> None:
-    """Empty the (locked) store folder for a fresh store; the folder itself stays: it carries the lock."""
+    """Empty the (locked) store folder for a fresh store; the folder itself stays: it carries the lock.
+
+    Only what a store holds is removed; a folder holding anything else is refused untouched."""
+    foreign = sorted(c.name for c in out.iterdir() if c.name not in STORE_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise MsfkitError(f"{out}: holds files that are not a store's ({shown}); left untouched")
     for child in out.iterdir():
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def release_inherited_locks() -> None:
+    """In a forked child (a decoding worker): close the copies of the parent's lock descriptors, so
+    that the lock goes with the parent (a killed run's orphaned workers do not keep it)."""
+    for fd in _LOCKS.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def finish(out: Path) -> dict[str, Any]:

@@ -214,3 +214,16 @@ def test_a_store_being_written_by_another_run_is_refused(tmp_path, photos_dir, t
     finally:
         os.close(fd)
     assert embed([photos_dir], str(tiny_model_dir), out, workers=0).embedded == 8
+
+
+def test_overwrite_replaces_a_store_but_never_other_files(tmp_path, photos_dir, tiny_model_dir):
+    out = tmp_path / "out"
+    embed([photos_dir], str(tiny_model_dir), out, workers=0)
+    (out / "notes.txt").write_text("mine")
+    other = tmp_path / "other"
+    shutil.copytree(photos_dir, other)
+    with pytest.raises(MsfkitError, match=r"not a store's \(notes.txt\); left untouched"):
+        embed([other], str(tiny_model_dir), out, workers=0, overwrite=True)
+    assert (out / "notes.txt").read_text() == "mine" and len(open_store(out)) == 8
+    (out / "notes.txt").unlink()
+    assert embed([other], str(tiny_model_dir), out, workers=0, overwrite=True).embedded == 8

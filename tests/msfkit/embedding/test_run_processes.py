@@ -83,3 +83,22 @@ def test_two_torchrun_ranks_write_the_same_store_as_one_process(tmp_path, photo_
     embed([src], str(tiny_model_dir), tmp_path / "single", shard_rows=3, workers=0, progress=False)
     _assert_same_store(tmp_path / "ranks", tmp_path / "single")
     assert len(open_store(tmp_path / "ranks").manifest["shards"]) == 8
+
+
+@pytest.mark.slow
+def test_orphaned_workers_of_a_killed_run_do_not_keep_the_store_locked(tmp_path, photo_paths, tiny_model_dir):
+    src = _collection(tmp_path / "src", photo_paths, copies=2)
+    out = tmp_path / "store"
+    args = ["embed", str(src), "-m", str(tiny_model_dir), "-o", str(out), "--shard-rows", "4"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "msfkit.cli", *args, "--batch-size", "4", "--workers", "2", "-q"]
+    )
+    deadline = time.monotonic() + 120
+    while not committed_shards(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.kill()  # the main process only: its decoding workers live on for a few seconds
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    result = CliRunner().invoke(cli, [*args, "--workers", "0", "-q"])  # at once, workers still alive
+    assert result.exit_code == 0, result.output
+    assert len(open_store(out)) == 2 * len(photo_paths)

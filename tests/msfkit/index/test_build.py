@@ -234,3 +234,33 @@ def _failing_after(write):
         raise OSError(28, "No space left on device")
 
     return failing
+
+
+def test_force_replaces_an_index_or_an_empty_folder_and_nothing_else(tmp_path):
+    store = write_vector_store(tmp_path / "store", clustered_vectors(300, 16, 5, seed=1))
+    build_index(store, tmp_path / "ix", kind="flat")
+    build_index(store, tmp_path / "ix", kind="flat", overwrite=True)  # an index: replaced
+    (tmp_path / "empty").mkdir()
+    build_index(store, tmp_path / "empty", kind="flat", overwrite=True)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    for target in (tmp_path / "mine", store, tmp_path):  # a user's folder, the store itself, the parent
+        before = sorted(p.name for p in target.iterdir())
+        with pytest.raises(MsfkitError, match="not an msfkit index; --force only replaces an index folder"):
+            build_index(store, target, kind="flat", overwrite=True)
+        assert sorted(p.name for p in target.iterdir()) == before
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_second_writer_on_an_index_stops_at_once_and_loses_nothing(tmp_path):
+    from msfkit.index.folder import locked
+
+    a = write_vector_store(tmp_path / "a", clustered_vectors(200, 16, 5, seed=2))
+    b = write_vector_store(tmp_path / "b", clustered_vectors(200, 16, 5, seed=3))
+    build_index(a, tmp_path / "ix", kind="flat")
+    with locked(tmp_path / "ix"):  # what a running `msfkit index --add` holds
+        with pytest.raises(MsfkitError, match="being written by another msfkit index"):
+            add_to_index(tmp_path / "ix", b)
+        with pytest.raises(MsfkitError, match="being written by another msfkit index"):
+            build_index(b, tmp_path / "ix", kind="flat", overwrite=True)
+    assert add_to_index(tmp_path / "ix", b)["count"] == 400
