@@ -25,6 +25,10 @@ from msfkit.models.preprocess import to_rgb
 
 # Pillow's own warning threshold (~89 MP, a 9459 x 9459 image): far above any camera photo.
 DEFAULT_MAX_PIXELS = 89_478_485
+# Longer side / shorter side. Preprocessing resizes the SHORTER side to the model's size, so a thin
+# image grows along its longer one: an 89-byte 1 x 10,000 PNG would become 224 x 2,240,000 (1.5 GB).
+# Panoramas and receipts stay well under 50:1; anything thinner is a bad input, refused unread.
+MAX_ASPECT = 50
 _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 _EXIF_ORIENTATION = 0x0112
 
@@ -77,6 +81,8 @@ def decode_image(
                 width, height = _display_size(im)
                 if width * height > max_pixels:
                     raise BadImageError(_bomb_reason(width, height, max_pixels))
+                if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
+                    raise BadImageError(f"extreme aspect ratio refused: {width}x{height} (over {MAX_ASPECT}:1)")
                 if draft_size is not None and im.format == "JPEG":
                     im.draft(None, (draft_size, draft_size))
                 im.load()

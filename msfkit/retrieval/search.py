@@ -152,35 +152,40 @@ def query_encoder(index: Index, model: Encoder | str | None = None) -> Encoder:
     return encoder
 
 
-def store_rows_spec(item: str | os.PathLike) -> tuple[Path, list[int] | None] | None:
-    """(store folder, rows or None for all) when `item` names a store or `STORE:ROWS`, else None."""
+def store_rows_spec(item: str | os.PathLike) -> tuple[Path, str | None] | None:
+    """(store folder, rows text or None for all) when `item` names a store or `STORE:ROWS`, else None."""
     text = os.fspath(item)
     path, rows = Path(text), None
     head, sep, tail = text.rpartition(":")
     if sep and _ROWS.match(tail) and is_store(Path(head)):
-        path, rows = Path(head), _parse_rows(tail)
+        path, rows = Path(head), tail
     return (path, rows) if is_store(path) else None
 
 
-def _parse_rows(text: str) -> list[int]:
+def parse_rows(text: str, n: int, where: Path | str) -> list[int]:
+    """'3', '0,5,9', '10-20' -> row numbers; every range is checked against the `n` rows of the store
+    before it is expanded (so `0-999999999` is an error, not gigabytes of row numbers)."""
     rows: list[int] = []
     for part in text.split(","):
         first, _, last = part.partition("-")
-        rows += range(int(first), int(last or first) + 1)
+        lo, hi = int(first), int(last or first)
+        if hi >= n or lo > hi:
+            bad = hi if hi >= n else part
+            raise MsfkitError(f"{where}: row {bad} is past the end (the store holds {n} rows)")
+        rows += range(lo, hi + 1)
+        if len(rows) > n * 16:  # repeating rows is fine; unbounded repetition is not
+            raise MsfkitError(f"{where}: more than {n * 16} query rows")
     return rows
 
 
-def _add_store_rows(out: Queries, index: Index, path: Path, rows: list[int] | None) -> None:
+def _add_store_rows(out: Queries, index: Index, path: Path, spec: str | None) -> None:
     store = open_store(path)
     if store.model.get("fingerprint") != index.model["fingerprint"]:
         raise MsfkitError(
             f"{path}: embedded with model {store.model.get('name')} ({store.model.get('fingerprint')}), "
             f"not this index's {index.model.get('name')} ({index.model['fingerprint']})"
         )
-    rows = list(range(len(store))) if rows is None else rows
-    bad = [r for r in rows if r >= len(store)]
-    if bad:
-        raise MsfkitError(f"{path}: row {bad[0]} is past the end (the store holds {len(store)} rows)")
+    rows = list(range(len(store))) if spec is None else parse_rows(spec, len(store), path)
     order = np.array(rows, dtype=np.int64)
     unique, back = np.unique(order, return_inverse=True)
     vectors = store.take(unique)[back]

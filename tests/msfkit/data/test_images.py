@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from msfkit.data.images import BadImageError, decode_image, load_image
+from msfkit.data.images import DEFAULT_MAX_PIXELS, BadImageError, decode_image, load_image
 from msfkit.models import to_rgb
 
 # file name -> the start of the reason it must be refused with
@@ -77,3 +77,18 @@ def test_draft_decodes_large_jpegs_smaller_but_keeps_the_true_size(tmp_path, pho
     assert (draft.width, draft.height) == (1600, 1200)
     # a small request never enlarges, and PNGs ignore the draft
     assert decode_image(photo_paths[0], draft_size=1000).image.size == Image.open(photo_paths[0]).size
+
+
+@pytest.mark.parametrize("size", [(1, 10_000), (100_000, 1), (20, 1_001)])
+def test_thin_images_are_refused_before_decoding(tmp_path, size):
+    path = tmp_path / "thin.png"
+    Image.new("L", size, 128).save(path)  # a few hundred bytes, under --max-pixels
+    assert path.stat().st_size < 2000 and size[0] * size[1] < DEFAULT_MAX_PIXELS
+    with pytest.raises(BadImageError, match=rf"extreme aspect ratio refused: {size[0]}x{size[1]}"):
+        decode_image(path)
+
+
+def test_a_panorama_is_not_thin(tmp_path):
+    path = tmp_path / "pano.jpg"
+    Image.new("RGB", (4000, 500), (10, 20, 30)).save(path)
+    assert decode_image(path).width == 4000

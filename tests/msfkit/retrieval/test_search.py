@@ -143,3 +143,19 @@ def test_a_missing_result_file_becomes_a_labelled_tile(photo_index, tmp_path):
     assert (missing == MISSING).all(axis=2).mean() > 0.95
     found = sheet[PAD + 20 : PAD + 44, PAD + 72 : PAD + 136]
     assert (found == MISSING).all(axis=2).mean() < 0.5
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [("0-999999999", "row 999999999 is past the end"), ("21", "row 21 is past the end"), ("5-2", "row 5-2")],
+)
+def test_store_row_ranges_are_checked_before_they_are_expanded(photo_index, rows, message):
+    import tracemalloc
+
+    index, store, _, _ = photo_index
+    tracemalloc.start()
+    with pytest.raises(MsfkitError, match=message):
+        search(index, [f"{store}:{rows}"])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20  # a billion row numbers would be gigabytes
