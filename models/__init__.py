@@ -10,7 +10,7 @@ _EXPORTS = {
     "build_backbone": "backbones",
     "feature_dim": "backbones",
     "Encoder": "encoder",
-    "EncoderConfig": "encoder",
+    "EncoderConfig": "config",
     "check_state_dict": "encoder",
     "push_folder": "encoder",
     "MsfkitError": "errors",

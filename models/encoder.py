@@ -12,15 +12,12 @@ error that names it. Nothing is ever unpickled.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,65 +25,18 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from msfkit.models.backbones import STEMS, build_backbone, feature_dim
+from msfkit.models.backbones import build_backbone
+from msfkit.models.config import EncoderConfig
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
-from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS, Preprocess, to_rgb
+from msfkit.models.preprocess import Preprocess, to_rgb
 from msfkit.models.runtime import check_precision, evaluating
 
-FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-NETWORKS = ("online", "target")
 
 
-@dataclass
-class EncoderConfig:
-    """What an encoder is and how to feed it; saved as `config.json`."""
-
-    arch: str = "resnet50"  # torchvision ResNet name
-    stem: str = "imagenet"  # "imagenet" (7x7/2 + max-pool) or "cifar" (3x3/1, for 32-64 px)
-    network: str = "online"  # which MSF network the weights came from: "online" or "target"
-    image_size: int = 224  # centre-crop size fed to the network
-    resize: int = 256  # shorter side after resizing, before the crop
-    interpolation: str = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    provenance: dict[str, Any] = field(default_factory=dict)  # method, k, bank size, epochs, data
-
-    def __post_init__(self) -> None:
-        feature_dim(self.arch)  # validates the name
-        if self.stem not in STEMS:
-            raise MsfkitError(f"config: unknown stem {self.stem!r}; expected one of {', '.join(STEMS)}")
-        if self.network not in NETWORKS:
-            raise MsfkitError(f"config: network must be 'online' or 'target', not {self.network!r}")
-        if self.interpolation not in INTERPOLATIONS:
-            raise MsfkitError(f"config: unknown interpolation {self.interpolation!r}")
-        self.mean, self.std = tuple(self.mean), tuple(self.std)
-
-    @property
-    def embedding_dim(self) -> int:
-        return feature_dim(self.arch)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {"format_version": FORMAT_VERSION, "embedding_dim": self.embedding_dim, **d}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
-        d = dict(d)
-        version = d.pop("format_version", None)
-        if version != FORMAT_VERSION:
-            raise MsfkitError(
-                f"config.json has format_version {version!r}; this msfkit reads {FORMAT_VERSION}"
-            )
-        d.pop("embedding_dim", None)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise MsfkitError(f"config.json has unknown fields: {', '.join(unknown)}")
-        return cls(**d)
 
 
 class Encoder(nn.Module):

@@ -39,6 +39,8 @@ def extract_features(
         batch_size=batch_size, workers=workers, precision=precision, device=device, progress=progress
     )
     feats, bad = embed_items(encoder, dataset, opts)
+    if not np.isfinite(feats).all():
+        raise MsfkitError("the model gave non-finite features (NaN or inf); check its weights and config.json")
     if bad:
         i, reason = bad[0]
         where = dataset.paths[i] if hasattr(dataset, "paths") else f"item {i}"

@@ -26,6 +26,7 @@ from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 from msfkit.store import is_store, open_store
+from msfkit.store.format import check_finite
 
 
 @dataclass
@@ -171,7 +172,9 @@ def _store_split(store, split: str, where) -> tuple[np.ndarray, np.ndarray]:
             "(the images must sit in class sub-folders)"
         )
     # A copy, not the memory map: a temporary store is deleted once read.
-    return np.array(store.vectors, dtype=np.float32), labels.to_numpy(dtype=str)
+    vectors = np.array(store.vectors, dtype=np.float32)
+    check_finite(vectors, 0, f"--{split} {where}")
+    return vectors, labels.to_numpy(dtype=str)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:

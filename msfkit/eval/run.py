@@ -8,6 +8,7 @@ print(format_table(report))                                               # msfk
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,15 @@ class EvalOptions:
     precision: str = "fp32"
     seed: int = 0
     progress: bool = False
+
+    def __post_init__(self) -> None:
+        for lr in self.lrs or ():
+            if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+                raise MsfkitError(f"--lr {lr}: a learning rate is a positive finite number")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise MsfkitError(f"temperature {self.temperature}: expected a positive finite number")
+        if self.epochs < 1:
+            raise MsfkitError(f"epochs {self.epochs}: expected at least 1")
 
 
 @dataclass

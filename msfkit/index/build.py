@@ -35,6 +35,7 @@ from msfkit.index.plan import DEFAULT_MEMORY, choose_index
 from msfkit.models.errors import MsfkitError
 from msfkit.runtime import parse_size
 from msfkit.store import open_store
+from msfkit.store.format import check_finite
 
 DEFAULT_RECALL = 0.95
 BATCH_ROWS = 65536  # vectors read and added per step while filling
@@ -215,6 +216,7 @@ def _fill(index: Any, store, progress: bool, skip: np.ndarray, offset: int = 0) 
 
     with tqdm(total=len(store), unit="vec", desc="indexing", disable=not progress, leave=False) as bar:
         for start, block in store.iter_batches(BATCH_ROWS):
+            check_finite(block, start, store)
             ids = np.arange(offset + start, offset + start + len(block))
             keep = ~np.isin(ids, skip)
             index.add_with_ids(normalized(block[keep]), ids[keep])

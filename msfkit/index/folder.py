@@ -67,6 +67,8 @@ class IndexFolder:
         q = normalized(vectors)
         if q.shape[1] != self.dim:
             raise MsfkitError(f"query vectors have dimension {q.shape[1]}; this index holds {self.dim}")
+        if not np.isfinite(q).all():
+            raise MsfkitError("query vectors hold non-finite values (NaN or inf)")
         return search_index(self.index, q, min(k, len(self)))
 
     def absolute_paths(self, rows: np.ndarray | Sequence[int]) -> list[str | None]:

@@ -149,3 +149,13 @@ def error_schema():
     import pyarrow as pa
 
     return pa.schema([(c, pa.string()) for c in ERROR_COLUMNS])
+
+
+def check_finite(vectors, first_row: int, where: object) -> None:
+    """A one-line error naming the rows of `vectors` (numbered from `first_row`) that hold NaN or inf."""
+    import numpy as np
+
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+    if len(bad):
+        shown = ", ".join(str(first_row + int(r)) for r in bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise MsfkitError(f"{where}: rows {shown} hold non-finite values (NaN or inf); embed them again")

@@ -46,6 +46,12 @@ def write_shard(
     import pyarrow.parquet as pq
 
     root, name = Path(root), shard_name(k)
+    bad = ~np.isfinite(vectors).all(axis=1) if len(vectors) else np.zeros(0, bool)
+    if bad.any():
+        raise MsfkitError(
+            f"{root}: the model gave non-finite vectors (NaN or inf) for {int(bad.sum())} of {len(vectors)} "
+            f"images (e.g. {meta['path'][int(np.argmax(bad))]}); check its weights and config.json"
+        )
     if len(vectors) != len(meta["path"]):
         raise ValueError(f"shard {name}: {len(vectors)} vectors but {len(meta['path'])} metadata rows")
     for sub in ("emb", "meta", "errors"):

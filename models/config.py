@@ -1,0 +1,84 @@
+"""An encoder's config (`config.json` of a model folder): architecture, preprocessing, provenance.
+
+Checked when it is made or loaded, so a bad value (a zero std, a string for a size) is one clear
+error naming the key, never NaN vectors or a failure per image. docs/formats.md lists every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from msfkit.models.backbones import STEMS, feature_dim
+from msfkit.models.errors import MsfkitError
+from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
+
+FORMAT_VERSION = 1
+NETWORKS = ("online", "target")
+
+
+@dataclass
+class EncoderConfig:
+    """What an encoder is and how to feed it; saved as `config.json`."""
+
+    arch: str = "resnet50"  # torchvision ResNet name
+    stem: str = "imagenet"  # "imagenet" (7x7/2 + max-pool) or "cifar" (3x3/1, for 32-64 px)
+    network: str = "online"  # which MSF network the weights came from: "online" or "target"
+    image_size: int = 224  # centre-crop size fed to the network
+    resize: int = 256  # shorter side after resizing, before the crop
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    provenance: dict[str, Any] = field(default_factory=dict)  # method, k, bank size, epochs, data
+
+    def __post_init__(self) -> None:
+        feature_dim(self.arch)  # validates the name
+        if self.stem not in STEMS:
+            raise MsfkitError(f"config: unknown stem {self.stem!r}; expected one of {', '.join(STEMS)}")
+        if self.network not in NETWORKS:
+            raise MsfkitError(f"config: network must be 'online' or 'target', not {self.network!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise MsfkitError(f"config: unknown interpolation {self.interpolation!r}")
+        for key in ("image_size", "resize"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 8 <= value <= 4096:
+                raise MsfkitError(f"config: {key} must be a whole number of pixels in 8..4096, not {value!r}")
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            ok = isinstance(value, (list, tuple)) and len(value) == 3
+            ok = ok and all(_is_number(v) for v in value)
+            if not ok or (key == "std" and min(value) <= 0):
+                need = "three positive numbers" if key == "std" else "three finite numbers"
+                raise MsfkitError(f"config: {key} must be {need} (one per RGB channel), not {value!r}")
+        if not isinstance(self.provenance, dict):
+            raise MsfkitError(f"config: provenance must be an object, not {self.provenance!r}")
+        self.mean, self.std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
+
+    @property
+    def embedding_dim(self) -> int:
+        return feature_dim(self.arch)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {"format_version": FORMAT_VERSION, "embedding_dim": self.embedding_dim, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
+        d = dict(d)
+        version = d.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise MsfkitError(
+                f"config.json has format_version {version!r}; this msfkit reads {FORMAT_VERSION}"
+            )
+        d.pop("embedding_dim", None)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise MsfkitError(f"config.json has unknown fields: {', '.join(unknown)}")
+        return cls(**d)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
