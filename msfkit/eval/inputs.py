@@ -11,6 +11,7 @@ Features are always the model's own centre-crop preprocessing, L2-normalised.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,7 +157,9 @@ def _as_store(path: Path, split: str, encoder: Encoder | None, work: _Work):
         raise MsfkitError(
             f"--{split} {path} is an image folder: give the model to embed it with (-m/--model)"
         )
-    out = work.features_dir / f"{split}-{encoder.fingerprint}"
+    # keyed by model AND source, so another --val folder gets its own store, never another's
+    source = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    out = work.features_dir / f"{split}-{encoder.fingerprint}-{source}"
     embed([path], encoder, out, work.embed, StoreOptions())
     return open_store(out)
 

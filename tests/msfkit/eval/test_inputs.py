@@ -67,7 +67,22 @@ def test_folders_embed_with_the_models_centre_crop(folders, tiny_model_dir, tmp_
     )
     np.testing.assert_allclose(inputs.val_feats, expected, atol=1e-5)
     assert list(inputs.val_labels) == [p.parent.name for p in paths]
-    assert (tmp_path / f"train-{encoder.fingerprint}" / "manifest.json").is_file()  # kept for reuse
+    assert len(list(tmp_path.glob(f"train-{encoder.fingerprint}-*/manifest.json"))) == 1  # kept for reuse
+
+
+def test_the_feature_folder_keeps_each_sources_features_apart(folders, tiny_model_dir, tmp_path):
+    kept = tmp_path / "features"
+    first, _ = load_inputs(model=str(tiny_model_dir), train=folders / "train", val=folders / "val",
+                           features_dir=kept)  # fmt: skip
+    other = tmp_path / "val2"
+    shutil.copytree(folders / "val", other)
+    shutil.rmtree(next(p for p in other.iterdir() if p.is_dir()))  # one class fewer
+    second, _ = load_inputs(model=str(tiny_model_dir), train=folders / "train", val=other, features_dir=kept)
+    assert len(second.val_labels) == len(first.val_labels) - PER_CLASS
+    again, _ = load_inputs(model=str(tiny_model_dir), train=folders / "train", val=folders / "val",
+                           features_dir=kept)  # fmt: skip
+    np.testing.assert_array_equal(again.val_feats, first.val_feats)
+    assert len(list(kept.glob("val-*"))) == 2 and len(list(kept.glob("train-*"))) == 1
 
 
 def test_stores_need_no_model_and_match_the_folders(folders, stores, tiny_model_dir, tmp_path):
