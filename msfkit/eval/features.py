@@ -40,7 +40,7 @@ def extract_features(
     )
     feats, bad = embed_items(encoder, dataset, opts)
     if not np.isfinite(feats).all():
-        raise MsfkitError("the model gave non-finite features (NaN or inf); check its weights and config.json")
+        raise MsfkitError("the model gave non-finite features (NaN or inf); check its weights and config")
     if bad:
         i, reason = bad[0]
         where = dataset.paths[i] if hasattr(dataset, "paths") else f"item {i}"

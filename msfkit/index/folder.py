@@ -109,6 +109,7 @@ def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -
         raise MsfkitError(
             f"{root / INFO_FILE}: format_version {version!r}; this msfkit reads {FORMAT_VERSION}"
         )
+    _check_info(root / INFO_FILE, info)
     for name, size in info.get("files", {}).items():
         if name in (INDEX_FILE, ROWS_FILE) and (root / name).stat().st_size != size:
             raise MsfkitError(
@@ -124,6 +125,9 @@ def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -
         rows = pq.read_table(root / ROWS_FILE).to_pandas()
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise MsfkitError(f"{root / ROWS_FILE}: unreadable ({type(e).__name__})") from None
+    sources = rows["source"].to_numpy() if "source" in rows else None
+    if sources is None or (len(sources) and (sources.min() < 0 or sources.max() >= len(info["sources"]))):
+        raise MsfkitError(f"{root / ROWS_FILE}: rows point outside the index's {len(info['sources'])} stores")
     if index.ntotal != info.get("count") or index.d != info.get("dim") or len(rows) != index.ntotal:
         raise MsfkitError(
             f"{root}: index.faiss holds {index.ntotal} x {index.d}, rows.parquet {len(rows)} rows, "
@@ -132,6 +136,22 @@ def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -
     index = to_device(index)
     set_search_params(index, info["search_params"])
     return (cls or IndexFolder)(root, index, info, rows)
+
+
+_INFO_FIELDS = {"type": str, "factory": str, "dim": int, "count": int}
+_INFO_FIELDS |= {"search_params": dict, "model": dict, "sources": list}
+
+
+def _check_info(path: Path, info: dict[str, Any]) -> None:
+    """index.json of the right shape: each field there and of its type, one line naming what is not."""
+    for key, kind in _INFO_FIELDS.items():
+        if not isinstance(info.get(key), kind):
+            raise MsfkitError(f"{path}: field {key!r} must be a {kind.__name__}, not {info.get(key)!r}")
+    if not isinstance(info["model"].get("fingerprint"), str):
+        raise MsfkitError(f"{path}: field 'model' has no fingerprint")
+    for s in info["sources"]:
+        if not (isinstance(s, dict) and all(isinstance(s.get(k), str) for k in ("store", "manifest_hash"))):
+            raise MsfkitError(f"{path}: each of 'sources' needs a 'store' and a 'manifest_hash', not {s!r}")
 
 
 def reopen_store(info: dict[str, Any]):

@@ -136,6 +136,25 @@ def shard_paths(root: Path, k: int) -> list[str]:
 
 
 
+def check_shards(root: Path, shards: list) -> list[dict[str, Any]]:
+    """A complete manifest's shard list, checked against each shard's own metadata (a footer read
+    each): a missing, damaged or short shard is one line, never an index built on a broken store."""
+    for s in shards:
+        name = s.get("name") if isinstance(s, dict) else None
+        if not (isinstance(name, str) and name.isdigit() and isinstance(s.get("rows"), int)):
+            raise MsfkitError(f"{root / MANIFEST}: a shard entry needs a digit name and rows, not {s!r}")
+        try:
+            on_disk = shard_info(root, int(name))
+        except Exception as e:  # a missing or damaged parquet file; pyarrow raises several types
+            raise MsfkitError(f"{root}: shard {name} is missing or damaged ({type(e).__name__})") from None
+        if on_disk["rows"] != s["rows"]:
+            raise MsfkitError(
+                f"{root}: meta/{name}.parquet has {on_disk['rows']} rows, the manifest says {s['rows']}; "
+                "the store is damaged, embed it again"
+            )
+    return shards
+
+
 def meta_schema():
     """The arrow schema of meta/NNNNN.parquet."""
     import pyarrow as pa

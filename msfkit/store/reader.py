@@ -25,6 +25,7 @@ from msfkit.store.format import (
     HASHED_KEYS,
     MANIFEST,
     PART_NAME,
+    check_shards,
     committed_shards,
     error_schema,
     meta_schema,
@@ -274,11 +275,9 @@ def _open_parts(root: Path) -> list[_Part]:
 
 
 def _open_one(root: Path, manifest: dict[str, Any]) -> _Part:
-    if manifest.get("complete"):
-        shards = manifest["shards"]
-    else:  # killed mid-run: the committed shards are the ones on disk
-        shards = [shard_info(root, k) for k in committed_shards(root)]
-    return _Part(root, manifest, shards)
+    if not manifest.get("complete"):  # killed mid-run: the committed shards are the ones on disk
+        return _Part(root, manifest, [shard_info(root, k) for k in committed_shards(root)])
+    return _Part(root, manifest, check_shards(root, manifest["shards"]))
 
 
 def _part_key(d: Path) -> tuple[int, str]:
