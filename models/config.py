@@ -66,6 +66,8 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
+        if not isinstance(d, dict):
+            raise MsfkitError(f"a config is a JSON object, not {type(d).__name__}")
         d = dict(d)
         version = d.pop("format_version", None)
         if version != FORMAT_VERSION:

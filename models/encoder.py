@@ -138,8 +138,10 @@ class Encoder(nn.Module):
                 raise MsfkitError(f"{name}: not a model folder (no {p.name})")
         try:
             config = EncoderConfig.from_dict(json.loads(config_path.read_text()))
-        except (json.JSONDecodeError, TypeError) as e:
-            raise MsfkitError(f"{config_path}: unreadable config ({e})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
+            raise MsfkitError(f"{config_path}: unreadable config ({type(e).__name__}: {e})") from None
+        except MsfkitError as e:
+            raise MsfkitError(f"{config_path}: {e}") from None
         encoder = cls(config)
         encoder.backbone.load_state_dict(load_weights(weights_path, encoder.backbone))
         encoder.name, encoder.revision = str(name), revision
