@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import struct
-import zlib
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image

@@ -1,17 +1,13 @@
-"""msfkit.index: every index type on stores of chosen vectors, the recorded recall, --add, the auto choice."""
+"""msfkit.index.build: every index type on stores of chosen vectors, the recorded recall, --add."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
 from msfkit.index import add_to_index, build_index, open_folder
-from msfkit.index.plan import choose_index
 from msfkit.index.recall import measure_recall, query_rows
 from msfkit.models.errors import MsfkitError
-from msfkit.runtime import parse_size
 from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 
 N, D = 2000, 32
@@ -127,55 +123,10 @@ def test_add_refuses_a_store_of_another_model_and_one_already_held(data, tmp_pat
     assert open_folder(tmp_path / "ix").info["count"] == N
 
 
-@pytest.mark.parametrize(
-    ("n", "d", "memory", "kind"),
-    [
-        (10_000, 512, "4GB", "flat"),  # cheap: exact
-        (100_000, 2048, "4GB", "hnsw"),  # a graph builds quickly and fits
-        (100_000, 2048, "512MB", "ivfpq"),  # 800 MB of vectors do not fit 512 MB
-        (1_000_000, 512, "4GB", "ivf"),  # too many for a quick graph, the vectors fit
-        (1_000_000, 512, "1GB", "ivfpq"),
-    ],
-)
-def test_auto_choice_follows_size_and_memory_budget(n, d, memory, kind):
-    plan = choose_index(n, d, parse_size(memory))
-    assert plan.type == kind
-    assert plan.bytes <= parse_size(memory)
 
 
-def test_a_forced_type_over_the_budget_is_refused():
-    with pytest.raises(MsfkitError, match="over the memory budget"):
-        choose_index(1_000_000, 512, parse_size("1GB"), "flat")
-    with pytest.raises(MsfkitError, match="expected a size"):
-        parse_size("lots")
 
 
-def test_damaged_or_foreign_index_folders_are_refused(data, tmp_path):
-    store, _, _ = data
-    build_index(store, tmp_path / "ix", kind="flat")
-    build_index(
-        write_vector_store(tmp_path / "s2", clustered_vectors(50, D, 3, 1)), tmp_path / "ix2", kind="flat"
-    )
-    with pytest.raises(MsfkitError, match="no such index folder"):
-        open_folder(tmp_path / "nope")
-    with pytest.raises(MsfkitError, match="missing index.faiss"):
-        open_folder(store)
-    (tmp_path / "ix" / "notes.txt").write_text("x")
-    with pytest.raises(MsfkitError, match="did not write: notes.txt"):
-        open_folder(tmp_path / "ix")
-    (tmp_path / "ix" / "notes.txt").unlink()
-    (tmp_path / "ix" / "index.faiss").write_bytes((tmp_path / "ix2" / "index.faiss").read_bytes())
-    with pytest.raises(MsfkitError, match="does not belong"):
-        open_folder(tmp_path / "ix")
-    info = json.loads((tmp_path / "ix2" / "index.json").read_text())
-    (tmp_path / "ix2" / "index.faiss").write_bytes(b"garbage" * 10)
-    info["files"]["index.faiss"] = 70
-    (tmp_path / "ix2" / "index.json").write_text(json.dumps(info))
-    with pytest.raises(MsfkitError, match="unreadable faiss index"):
-        open_folder(tmp_path / "ix2")
-    (tmp_path / "ix2" / "index.json").write_text("{not json")
-    with pytest.raises(MsfkitError, match="index.json: unreadable"):
-        open_folder(tmp_path / "ix2")
 
 
 def test_an_existing_folder_is_kept_unless_forced_and_no_temporary_is_left(data, tmp_path):
@@ -209,58 +160,9 @@ def test_gpu_index_matches_cpu(data, tmp_path):
     np.testing.assert_array_equal(np.sort(rows, 1), np.sort(exact_top(x, q, 10), 1))
 
 
-def test_a_write_that_fails_half_way_leaves_the_old_index_whole(tmp_path, monkeypatch):
-    import faiss
-
-    x = clustered_vectors(300, D, clusters=4, seed=5)
-    a = write_vector_store(tmp_path / "a", x[:200], prefix="a")
-    b = write_vector_store(tmp_path / "b", x[200:], prefix="b")
-    build_index(a, tmp_path / "ix", kind="flat")
-    before = {p.name: p.read_bytes() for p in (tmp_path / "ix").iterdir()}
-
-    monkeypatch.setattr(faiss, "write_index", _failing_after(faiss.write_index))
-    with pytest.raises(OSError, match="No space left"):
-        add_to_index(tmp_path / "ix", b)
-    assert {p.name: p.read_bytes() for p in (tmp_path / "ix").iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "ix"]
-    assert open_folder(tmp_path / "ix").info["count"] == 200
 
 
-def _failing_after(write):
-    """faiss.write_index that writes its file and then fails, as a full disk would."""
-
-    def failing(index, path):
-        write(index, path)
-        raise OSError(28, "No space left on device")
-
-    return failing
 
 
-def test_force_replaces_an_index_or_an_empty_folder_and_nothing_else(tmp_path):
-    store = write_vector_store(tmp_path / "store", clustered_vectors(300, 16, 5, seed=1))
-    build_index(store, tmp_path / "ix", kind="flat")
-    build_index(store, tmp_path / "ix", kind="flat", overwrite=True)  # an index: replaced
-    (tmp_path / "empty").mkdir()
-    build_index(store, tmp_path / "empty", kind="flat", overwrite=True)
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
-    for target in (tmp_path / "mine", store, tmp_path):  # a user's folder, the store itself, the parent
-        before = sorted(p.name for p in target.iterdir())
-        with pytest.raises(MsfkitError, match="not an msfkit index; --force only replaces an index folder"):
-            build_index(store, target, kind="flat", overwrite=True)
-        assert sorted(p.name for p in target.iterdir()) == before
-    assert (tmp_path / "mine" / "thesis.tex").read_text() == "years of work"
 
 
-def test_a_second_writer_on_an_index_stops_at_once_and_loses_nothing(tmp_path):
-    from msfkit.index.folder import locked
-
-    a = write_vector_store(tmp_path / "a", clustered_vectors(200, 16, 5, seed=2))
-    b = write_vector_store(tmp_path / "b", clustered_vectors(200, 16, 5, seed=3))
-    build_index(a, tmp_path / "ix", kind="flat")
-    with locked(tmp_path / "ix"):  # what a running `msfkit index --add` holds
-        with pytest.raises(MsfkitError, match="being written by another msfkit index"):
-            add_to_index(tmp_path / "ix", b)
-        with pytest.raises(MsfkitError, match="being written by another msfkit index"):
-            build_index(b, tmp_path / "ix", kind="flat", overwrite=True)
-    assert add_to_index(tmp_path / "ix", b)["count"] == 400

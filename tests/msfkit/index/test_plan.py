@@ -1,0 +1,35 @@
+"""msfkit.index.plan: the auto choice of index type from N, D and the memory budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from msfkit.index.plan import choose_index
+from msfkit.models.errors import MsfkitError
+from msfkit.runtime import parse_size
+
+N, D = 2000, 32
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "memory", "kind"),
+    [
+        (10_000, 512, "4GB", "flat"),  # cheap: exact
+        (100_000, 2048, "4GB", "hnsw"),  # a graph builds quickly and fits
+        (100_000, 2048, "512MB", "ivfpq"),  # 800 MB of vectors do not fit 512 MB
+        (1_000_000, 512, "4GB", "ivf"),  # too many for a quick graph, the vectors fit
+        (1_000_000, 512, "1GB", "ivfpq"),
+    ],
+)
+def test_auto_choice_follows_size_and_memory_budget(n, d, memory, kind):
+    plan = choose_index(n, d, parse_size(memory))
+    assert plan.type == kind
+    assert plan.bytes <= parse_size(memory)
+
+
+def test_a_forced_type_over_the_budget_is_refused():
+    with pytest.raises(MsfkitError, match="over the memory budget"):
+        choose_index(1_000_000, 512, parse_size("1GB"), "flat")
+    with pytest.raises(MsfkitError, match="expected a size"):
+        parse_size("lots")
+
