@@ -35,6 +35,7 @@ from msfkit.models.runtime import check_precision, evaluating
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+_HTTP_LIBRARIES = ("httpx", "httpx2", "httpcore", "requests", "urllib3")  # what huggingface_hub may use
 
 
 
@@ -191,6 +192,12 @@ def push_folder(
         )
     except (HfHubHTTPError, ValueError) as e:  # ValueError: the Hub refused the card's metadata
         raise MsfkitError(f"push to {repo_id} failed: {' '.join(str(e).split())[:300]}") from None
+    except Exception as e:
+        # no network, a refused connection, a timeout: whichever HTTP library huggingface_hub uses
+        if not isinstance(e, OSError) and type(e).__module__.split(".")[0] not in _HTTP_LIBRARIES:
+            raise
+        endpoint = api.endpoint
+        raise MsfkitError(f"push to {repo_id}: cannot reach {endpoint} ({type(e).__name__}: {e})") from None
     return str(getattr(info, "commit_url", info))
 
 

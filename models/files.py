@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+
+from msfkit.models.errors import MsfkitError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
@@ -18,6 +22,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        if is_disk_full(e, path.parent):
+            raise MsfkitError(f"disk full: cannot write {path}; free space there and run again") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def is_disk_full(e: BaseException, where: str | os.PathLike) -> bool:
+    """Whether `e`, raised while writing under `where`, means the filesystem (or quota) is full:
+    by its errno, or, for libraries that report a short write without one (numpy, faiss), by the
+    free space left there."""
+    if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e):
+        return True
+    try:
+        return shutil.disk_usage(where).free < 1 << 16
+    except OSError:
+        return False

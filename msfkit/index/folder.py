@@ -27,6 +27,7 @@ import numpy as np
 
 from msfkit.index.faiss_ops import normalized, search_index, set_search_params, to_device
 from msfkit.models.errors import MsfkitError
+from msfkit.models.files import is_disk_full
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
@@ -223,27 +224,25 @@ def locked(out: Path) -> Iterator[None]:
 
 
 def write_folder(out: Path, index: Any, info: dict[str, Any], rows, replace: bool) -> None:
-    """Write the three files into a temporary folder beside `out`, then rename it into place."""
-    import faiss
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Write the three files into a temporary folder beside `out`, then rename it into place.
 
+    Temporaries a killed run left beside `out` are removed first; a full disk is one line, and
+    the old index (if any) stays whole.
+    """
     out = out.absolute()
+    for stale in out.parent.glob(f".{out.name}.tmp*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in out.parent.glob(f".{out.name}.old*"):  # a replaced index a killed run did not remove
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        faiss.write_index(index, str(tmp / INDEX_FILE))
-        table = pa.table(
-            {
-                "source": pa.array(rows["source"].to_numpy(np.int32)),
-                "path": pa.array(rows["path"].tolist(), pa.string()),
-                "label": pa.array([v if isinstance(v, str) else None for v in rows["label"]], pa.string()),
-            }
-        )
-        pq.write_table(table, tmp / ROWS_FILE)
-        info["files"] = {name: (tmp / name).stat().st_size for name in (INDEX_FILE, ROWS_FILE)}
-        (tmp / INFO_FILE).write_text(json.dumps(info, indent=1, default=str) + "\n")
+        try:
+            _write_files(tmp, index, info, rows)
+        except (OSError, RuntimeError) as e:  # faiss reports a failed write as RuntimeError
+            if is_disk_full(e, tmp):
+                raise MsfkitError(f"disk full: cannot write the index {out}; free space, run again") from None
+            raise
         if out.exists():
             if not replace:
                 raise MsfkitError(f"{out}: already exists; remove it or pass --force")
@@ -255,3 +254,22 @@ def write_folder(out: Path, index: Any, info: dict[str, Any], rows, replace: boo
             os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_files(tmp: Path, index: Any, info: dict[str, Any], rows) -> None:
+    import faiss
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    faiss.write_index(index, str(tmp / INDEX_FILE))
+    labels = [v if isinstance(v, str) else None for v in rows["label"]]
+    table = pa.table(
+        {
+            "source": pa.array(rows["source"].to_numpy(np.int32)),
+            "path": pa.array(rows["path"].tolist(), pa.string()),
+            "label": pa.array(labels, pa.string()),
+        }
+    )
+    pq.write_table(table, tmp / ROWS_FILE)
+    info["files"] = {name: (tmp / name).stat().st_size for name in (INDEX_FILE, ROWS_FILE)}
+    (tmp / INFO_FILE).write_text(json.dumps(info, indent=1, default=str) + "\n")

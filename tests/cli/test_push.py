@@ -83,3 +83,22 @@ def test_push_of_a_card_whose_front_matter_the_hub_rejects_is_one_line(local_hub
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: push to org/bad-card failed"), r.stderr
     assert local_hub.files("org/bad-card") in ([], [".gitattributes"])
+
+
+def test_push_with_no_network_is_one_line_and_exit_1(tmp_path, tiny_model_dir, monkeypatch):
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:  # a port on 127.0.0.1 that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    msfkit = str(Path(sys.executable).with_name("msfkit"))
+    args = [msfkit, "push", str(tiny_model_dir), "org/name"]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(f"Error: push to org/name: cannot reach http://127.0.0.1:{port}")
+    assert len(r.stderr.strip().splitlines()) == 1

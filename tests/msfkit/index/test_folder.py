@@ -59,7 +59,7 @@ def test_a_write_that_fails_half_way_leaves_the_old_index_whole(tmp_path, monkey
     before = {p.name: p.read_bytes() for p in (tmp_path / "ix").iterdir()}
 
     monkeypatch.setattr(faiss, "write_index", _failing_after(faiss.write_index))
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(MsfkitError, match="disk full: cannot write the index"):
         add_to_index(tmp_path / "ix", b)
     assert {p.name: p.read_bytes() for p in (tmp_path / "ix").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "ix"]
@@ -105,3 +105,12 @@ def test_a_second_writer_on_an_index_stops_at_once_and_loses_nothing(tmp_path):
             build_index(b, tmp_path / "ix", kind="flat", overwrite=True)
     assert add_to_index(tmp_path / "ix", b)["count"] == 400
 
+
+
+def test_temporaries_a_killed_run_left_are_cleaned_by_the_next(tmp_path):
+    store = write_vector_store(tmp_path / "store", clustered_vectors(100, D, clusters=4, seed=6))
+    for name in (".ix.tmp4242", ".ix.old4242"):  # what kill -9 during a write leaves
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "index.faiss").write_bytes(b"half")
+    build_index(store, tmp_path / "ix", kind="flat")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ix", "store"]
