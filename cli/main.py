@@ -27,6 +27,7 @@ COMMANDS = {
     "dedup": "dedup:dedup",
     "eval": "eval:eval_cmd",
     "datasets": "datasets:datasets",
+    "store": "store_cmd:store",
 }
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}

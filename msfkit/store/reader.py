@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +135,9 @@ class Store:
         """One read-only memory-mapped (rows, D) array per shard, in row order."""
         return [self._load(p.root, s) for p in self.parts for s in p.shards]
 
-    @property
+    @cached_property
     def vectors(self) -> np.ndarray:
-        """All vectors as one (N, D) float32 array: memory-mapped for one shard, else read into memory."""
+        """All vectors as one (N, D) float32 array: memory-mapped for one shard, else read once and kept."""
         arrays = self.shard_vectors()
         if len(arrays) == 1:
             return arrays[0]
@@ -176,12 +177,18 @@ class Store:
             i, start = j, end
         return out
 
+    def export(self, out: str | os.PathLike) -> Path:
+        """The store as one .parquet, .csv or .npy table (see `msfkit.store.export`)."""
+        from msfkit.store.export import export_store
+
+        return export_store(self, out)
+
     def split(self) -> list[Store]:
         """One single-part Store per part (a store folder of its own), in row order."""
         return [Store([part]) for part in self.parts]
 
     # tables
-    @property
+    @cached_property
     def meta(self):
         """pandas DataFrame, one row per vector: path, label, width, height, bytes, mtime."""
         import pyarrow as pa
