@@ -15,7 +15,10 @@ model_option = click.option(
     show_envvar=True,
     help="Model folder or Hub id org/name[@revision].",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable: one JSON object.")
+json_lines_option = click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output: JSON Lines, one object per row."
+)
 precision_option = click.option(
     "--precision",
     type=click.Choice(["fp32", "bf16"]),
@@ -43,10 +46,10 @@ def echo_json(obj: Any) -> None:
     click.echo(to_json(obj))
 
 
-def echo_json_lines(records) -> None:
-    """One JSON object per line (search results, duplicate groups)."""
+def echo_json_lines(records, file=None) -> None:
+    """One JSON object per line (search results, duplicate groups): the --json shape of row commands."""
     for record in records:
-        click.echo(to_json(record))
+        click.echo(to_json(record), file=file)
 
 
 def _plain(obj: Any) -> Any:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from msfkit.cli.common import echo_json_lines, json_option
+from msfkit.cli.common import echo_json_lines, json_lines_option
 
 
 @click.command("dedup", context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,8 +21,10 @@ from msfkit.cli.common import echo_json_lines, json_option
 @click.option(
     "-k", default=10, show_default=True, type=click.IntRange(1), help="Neighbours looked at per image."
 )
-@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Write the CSV here instead of stdout.")
-@json_option
+@click.option(
+    "-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the CSV here instead of stdout."
+)
+@json_lines_option
 def dedup(index, threshold, k, out, as_json):
     """Find groups of near-duplicate images in INDEX: one CSV row per image (group, size, path, score).
 

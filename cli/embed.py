@@ -22,7 +22,9 @@ def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
 @click.command("embed", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @model_option
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Store folder to write.")
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(file_okay=False), help="Store folder to write."
+)
 @click.option(
     "--batch-size", type=click.IntRange(min=1), help="Images per batch [default: 256 on GPU, 32 on CPU]."
 )
@@ -33,7 +35,7 @@ def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
     "--shard", callback=_parse_shard, metavar="I/N", help="Embed the I-th of N slices into OUT/part-I-of-N."
 )
 @click.option(
-    "--overwrite", is_flag=True, help="Replace a store made with another model, source or settings."
+    "--force", "overwrite", is_flag=True, help="Replace a store made with another model, source or settings."
 )
 @click.option("--strict", is_flag=True, help="Exit 1 when any file could not be embedded.")
 @click.option(

@@ -33,7 +33,9 @@ from msfkit.models.errors import MsfkitError
     show_default=True,
     help="k-NN protocol; repeat for both. msf: majority vote, k=1,20; dino: exp(sim/T) votes, k=20.",
 )
-@click.option("-k", "ks", help="Comma-separated k values (default: 1,20 for msf, 20 for dino).")
+@click.option(
+    "-k", "ks", multiple=True, help="Neighbours; repeat or give a list: -k 1,20 (default 1,20 msf; 20 dino)."
+)
 @click.option("--temperature", type=float, default=0.07, show_default=True, help="T of the dino vote.")
 @click.option(
     "--preset",
@@ -61,7 +63,9 @@ from msfkit.models.errors import MsfkitError
     type=click.Path(path_type=Path),
     help="Keep the features (stores, .npz) here and reuse them next time.",
 )
-@click.option("--memory-budget", default="512MB", show_default=True, help="Largest k-NN similarity block.")
+@click.option(
+    "--memory", "memory_budget", default="512MB", show_default=True, help="RAM for one k-NN similarity block."
+)
 @click.option(
     "--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Images per batch."
 )
@@ -106,9 +110,9 @@ def eval_cmd(
 
     # Parse everything before the (slow) feature extraction, so a typo fails at once.
     options = {
-        "ks": _numbers(ks, int, "-k") if ks else None,
+        "ks": [k for text in ks for k in _numbers(text, int, "-k")] or None,
         "lrs": _numbers(lrs, float, "--lr") if lrs else None,
-        "memory_budget_bytes": parse_size(memory_budget, "--memory-budget"),
+        "memory_budget_bytes": parse_size(memory_budget, "--memory"),
     }
     report = msfkit.evaluate(
         model, dataset=dataset, train=train, val=val, knn=protocols if knn or not linear else False,

@@ -9,7 +9,7 @@ from msfkit.cli.common import echo_json, json_option
 
 @click.command("index", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("stores", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--out", type=click.Path(file_okay=False), help="Index folder to write.")
+@click.option("-o", "--output", "out", type=click.Path(file_okay=False), help="Index folder to write.")
 @click.option(
     "--add",
     "add_to",

@@ -30,6 +30,9 @@ COMMANDS = {
     "store": "store_cmd:store",
 }
 
+# Spellings of the previous release, still accepted for one release with a line on stderr.
+DEPRECATED = {"--out": "-o/--output", "--overwrite": "--force", "--memory-budget": "--memory"}
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -44,6 +47,10 @@ class LazyGroup(click.Group):
             return None
         module, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(f"msfkit.cli.{module}"), attr)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Old option spellings become today's, each with one deprecation line on stderr."""
+        return super().parse_args(ctx, [_current_spelling(a) for a in args])
 
     def invoke(self, ctx: click.Context):
         """User errors from the library become click errors: one line, exit code 1."""
@@ -60,6 +67,15 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, "-V", "--version", prog_name="msfkit")
 def cli() -> None:
     """Self-supervised image embeddings with MSF: train, embed, index, search, evaluate."""
+
+
+def _current_spelling(arg: str) -> str:
+    name, eq, value = arg.partition("=")
+    if name not in DEPRECATED:
+        return arg
+    new = DEPRECATED[name]
+    click.echo(f"msfkit: {name} is deprecated and goes in the next release; use {new}", err=True)
+    return new.split("/")[-1] + eq + value
 
 
 def one_line(e: BaseException) -> str:

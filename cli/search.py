@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from msfkit.cli.common import device_option, echo_json_lines, json_option, model_option
+from msfkit.cli.common import device_option, echo_json_lines, json_lines_option, model_option
 
 
 @click.command("search", context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,11 +13,14 @@ from msfkit.cli.common import device_option, echo_json_lines, json_option, model
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1), help="Neighbours per query.")
 @model_option
 @device_option
-@json_option
-@click.option("--csv", "as_csv", is_flag=True, help="CSV on stdout.")
+@json_lines_option
+@click.option("--csv", "as_csv", is_flag=True, help="CSV instead of the table.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write the table, CSV or JSON to this file."
+)
 @click.option("--grid", type=click.Path(dir_okay=False), help="Write a contact sheet PNG here.")
 @click.option("--html", type=click.Path(dir_okay=False), help="Write a self-contained HTML gallery here.")
-def search(index, queries, k, model, device, as_json, as_csv, grid, html):
+def search(index, queries, k, model, device, as_json, as_csv, output, grid, html):
     """Find the K nearest indexed images of each QUERY.
 
     A QUERY is an image, a folder of images, a store folder, or STORE:ROWS (e.g. store:0,5,10-20).
@@ -48,17 +49,20 @@ def search(index, queries, k, model, device, as_json, as_csv, grid, html):
         from msfkit.retrieval.render import gallery_html
 
         gallery_html(df, html)
-    if as_json:
-        echo_json_lines(df.to_dict("records"))
-    elif as_csv:
-        df.to_csv(sys.stdout, index=False)
-    else:
-        _table(df)
+    with click.open_file(output or "-", "w", atomic=output is not None) as out:
+        if as_json:
+            echo_json_lines(df.to_dict("records"), file=out)
+        elif as_csv:
+            df.to_csv(out, index=False)
+        else:
+            _table(df, out)
+    if output:
+        click.echo(f"{df['query'].nunique()} queries, {len(df)} results -> {output}", err=True)
 
 
-def _table(df) -> None:
+def _table(df, out) -> None:
     for query, hits in df.groupby("query", sort=False):
-        click.echo(f"query: {query}")
-        click.echo(f"{'rank':>6}  {'score':>7}  path")
+        click.echo(f"query: {query}", file=out)
+        click.echo(f"{'rank':>6}  {'score':>7}  path", file=out)
         for hit in hits.itertuples():
-            click.echo(f"{hit.rank:>6}  {hit.score:>7.4f}  {hit.path}")
+            click.echo(f"{hit.rank:>6}  {hit.score:>7.4f}  {hit.path}", file=out)

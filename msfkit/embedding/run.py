@@ -206,7 +206,7 @@ def _open_for_writing(
 def _check_same(
     out: Path, manifest: dict[str, Any], encoder: Encoder, source_root: Path, settings: dict[str, Any]
 ) -> None:
-    fix = "use --overwrite to replace it, or another -o"
+    fix = "use --force to replace it, or another -o"
     model = manifest["model"]
     if model.get("fingerprint") != encoder.fingerprint:
         raise MsfkitError(

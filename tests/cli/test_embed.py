@@ -29,7 +29,7 @@ def _bad(folder):
 def test_help_lists_the_options(runner):
     result = runner.invoke(cli, ["embed", "-h"])
     assert result.exit_code == 0
-    for option in ("--model", "--out", "--precision", "--shard", "--overwrite", "--strict", "--workers"):
+    for option in ("--model", "--output", "--precision", "--shard", "--force", "--strict", "--workers"):
         assert option in result.output
 
 
@@ -86,7 +86,7 @@ def test_a_store_of_another_model_or_source_is_a_one_line_error(runner, photos_d
     shutil.copytree(photos_dir, copy)
     result = runner.invoke(cli, ["embed", str(copy), "-m", str(tiny_model_dir), "-o", out])
     assert result.exit_code == 1
-    fix = "use --overwrite to replace it, or another -o"
+    fix = "use --force to replace it, or another -o"
     assert result.output == f"Error: {out} holds images of {photos_dir}, not {copy}; {fix}\n"
 
 

@@ -93,7 +93,7 @@ def test_eval_table_plots_and_card(exported, tiny_model_dir, tmp_path):
             ["--train", "TRAIN", "--val", "VAL", "-k", "a,b"],
             "Error: -k 'a,b': expected comma-separated numbers",
         ),
-        (["--train", "TRAIN", "--val", "VAL", "--memory-budget", "lots"], "Error: --memory-budget 'lots'"),
+        (["--train", "TRAIN", "--val", "VAL", "--memory", "lots"], "Error: --memory 'lots'"),
     ],
 )
 def test_bad_input_is_one_line(exported, tiny_model_dir, photos_dir, extra, message):
