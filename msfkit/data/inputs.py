@@ -3,7 +3,8 @@
 An argument is a folder (searched recursively for every extension Pillow opens; hidden files and
 folders skipped; the first sub-folder under it is the file's label, as in an ImageFolder), a text
 file listing paths (`.txt`, `.lst`, `.list`: one path per line, relative to the list's own folder,
-blank lines and `#` comments ignored), or a single image file. Paths are kept as named, not
+blank lines and `#` comments ignored), a table of paths (`.csv` or `.parquet` with a `path`
+column and an optional `label` column; paths relative to the table's folder), or an image file. Paths are kept as named, not
 resolved, so a broken symlink is listed (and later reported) rather than silently dropped.
 """
 
@@ -20,6 +21,7 @@ from msfkit.data.images import image_extensions
 from msfkit.models.errors import MsfkitError
 
 LIST_SUFFIXES = (".txt", ".lst", ".list")
+TABLE_SUFFIXES = (".csv", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,8 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
         if os.path.isdir(path):
             anchors.append(path)
             found += _walk(path)
-        elif os.path.isfile(path) and path.lower().endswith(LIST_SUFFIXES):
-            listed = _read_list(path)
+        elif os.path.isfile(path) and path.lower().endswith(LIST_SUFFIXES + TABLE_SUFFIXES):
+            listed = _read_table(path) if path.lower().endswith(TABLE_SUFFIXES) else _read_list(path)
             anchors += [os.path.dirname(p) for p, _ in listed]
             found += listed
         elif os.path.lexists(path):
@@ -99,3 +101,27 @@ def _read_list(list_path: str) -> list[tuple[str, str | None]]:
         raise MsfkitError(f"{list_path}: unreadable path list ({e})") from None
     paths = [line for line in lines if line and not line.startswith("#")]
     return [(os.path.abspath(os.path.join(base, os.path.expanduser(p))), None) for p in paths]
+
+
+def _read_table(table_path: str) -> list[tuple[str, str | None]]:
+    """(path, label) rows of a .csv or .parquet table with a `path` column (and maybe `label`)."""
+    import pandas as pd
+
+    try:
+        if table_path.lower().endswith(".csv"):
+            df = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+        else:
+            df = pd.read_parquet(table_path)
+    except Exception as e:  # pandas and pyarrow raise many types for a damaged table
+        raise MsfkitError(f"{table_path}: unreadable table of paths ({type(e).__name__})") from None
+    if "path" not in df.columns:
+        raise MsfkitError(f"{table_path}: a table of inputs needs a 'path' column (has {', '.join(map(str, df.columns))})")
+    base = os.path.dirname(table_path)
+    labels = df["label"] if "label" in df.columns else [None] * len(df)
+    rows = []
+    for raw, label in zip(df["path"], labels, strict=True):
+        if not isinstance(raw, str) or not raw:
+            raise MsfkitError(f"{table_path}: every 'path' must be text, found {raw!r}")
+        label = None if label is None or (isinstance(label, float) and label != label) or label == "" else str(label)
+        rows.append((os.path.abspath(os.path.join(base, os.path.expanduser(raw))), label))
+    return rows

@@ -138,7 +138,7 @@ def test_another_model_source_or_precision_is_refused_unless_overwrite(tmp_path,
     embed([photos_dir], str(tiny_model_dir), out, workers=0)
     torch.manual_seed(1)
     other = Encoder(EncoderConfig(arch="resnet18", stem="cifar", image_size=32, resize=32))
-    with pytest.raises(MsfkitError, match=r"embedded with another model .* use --overwrite"):
+    with pytest.raises(MsfkitError, match=r"embedded with another model .* use --force"):
         embed([photos_dir], other, out, workers=0)
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(photos_dir, elsewhere)

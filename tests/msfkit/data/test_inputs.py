@@ -1,0 +1,69 @@
+"""msfkit.data.inputs: the one rule for walking image folders, used by `msfkit embed` and by training."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from msfkit.data.datasets import image_folder
+from msfkit.data.inputs import list_inputs
+from msfkit.training.data import open_dataset
+
+
+def _tree(root):
+    files = ["cats/b.png", "cats/a.jpg", "dogs/deep/c.png", ".hidden/x.png", "cats/.y.png", "dogs/notes.txt"]
+    for rel in files:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if rel.endswith(".txt"):
+            path.write_text("not an image")
+        else:
+            Image.new("RGB", (8, 8), (len(rel), 0, 0)).save(path)
+    return root
+
+
+def test_embed_and_training_walk_a_folder_alike(tmp_path):
+    root = _tree(tmp_path / "data")
+    listed = list_inputs([root])
+    assert [f.rel for f in listed.files] == ["cats/a.jpg", "cats/b.png", "dogs/deep/c.png"]  # no hidden ones
+    assert [f.label for f in listed.files] == ["cats", "cats", "dogs"]
+    for dataset in (image_folder(root), open_dataset(str(root))):
+        assert dataset.paths == [f.path for f in listed.files]
+        assert dataset.classes == ["cats", "dogs"] and list(dataset.labels) == [0, 0, 1]
+
+
+def test_a_folder_with_loose_files_has_no_labels_for_training(tmp_path):
+    root = _tree(tmp_path / "data")
+    Image.new("RGB", (8, 8)).save(root / "loose.png")
+    listed = list_inputs([root])
+    assert [f.label for f in listed.files] == ["cats", "cats", "dogs", None]
+    ds = image_folder(root)
+    assert ds.classes == [] and np.all(ds.labels == -1)
+
+
+def test_csv_and_parquet_tables_name_files_and_labels(tmp_path, photos_dir, tiny_model_dir):
+    import pandas as pd
+
+    import msfkit
+
+    names = sorted(p.name for p in photos_dir.glob("*.jpg"))[:4]
+    table = pd.DataFrame({"path": [f"photos/{n}" for n in names], "label": ["x", "y", "", "x"]})
+    table.to_csv(tmp_path / "list.csv", index=False)
+    table.to_parquet(tmp_path / "list.parquet")
+    for name in ("list.csv", "list.parquet"):
+        files = list_inputs([tmp_path / name]).files
+        assert [f.path for f in files] == [str(photos_dir / n) for n in names]
+        assert [f.label for f in files] == ["x", "y", None, "x"]
+    store = msfkit.embed(tmp_path / "list.csv", tiny_model_dir, tmp_path / "store", workers=0)
+    assert list(store.meta["label"]) == ["x", "y", None, "x"]
+
+
+def test_a_table_without_a_path_column_is_one_error(tmp_path):
+    import pandas as pd
+    import pytest
+
+    from msfkit.models.errors import MsfkitError
+
+    pd.DataFrame({"file": ["a.jpg"]}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(MsfkitError, match=r"t.csv: a table of inputs needs a 'path' column \(has file\)"):
+        list_inputs([tmp_path / "t.csv"])
