@@ -46,3 +46,66 @@ def info(model: str, as_json: bool) -> None:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v}")
+
+
+@models.command("list")
+@click.argument("folders", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@json_option
+def list_models(folders: tuple[str, ...], as_json: bool) -> None:
+    """The msfkit encoders at hand: those in the local Hugging Face cache, and FOLDERS.
+
+    Each with its architecture, embedding size, how it was made and the evaluation results its
+    model card holds (`msfkit eval ... --card MODEL`). Reads no weights: quick, no torch.
+    """
+    from msfkit.models.catalog import cached_models, describe
+
+    records = cached_models()
+    for folder in folders:
+        record = describe(folder)
+        if record is None:
+            raise click.ClickException(f"{folder}: not an msfkit model folder (no msfkit config.json)")
+        records.append(record)
+    if as_json:
+        echo_json({"models": records})
+        return
+    if not records:
+        click.echo("no msfkit models in the Hugging Face cache; name model folders to list them")
+        return
+    for r in records:
+        made = ", ".join(f"{k} {r[k]}" for k in ("method", "k", "epochs", "data") if r.get(k) is not None)
+        best = max(r["results"], key=lambda x: x["top1"], default=None)
+        score = f"; best {best['protocol']} top-1 {best['top1']:.2f}" if best else ""
+        what = f"{r['arch']} ({r['stem']} stem), {r['dim']}-d, {r['image_size']} px"
+        click.echo(f"{r['model']}: {what}; {made}{score}")
+
+
+@models.command("init")
+@click.argument("arch", type=click.Choice(["resnet18", "resnet34", "resnet50", "resnet101"]))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--stem", default="imagenet", show_default=True, help="imagenet, or cifar for 32-64 px images.")
+@click.option("--image-size", type=click.IntRange(8, 4096), default=224, show_default=True)
+@click.option("--resize", type=click.IntRange(8, 4096), help="Shorter side before the crop [8/7 size].")
+@click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="A torchvision state dict.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random initialisation.")
+@click.option("--force", is_flag=True, help="Replace OUT if it is a model folder.")
+@json_option
+def init(arch, out, stem, image_size, resize, weights, seed, force, as_json) -> None:
+    """Write a baseline model folder OUT: ARCH randomly initialised (or from torchvision --weights).
+
+    The baseline every evaluation should be compared with: a trained encoder that does not beat
+    its random-init twin on `msfkit eval` has learned nothing.
+
+    \b
+      msfkit models init resnet18 baseline --stem cifar --image-size 32
+      msfkit models init resnet50 tv-r50 --weights resnet50-11ad3fa6.pth
+    """
+    from msfkit.models.baseline import init_model_folder
+
+    path, fingerprint = init_model_folder(
+        arch, out, stem=stem, image_size=image_size, resize=resize, weights=weights, seed=seed, force=force
+    )
+    if as_json:
+        record = {"out": str(path), "arch": arch, "fingerprint": fingerprint, "seed": seed}
+        echo_json({**record, "weights": weights})
+    else:
+        click.echo(f"{arch} ({'torchvision weights' if weights else f'random init, seed {seed}'}) -> {path}")

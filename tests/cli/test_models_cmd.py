@@ -1,0 +1,77 @@
+# ruff: noqa: E501 - command lines read best unbroken
+"""`msfkit models init` and `models list` through the installed command: a baseline folder that
+loads and embeds; the encoders of the Hugging Face cache and of folders, with their card results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+import msfkit
+from msfkit.eval.report import write_card
+
+MSFKIT = str(Path(sys.executable).with_name("msfkit"))
+
+
+def run(*args, env=None):
+    return subprocess.run([MSFKIT, *map(str, args)], capture_output=True, text=True, env=env)
+
+
+def test_init_writes_the_same_random_baseline_for_the_same_seed(tmp_path):
+    a = run("models", "init", "resnet18", tmp_path / "a", "--stem", "cifar", "--image-size", "32", "--json")
+    b = run("models", "init", "resnet18", tmp_path / "b", "--stem", "cifar", "--image-size", "32", "--seed", "0")
+    c = run("models", "init", "resnet18", tmp_path / "c", "--stem", "cifar", "--image-size", "32", "--seed", "1")
+    assert a.returncode == b.returncode == c.returncode == 0, a.stderr
+    info = json.loads(a.stdout)
+    ea, eb, ec = (msfkit.load(tmp_path / n) for n in "abc")
+    assert info["fingerprint"] == ea.fingerprint == eb.fingerprint != ec.fingerprint
+    assert ea.config.provenance["method"] == "random init" and ea.config.resize == 37
+    again = run("models", "init", "resnet18", tmp_path / "a")
+    assert again.returncode == 1 and "exists; --force replaces a model folder" in again.stderr
+
+
+def test_init_from_torchvision_weights_keeps_them_and_refuses_a_pickle(tmp_path):
+    import torchvision
+
+    torch.manual_seed(3)
+    state = torchvision.models.resnet18().state_dict()
+    torch.save(state, tmp_path / "r18.pth")
+    r = run("models", "init", "resnet18", tmp_path / "tv", "--weights", tmp_path / "r18.pth")
+    assert r.returncode == 0, r.stderr
+    enc = msfkit.load(tmp_path / "tv")
+    torch.testing.assert_close(enc.backbone.state_dict()["conv1.weight"], state["conv1.weight"])
+    torch.save({"model": Fraction(1, 3)}, tmp_path / "evil.pth")  # needs a class unpickled
+    bad = run("models", "init", "resnet18", tmp_path / "evil", "--weights", tmp_path / "evil.pth")
+    assert bad.returncode == 1 and "not a state dict read safely" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_list_shows_cached_models_and_folders_with_their_results(tmp_path, tiny_model_dir, monkeypatch):
+    hf_home = tmp_path / "hf"
+    snapshot = hf_home / "hub" / "models--org--tiny" / "snapshots" / ("a" * 40)
+    shutil.copytree(tiny_model_dir, snapshot)
+    (hf_home / "hub" / "models--org--tiny" / "refs").mkdir()
+    (hf_home / "hub" / "models--org--tiny" / "refs" / "main").write_text("a" * 40)
+    folder = tmp_path / "mine"
+    shutil.copytree(tiny_model_dir, folder)
+    report = {"results": [{"protocol": "knn-msf", "k": 20, "temperature": None, "n_train": 60, "n_val": 10,
+                           "top1": 81.25, "top5": None}],
+              "source": {"train": "t", "val": "v"}, "msfkit": "0",
+              "model": {"fingerprint": msfkit.load(folder).fingerprint}}  # fmt: skip
+    write_card(folder, report)
+    env = {**dict(__import__("os").environ), "HF_HOME": str(hf_home)}
+    r = run("models", "list", folder, "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    models = json.loads(r.stdout)["models"]
+    assert [m["model"] for m in models] == [f"org/tiny@{'a' * 12}", str(folder)]
+    assert {m["arch"] for m in models} == {"resnet18"} and {m["dim"] for m in models} == {512}
+    assert models[0]["results"] == [] and models[1]["results"] == [{"protocol": "knn-msf", "k": "20", "top1": 81.25}]
+    text = run("models", "list", folder, env=env).stdout
+    assert "best knn-msf top-1 81.25" in text
+    not_model = run("models", "list", tmp_path, env=env)
+    assert not_model.returncode == 1 and "not an msfkit model folder" in not_model.stderr
