@@ -112,12 +112,19 @@ class Encoder(nn.Module):
         return F.normalize(feats.float(), dim=1)
 
     def save_pretrained(self, directory: str | os.PathLike, card: str | None = None) -> Path:
-        """Write config.json, model.safetensors and README.md into `directory` (atomically per file)."""
+        """Write config.json, model.safetensors and README.md into `directory` (atomically per file).
+
+        An existing folder is replaced only when it is a model folder (has a config.json) or empty:
+        a user's folder that happens to hold a README.md is never overwritten."""
         from safetensors.torch import save_file
 
         from msfkit.models.card import render_card
 
         directory = Path(directory)
+        if directory.is_dir() and any(directory.iterdir()) and not (directory / CONFIG_NAME).is_file():
+            raise MsfkitError(f"{directory}: exists and is not a model folder (no {CONFIG_NAME}); untouched")
+        if directory.exists() and not directory.is_dir():
+            raise MsfkitError(f"{directory}: is a file, not a model folder")
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.backbone.state_dict().items()}
         atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))

@@ -73,7 +73,7 @@ def test_models_info_reads_the_model_from_the_environment(tiny_model_dir, monkey
             ["models", "info", "not-a-model"],
             "Error: model 'not-a-model': no such folder; expected a model folder",
         ),
-        (["export", "/no/such/ckpt.pth", "out"], "Error: Invalid value for 'CHECKPOINT'"),
+        (["export", "/no/such/ckpt.pth", "out"], "Error: /no/such/ckpt.pth: no such checkpoint or run"),
         (["push", "/no/such/dir", "org/name"], "Error: Invalid value for 'MODEL_DIR'"),
         (["frobnicate"], "Error: No such command 'frobnicate'"),
     ],
