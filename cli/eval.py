@@ -54,9 +54,7 @@ from msfkit.models.errors import MsfkitError
 @click.option(
     "--head-out",
     type=click.Path(path_type=Path),
-    default=Path("linear-head"),
-    show_default=True,
-    help="Folder for the trained linear head.",
+    help="Save the trained linear head in this folder (nothing is written unless asked).",
 )
 @click.option(
     "--features-dir",

@@ -212,8 +212,8 @@ def _linear(inputs: EvalInputs, train: _Train, o: EvalOptions, encoder) -> tuple
         "protocol": f"linear-{preset}",
         "k": None,
         "temperature": None,
-        "top1": top1,
-        "top5": top5,
+        "top1": round(top1, 2),
+        "top5": round(top5, 2),
         "n_train": len(train_y),
         "n_val": len(inputs.val_labels),
         "lr": head.info["recipe"]["lr"],
@@ -225,4 +225,5 @@ def _linear(inputs: EvalInputs, train: _Train, o: EvalOptions, encoder) -> tuple
 
 
 def _pct(hits: np.ndarray) -> float:
-    return float(np.mean(hits) * 100)
+    """Percent of hits, to the 0.01 a report means (70.2, not 70.19999999999999)."""
+    return round(float(np.mean(hits) * 100), 2)

@@ -51,7 +51,8 @@ def contact_sheet(results: pd.DataFrame, out: str | os.PathLike, thumb: int = TH
         for col, hit in enumerate(hits, start=1):
             x = PAD + col * (thumb + PAD)
             sheet.paste(tiles.get(hit.path), (x, y))
-            draw.text((x, y + thumb + 2), f"{hit.rank}. {hit.score:.3f}", fill=(0, 0, 0), font=font)
+            caption = f"{hit.rank}. {hit.score:.3f} {_label(hit)}".strip()
+            draw.text((x, y + thumb + 2), _fit(caption, thumb), fill=(0, 0, 0), font=font)
     return _write(Path(out), lambda f: sheet.save(f, format="PNG"))
 
 
@@ -70,19 +71,28 @@ def gallery_html(results: pd.DataFrame, out: str | os.PathLike, thumb: int = 160
         parts.append(f'<section><h2>{html.escape(name)}</h2><div class="row">')
         parts.append(_figure(tiles.data_uri(image), "query", image or name, "query"))
         for hit in hits:
-            caption = f"{hit.rank}. {hit.score:.4f} {Path(str(hit.path)).name}"
-            parts.append(_figure(tiles.data_uri(hit.path), caption, str(hit.path), "hit"))
+            caption = f"{hit.rank}. {hit.score:.4f} {_label(hit)} {Path(str(hit.path)).name}"
+            parts.append(_figure(tiles.data_uri(hit.path), caption, str(hit.path), "hit", link=hit.path))
         parts.append("</div></section>")
     parts.append("</body></html>\n")
     text = "\n".join(parts)
     return _write(Path(out), lambda f: f.write(text.encode()))
 
 
-def _figure(uri: str, caption: str, title: str, kind: str) -> str:
-    return (
-        f'<figure class="{kind}"><img src="{uri}" alt="{html.escape(title)}" title="{html.escape(title)}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-    )
+def _figure(uri: str, caption: str, title: str, kind: str, link: str | None = None) -> str:
+    img = f'<img src="{uri}" alt="{html.escape(title)}" title="{html.escape(title)}">'
+    if link:  # the tile opens the original file
+        img = f'<a href="{html.escape(Path(str(link)).absolute().as_uri())}">{img}</a>'
+    return f'<figure class="{kind}">{img}<figcaption>{html.escape(caption)}</figcaption></figure>'
+
+
+def _label(hit) -> str:
+    """The hit's label, or the name of its folder when it has none."""
+    label = getattr(hit, "label", None)
+    if isinstance(label, str) and label:
+        return label
+    parent = Path(str(hit.path)).parent.name
+    return parent if hit.path is not None else ""
 
 
 def _groups(results: pd.DataFrame) -> list[tuple[str, str | None, list]]:
@@ -148,7 +158,8 @@ def _fit(text: str, width: int) -> str:
 
 
 def _write(path: Path, write) -> Path:
-    """`write(binary file)` into `path`, atomically."""
+    """`write(binary file)` into `path`, atomically; a missing folder is created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
 
     def to_file(tmp: Path) -> None:
         with open(tmp, "wb") as f:

@@ -54,6 +54,7 @@ def test_eval_json_knn_and_fast_linear(exported, tiny_model_dir, tmp_path):
     ]
     assert all(0 <= r["top1"] <= 100 and r["n_train"] == 50 and r["n_val"] == 50 for r in report["results"])
     assert (tmp_path / "head" / "head.json").is_file()
+    assert all(r["top1"] == round(r["top1"], 2) for r in report["results"])  # 70.2, not 70.19999999999999
     assert json.loads((tmp_path / "head" / "head.json").read_text())["classes"] == sorted(
         FASHION_MNIST_CLASSES
     )
@@ -103,3 +104,11 @@ def test_bad_input_is_one_line(exported, tiny_model_dir, photos_dir, extra, mess
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
     assert line.startswith(message.replace("FLAT", str(photos_dir)))
+
+
+def test_eval_writes_nothing_in_the_current_folder_unasked(exported, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("eval", "-m", tiny_model_dir, "--train", exported / "train", "--val", exported / "test",
+                 "--linear", "--epochs", "1", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert list(tmp_path.iterdir()) == []

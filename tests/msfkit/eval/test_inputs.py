@@ -103,7 +103,7 @@ def test_report_names_protocol_k_t_and_sizes(stores, tmp_path):
         [("knn-msf", 1), ("knn-msf", 20), ("knn-dino", 20), ("linear-fast", None)], key=str
     )
     direct = knn_accuracy(inputs.train_feats, inputs.train_labels, inputs.val_feats, inputs.val_labels)
-    assert rows["knn-msf", 20]["top1"] == pytest.approx(direct["top1"][20])
+    assert rows["knn-msf", 20]["top1"] == round(direct["top1"][20], 2)
     assert rows["knn-dino", 20]["temperature"] == 0.07 and rows["knn-dino", 20]["top5"] is not None
     assert rows["knn-msf", 1]["temperature"] is None and rows["knn-msf", 1]["top5"] is None
     assert all(r["n_train"] == 60 and r["n_val"] == 60 for r in report["results"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,3 +78,14 @@ class _Images(HTMLParser):
         if tag == "img":
             self.images.append(dict(attrs))
         self.headings += tag == "h2"
+
+
+def test_captions_name_the_folder_and_score_and_tiles_link_to_the_originals(photo_index, tmp_path):
+    index, _, photos, _ = photo_index
+    df = search(index, [photos / "bear.jpg"], k=3)
+    page = gallery_html(df, tmp_path / "new" / "folder" / "g.html").read_text()  # folders created
+    for hit in df.itertuples():
+        assert f'href="{Path(hit.path).as_uri()}"' in page
+        assert f"{hit.rank}. {hit.score:.4f} {Path(hit.path).parent.name} {Path(hit.path).name}" in page
+    sheet = contact_sheet(df, tmp_path / "other" / "s.png", thumb=64)
+    assert Image.open(sheet).size == sheet_size(1, 3, 64)
