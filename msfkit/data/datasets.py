@@ -99,7 +99,7 @@ class ArrayImageDataset:
 class FileImageDataset:
     """(transform(image), label) for image files, read with msfkit's safe loader (`load_image`)."""
 
-    def __init__(self, paths: Sequence[str | Path], labels: Sequence[Any] | None = None, transform=None) -> None:
+    def __init__(self, paths: Sequence[str | Path], labels: Sequence[Any] | None = None, transform=None):
         self.paths, self.transform = [str(p) for p in paths], transform
         self.labels = np.full(len(self.paths), -1, np.int64) if labels is None else np.asarray(labels)
         self.classes: list[str] = []
@@ -195,7 +195,7 @@ def export(
             for i in np.flatnonzero(labels == c)[:per_class]:
                 path = folder / f"{i:05d}.png"
                 if not path.exists():
-                    atomic_write(path, lambda tmp, img=images[i]: Image.fromarray(img).save(tmp, format="PNG"))
+                    atomic_write(path, lambda tmp, im=images[i]: Image.fromarray(im).save(tmp, format="PNG"))
                 written += 1
         counts[split] = written
     return counts

@@ -11,6 +11,7 @@ is decoded, so a decompression bomb costs no memory), then the full decode (trun
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from msfkit.data.archives import read_member, split_member
 from msfkit.models.errors import MsfkitError
 from msfkit.models.preprocess import to_rgb
 
@@ -70,19 +72,19 @@ def decode_image(
 ) -> DecodedImage:
     """`load_image` plus the file's full-resolution size, byte count and mtime."""
     path = Path(path)
-    st = _stat(path)
-    if st.st_size == 0:
+    source, size, mtime = _open_source(path)
+    if size == 0:
         raise BadImageError("zero bytes")
     try:
         with warnings.catch_warnings():
             # Pillow warns above ~89 MP and raises above ~179 MP; our own limit is checked below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 width, height = _display_size(im)
                 if width * height > max_pixels:
                     raise BadImageError(_bomb_reason(width, height, max_pixels))
                 if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
-                    raise BadImageError(f"extreme aspect ratio refused: {width}x{height} (over {MAX_ASPECT}:1)")
+                    raise BadImageError(f"extreme aspect ratio refused: {width}x{height} (> {MAX_ASPECT}:1)")
                 if draft_size is not None and im.format == "JPEG":
                     im.draft(None, (draft_size, draft_size))
                 im.load()
@@ -107,7 +109,7 @@ def decode_image(
         raise BadImageError(f"corrupt: {text}") from None
     except Exception as e:  # a decoder may raise anything (SyntaxError, ValueError, struct.error, ...)
         raise BadImageError(f"corrupt: {type(e).__name__}: {_first_line(e)}") from None
-    return DecodedImage(rgb, width, height, st.st_size, st.st_mtime)
+    return DecodedImage(rgb, width, height, size, mtime)
 
 
 @lru_cache(maxsize=1)
@@ -115,6 +117,22 @@ def image_extensions() -> frozenset[str]:
     """Lower-case file extensions (with the dot) of every format Pillow can open."""
     Image.init()
     return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def _open_source(path: Path):
+    """(what Image.open reads: the path, or a member's bytes; byte count; mtime)."""
+    if not path.exists() and not path.is_symlink():
+        member = split_member(path)  # ARCHIVE.tar/member
+        if member is not None:
+            try:
+                data, mtime = read_member(*member)
+            except FileNotFoundError:
+                raise BadImageError("no such member in the archive") from None
+            except OSError as e:
+                raise BadImageError(f"unreadable archive: {e.strerror or _first_line(e)}") from None
+            return io.BytesIO(data), len(data), mtime
+    st = _stat(path)
+    return path, st.st_size, st.st_mtime
 
 
 def _stat(path: Path) -> os.stat_result:

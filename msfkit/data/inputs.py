@@ -4,8 +4,10 @@ An argument is a folder (searched recursively for every extension Pillow opens; 
 folders skipped; the first sub-folder under it is the file's label, as in an ImageFolder), a text
 file listing paths (`.txt`, `.lst`, `.list`: one path per line, relative to the list's own folder,
 blank lines and `#` comments ignored), a table of paths (`.csv` or `.parquet` with a `path`
-column and an optional `label` column; paths relative to the table's folder), or an image file. Paths are kept as named, not
-resolved, so a broken symlink is listed (and later reported) rather than silently dropped.
+column and an optional `label` column; paths relative to the table's folder), a tar archive or
+webdataset shard (its image members: see `msfkit.data.archives`; brace lists such as
+`train-{0000..0009}.tar` expand), or an image file. Paths are kept as named, not resolved, so a
+broken symlink is listed (and later reported) rather than silently dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from msfkit.data.archives import archives, is_archive, members, refuse_unreadable
 from msfkit.data.images import image_extensions
 from msfkit.models.errors import MsfkitError
 
@@ -55,9 +58,13 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
         raise MsfkitError("no inputs: give image folders, files, or a text file listing paths")
     found: list[tuple[str, str | None]] = []  # (absolute path, label)
     anchors: list[str] = []  # folders the source root must contain
-    for raw in inputs:
+    for raw in _expanded(inputs):
         path = os.path.abspath(os.path.expanduser(os.fspath(raw)))
-        if os.path.isdir(path):
+        refuse_unreadable(path)
+        if os.path.isfile(path) and is_archive(path):  # a tar or webdataset shard: its image members
+            anchors.append(os.path.dirname(path))
+            found += [(f"{path}/{name}", label) for name, label in members(path, image_extensions())]
+        elif os.path.isdir(path):
             anchors.append(path)
             found += _walk(path)
         elif os.path.isfile(path) and path.lower().endswith(LIST_SUFFIXES + TABLE_SUFFIXES):
@@ -77,6 +84,11 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
         rel = Path(os.path.relpath(path, root)).as_posix()
         files.setdefault(rel, SourceFile(path, rel, label))
     return Listing(Path(root), [files[rel] for rel in sorted(files)])
+
+
+def _expanded(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """Brace lists and ranges of archive names (`train-{0000..0009}.tar`) expanded, in order."""
+    return [one for raw in inputs for one in (archives(os.fspath(raw)) if "{" in os.fspath(raw) else [raw])]
 
 
 def _walk(top: str) -> list[tuple[str, str | None]]:
@@ -115,13 +127,15 @@ def _read_table(table_path: str) -> list[tuple[str, str | None]]:
     except Exception as e:  # pandas and pyarrow raise many types for a damaged table
         raise MsfkitError(f"{table_path}: unreadable table of paths ({type(e).__name__})") from None
     if "path" not in df.columns:
-        raise MsfkitError(f"{table_path}: a table of inputs needs a 'path' column (has {', '.join(map(str, df.columns))})")
+        has = ", ".join(map(str, df.columns))
+        raise MsfkitError(f"{table_path}: a table of inputs needs a 'path' column (has {has})")
     base = os.path.dirname(table_path)
     labels = df["label"] if "label" in df.columns else [None] * len(df)
     rows = []
     for raw, label in zip(df["path"], labels, strict=True):
         if not isinstance(raw, str) or not raw:
             raise MsfkitError(f"{table_path}: every 'path' must be text, found {raw!r}")
-        label = None if label is None or (isinstance(label, float) and label != label) or label == "" else str(label)
+        missing = label is None or (isinstance(label, float) and label != label) or label == ""
+        label = None if missing else str(label)
         rows.append((os.path.abspath(os.path.join(base, os.path.expanduser(raw))), label))
     return rows

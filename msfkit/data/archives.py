@@ -1,0 +1,115 @@
+"""Images inside tar archives and webdataset shards, read member by member without extracting.
+
+A member is named by the archive's path and the member's name joined by `/`, as if the archive
+were a folder: `shards/train-0001.tar/n0144/img_7.jpg`. Every msfkit path that opens an image
+(embedding, search results, contact sheets) reads such a name from the archive, so a store made
+from shards keeps working as long as the shards stay where they were. Resuming an embedding run
+works member by member, as for files.
+
+    archives("shards/train-{0000..0009}.tar")     # brace lists and ranges, as webdataset writes them
+    members("train-0001.tar")                     # [(name, label)]: image members, sorted
+    read_member(Path("train-0001.tar"), "a.jpg")  # (bytes, mtime)
+
+Only plain tar is read (random access by offset, no decompression pass per image). A webdataset
+sample's label is its `KEY.cls` member (text), when there is one. Compressed tars, zip, 7z and
+rar are refused in one line that says so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+from functools import lru_cache
+from pathlib import Path
+
+from msfkit.models.errors import MsfkitError
+
+ARCHIVE_SUFFIXES = (".tar",)
+UNREADABLE = {
+    ".tar.gz": "a gzip-compressed tar", ".tgz": "a gzip-compressed tar", ".tar.bz2": "a bzip2-compressed tar",
+    ".tar.xz": "an xz-compressed tar", ".tar.zst": "a zstd-compressed tar", ".zip": "a zip archive",
+    ".7z": "a 7z archive", ".rar": "a rar archive",
+}  # fmt: skip
+_BRACES = re.compile(r"\{([^{}]*)\}")
+
+
+def is_archive(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def refuse_unreadable(path: str | os.PathLike) -> None:
+    """One honest line for an archive type msfkit does not read."""
+    lower = str(path).lower()
+    for suffix, what in UNREADABLE.items():
+        if lower.endswith(suffix):
+            raise MsfkitError(f"{path}: {what}, which msfkit does not read; extract it or repack as plain .tar")
+
+
+def archives(spec: str) -> list[str]:
+    """`spec` with `{a,b}` lists and `{000..009}` ranges expanded, in order (a plain path: itself)."""
+    m = _BRACES.search(spec)
+    if m is None:
+        return [spec]
+    body, head, tail = m[1], spec[: m.start()], spec[m.end() :]
+    rng = re.fullmatch(r"(\d+)\.\.(\d+)", body)
+    if rng:
+        lo, hi, width = int(rng[1]), int(rng[2]), len(rng[1])
+        choices = [str(i).zfill(width) for i in range(lo, hi + 1)]
+    else:
+        choices = body.split(",")
+    return [out for c in choices for out in archives(head + c + tail)]
+
+
+def members(archive: str | os.PathLike, extensions: frozenset[str]) -> list[tuple[str, str | None]]:
+    """(member name, label or None) of the image members of a tar, sorted by name."""
+    index = _index(str(archive), _mtime(archive))
+    labels = {}
+    for name in index:
+        if name.endswith(".cls"):
+            text = read_member(Path(archive), name)[0].decode("utf-8", "replace")
+            labels[name[: -len(".cls")]] = text.strip()
+    found = []
+    for name in sorted(index):
+        stem, ext = os.path.splitext(name)
+        if ext.lower() in extensions and not os.path.basename(name).startswith("."):
+            found.append((name, labels.get(stem) or None))
+    return found
+
+
+def split_member(path: str | os.PathLike) -> tuple[Path, str] | None:
+    """(archive, member name) when `path` names a member of a tar archive on disk, else None."""
+    text = os.fspath(path)
+    marker = text.lower().find(".tar/")
+    while marker != -1:
+        archive = Path(text[: marker + 4])
+        if archive.is_file():
+            return archive, text[marker + 5 :]
+        marker = text.lower().find(".tar/", marker + 1)
+    return None
+
+
+def read_member(archive: Path, name: str) -> tuple[bytes, float]:
+    """(the member's bytes, its mtime); a member the archive does not hold is FileNotFoundError."""
+    index = _index(str(archive), _mtime(archive))
+    if name not in index:
+        raise FileNotFoundError(f"{archive} holds no member {name}")
+    offset, size, mtime = index[name]
+    with open(archive, "rb") as f:
+        f.seek(offset)
+        return f.read(size), mtime
+
+
+def _mtime(archive: str | os.PathLike) -> float:
+    return os.stat(archive).st_mtime
+
+
+@lru_cache(maxsize=16)
+def _index(archive: str, mtime: float) -> dict[str, tuple[int, int, float]]:
+    """member name -> (data offset, size, mtime) of the regular files of a plain tar (headers only)."""
+    del mtime  # part of the cache key: a rewritten archive is indexed again
+    try:
+        with tarfile.open(archive, mode="r:") as tar:
+            return {m.name: (m.offset_data, m.size, float(m.mtime)) for m in tar if m.isfile()}
+    except tarfile.ReadError as e:
+        raise MsfkitError(f"{archive}: not a plain tar archive msfkit can read ({e})") from None

@@ -1,0 +1,75 @@
+# ruff: noqa: E501 - member lists read best on one line
+"""msfkit.data.archives: tar archives and webdataset shards as inputs, member by member."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import msfkit
+from msfkit.data.archives import archives
+from msfkit.data.images import decode_image
+from msfkit.data.inputs import list_inputs
+from msfkit.models.errors import MsfkitError
+
+
+def _shard(path, photo_paths, labels, extra=()):
+    """A webdataset shard: KEY.jpg + KEY.cls per sample (plus `extra` (name, bytes) members)."""
+    with tarfile.open(path, "w") as tar:
+        for i, (photo, label) in enumerate(zip(photo_paths, labels, strict=True)):
+            for name, data in ((f"s{i:03d}.jpg", photo.read_bytes()), (f"s{i:03d}.cls", label.encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        for name, data in extra:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_braces_expand_like_webdataset():
+    assert archives("d/train-{000..002}.tar") == ["d/train-000.tar", "d/train-001.tar", "d/train-002.tar"]
+    assert archives("{a,b}-{1..2}.tar") == ["a-1.tar", "a-2.tar", "b-1.tar", "b-2.tar"]
+
+
+def test_shards_embed_like_the_same_files_with_their_labels(tmp_path, photo_paths, tiny_model_dir):
+    (tmp_path / "shards").mkdir()
+    _shard(tmp_path / "shards" / "train-0.tar", photo_paths[:3], ["cat", "dog", "cat"])
+    _shard(tmp_path / "shards" / "train-1.tar", photo_paths[3:5], ["dog", "cat"], extra=[("bad.jpg", b"nope")])
+    files = list_inputs([str(tmp_path / "shards" / "train-{0..1}.tar")]).files
+    assert [f.rel for f in files] == ["train-0.tar/s000.jpg", "train-0.tar/s001.jpg", "train-0.tar/s002.jpg",
+                                      "train-1.tar/bad.jpg", "train-1.tar/s000.jpg", "train-1.tar/s001.jpg"]  # fmt: skip
+    assert [f.label for f in files] == ["cat", "dog", "cat", None, "dog", "cat"]
+
+    store = msfkit.embed(str(tmp_path / "shards" / "train-{0..1}.tar"), tiny_model_dir, tmp_path / "store", workers=2)
+    assert store.run.embedded == 5 and list(store.errors["path"]) == ["train-1.tar/bad.jpg"]
+    encoder = msfkit.load(tiny_model_dir)
+    direct = encoder.embed([Image.open(p) for p in photo_paths[:5]])
+    assert np.abs(store.vectors - direct).max() <= 1e-6
+    assert decode_image(store.absolute_paths()[0]).bytes == photo_paths[0].stat().st_size  # paths still open
+
+    _shard(tmp_path / "shards" / "train-2.tar", photo_paths[5:7], ["dog", "dog"])
+    grown = msfkit.embed(str(tmp_path / "shards" / "train-{0..2}.tar"), tiny_model_dir, tmp_path / "store", workers=0)
+    assert (grown.run.embedded, grown.run.skipped) == (2, 6)  # only the new members
+
+
+@pytest.mark.parametrize(("name", "what"), [("x.tar.gz", "a gzip-compressed tar"), ("x.zip", "a zip archive"),
+                                            ("x.tgz", "a gzip-compressed tar")])  # fmt: skip
+def test_an_archive_type_it_cannot_read_is_one_honest_line(tmp_path, name, what):
+    path = tmp_path / name
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("a.jpg", b"x")
+    else:
+        with tarfile.open(path, "w:gz") as tar:
+            tar.addfile(tarfile.TarInfo("empty"), io.BytesIO(b""))
+    with pytest.raises(MsfkitError, match=f"{name}: {what}, which msfkit does not read"):
+        list_inputs([path])
+    with pytest.raises(MsfkitError, match="not a plain tar archive"):
+        list_inputs([(tmp_path / "fake.tar").write_text("not a tar") and tmp_path / "fake.tar"])
