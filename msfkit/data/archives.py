@@ -43,7 +43,7 @@ def refuse_unreadable(path: str | os.PathLike) -> None:
     lower = str(path).lower()
     for suffix, what in UNREADABLE.items():
         if lower.endswith(suffix):
-            raise MsfkitError(f"{path}: {what}, which msfkit does not read; extract it or repack as plain .tar")
+            raise MsfkitError(f"{path}: {what}, which msfkit does not read; extract it, or repack as .tar")
 
 
 def archives(spec: str) -> list[str]:
