@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"msfkit": "msfkit", "models": "msfkit.models", "training": "msfkit.training", "cli": "msfkit.cli"}
 # Lower layers never import higher ones; rooms of one layer never import each other.
 LAYERS = [
-    ("msfkit._version", "msfkit.models"),
+    ("msfkit._version",),
+    ("msfkit.models",),
     ("msfkit.runtime",),
     ("msfkit.data",),
     ("msfkit.store",),
