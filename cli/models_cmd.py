@@ -20,29 +20,21 @@ def info(model: str, as_json: bool) -> None:
 
     MODEL is a model folder or a Hub id org/name[@revision].
     """
-    import msfkit
+    from msfkit.models.catalog import model_info
 
-    enc = msfkit.load(model)
-    n_params = sum(p.numel() for p in enc.parameters())
-    record = {
-        "model": model,
-        "revision": enc.revision,
-        "fingerprint": enc.fingerprint,
-        "parameters": n_params,
-        **enc.config.to_dict(),
-    }
+    record = model_info(model)  # config and weights file only: no torch, well under a second
     if as_json:
         echo_json(record)
         return
-    c = enc.config
+    r = record
     rows = [
-        ("model", model + (f" @ {enc.revision}" if enc.revision else "")),
-        ("architecture", f"{c.arch} ({c.stem} stem), {n_params / 1e6:.1f}M parameters"),
-        ("embedding", f"{c.embedding_dim}-d, from the {c.network} network"),
-        ("preprocessing", f"resize {c.resize} {c.interpolation} -> crop {c.image_size}"),
-        ("fingerprint", enc.fingerprint),
+        ("model", model + (f" @ {r['revision']}" if r["revision"] else "")),
+        ("architecture", f"{r['arch']} ({r['stem']} stem), {r['parameters'] / 1e6:.1f}M parameters"),
+        ("embedding", f"{r['embedding_dim']}-d, from the {r['network']} network"),
+        ("preprocessing", f"resize {r['resize']} {r['interpolation']} -> crop {r['image_size']}"),
+        ("fingerprint", r["fingerprint"]),
     ]
-    rows += [(f"  {k}", str(v)) for k, v in sorted(c.provenance.items())]
+    rows += [(f"  {k}", str(v)) for k, v in sorted(r["provenance"].items())]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         click.echo(f"{k:<{width}}  {v}")

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from torch import nn
 
+from msfkit.models.config import FEATURE_DIMS, STEMS, feature_dim
 from msfkit.models.errors import MsfkitError
 
-FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
-STEMS = ("imagenet", "cifar", "cifar-maxpool", "cifar-s2")
+__all__ = ["FEATURE_DIMS", "STEMS", "build_backbone", "feature_dim"]
+
 
 
 def build_backbone(arch: str, stem: str = "imagenet") -> nn.Module:
@@ -35,10 +36,3 @@ def build_backbone(arch: str, stem: str = "imagenet") -> nn.Module:
             net.maxpool = nn.Identity()
     net.fc = nn.Identity()
     return net
-
-
-def feature_dim(arch: str) -> int:
-    """Width of the pooled features of `arch` (512 for ResNet18/34, 2048 for ResNet50/101)."""
-    if arch not in FEATURE_DIMS:
-        raise MsfkitError(f"unknown arch {arch!r}; expected one of {', '.join(FEATURE_DIMS)}")
-    return FEATURE_DIMS[arch]

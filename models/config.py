@@ -11,12 +11,20 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from msfkit.models.backbones import STEMS, feature_dim
 from msfkit.models.errors import MsfkitError
 from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
 
 FORMAT_VERSION = 1
 NETWORKS = ("online", "target")
+FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
+STEMS = ("imagenet", "cifar", "cifar-maxpool", "cifar-s2")  # models/backbones.py says what each is
+
+
+def feature_dim(arch: str) -> int:
+    """Width of the pooled features of `arch` (512 for ResNet18/34, 2048 for ResNet50/101)."""
+    if arch not in FEATURE_DIMS:
+        raise MsfkitError(f"unknown arch {arch!r}; expected one of {', '.join(FEATURE_DIMS)}")
+    return FEATURE_DIMS[arch]
 
 
 @dataclass

@@ -75,3 +75,16 @@ def test_list_shows_cached_models_and_folders_with_their_results(tmp_path, tiny_
     assert "best knn-msf top-1 81.25" in text
     not_model = run("models", "list", tmp_path, env=env)
     assert not_model.returncode == 1 and "not an msfkit model folder" in not_model.stderr
+
+
+def test_info_reads_no_torch_and_gives_the_loaders_fingerprint(tiny_model_dir):
+    code = (
+        "import sys; from msfkit.cli.main import main; sys.argv = ['msfkit', 'models', 'info', sys.argv[1], '--json']\n"
+        "try:\n    main()\nfinally:\n    print('torch' in sys.modules, file=sys.stderr)"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr.strip() == "False", r.stderr
+    info = json.loads(r.stdout)
+    enc = msfkit.load(tiny_model_dir)
+    assert info["fingerprint"] == enc.fingerprint
+    assert info["parameters"] == sum(p.numel() for p in enc.parameters())
