@@ -59,7 +59,8 @@ from msfkit.models.errors import MsfkitError
 @click.option(
     "--features-dir",
     type=click.Path(path_type=Path),
-    help="Keep the features (stores, .npz) here and reuse them next time.",
+    help="Keep the features (stores, .npz) here and reuse them next time [default: the msfkit cache, "
+    "$MSFKIT_CACHE or ~/.cache/msfkit, eval-features/]. Keyed by model and source.",
 )
 @click.option(
     "--memory", "memory_budget", default="512MB", show_default=True, help="RAM for one k-NN similarity block."
@@ -104,7 +105,7 @@ def eval_cmd(
     """
     import msfkit
     from msfkit.eval.report import format_table
-    from msfkit.runtime import parse_size
+    from msfkit.runtime import cache_dir, parse_size
 
     # Parse everything before the (slow) feature extraction, so a typo fails at once.
     options = {
@@ -114,7 +115,8 @@ def eval_cmd(
     }
     report = msfkit.evaluate(
         model, dataset=dataset, train=train, val=val, knn=protocols if knn or not linear else False,
-        linear=preset if linear else None, features_dir=features_dir, plot_dir=plot_dir, card=card_dir,
+        linear=preset if linear else None, features_dir=features_dir or cache_dir("eval-features"),
+        plot_dir=plot_dir, card=card_dir,
         device=device, temperature=temperature, epochs=epochs, train_fraction=train_fraction,
         head_out=head_out, batch_size=batch_size, workers=workers, precision=precision, seed=seed,
         progress=sys.stderr.isatty(), **options,

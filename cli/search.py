@@ -62,7 +62,19 @@ def search(index, queries, k, model, device, as_json, as_csv, output, grid, html
 
 def _table(df, out) -> None:
     for query, hits in df.groupby("query", sort=False):
-        click.echo(f"query: {query}", file=out)
+        click.echo(f"query: {_shown(query)}", file=out)
         click.echo(f"{'rank':>6}  {'score':>7}  path", file=out)
         for hit in hits.itertuples():
-            click.echo(f"{hit.rank:>6}  {hit.score:>7.4f}  {hit.path}", file=out)
+            click.echo(f"{hit.rank:>6}  {hit.score:>7.4f}  {_shown(hit.path)}", file=out)
+
+
+def _shown(path) -> str:
+    """A path relative to the current folder when it is below it (queries and hits alike)."""
+    import os
+
+    text = str(path)
+    if os.path.isabs(text):
+        rel = os.path.relpath(text)
+        if not rel.startswith(".."):
+            return rel
+    return text

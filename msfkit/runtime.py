@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from msfkit.models.errors import MsfkitError
@@ -137,3 +138,12 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def cache_dir(*parts: str) -> Path:
+    """msfkit's cache folder (reusable work such as evaluation features): $MSFKIT_CACHE, else
+    $XDG_CACHE_HOME/msfkit, else ~/.cache/msfkit; never the current folder."""
+    root = os.environ.get("MSFKIT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "msfkit"
+    )
+    return Path(root, *parts)

@@ -28,6 +28,7 @@ def isolated_env(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("HF_HOME", str(hf_home))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setenv("MSFKIT_CACHE", str(tmp_path_factory.mktemp("msfkit_cache")))
     for var in ("MSFKIT_MODEL", "HF_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_CACHE"):
         monkeypatch.delenv(var, raising=False)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,17 @@ def test_eval_writes_nothing_in_the_current_folder_unasked(exported, tiny_model_
                  "--linear", "--epochs", "1", "--json")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_reuses_the_features_of_the_same_model_and_folder(exported, tiny_model_dir, tmp_path):
+    import os
+
+    args = ["eval", "-m", tiny_model_dir, "--train", exported / "train", "--val", exported / "test", "--json"]
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    shards = sorted(Path(os.environ["MSFKIT_CACHE"]).glob("eval-features/*/emb/*.npy"))
+    assert len(shards) == 2
+    stamps = [p.stat().st_mtime_ns for p in shards]
+    again = run(*args)
+    assert again.exit_code == 0 and json.loads(again.output)["results"] == json.loads(first.output)["results"]
+    assert [p.stat().st_mtime_ns for p in shards] == stamps  # read again, not embedded again

@@ -130,3 +130,11 @@ def test_dedup_writes_groups_as_csv_or_json(photo_index, tmp_path):
     assert [json.loads(line)["path"] for line in r.stdout.splitlines()] == table["path"].tolist()
     r = run("dedup", index, "-o", tmp_path / "d.csv")
     assert r.exit_code == 0 and pd.read_csv(tmp_path / "d.csv").shape[1] == 6
+
+
+def test_paths_below_the_current_folder_are_shown_relative(photo_index, monkeypatch):
+    index, _, photos, _ = photo_index
+    monkeypatch.chdir(photos.parent)
+    r = run("search", index, photos / "bear.jpg", "-k", "1")
+    assert r.stdout.splitlines()[0] == f"query: {photos.name}/bear.jpg"
+    assert r.stdout.splitlines()[2] == f"     1   1.0000  {photos.name}/bear.jpg"

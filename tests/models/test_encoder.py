@@ -130,6 +130,25 @@ def test_backbone_keys_are_torchvisions_without_fc():
     assert build_backbone("resnet18")(torch.randn(2, 3, 64, 64)).shape == (2, 512)
 
 
+@pytest.mark.parametrize(
+    ("stem", "layer1_side"), [("imagenet", 8), ("cifar", 32), ("cifar-maxpool", 16), ("cifar-s2", 16)]
+)
+def test_stems_set_layer1_resolution_and_save_in_the_model_folder(tmp_path, stem, layer1_side):
+    net = build_backbone("resnet18", stem)
+    seen = []
+    net.layer1.register_forward_hook(lambda m, i, o: seen.append(o.shape[-1]))
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 512) and seen == [layer1_side]
+    # the small-image stems share the cifar stem's conv1 shape; the model folder records which one
+    assert tuple(net.conv1.weight.shape) == ((64, 3, 7, 7) if stem == "imagenet" else (64, 3, 3, 3))
+    torch.manual_seed(0)
+    enc = Encoder(EncoderConfig(arch="resnet18", stem=stem, image_size=32, resize=32))
+    enc.save_pretrained(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["stem"] == stem
+    back = msfkit.load(str(tmp_path / "m"))
+    x = torch.randn(2, 3, 32, 32)
+    np.testing.assert_array_equal(enc.embed(x), back.embed(x))
+
+
 def _rgb(img: Image.Image) -> np.ndarray:
     out = to_rgb(img)
     assert out.mode == "RGB"

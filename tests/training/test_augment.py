@@ -30,3 +30,11 @@ def test_weak_view_has_no_colour_or_blur_and_both_give_normalised_crops(photo_pa
         assert x.shape == (3, 32, 32) and x.dtype == torch.float32
     with pytest.raises(ValueError, match="weak' or 'strong"):
         view_transform("medium", 32)
+
+
+def test_blur_off_and_the_crop_scale_reach_the_pil_views():
+    tf = view_transform("strong", 32, blur=0.0, crop_scale=0.6)
+    assert not any(isinstance(t, GaussianBlur) for a in tf.transforms for t in getattr(a, "transforms", []))
+    (crop,) = [t for t in tf.transforms if type(t).__name__ == "RandomResizedCrop"]
+    assert crop.scale == (0.6, 1.0)
+    assert _blur(view_transform("strong", 32)).high == pytest.approx(2.0 * 32 / 224)  # on by default

@@ -42,6 +42,8 @@ def test_preset_then_yaml_then_overrides(tmp_path):
         ("augmentation=strong/weak", "augmentation must be one of"),
         ("k=0", "k must be at least 1"),
         ("epochs", "is not key=value"),
+        ("blur=1.5", "blur must be in"),
+        ("crop_scale=0", "crop_scale must be in"),
     ],
 )
 def test_bad_overrides_are_one_line_errors(override, message):

@@ -124,3 +124,35 @@ def test_knn_monitor_scores_the_online_backbone_on_the_val_set(tmp_path):
     assert knn["top1"] == round(expected, 2)
     rows = (run / "metrics.csv").read_text().splitlines()
     assert rows[-1].startswith("2,1,") and rows[-1].endswith(f",{expected}")
+
+
+def test_the_monitor_scores_random_init_at_step_0_then_every_n_steps_against_training_minutes(tmp_path):
+    import csv
+
+    from msfkit.data.datasets import ArrayImageDataset, load_fashion_mnist
+    from msfkit.eval.features import extract_features
+    from msfkit.eval.knn import knn_accuracy
+    from msfkit.models import Encoder, EncoderConfig
+
+    run = tmp_path / "run"
+    monitor = ["val_data=fashion-mnist:test", "knn_k=3", "knn_train_limit=40", "knn_val_limit=20"]
+    every = ["knn_at_start=true", "knn_every=1", "knn_every_steps=1", "log_every=1"]
+    args = ["train", *TINY, "stem=cifar-s2", "data=fashion-mnist", "limit=12", "epochs=1", f"out={run}"]
+    r = CliRunner().invoke(cli, [*args, *monitor, *every, "-q"])
+    assert r.exit_code == 0, r.output
+    with (run / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    knn_rows = [(int(r["step"]), float(r["minutes"])) for r in rows if r["knn_top1"]]
+    assert [s for s, _ in knn_rows] == [0, 1, 2, 3]  # step 0, every step, the end once
+    assert knn_rows[0][1] < 0.05 and all(a[1] <= b[1] for a, b in zip(knn_rows, knn_rows[1:], strict=False))
+
+    # step 0 is the random-init network of the run's seed: the same number from a fresh encoder
+    torch.manual_seed(0)
+    fresh = Encoder(EncoderConfig(arch="resnet18", stem="cifar-s2", image_size=32, resize=32))
+    (xtr, ytr), (xte, yte) = load_fashion_mnist("train"), load_fashion_mnist("test")
+    train = extract_features(fresh, ArrayImageDataset(xtr[:40], ytr[:40]))
+    val = extract_features(fresh, ArrayImageDataset(xte[:20], yte[:20]))
+    expected = knn_accuracy(*train, *val, ks=(3,), protocol="msf")["top1"][3]
+    knn = msfkit.load(str(run / "model")).config.provenance["knn_monitor"]
+    assert knn["random_init_top1"] == round(expected, 2) and knn["step"] == 3
+    assert float(rows[0]["knn_top1"]) == expected

@@ -31,6 +31,7 @@ from msfkit.training.views import (
     gaussian_blur,
     make_views,
     resized_crop,
+    view_specs,
 )
 
 N = 20_000
@@ -89,6 +90,23 @@ def test_each_probability_on_20k_draws():
     # independent draws: jitter and grayscale together about 0.8 x 0.2 of the time
     both = (strong.jitter & strong.gray).double().mean().item()
     assert both == pytest.approx(0.16, abs=tol)
+
+
+def test_the_recipe_knobs_turn_blur_off_and_set_the_smallest_crop():
+    specs = view_specs(crop_scale=0.5, blur=0.0)
+    strong = draw_params(specs["strong"], _sizes(N, 28, 28), batch_generator(0, 0, 0), image_size=32)
+    assert not strong.blur.any() and strong.jitter.any() and strong.gray.any()
+    area = (strong.box[:, 2] * strong.box[:, 3]) / (28 * 28)
+    assert area.min().item() >= 0.5 - 2 * 28 / 784 and area.max().item() <= 1.0  # rounding: a px row
+    default = draw_params(SPECS["strong"], _sizes(N, 28, 28), batch_generator(0, 0, 0), image_size=32)
+    assert (default.box[:, 2] * default.box[:, 3] / 784).min().item() < 0.3  # 0.2 by default
+    # the same generator draws the same boxes' randomness: only the knobs differ
+    x = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    a = make_views(x, _sizes(8, 28, 28), batch_generator(0, 0, 0), kinds=("weak", "strong"), image_size=32)
+    b = make_views(
+        x, _sizes(8, 28, 28), batch_generator(0, 0, 0), kinds=("weak", "strong"), image_size=32, specs=SPECS
+    )
+    assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
 
 
 def test_jitter_factors_sigma_and_op_order_ranges():
