@@ -1,10 +1,9 @@
 """Reading embedding stores: `Store` (vectors, metadata, errors) and `open_store`.
 
     store = open_store("store")          # or open_store(["a", "b"]), or a folder of --shard parts
-    store.vectors                        # (N, D) float32 (memory-mapped when the store has one shard)
-    for start, block in store.iter_batches(65536): ...
+    store.vectors                        # (N, D) float32, memory-mapped
     store.meta, store.errors             # pandas DataFrames, rows aligned with the vectors
-    store.take(rows)                     # the vectors of some sorted rows, reading only those
+    store.take(rows), store.iter_batches(65536)     # some rows; blocks, in order (no joined copy)
 """
 
 from __future__ import annotations
@@ -137,13 +136,16 @@ class Store:
 
     @cached_property
     def vectors(self) -> np.ndarray:
-        """All vectors as one (N, D) float32 array: memory-mapped for one shard, else read once and kept."""
+        """All vectors as one read-only memory-mapped (N, D) float32 array, however many shards: one
+        shard is mapped in place, several are joined once into the msfkit cache (`msfkit.store.cache`)."""
         arrays = self.shard_vectors()
         if len(arrays) == 1:
             return arrays[0]
         if not arrays:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.concatenate(arrays)
+        from msfkit.store.cache import joined_vectors
+
+        return joined_vectors(arrays, self.manifest_hash, (len(self), self.dim))
 
     def iter_batches(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, (<= rows, D) array) blocks in order; memory stays at about one block."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +152,19 @@ def test_not_a_store_and_future_format_are_one_line_errors(tmp_path):
     write_manifest(root, {**manifest, "format_version": FORMAT_VERSION + 1})
     with pytest.raises(MsfkitError, match="format_version"):
         open_store(root)
+
+
+def test_vectors_of_many_shards_are_one_memory_map_copied_once(tmp_path, monkeypatch):
+    from tests.msfkit.index_stores import clustered_vectors, write_vector_store
+
+    x = clustered_vectors(2500, 8, 4, seed=0)
+    root = write_vector_store(tmp_path / "store", x, shard_rows=1000)  # 3 shards
+    first = open_store(root).vectors
+    assert isinstance(first, np.memmap) and not first.flags.writeable
+    np.testing.assert_array_equal(first, x)
+    cached = sorted(Path(os.environ["MSFKIT_CACHE"]).glob("vectors/*.npy"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    again = open_store(root)  # another reader (another process would do the same)
+    assert isinstance(again.vectors, np.memmap) and again.vectors is again.vectors
+    assert cached[0].stat().st_mtime_ns == stamp  # mapped, not copied again
