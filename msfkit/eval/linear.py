@@ -28,6 +28,7 @@ from torch import nn
 
 from msfkit.eval.labels import class_indices, holdout_split
 from msfkit.models.errors import MsfkitError
+from msfkit.models.runtime import evaluating
 
 PRESETS = ("fast", "msf")
 FAST_LRS = (0.003, 0.01, 0.03, 0.1, 0.3)
@@ -227,10 +228,8 @@ def train_linear_msf(
         head.linear.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, recipe.milestones, gamma=0.1)
-    was_training = encoder.training
-    encoder.eval().to(device)
     torch.manual_seed(seed)  # the augmentations draw from the global generator
-    try:
+    with evaluating(encoder, torch.device(device)):
         for _ in tqdm(
             range(recipe.epochs), desc="linear (msf)", unit="epoch", disable=not progress, leave=False
         ):
@@ -242,8 +241,6 @@ def train_linear_msf(
                 loss.backward()
                 opt.step()
             sched.step()
-    finally:
-        encoder.train(was_training)
     head.classes = list(classes)
     head.info = {"preset": "msf", "recipe": asdict(recipe), "n_train": len(train_dataset)}
     return head
