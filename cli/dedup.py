@@ -24,19 +24,26 @@ from msfkit.cli.common import echo_json_lines, json_lines_option
 @click.option(
     "-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the CSV here instead of stdout."
 )
+@click.option(
+    "--keep", type=click.Choice(["first", "largest", "newest"]),
+    help="Write the files to REMOVE instead (one per duplicate, keeping the first, largest or newest of "
+    "each group): a list, msfkit never deletes anything.",
+)  # fmt: skip
 @json_lines_option
-def dedup(index, threshold, k, out, as_json):
-    """Find groups of near-duplicate images in INDEX: one CSV row per image (group, size, path, score).
+def dedup(index, threshold, k, out, keep, as_json):
+    """Find groups of near-duplicate images in INDEX (an index folder, or an embedding store):
+    one CSV row per image (group, size, path, score), or with --keep the list of files to remove.
 
-    The vectors are read back from the stores INDEX was built from.
+    The vectors are read back from the stores the index was built from; a store is searched exactly.
     """
-    import msfkit
+    from msfkit.retrieval.dedup import dedup_any
 
-    df = msfkit.open_index(index).dedup(threshold=threshold, k=k, progress=not as_json)
+    df = dedup_any(index, threshold=threshold, k=k, keep=keep, progress=not as_json)
     if as_json:
         echo_json_lines(df.to_dict("records"))
     elif out:
         df.to_csv(out, index=False)
-        click.echo(f"{df['group'].nunique()} groups, {len(df)} images -> {out}", err=True)
+        what = "files to remove" if keep else "images"
+        click.echo(f"{df['group'].nunique()} groups, {len(df)} {what} -> {out}", err=True)
     else:
         df.to_csv(sys.stdout, index=False)

@@ -12,6 +12,7 @@ k + 1 is still found whole as long as its members are chained by edges, as copie
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -81,6 +82,33 @@ def dedup(
         }
     )
     return df.sort_values(["group", "row"], ignore_index=True)
+
+
+def dedup_any(
+    source: IndexFolder | str | os.PathLike,
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    k: int = DEFAULT_K,
+    keep: str | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """`dedup` of an index folder or of an embedding store (searched exactly through a temporary flat
+    index); with `keep`, the removal list of `msfkit.retrieval.keep` instead of the groups."""
+    import tempfile
+
+    from msfkit.index.build import build_index
+    from msfkit.retrieval.keep import removal_list
+    from msfkit.store import is_store
+
+    with tempfile.TemporaryDirectory(prefix="msfkit-dedup-") as tmp:
+        if not isinstance(source, IndexFolder) and is_store(source):
+            build_index(source, Path(tmp) / "index", kind="flat", recall=1.0)
+            source = Path(tmp) / "index"
+        index = source if isinstance(source, IndexFolder) else open_folder(source)
+        groups = dedup(index, threshold=threshold, k=k, progress=progress)
+        if keep is None:
+            return groups
+        return removal_list(groups, reopen_store(index.info).meta, keep)
 
 
 def _find(parent: np.ndarray, i: int) -> int:
