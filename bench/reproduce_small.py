@@ -1,122 +1,238 @@
-"""MSF at small scale: ResNet18, Fashion-MNIST, 32 px; MSF w/s (k=5) vs BYOL-asym w/s (k=1) vs random init.
+"""MSF at small scale: ResNet18, Fashion-MNIST, 32 px; MSF w/s (k=5) vs BYOL-asym w/s (k=1) vs random
+init vs raw pixels, with the small-image recipe (the `fashion-mnist-small` preset).
 
-    .venv/bin/python bench/reproduce_small.py --out /tmp/msfkit-repro    # ~30 min on a 2-core CPU
-    .venv/bin/python bench/reproduce_small.py --stem cifar --epochs 50 --minutes 0 --batch-size 256  # GPU
+    .venv/bin/python bench/reproduce_small.py --out /tmp/repro --threads 1 --parallel   # 2-core CPU, ~35 min
+    .venv/bin/python bench/reproduce_small.py --stem cifar --epochs 200 --minutes 0 --batch-size 256  # GPU
 
-Every model is evaluated the same way on frozen, centre-crop features: k-NN with the MSF paper's
-protocol (cosine, unweighted vote, k = 1 and 20) and the fast linear probe of `msfkit.eval.linear`
-(the reference head on cached features, lr chosen on held-out TRAIN). The random-init ResNet18
-is the baseline measured in the same run; the table shows each method's gain over it.
-
-On this CPU the default is the ImageNet stem (1/16 of the cifar stem's compute at 32 px) and a
-time box per training run (`--minutes`); the runs record how many steps they managed.
+Every model is scored the same way on frozen, centre-crop features of the full 60,000 train and
+10,000 test images (`msfkit.eval.features.extract_features`, the encoder's own preprocessing):
+k-NN with the MSF paper's protocol (cosine, unweighted vote, k = 1 and 20). Raw pixels are the
+28 x 28 images as unit vectors, same protocol. During training the k-NN monitor (20-NN, first
+10,000 train / 2,000 test images) draws the curve; random init and raw pixels are scored on the
+same subsets for the flat lines of the plot (`--plot`, accuracy vs training minutes).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
 def evaluate(encoder, train, val, workers: int, precision: str) -> dict:
-    """k-NN (msf protocol, k = 1, 20) and fast-linear top-1 of a frozen encoder."""
+    """k-NN (msf protocol, k = 1, 20) of a frozen encoder."""
     from msfkit.data.datasets import ArrayImageDataset
     from msfkit.eval.features import extract_features
-    from msfkit.eval.knn import knn_accuracy
-    from msfkit.eval.linear import evaluate_head, train_linear_fast
 
     kw = dict(batch_size=256, workers=workers, precision=precision)
     start = time.perf_counter()
     train_x, train_y = extract_features(encoder, ArrayImageDataset(*train), **kw)
     val_x, val_y = extract_features(encoder, ArrayImageDataset(*val), **kw)
-    knn = knn_accuracy(train_x, train_y, val_x, val_y, ks=(1, 20), protocol="msf")
-    head = train_linear_fast(train_x, train_y)
-    linear, _, _ = evaluate_head(head, val_x, val_y)
-    return {
-        "knn1": knn["top1"][1],
-        "knn20": knn["top1"][20],
-        "linear": linear,
-        "linear_lr": head.info["recipe"]["lr"],
-        "eval_s": time.perf_counter() - start,
-    }
+    return {**knn(train_x, train_y, val_x, val_y), "eval_s": time.perf_counter() - start}
+
+
+def knn(train_x, train_y, val_x, val_y) -> dict:
+    from msfkit.eval.knn import knn_accuracy
+
+    acc = knn_accuracy(train_x, train_y, val_x, val_y, ks=(1, 20), protocol="msf")["top1"]
+    return {"knn1": acc[1], "knn20": acc[20]}
+
+
+def pixels(images) -> np.ndarray:
+    x = images.reshape(len(images), -1).astype(np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def curve(run: Path) -> list[tuple[float, float]]:
+    """(training minutes, monitor 20-NN) of a run's metrics.csv, the minutes read off its loss rows
+    at the same step (step 0 = minute 0), so that no monitor time is counted."""
+    with (run / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    logged = [(0, 0.0)] + [(int(r["step"]), float(r["minutes"])) for r in rows if not r["knn_top1"]]
+    steps, minutes = zip(*sorted(logged), strict=True)
+    scored = {int(r["step"]): float(r["knn_top1"]) for r in rows if r["knn_top1"]}  # one per step
+    return [(float(np.interp(step, steps, minutes)), top1) for step, top1 in sorted(scored.items())]
+
+
+def plot(results: dict, curves: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    end = max([m for c in curves.values() for m, _ in c] or [1.0])
+    for name, points in curves.items():
+        xs, ys = zip(*points, strict=True) if points else ((), ())
+        line = ax.plot(xs, ys, marker="o", ms=3, label=f"{name}, monitor (10k/2k)")[0]
+        final = results[name]["knn20"]
+        ax.plot([xs[-1] if xs else end], [final], marker="*", ms=12, color=line.get_color(), ls="none",
+                label=f"{name}, final 60k/10k: {final:.2f}")  # fmt: skip
+    for name, style in (("random init", "--"), ("raw pixels", ":")):
+        sub = results[name]["knn20_subset"]
+        ax.axhline(
+            sub,
+            ls=style,
+            color="grey",
+            label=f"{name} (10k/2k {sub:.2f}; 60k/10k {results[name]['knn20']:.2f})",
+        )
+    ax.set_xlabel("training minutes (CPU, monitor time left out)")
+    ax.set_ylabel("20-NN top-1 % (msf protocol)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def measure_baselines(record, args, base_cfg, data) -> None:
+    """Raw pixels and the random-init network (the runs' own seed), on the full splits and the subsets."""
+    from msfkit.models import Encoder
+    from msfkit.training.export import encoder_config
+
+    train_set, test_set, sub_train, sub_val = data
+    row = knn(pixels(train_set[0]), train_set[1], pixels(test_set[0]), test_set[1])
+    row["knn20_subset"] = knn(pixels(sub_train[0]), sub_train[1], pixels(sub_val[0]), sub_val[1])["knn20"]
+    record("raw pixels", row)
+    torch.manual_seed(0)
+    random_init = Encoder(encoder_config(base_cfg))
+    row = evaluate(random_init, train_set, test_set, args.workers, args.precision)
+    row["knn20_subset"] = evaluate(random_init, sub_train, sub_val, args.workers, args.precision)["knn20"]
+    record("random init", row)
+
+
+def train_run(preset: str, overrides: list[str]) -> tuple[Path, float]:
+    """(model folder, wall seconds) of one training run."""
+    from msfkit.training.config import load_config
+    from msfkit.training.loop import train
+
+    start = time.perf_counter()
+    model_dir = train(load_config(preset, overrides=overrides), progress=False)
+    return model_dir, time.perf_counter() - start
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="/tmp/msfkit-repro", help="run folders and results.json")
-    ap.add_argument("--stem", default="imagenet", choices=["imagenet", "cifar"])
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--minutes", type=float, default=11.0, help="time box per training run (0 = none)")
-    ap.add_argument("--limit", type=int, default=0, help="train on the first N images (0 = all 60,000)")
+    ap.add_argument("--preset", default="fashion-mnist-small")
+    ap.add_argument("--stem", default="", help="override the preset's stem")
+    ap.add_argument("--epochs", type=int, default=4, help="the lr and EMA schedules' length")
+    ap.add_argument("--minutes", type=float, default=36.0, help="safety time box per training run (0 = none)")
+    ap.add_argument("--knn-every-steps", type=int, default=250, help="k-NN monitor interval (the curve)")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--bank-size", type=int, default=16_384)
-    ap.add_argument("--knn-train", type=int, default=0, help="train images the evaluation embeds (0 = all)")
-    ap.add_argument("--val", type=int, default=0, help="test images evaluated (0 = all 10,000)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the cores the workers leave)")
     ap.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    ap.add_argument("--plot", default="bench/reproduce_small.png")
+    ap.add_argument("--only", nargs="*", default=None, help="methods to train: msf byol-asym")
+    ap.add_argument("--parallel", action="store_true", help="train both methods at once (use --threads 1)")
+    ap.add_argument("--baselines", default="", help="results.json of an earlier run: reuse its two baselines")
+    ap.add_argument("--replot", action="store_true", help="redraw the plot and table from OUT/results.json")
     args = ap.parse_args()
+    if args.replot:
+        return replot(Path(args.out), Path(args.plot))
 
     from msfkit.data.datasets import load_fashion_mnist
-    from msfkit.models import Encoder, EncoderConfig
+    from msfkit.models import Encoder
     from msfkit.training.config import load_config
-    from msfkit.training.loop import train
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    # the evaluation's data worker needs a core too (training sets its own threads the same way)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0)) - args.workers)))
+    free = max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0)) - args.workers))
+    torch.set_num_threads(args.threads or free)
     train_set, test_set = load_fashion_mnist("train"), load_fashion_mnist("test")
-    knn_train = tuple(a[: args.knn_train or None] for a in train_set)
-    val = tuple(a[: args.val or None] for a in test_set)
-    print(
-        f"Fashion-MNIST, ResNet18 ({args.stem} stem) 32 px; "
-        f"eval on {len(knn_train[0])} train / {len(val[0])} test images"
-    )
+    sub_train, sub_val = tuple(a[:10_000] for a in train_set), tuple(a[:2_000] for a in test_set)
+    common = [
+        f"stem={args.stem}" if args.stem else "", f"epochs={args.epochs}", f"max_minutes={args.minutes}",
+        f"batch_size={args.batch_size}", f"workers={args.workers}", f"precision={args.precision}",
+        f"knn_every_steps={args.knn_every_steps}", "knn_train_limit=10000", "knn_val_limit=2000",
+        f"threads={args.threads}",
+    ]  # fmt: skip
+    common = [c for c in common if c]
+    base_cfg = load_config(args.preset, overrides=common)
+    print(f"Fashion-MNIST, ResNet18 ({base_cfg.stem} stem) {base_cfg.image_size} px; {base_cfg}", flush=True)
     results: dict[str, dict] = {}
+    curves: dict[str, list] = {}
 
     def record(name: str, row: dict) -> None:
         results[name] = row
-        (out / "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+        doc = {"args": vars(args), "config": base_cfg.to_dict(), "results": results, "curves": curves}
+        (out / "results.json").write_text(json.dumps(doc, indent=2))
         print(f"{name}: {json.dumps(row)}", flush=True)
 
-    torch.manual_seed(0)
-    random_init = Encoder(EncoderConfig(arch="resnet18", stem=args.stem, image_size=32, resize=32))
-    record("random init", {**evaluate(random_init, knn_train, val, args.workers, args.precision)})
+    if args.baselines:  # the same protocol and data: no need to measure them again
+        earlier = json.loads(Path(args.baselines).read_text())["results"]
+        for name in ("raw pixels", "random init"):
+            record(name, {**earlier[name], "from": args.baselines})
+    else:
+        measure_baselines(record, args, base_cfg, (train_set, test_set, sub_train, sub_val))
 
-    for name, k in (("MSF w/s (k=5)", 5), ("BYOL-asym w/s (k=1)", 1)):
-        run = out / f"k{k}"
-        overrides = [
-            f"out={run}", f"stem={args.stem}", f"k={k}", f"epochs={args.epochs}", f"limit={args.limit}",
-            f"max_minutes={args.minutes}", f"batch_size={args.batch_size}", f"bank_size={args.bank_size}",
-            f"workers={args.workers}", f"precision={args.precision}", "knn_every=0",
-        ]  # fmt: skip
-        cfg = load_config("fashion-mnist", overrides=overrides)
-        start = time.perf_counter()
-        model_dir = train(cfg, progress=False)
-        train_s = time.perf_counter() - start
+    methods = [(name, k) for name, k in (("MSF w/s (k=5)", 5), ("BYOL-asym w/s (k=1)", 1))]
+    methods = [m for m in methods if not args.only or ("msf" if m[1] > 1 else "byol-asym") in args.only]
+    runs = {k: [*common, f"out={out / f'k{k}'}", f"k={k}"] for _, k in methods}
+    if args.parallel:  # both methods at once, one process each: another job's load hits both alike
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(len(runs), mp_context=get_context("spawn")) as pool:
+            done = dict(zip(runs, pool.map(train_run, [args.preset] * len(runs), runs.values()), strict=True))
+    for name, k in methods:
+        cfg = load_config(args.preset, overrides=runs[k])
+        run = Path(cfg.out)
+        model_dir, wall_s = done[k] if args.parallel else train_run(args.preset, runs[k])
         encoder = Encoder.from_pretrained(model_dir)
         prov = encoder.config.provenance
-        row = evaluate(encoder, knn_train, val, args.workers, args.precision)
-        row.update(steps=prov["steps"], epochs_trained=prov["epochs_trained"], train_s=train_s)
-        row["images_per_s"] = prov["steps"] * args.batch_size / train_s
+        row = evaluate(encoder, train_set, test_set, args.workers, args.precision)
+        curves[name] = curve(run)
+        minutes = curves[name][-1][0] if curves[name] else wall_s / 60
+        row.update(
+            steps=prov["steps"], epochs_trained=prov["epochs_trained"], train_min=minutes, wall_s=wall_s
+        )
+        row["images_per_s"] = prov["steps"] * args.batch_size / (60 * minutes)
         record(name, row)
+        plot(
+            results,
+            curves,
+            Path(args.plot),
+            f"Fashion-MNIST, ResNet18 {cfg.stem} stem, {cfg.image_size} px, batch {cfg.batch_size}, "
+            f"{args.epochs}-epoch schedule",
+        )
 
-    base = results["random init"]
+    table(results)
+
+
+def replot(out: Path, path: Path) -> None:
+    doc = json.loads((out / "results.json").read_text())
+    results, cfg, args = doc["results"], doc["config"], doc["args"]
+    curves = {
+        name: curve(out / f"k{5 if name.startswith('MSF') else 1}")
+        for name in results
+        if "steps" in results[name]
+    }
+    title = f"Fashion-MNIST, ResNet18 {cfg['stem']} stem, {cfg['image_size']} px, batch {cfg['batch_size']}, "
+    plot(results, curves, path, title + f"{args['epochs']}-epoch schedule")
+    print(json.dumps(curves))
+    table(results)
+
+
+def table(results: dict) -> None:
+    rand = results["random init"]
     print()
-    print("| model | steps (epochs) | train min | 1-NN | 20-NN | fast linear | 20-NN vs random |")
+    print("| model | steps (epochs) | train min | images/s | 1-NN | 20-NN | 20-NN vs random init |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         trained = f"{r['steps']} ({r['epochs_trained']:.2f})" if "steps" in r else "-"
-        minutes = f"{r['train_s'] / 60:.1f}" if "train_s" in r else "-"
-        gain = r["knn20"] - base["knn20"]
+        minutes = f"{r['train_min']:.1f}" if "train_min" in r else "-"
+        speed = f"{r['images_per_s']:.0f}" if "images_per_s" in r else "-"
+        gain = r["knn20"] - rand["knn20"]
         print(
-            f"| {name} | {trained} | {minutes} | {r['knn1']:.2f} | {r['knn20']:.2f} | {r['linear']:.2f} "
-            f"| {gain:+.2f} |"
+            f"| {name} | {trained} | {minutes} | {speed} | {r['knn1']:.2f} | {r['knn20']:.2f} | {gain:+.2f} |"
         )
 
 

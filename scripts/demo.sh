@@ -13,6 +13,8 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "1. train: MSF (weak/strong views, k=5) on Fashion-MNIST, ResNet18 at 32 px, time-boxed to 3 minutes"
 msfkit train --preset demo out="$OUT/run"
+# the k-NN monitor scored the random-init network at step 0 on the same images: the baseline
+python -c "import json, sys; k = json.load(open(sys.argv[1]))['provenance']['knn_monitor']; print(f\"k-NN ({k['k']}-NN, msf protocol, {k['train_images']} train / {k['val_images']} test images): this model {k['top1']:.2f}%, the same network at random init {k['random_init_top1']:.2f}%\")" "$OUT/run/model/config.json"
 msfkit models info "$OUT/run/model"
 
 step "2. a labelled image folder: 100 train + 100 test images per class, as PNG files"

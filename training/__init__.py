@@ -3,9 +3,11 @@
     from msfkit.training import load_config, train
     model_dir = train(load_config("demo"))          # Fashion-MNIST, a few minutes on a CPU
 
-One concept per module: `config` (TrainConfig, presets), `augment` (weak/strong views),
-`data` (folders and named datasets), `bank` (memory bank), `loss`, `ema`, `msf` (the model and
-its step), `loop` (train_one_epoch, the run), `monitor` (metrics.csv, TensorBoard, k-NN),
+One concept per module: `config` (TrainConfig, presets), `augment` (weak/strong views, PIL),
+`views` (the same views, batched on the device), `data` (folders and named datasets),
+`bad_files` (unreadable images skipped and recorded), `batches` (the seeded order, the loader),
+`bank` (memory bank), `loss`, `ema`, `msf` (the model and its step),
+`loop` (train_one_epoch, the run), `monitor` (metrics.csv, TensorBoard, k-NN),
 `checkpoint`, `distributed` (DDP), `export` (checkpoints and runs -> model folders).
 Names load on first use.
 """

@@ -55,20 +55,23 @@ class UInt8Batches:
     def __getitems__(self, indices):
         import torch
 
-        labels = torch.as_tensor(self.labels[indices])
         if self.array is not None:
+            labels = torch.as_tensor(self.labels[indices])
             batch = torch.from_numpy(self.array[indices])
             batch = batch.unsqueeze(1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2).contiguous()
             return batch, torch.tensor([batch.shape[2:]]).expand(len(indices), 2), labels
         from PIL import Image
 
-        size, images, sizes = self.source_size, [], []
+        size, images, sizes, sources = self.source_size, [], [], []
+        # a dataset that skips bad files (training.bad_files) says which item an image came from
+        resolve = getattr(self.dataset, "resolve", None) or (lambda i: (self.dataset.image(i), i))
         for i in indices:
-            img = self.dataset.image(i)
+            img, source = resolve(i)
+            sources.append(source)
             sizes.append((img.height, img.width))
             pixels = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8)
             images.append(torch.from_numpy(pixels.copy()).permute(2, 0, 1))
-        return torch.stack(images), torch.tensor(sizes), labels
+        return torch.stack(images), torch.tensor(sizes), torch.as_tensor(self.labels[sources])
 
 
 def as_batch(batch):

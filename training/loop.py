@@ -20,15 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from msfkit.models.errors import MsfkitError
 from msfkit.models.runtime import resolve_device
 from msfkit.runtime import Ranks
-from msfkit.training.augment import TwoViews
+from msfkit.training.bad_files import BAD_FILES_NAME, BadFiles, skip_bad
+from msfkit.training.batches import EpochBatches, make_loader
 from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
 from msfkit.training.config import TrainConfig
-from msfkit.training.data import UInt8Batches, as_batch, first, open_dataset
+from msfkit.training.data import first, open_dataset
 from msfkit.training.distributed import (
     all_finite,
     any_rank,
@@ -38,49 +39,6 @@ from msfkit.training.ema import ema_momentum
 from msfkit.training.export import export_model
 from msfkit.training.monitor import KnnMonitor, RunLog
 from msfkit.training.msf import MSF
-from msfkit.training.views import DeviceViews, view_specs
-
-
-class EpochBatches(Sampler):
-    """This process's share of each global batch of a seeded per-epoch permutation (drop last)."""
-
-    def __init__(self, n: int, global_batch: int, d: Ranks, seed: int) -> None:
-        self.n, self.global_batch, self.d, self.seed = n, global_batch, d, seed
-        self.local = global_batch // d.world
-        self.steps_per_epoch = n // global_batch
-        self.epoch, self.start = 0, 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Serve `epoch` from its batch number `start` on (a resumed run starts mid-epoch)."""
-        self.epoch, self.start = epoch, start
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.n, generator=g)
-        for b in range(self.start, self.steps_per_epoch):
-            lo = b * self.global_batch + self.d.rank * self.local
-            yield perm[lo : lo + self.local].tolist()
-
-    def __len__(self) -> int:
-        return self.steps_per_epoch - self.start
-
-
-def make_loader(cfg: TrainConfig, data, sampler: EpochBatches, device: torch.device):
-    """(batches of (target view, query view, labels), the `set_epoch` owner, loader workers)."""
-    pin = device.type == "cuda"
-    if cfg.augment_on == "workers":  # each worker makes the views of its images with PIL
-        view = dict(crop_scale=cfg.crop_scale, blur=cfg.blur)
-        views = TwoViews(data, cfg.augmentation, cfg.image_size, cfg.seed, **view)
-        loader = DataLoader(views, batch_sampler=sampler, num_workers=cfg.workers, pin_memory=pin)
-        return loader, views, cfg.workers
-    # workers decode files only (a named dataset is an in-memory array); the views are made on the device
-    images = UInt8Batches(data, source_size=math.ceil(cfg.image_size * 8 / 7))
-    workers = 0 if images.in_memory else cfg.workers
-    raw = DataLoader(images, batch_sampler=sampler, num_workers=workers, collate_fn=as_batch, pin_memory=pin)
-    augment = dict(augmentation=cfg.augmentation, image_size=cfg.image_size, seed=cfg.seed)
-    specs = view_specs(crop_scale=cfg.crop_scale, blur=cfg.blur)
-    views = DeviceViews(raw, sampler, **augment, device=device, specs=specs)
-    return views, views, workers
 
 
 def schedules(cfg: TrainConfig, steps_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +118,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     if cfg.batch_size % d.world:
         raise MsfkitError(f"batch_size={cfg.batch_size} does not split over {d.world} processes")
     torch.manual_seed(cfg.seed)
-    data = first(open_dataset(cfg.data), cfg.limit)
+    run.mkdir(parents=True, exist_ok=True)  # bad_files.csv may be written by the first batch
+    data = skip_bad(first(open_dataset(cfg.data), cfg.limit), run)
+    bad = BadFiles(run / BAD_FILES_NAME)
     sampler = EpochBatches(len(data), cfg.batch_size, d, cfg.seed)
     loader, views, workers = make_loader(cfg, data, sampler, device)
     if device.type == "cpu":
@@ -226,6 +186,37 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
         total=stop, initial=step, unit="step", disable=not (progress and d.is_main), dynamic_ncols=True
     )
     window = {"loss": 0.0, "purity": 0.0, "n": 0, "t": time.perf_counter()}
+    # training minutes (the k-NN monitor's time left out), continued over resumes: the curve's x axis
+    clock = {"start": time.perf_counter(), "monitor": 0.0, "before": float(metrics.get("minutes", 0.0))}
+
+    def minutes() -> float:
+        return clock["before"] + (time.perf_counter() - clock["start"] - clock["monitor"]) / 60
+
+    def knn(at: int) -> None:
+        if at and metrics.get("knn", {}).get("step") == at:
+            return  # knn_every_steps already scored this step (an epoch's end)
+        t, now = time.perf_counter(), minutes()
+        top1 = monitor(model)
+        key = "knn" if at else "knn_random_init"
+        metrics[key] = {"k": cfg.knn_k, "top1": top1, "step": at, **monitor.sizes}
+        epoch = (at - 1) // steps_per_epoch + 1
+        log.write({"step": at, "epoch": epoch, "minutes": now, "knn_top1": top1})
+        when = f"epoch {epoch}, step {at}" if at else "random init (step 0)"
+        bar.write(f"{when}: k-NN ({cfg.knn_k}-NN, msf) top-1 {top1:.2f}%")
+        clock["monitor"] += time.perf_counter() - t
+        window["t"] += time.perf_counter() - t  # nor in the images/s of the log window
+
+    def check_bad_files() -> int:
+        count = len(bad.read())
+        if any_rank(count > cfg.max_bad_share * len(data)):
+            raise MsfkitError(
+                f"{count} of {len(data)} training images are unreadable, more than max_bad_share="
+                f"{cfg.max_bad_share}: see {bad.path}"
+            )
+        if count > metrics.get("bad_files", 0):
+            bar.write(f"skipped {count} unreadable training images so far (listed in {bad.path})")
+        metrics["bad_files"] = count
+        return count
 
     deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
 
@@ -246,16 +237,22 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
                 "ema": float(momentums[at - 1]),
                 "purity": window["purity"] / window["n"],
                 "images_per_s": window["n"] * cfg.batch_size / seconds,
+                "minutes": minutes(),
+                "bad_files": check_bad_files(),
             }
             log.write(row)
-            metrics.update(loss=row["loss"], purity=row["purity"])
+            metrics.update(loss=row["loss"], purity=row["purity"], minutes=row["minutes"])
             bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
             window.update(loss=0.0, purity=0.0, n=0, t=time.perf_counter())
         bar.update(1)
+        if monitor and cfg.knn_every_steps and at % cfg.knn_every_steps == 0 and at < stop:
+            knn(at)
         if cfg.save_every_steps and at % cfg.save_every_steps == 0:
             save(at)
         return at >= stop
 
+    if monitor and cfg.knn_at_start and step == 0:
+        knn(0)  # the random-init baseline, on the monitor's own images and protocol
     try:
         while step < stop:
             epoch = step // steps_per_epoch
@@ -264,7 +261,14 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
             views.set_epoch(epoch)
             try:
                 step = train_one_epoch(
-                    ddp, loader, optimizer, lrs=lrs, momentums=momentums, step=step, device=device, cfg=cfg,
+                    ddp,
+                    loader,
+                    optimizer,
+                    lrs=lrs,
+                    momentums=momentums,
+                    step=step,
+                    device=device,
+                    cfg=cfg,
                     on_step=on_step,
                 )
             except NonFiniteLoss as e:
@@ -276,10 +280,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
                 raise NonFiniteLoss(f"{e}: training stopped; {advice}") from None
             epoch_done = step % steps_per_epoch == 0
             if monitor and ((epoch_done and (epoch + 1) % cfg.knn_every == 0) or step == stop):
-                top1 = monitor(model)
-                metrics["knn"] = {"k": cfg.knn_k, "top1": top1, "step": step, **monitor.sizes}
-                log.write({"step": step, "epoch": epoch + 1, "knn_top1": top1})
-                bar.write(f"epoch {epoch + 1}: k-NN ({cfg.knn_k}-NN, msf) top-1 {top1:.2f}%")
+                knn(step)
             if (epoch_done and (epoch + 1) % cfg.save_every == 0) or step == stop:
                 save(step)
     finally:

@@ -14,12 +14,14 @@ from pathlib import Path
 import torch
 
 from msfkit.models.errors import MsfkitError
+from msfkit.training.bad_files import skip_bad
 from msfkit.training.config import TrainConfig
 from msfkit.training.data import first, labels_of, open_dataset
 from msfkit.training.export import encoder_config
 from msfkit.training.msf import MSF
 
-METRICS = ("step", "epoch", "loss", "lr", "ema", "purity", "images_per_s", "knn_top1")
+# minutes: training wall time, the monitor's own left out; bad_files: unreadable images skipped so far
+METRICS = ("step", "epoch", "loss", "lr", "ema", "purity", "images_per_s", "minutes", "bad_files", "knn_top1")
 
 
 class RunLog:
@@ -64,8 +66,10 @@ class KnnMonitor:
     def __init__(self, cfg: TrainConfig, device: torch.device, bf16: bool) -> None:
         self.cfg, self.device, self.bf16 = cfg, device, bf16
         # untransformed: extract_features runs the encoder's own preprocessing (the one feature path)
-        self.train = first(open_dataset(cfg.data), cfg.knn_train_limit)
-        self.val = first(open_dataset(cfg.val_data, "test"), cfg.knn_val_limit)
+        # a bad file is skipped here as in training (training.bad_files); val data records its own
+        self.train = skip_bad(first(open_dataset(cfg.data), cfg.knn_train_limit), cfg.out)
+        val = first(open_dataset(cfg.val_data, "test"), cfg.knn_val_limit)
+        self.val = skip_bad(val, cfg.out, name="bad_val_files.csv")
         self.sizes = {"train_images": len(self.train), "val_images": len(self.val)}
         if (labels_of(self.train) < 0).any() or (labels_of(self.val) < 0).any():
             raise MsfkitError(
