@@ -19,6 +19,7 @@ from typing import Any
 from msfkit.models.errors import MsfkitError
 from msfkit.models.runtime import DEVICES
 from msfkit.models.runtime import PRECISIONS as FORWARD_PRECISIONS
+from msfkit.training.config_checks import check_ranges, safe_yaml
 
 AUGMENTATIONS = ("weak/strong", "strong/strong", "weak/weak")  # target view / query view
 AUGMENT_ON = ("device", "workers")  # where the views are made: training.views or training.augment
@@ -98,6 +99,7 @@ class TrainConfig:
             raise MsfkitError(f"config: blur must be in [0, 1], not {self.blur}")
         if not 0.0 <= self.ema <= 1.0:
             raise MsfkitError(f"config: ema must be in [0, 1], not {self.ema}")
+        check_ranges(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -221,11 +223,14 @@ def _typed(key: str, value: Any, type_name: str) -> Any:
     return value
 
 
+# (lowest, highest, whether the lowest itself is allowed) for the numbers a run depends on
+
+
 def _parse_value(text: str) -> Any:
     import yaml
 
     try:
-        value = yaml.safe_load(text)
+        value = safe_yaml(text)
     except yaml.YAMLError:
         return text
     if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string; Python does not
@@ -243,7 +248,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise MsfkitError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_yaml(path.read_text())
     except yaml.YAMLError as e:
         raise MsfkitError(f"{path}: not valid YAML ({' '.join(str(e).split())[:120]})") from None
     if data is None:

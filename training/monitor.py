@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from msfkit.models.errors import MsfkitError
+from msfkit.models.files import atomic_write
 from msfkit.training.bad_files import skip_bad
 from msfkit.training.config import TrainConfig
 from msfkit.training.data import first, labels_of, open_dataset
@@ -22,6 +23,13 @@ from msfkit.training.msf import MSF
 
 # minutes: training wall time, the monitor's own left out; bad_files: unreadable images skipped so far
 METRICS = ("step", "epoch", "loss", "lr", "ema", "purity", "images_per_s", "minutes", "bad_files", "knn_top1")
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRICS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 class RunLog:
@@ -33,14 +41,16 @@ class RunLog:
             return
         run.mkdir(parents=True, exist_ok=True)
         path = run / "metrics.csv"
-        rows = []
-        if path.exists() and step > 0:
+        if path.exists() and step > 0:  # a resume: drop rows past the checkpoint, atomically
             with path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
-        self.file = path.open("w", newline="")
-        self.csv = csv.DictWriter(self.file, fieldnames=METRICS)
-        self.csv.writeheader()
-        self.csv.writerows(rows)
+                rows = list(csv.DictReader(f))
+            kept = [r for r in rows if int(r["step"]) <= step]
+            if len(kept) != len(rows) or (rows and set(rows[0]) != set(METRICS)):
+                atomic_write(path, lambda tmp: _write_rows(tmp, kept))
+        elif not path.exists() or step == 0:
+            atomic_write(path, lambda tmp: _write_rows(tmp, []))
+        self.file = path.open("a", newline="")  # appended to, never truncated: a kill loses nothing
+        self.csv = csv.DictWriter(self.file, fieldnames=METRICS, extrasaction="ignore")
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb = SummaryWriter(str(run / "tb"), purge_step=step + 1 if step else None)
