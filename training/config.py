@@ -263,6 +263,9 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise MsfkitError(f"config: {name} must be one of {', '.join(choices)}, not {value!r}")
 
 
+FIXED_ON_RESUME = ("arch", "stem", "bank_size")  # what the checkpoint's tensors are shaped by
+
+
 def resolve_config(
     preset: str | None = None,
     config_path: str | Path | None = None,
@@ -279,4 +282,12 @@ def resolve_config(
     ckpt = Path(cfg.out) / CHECKPOINT_NAME
     if not ckpt.is_file():
         raise MsfkitError(f"--resume: no {CHECKPOINT_NAME} in {cfg.out}")
-    return load_config(overrides=overrides, base=load_checkpoint(ckpt)["config"])
+    saved = load_checkpoint(ckpt)["config"]
+    resumed = load_config(overrides=overrides, base=saved)
+    for key in FIXED_ON_RESUME:  # the saved tensors have these shapes: a change cannot load them
+        if key in saved and getattr(resumed, key) != saved[key]:
+            raise MsfkitError(
+                f"--resume: {key} cannot change ({saved[key]} in {ckpt}, {getattr(resumed, key)} asked); "
+                "start a new run (another out=) instead"
+            )
+    return resumed

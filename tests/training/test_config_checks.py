@@ -54,3 +54,15 @@ def test_a_resume_drops_later_rows_atomically_and_appends(tmp_path):
     assert rows[0] == ",".join(METRICS) and [r.split(",")[0] for r in rows[1:]] == ["10", "20", "21"]
     RunLog(run, 21, True).close()  # opened and killed at once: the history is still there
     assert (run / "metrics.csv").read_text().splitlines() == rows
+
+
+def test_resume_names_the_key_that_cannot_change(tmp_path):
+    run = tmp_path / "run"
+    base = ["data=fashion-mnist", "limit=16", "arch=resnet18", "stem=cifar", "image_size=32", "batch_size=8",
+            "epochs=1", "k=2", "bank_size=16", "workers=0", "knn_every=0", "log_every=1", f"out={run}"]  # fmt: skip
+    first = subprocess.run([MSFKIT, "train", *base, "max_steps=1", "-q"], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    for change, key in (("arch=resnet34", "arch"), ("bank_size=32", "bank_size"), ("stem=imagenet", "stem")):
+        r = subprocess.run([MSFKIT, "train", "--resume", f"out={run}", change, "-q"], capture_output=True, text=True)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert f"--resume: {key} cannot change" in r.stderr
