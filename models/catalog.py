@@ -82,12 +82,10 @@ def cached_models() -> list[dict[str, Any]]:
 def model_info(name: str | os.PathLike) -> dict[str, Any]:
     """What `msfkit models info` shows, read without torch: the config (checked), where it came from,
     the parameter count and the fingerprint (the same as `Encoder.fingerprint`, from the weights file)."""
-    import hashlib
-
     import numpy as np
     from safetensors.numpy import load_file
 
-    from msfkit.models.config import EncoderConfig
+    from msfkit.models.config import fingerprint, read_config
     from msfkit.models.errors import MsfkitError
     from msfkit.models.hub import resolve_model_dir
 
@@ -96,21 +94,13 @@ def model_info(name: str | os.PathLike) -> dict[str, Any]:
     for p in (config_path, weights_path):
         if not p.is_file():
             raise MsfkitError(f"{name}: not a model folder (no {p.name})")
-    try:
-        config = EncoderConfig.from_dict(json.loads(config_path.read_text()))
-    except (ValueError, TypeError, AttributeError) as e:
-        raise MsfkitError(f"{config_path}: unreadable config ({type(e).__name__}: {e})") from None
-    except MsfkitError as e:
-        raise MsfkitError(f"{config_path}: {e}") from None
+    config = read_config(config_path)
     try:
         tensors = load_file(str(weights_path))
     except Exception as e:  # a damaged or foreign file; safetensors raises its own types
         raise MsfkitError(f"{weights_path}: unreadable weights ({type(e).__name__})") from None
-    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
-    for key in sorted(tensors):
-        h.update(key.encode())
-        h.update(np.ascontiguousarray(tensors[key]).tobytes())
     buffers = ("running_mean", "running_var", "num_batches_tracked")
     params = sum(int(a.size) for k, a in tensors.items() if not k.endswith(buffers))
-    return {"model": str(name), "revision": revision, "fingerprint": h.hexdigest()[:16], "parameters": params,
+    digest = fingerprint(config, ((k, np.ascontiguousarray(a)) for k, a in tensors.items()))
+    return {"model": str(name), "revision": revision, "fingerprint": digest, "parameters": params,
             **config.to_dict()}  # fmt: skip

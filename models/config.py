@@ -7,8 +7,12 @@ error naming the key, never NaN vectors or a failure per image. docs/formats.md 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from msfkit.models.errors import MsfkitError
@@ -92,3 +96,23 @@ class EncoderConfig:
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def read_config(path: Path) -> EncoderConfig:
+    """A model folder's config.json, checked; every problem one line naming the file."""
+    try:
+        return EncoderConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
+        raise MsfkitError(f"{path}: unreadable config ({type(e).__name__}: {e})") from None
+    except MsfkitError as e:
+        raise MsfkitError(f"{path}: {e}") from None
+
+
+def fingerprint(config: EncoderConfig, weights: Iterable[tuple[str, Any]]) -> str:
+    """A hash of the config and every weight (name, C-contiguous array), in name order: two
+    encoders embed alike iff it matches. `Encoder.fingerprint` and `models info` both use it."""
+    h = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for key, array in sorted(weights, key=lambda kv: kv[0]):
+        h.update(key.encode())
+        h.update(array.tobytes())
+    return h.hexdigest()[:16]

@@ -12,7 +12,6 @@ error that names it. Nothing is ever unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from PIL import Image
 from torch import nn
 
 from msfkit.models.backbones import build_backbone
-from msfkit.models.config import EncoderConfig
+from msfkit.models.config import EncoderConfig, fingerprint, read_config
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 from msfkit.models.preprocess import Preprocess, to_rgb
@@ -70,11 +69,8 @@ class Encoder(nn.Module):
     @cached_property
     def fingerprint(self) -> str:
         """A hash of the config and every weight: two encoders embed alike iff it matches."""
-        h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
-        for key, tensor in sorted(self.backbone.state_dict().items()):
-            h.update(key.encode())
-            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+        state = self.backbone.state_dict().items()
+        return fingerprint(self.config, ((k, t.detach().cpu().contiguous().numpy()) for k, t in state))
 
     @torch.no_grad()
     def embed(
@@ -144,13 +140,7 @@ class Encoder(nn.Module):
         for p in (config_path, weights_path):
             if not p.is_file():
                 raise MsfkitError(f"{name}: not a model folder (no {p.name})")
-        try:
-            config = EncoderConfig.from_dict(json.loads(config_path.read_text()))
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError, AttributeError) as e:
-            raise MsfkitError(f"{config_path}: unreadable config ({type(e).__name__}: {e})") from None
-        except MsfkitError as e:
-            raise MsfkitError(f"{config_path}: {e}") from None
-        encoder = cls(config)
+        encoder = cls(read_config(config_path))
         encoder.backbone.load_state_dict(load_weights(weights_path, encoder.backbone))
         encoder.name, encoder.revision = str(name), revision
         return encoder.eval()

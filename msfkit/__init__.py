@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from msfkit._version import __version__
@@ -118,7 +117,3 @@ def __getattr__(name: str):
     if name == "datasets":  # msfkit.datasets.export(...), msfkit.datasets.load_dataset(...)
         return importlib.import_module("msfkit.data.datasets")
     raise AttributeError(f"module 'msfkit' has no attribute {name!r}")
-
-
-def _as_path(p: PathLike) -> Path:
-    return Path(os.fspath(p))

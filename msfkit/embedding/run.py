@@ -18,6 +18,7 @@ share no process group, and writes the store `out/part-0000i-of-0000n`.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -254,7 +255,7 @@ def _run(
     embedded = failed = 0
     pending: list[tuple[int, np.ndarray | None, tuple | None, str | None]] = []  # (position, vector, ...)
     next_bound = 0
-    run_opts = EmbedOptions(**{**asdict(opts), "device": device})
+    run_opts = dataclasses.replace(opts, device=device)
     with evaluating(encoder, device), torch.inference_mode(), bar:
         stream = iter_batches([f.path for f in files], encoder.preprocess, batches, run_opts, nworkers)
         forward = Forward(encoder, opts.precision, opts.use_frozen(len(files)))  # while workers decode

@@ -91,8 +91,7 @@ def _label(hit) -> str:
     label = getattr(hit, "label", None)
     if isinstance(label, str) and label:
         return label
-    parent = Path(str(hit.path)).parent.name
-    return parent if hit.path is not None else ""
+    return Path(str(hit.path)).parent.name if isinstance(hit.path, str) else ""
 
 
 def _groups(results: pd.DataFrame) -> list[tuple[str, str | None, list]]:
