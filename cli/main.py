@@ -28,6 +28,7 @@ COMMANDS = {
     "eval": "eval:eval_cmd",
     "datasets": "datasets:datasets",
     "store": "store_cmd:store",
+    "serve": "serve:serve",
 }
 
 # Spellings of the previous release, still accepted for one release with a line on stderr.

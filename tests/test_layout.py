@@ -23,7 +23,7 @@ LAYERS = [
     ("msfkit.embedding", "msfkit.index"),
     ("msfkit.retrieval", "msfkit.eval"),
     ("msfkit",),  # the public API (msfkit/__init__.py)
-    ("msfkit.training",),
+    ("msfkit.training", "msfkit.serve"),
     ("msfkit.cli",),
 ]
 MAX_LINES = 300

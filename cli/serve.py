@@ -1,0 +1,66 @@
+"""`msfkit serve INDEX`: a local server with the index and its model loaded, a JSON API and a page."""
+
+from __future__ import annotations
+
+import click
+
+from msfkit.cli.common import device_option, model_option
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@click.command("serve", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("index", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
+)
+@model_option
+@device_option
+@click.option(
+    "--max-upload", default="20MB", show_default=True, help="Largest request body (uploaded images), e.g. 5MB."
+)
+@click.option(
+    "--max-pixels",
+    default=40_000_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest uploaded image in pixels (read from its header, before decoding).",
+)
+def serve(index, host, port, model, device, max_upload, max_pixels):
+    """Search INDEX in the browser and over a JSON API, with the index and its model kept loaded.
+
+    Open the printed URL: drop an image to see its neighbours, click one to search from it, and
+    browse near-duplicate groups. Only the index's own images are ever served, by row number.
+    The API is documented in docs/serve.md.
+
+    \b
+      msfkit serve index                      # http://127.0.0.1:8000/
+      msfkit serve index --port 0             # a free port (the URL is printed)
+    """
+    try:
+        from msfkit.serve import Backend, Limits
+        from msfkit.serve.app import create_app, run
+    except ImportError as e:
+        raise click.ClickException(
+            f"msfkit serve needs the serve extra ({e.name} is missing): pip install 'msfkit[serve]'"
+        ) from None
+    from msfkit.models.runtime import resolve_device
+    from msfkit.runtime import parse_size
+
+    limits = Limits(upload_bytes=parse_size(max_upload, "--max-upload"), upload_pixels=max_pixels)
+    backend = Backend.open(index, model=model, device=resolve_device(device), limits=limits)
+    if host not in LOOPBACK:
+        click.echo(
+            f"msfkit serve: listening on {host}: anyone who can reach it can search and view every "
+            "image of this index",
+            err=True,
+        )
+    if backend.model_note:
+        click.echo(f"msfkit serve: {backend.model_note}", err=True)
+
+    def ready(url: str) -> None:
+        model_name = backend.index.model.get("name") or "none"
+        click.echo(f"msfkit serve: {url} ({len(backend)} images, model {model_name}); Ctrl-C stops")
+
+    run(create_app(backend), host=host, port=port, ready=ready)

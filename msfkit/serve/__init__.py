@@ -1,0 +1,24 @@
+"""`msfkit serve`: one local process that keeps an index (and its model) loaded and answers a JSON API
+and a browser page: search by uploaded images, store rows or vectors, explore neighbours, browse
+near-duplicate groups and download a removal list. docs/serve.md documents every endpoint.
+
+    from msfkit.serve import Backend, create_app
+    backend = Backend.open("index")            # the index, its stores and its model, loaded once
+    app = create_app(backend)                  # a Starlette (ASGI) app; `run(app, port=0)` serves it
+
+Only files that are rows of the index's stores are ever read (by row number, never by a path from a
+request); the one folder written is the thumbnail and upload cache (`msfkit.runtime.cache_dir`).
+Starlette and uvicorn are the optional extra `msfkit[serve]`; importing this package needs neither.
+"""
+
+from msfkit.serve.backend import Backend, Limits, NotFound, Refused
+
+__all__ = ["Backend", "Limits", "NotFound", "Refused", "create_app", "run"]
+
+
+def __getattr__(name: str):
+    if name in ("create_app", "run"):  # the web framework loads only when an app is made
+        from msfkit.serve import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'msfkit.serve' has no attribute {name!r}")

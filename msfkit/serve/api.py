@@ -1,0 +1,197 @@
+"""The JSON API's endpoints (Starlette routes over a `Backend`); docs/serve.md documents each one.
+
+Blocking work (faiss, torch, image decoding, dedup) runs in Starlette's thread pool, so one slow
+request never stalls the others. Errors are JSON `{"error": "..."}` with a 4xx code.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartParser
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from msfkit.serve.backend import Refused
+from msfkit.serve.files import decode_upload, image_bytes, thumbnail
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from msfkit.serve.backend import Backend
+
+DEFAULT_LIMIT = 20
+DEFAULT_THUMB = 192
+RAW_TYPES = ("image/", "application/octet-stream")
+
+
+def routes(backend: Backend, cache) -> list[Route]:
+    """The API's routes, bound to `backend`; `cache` is the folder thumbnails and uploads go to."""
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "rows": len(backend), "model": backend.encoder is not None})
+
+    async def info(request: Request) -> Response:
+        return JSONResponse(backend.about())
+
+    async def row(request: Request) -> Response:
+        return JSONResponse(backend.row_info(request.path_params["row"]))
+
+    async def image(request: Request) -> Response:
+        data, kind = await run_in_threadpool(image_bytes, backend, request.path_params["row"])
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if isinstance(data, bytes):
+            return Response(data, media_type=kind, headers=headers)
+        return FileResponse(data, media_type=kind, headers=headers)
+
+    async def thumb(request: Request) -> Response:
+        size = _int(request, "size", DEFAULT_THUMB)
+        path = await run_in_threadpool(thumbnail, backend, request.path_params["row"], size, cache / "thumbs")
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    async def neighbors(request: Request) -> Response:
+        offset, limit = _page(request)
+        rows = [request.path_params["row"]]
+        found = await run_in_threadpool(backend.search_rows, rows, offset, limit, True)
+        return JSONResponse(found)
+
+    async def search(request: Request) -> Response:
+        offset, limit = _page(request)
+        if request.method == "GET":
+            return JSONResponse(await run_in_threadpool(backend.search_rows, _rows(request), offset, limit))
+        kind = request.headers.get("content-type", "")
+        if kind.startswith("multipart/form-data"):
+            files = await _form_files(request, backend.limits.upload_files)
+        elif kind.startswith(RAW_TYPES):
+            files = [(request.query_params.get("name", "upload"), await request.body())]
+        elif kind.startswith("application/json"):
+            return JSONResponse(await _json_search(request, backend, offset, limit))
+        else:
+            raise Refused(
+                "send an image (multipart form field 'image', or the raw bytes as image/*) "
+                "or JSON {\"row\": N} / {\"vector\": [...]}",
+                status=415,
+            )
+        images = [(name, await run_in_threadpool(_decode, name, data)) for name, data in files]
+        return JSONResponse(await run_in_threadpool(backend.search_images, images, offset, limit))
+
+    def _decode(name: str, data: bytes):
+        return decode_upload(data, name, backend.limits.upload_pixels, cache / "uploads")
+
+    async def dedup(request: Request) -> Response:
+        threshold, k = _float(request, "threshold", 0.95), _int(request, "k", 10)
+        offset, limit = _int(request, "offset", 0), _int(request, "limit", DEFAULT_LIMIT)
+        return JSONResponse(await run_in_threadpool(backend.dedup_page, threshold, k, offset, limit))
+
+    async def removals(request: Request) -> Response:
+        threshold, k = _float(request, "threshold", 0.95), _int(request, "k", 10)
+        keep = request.query_params.get("keep", "first")
+        choices = _choices(request.query_params.get("choose", ""))
+        df = await run_in_threadpool(backend.removals, threshold, k, keep, choices)
+        text = io.StringIO()
+        df.to_csv(text, index=False)
+        name = f"removals-{threshold:g}.csv"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return Response(text.getvalue(), media_type="text/csv", headers=headers)
+
+    return [
+        Route("/api/health", health),
+        Route("/api/info", info),
+        Route("/api/search", search, methods=["GET", "POST"]),
+        Route("/api/rows/{row:int}", row),
+        Route("/api/rows/{row:int}/image", image),
+        Route("/api/rows/{row:int}/thumb", thumb),
+        Route("/api/rows/{row:int}/neighbors", neighbors),
+        Route("/api/dedup", dedup),
+        Route("/api/dedup/removals.csv", removals),
+    ]
+
+
+async def _json_search(request: Request, backend: Backend, offset: int, limit: int) -> dict:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise Refused("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise Refused('a JSON object is expected: {"row": N}, {"rows": [...]} or {"vector": [...]}')
+    offset, limit = int(body.get("offset", offset)), int(body.get("limit", limit))
+    if "row" in body or "rows" in body:
+        rows = body["rows"] if "rows" in body else [body["row"]]
+        if not isinstance(rows, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in rows):
+            raise Refused("rows are whole numbers")
+        return await run_in_threadpool(backend.search_rows, rows, offset, limit)
+    if "vector" in body or "vectors" in body:
+        vectors = body["vectors"] if "vectors" in body else [body["vector"]]
+        return await run_in_threadpool(backend.search_vectors, vectors, offset, limit)
+    raise Refused('say what to search with: {"row": N}, {"rows": [...]}, {"vector": [...]}')
+
+
+class _InMemoryParser(MultiPartParser):
+    """Starlette's multipart parser with uploads kept in memory (the request size is capped), so
+    nothing is spooled to the system's temporary folder."""
+
+    spool_max_size = 2**62
+
+
+async def _form_files(request: Request, most: int) -> list[tuple[str, bytes]]:
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException
+
+    try:
+        form = await _InMemoryParser(request.headers, request.stream(), max_files=most, max_fields=20).parse()
+    except MultiPartException as e:
+        raise Refused(f"unreadable upload: {e.message}") from None
+    files = []
+    for _, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            files.append((value.filename or "upload", await value.read()))
+            await value.close()
+    if not files:
+        raise Refused("no file in the form: send the image in the field 'image'")
+    return files
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    text = request.query_params.get(name)
+    try:
+        return default if text is None else int(text)
+    except ValueError:
+        raise Refused(f"{name}={text!r}: a whole number is expected") from None
+
+
+def _float(request: Request, name: str, default: float) -> float:
+    text = request.query_params.get(name)
+    try:
+        value = default if text is None else float(text)
+    except ValueError:
+        raise Refused(f"{name}={text!r}: a number is expected") from None
+    if value != value:
+        raise Refused(f"{name}: a number is expected, not NaN")
+    return value
+
+
+def _page(request: Request) -> tuple[int, int]:
+    return _int(request, "offset", 0), _int(request, "limit", DEFAULT_LIMIT)
+
+
+def _rows(request: Request) -> list[int]:
+    text = request.query_params.get("row") or request.query_params.get("rows")
+    if not text:
+        raise Refused("GET /api/search takes ?row=N (or rows=N,M); POST an image or JSON to search otherwise")
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise Refused(f"rows={text!r}: whole numbers separated by commas") from None
+
+
+def _choices(text: str) -> dict[int, int]:
+    """'3:17,5:40' -> {3: 17, 5: 40}: the row kept in each group the person chose for."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        group, sep, row = part.partition(":")
+        if not sep or not group.isdigit() or not row.isdigit():
+            raise Refused(f"choose={text!r}: GROUP:ROW pairs separated by commas, e.g. 0:17,3:40")
+        out[int(group)] = int(row)
+    return out

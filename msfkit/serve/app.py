@@ -1,0 +1,182 @@
+"""The web app (Starlette, an ASGI framework) and the server that runs it (uvicorn).
+
+    app = create_app(Backend.open("index"))
+    run(app, host="127.0.0.1", port=0, ready=print)     # port 0: a free port; ready(url) once listening
+
+Starlette because the server is a handful of JSON routes and files: it is small, typed, async (a
+slow dedup or model forward runs in its thread pool without stalling other requests), needs no
+build step or template engine, and uvicorn is its well-kept production server.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.responses import FileResponse, JSONResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from msfkit.models.errors import MsfkitError
+from msfkit.serve.api import routes
+from msfkit.serve.backend import NotFound, Refused
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from msfkit.serve.backend import Backend
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("msfkit.serve")
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; object-src 'none'"),
+]
+
+
+def create_app(backend: Backend, cache: Path | None = None) -> Starlette:
+    """The page (/), its static files (/static) and the JSON API (/api), over `backend`."""
+    from msfkit.runtime import cache_dir
+
+    cache = Path(cache) if cache is not None else cache_dir("serve", backend.key)
+
+    async def home(request: Request):
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    return Starlette(
+        routes=[
+            Route("/", home),
+            *routes(backend, cache),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ],
+        middleware=[Middleware(Guard, max_bytes=backend.limits.upload_bytes)],
+        exception_handlers={
+            NotFound: _error(404),
+            Refused: _error(400),
+            MsfkitError: _error(400),
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+
+
+def _error(status: int):
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", status))
+
+    return handler
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    message = "not found: no such endpoint or file" if exc.status_code == 404 else str(exc.detail)
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("%s %s failed", request.method, request.url.path)
+    return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server's log"}, 500)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class Guard:
+    """Pure ASGI middleware: request bodies capped at `max_bytes` (413 before reading when the
+    Content-Length says so, else as soon as the stream passes it) and security headers on every
+    response (no sniffing, no framing, scripts only from this server)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = f"the request is larger than the server's limit of {self.max_bytes:,} bytes"
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            return await _send_json(send, 413, {"error": limit})
+        seen, started = 0, False
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise BodyTooLarge
+            return message
+
+        async def headed(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = dict(message, headers=[*message.get("headers", []), *SECURITY_HEADERS])
+            await send(message)
+
+        try:
+            await self.app(scope, counted, headed)
+        except BodyTooLarge:
+            if not started:
+                await _send_json(send, 413, {"error": limit})
+
+
+async def _send_json(send: Send, status: int, body: dict) -> None:
+    import json
+
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + SECURITY_HEADERS})
+    await send({"type": "http.response.body", "body": data})
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port); port 0 picks a free one. A user error when it is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise MsfkitError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(app: ASGIApp, host: str = "127.0.0.1", port: int = 8000, ready: Callable[[str], None] | None = None):
+    """Serve `app` until interrupted; `ready(url)` is called once the server listens."""
+    import uvicorn
+
+    sock = bind(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{sock.getsockname()[1]}/"
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        startup = server.startup
+
+        async def announce(sockets=None) -> None:
+            await startup(sockets=sockets)
+            if ready is not None and server.started:
+                ready(url)
+
+        server.startup = announce
+        await server.serve(sockets=[sock])
+
+    import asyncio
+
+    try:
+        asyncio.run(serve())
+    finally:
+        sock.close()

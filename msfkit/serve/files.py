@@ -1,0 +1,107 @@
+"""The files the server reads and writes: a row's image bytes, its cached thumbnail, uploaded images.
+
+Every file read is a row of the index's stores, found by row number (`Backend.path`); the only
+folder written is `cache` (thumbnails, and each upload for the moment it is decoded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from msfkit.serve.backend import NotFound, Refused
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from msfkit.serve.backend import Backend
+
+THUMB_SIZES = range(32, 513)  # longest side in pixels
+THUMB_QUALITY = 85
+
+
+def image_bytes(backend: Backend, row: int) -> tuple[bytes | Path, str]:
+    """(the file, or a tar member's bytes; its media type) of an indexed row."""
+    from msfkit.data.archives import read_member, split_member
+
+    path = Path(backend.path(row))
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if path.is_file():
+        return path, kind
+    member = split_member(path)
+    if member is not None:
+        try:
+            return read_member(*member)[0], kind
+        except OSError:
+            pass
+    raise NotFound(f"row {row}: its file {path} is gone")
+
+
+def thumbnail(backend: Backend, row: int, size: int, cache: Path) -> Path:
+    """A JPEG of the row's image with its longest side `size` (made once, then read from `cache`).
+
+    The cache file is named by the file's path, size on disk and mtime, so a changed file gets a
+    new thumbnail. Tiny images (a 28 px digit) grow with sharp pixels, as in the contact sheets."""
+    from PIL import Image
+
+    from msfkit.data.images import BadImageError, load_image
+
+    if size not in THUMB_SIZES:
+        raise Refused(f"thumbnail size {size}: between {THUMB_SIZES.start} and {THUMB_SIZES.stop - 1}")
+    path = backend.path(row)
+    try:
+        st = os.stat(path)
+        stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        stamp = "member"  # a tar member: its archive's own stat is checked when it is read
+    name = hashlib.sha256(f"{path}\0{stamp}\0{size}".encode()).hexdigest()[:24]
+    out = cache / name[:2] / f"{name}.jpg"
+    if out.is_file():
+        return out
+    try:
+        im = load_image(path, draft_size=size)
+    except BadImageError as e:
+        raise NotFound(f"row {row}: {path}: {e}") from None
+    scale = size / max(im.width, im.height)
+    if scale < 1:
+        im.thumbnail((size, size), Image.Resampling.LANCZOS)
+    elif scale >= 2:
+        im = im.resize((round(im.width * int(scale)), round(im.height * int(scale))), Image.Resampling.NEAREST)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")  # a name of its own: threads may race
+    try:
+        with os.fdopen(fd, "wb") as f:
+            im.save(f, format="JPEG", quality=THUMB_QUALITY)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def decode_upload(data: bytes, name: str, max_pixels: int, cache: Path) -> Image.Image:
+    """An uploaded file as msfkit reads any image (`msfkit.data.images.decode_image`: pixel limit
+    from the header before decoding, EXIF orientation, RGB); a `Refused` that says why otherwise."""
+    from msfkit.data.images import BadImageError, decode_image
+
+    if not data:
+        raise Refused(f"{name}: empty upload")
+    cache.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".upload")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return decode_image(tmp, max_pixels=max_pixels).image
+    except BadImageError as e:
+        reason = str(e).replace(tmp, name)
+        if reason.startswith("not an image"):
+            raise Refused(f"{name}: {reason}; send a JPEG, PNG, WebP or another image", status=415) from None
+        status = 413 if reason.startswith("decompression bomb") else 400  # too many pixels: 413
+        raise Refused(f"{name}: {reason}", status=status) from None
+    finally:
+        os.unlink(tmp)
+
