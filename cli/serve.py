@@ -18,7 +18,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @model_option
 @device_option
 @click.option(
-    "--max-upload", default="20MB", show_default=True, help="Largest request body (uploaded images), e.g. 5MB."
+    "--max-upload", default="20MB", show_default=True, help="Largest request body (the uploads), e.g. 5MB."
 )
 @click.option(
     "--max-pixels",

