@@ -38,4 +38,3 @@ def safe_yaml(text: str):
             return super().compose_node(parent, index)
 
     return yaml.load(text, Loader=NoAliases)  # noqa: S506 - a SafeLoader subclass
-

@@ -35,26 +35,11 @@ from msfkit.training.distributed import (
     any_rank,
     wrap_ddp,
 )
-from msfkit.training.ema import ema_momentum
 from msfkit.training.export import export_model
 from msfkit.training.monitor import KnnMonitor, RunLog
 from msfkit.training.msf import MSF
-
-
-def schedules(cfg: TrainConfig, steps_per_epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(lr, EMA momentum) for every step of the run."""
-    total = cfg.epochs * steps_per_epoch
-    steps = np.arange(total)
-    warmup = cfg.warmup_epochs * steps_per_epoch
-    if cfg.lr_schedule == "epoch":  # the reference: 0.5 (1 + cos(pi (epoch - 1) / epochs)), epoch from 1
-        progress = (steps // steps_per_epoch - cfg.warmup_epochs) / max(cfg.epochs - cfg.warmup_epochs, 1)
-    else:
-        progress = (steps - warmup) / max(total - warmup, 1)
-    lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * np.clip(progress, 0, 1)))
-    if warmup:
-        lr = np.where(steps < warmup, cfg.lr * (steps + 1) / warmup, lr)
-    m = np.array([ema_momentum(cfg.ema, s, total, cfg.ema_schedule) for s in steps])
-    return lr, m
+from msfkit.training.progress import Progress
+from msfkit.training.schedules import schedules
 
 
 class NonFiniteLoss(MsfkitError):
@@ -107,8 +92,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
 
 
 def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device, d: Ranks) -> Path | None:
-    from tqdm import tqdm
-
     run = Path(cfg.out)
     ckpt_path = run / CHECKPOINT_NAME
     if not resume and ckpt_path.exists():
@@ -182,9 +165,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
             save_checkpoint(ckpt_path, state)
         last_saved = at
 
-    bar = tqdm(
-        total=stop, initial=step, unit="step", disable=not (progress and d.is_main), dynamic_ncols=True
-    )
+    bar = Progress(cfg, step=step, stop=stop, steps_per_epoch=steps_per_epoch, bar=progress, show=d.is_main)
+    if resume:
+        bar.resumed(step)
     window = {"loss": 0.0, "purity": 0.0, "n": 0, "t": time.perf_counter()}
     # training minutes (the k-NN monitor's time left out), continued over resumes: the curve's x axis
     clock = {"start": time.perf_counter(), "monitor": 0.0, "before": float(metrics.get("minutes", 0.0))}
@@ -218,12 +201,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
         metrics["bad_files"] = count
         return count
 
-    deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
-
     def on_step(at: int, out) -> bool:
         nonlocal stop
-        if cfg.max_minutes and any_rank(time.monotonic() > deadline):
-            stop = at  # out of time: end here as if max_steps said so (checkpoint, export)
+        if cfg.max_minutes and any_rank(bar.out_of_time()):
+            stop, bar.stopped_by = at, "max_minutes"  # end here as if max_steps said so (checkpoint, export)
+        done["step"] = at
         window["loss"] += out.loss.item()
         window["purity"] += out.purity.item()
         window["n"] += 1
@@ -242,9 +224,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
             }
             log.write(row)
             metrics.update(loss=row["loss"], purity=row["purity"], minutes=row["minutes"])
-            bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
+            bar.bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.0f}")
             window.update(loss=0.0, purity=0.0, n=0, t=time.perf_counter())
-        bar.update(1)
+        bar.bar.update(1)
         if monitor and cfg.knn_every_steps and at % cfg.knn_every_steps == 0 and at < stop:
             knn(at)
         if cfg.save_every_steps and at % cfg.save_every_steps == 0:
@@ -253,10 +235,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
 
     if monitor and cfg.knn_at_start and step == 0:
         knn(0)  # the random-init baseline, on the monitor's own images and protocol
+    done = {"step": step}
     try:
         while step < stop:
             epoch = step // steps_per_epoch
-            bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+            bar.epoch(epoch)
             sampler.set_epoch(epoch, start=step % steps_per_epoch)
             views.set_epoch(epoch)
             try:
@@ -283,15 +266,21 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
                 knn(step)
             if (epoch_done and (epoch + 1) % cfg.save_every == 0) or step == stop:
                 save(step)
+    except KeyboardInterrupt:
+        bar.close()
+        bar.interrupted(done["step"], last_saved)
+        raise
     finally:
         bar.close()
         log.close()
     d.barrier()
     if not d.is_main:
         return None
-    return export_model(
+    folder = export_model(
         model, cfg, run / "model", step=step, steps_per_epoch=steps_per_epoch, metrics=metrics
     )
+    bar.stopped(step)
+    return folder
 
 
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:

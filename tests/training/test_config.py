@@ -61,7 +61,7 @@ def test_unknown_preset_and_bad_yaml(tmp_path):
 
 
 def test_lr_is_the_references_cosine_set_per_epoch_or_per_step_with_warmup():
-    from msfkit.training.loop import schedules
+    from msfkit.training.schedules import schedules
 
     lr, m = schedules(TrainConfig(epochs=4, lr=0.1), steps_per_epoch=3)
     per_epoch = [0.1 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]

@@ -63,6 +63,8 @@ def test_resume_names_the_key_that_cannot_change(tmp_path):
     first = subprocess.run([MSFKIT, "train", *base, "max_steps=1", "-q"], capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     for change, key in (("arch=resnet34", "arch"), ("bank_size=32", "bank_size"), ("stem=imagenet", "stem")):
-        r = subprocess.run([MSFKIT, "train", "--resume", f"out={run}", change, "-q"], capture_output=True, text=True)
+        r = subprocess.run(
+            [MSFKIT, "train", "--resume", f"out={run}", change, "-q"], capture_output=True, text=True
+        )
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
         assert f"--resume: {key} cannot change" in r.stderr

@@ -1,0 +1,99 @@
+"""What a run says: an ETA that honours the time box, why it stopped and the exact command that
+continues it (run here as printed), and where a resumed run starts."""
+
+from __future__ import annotations
+
+import io
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from msfkit.training.progress import TimeBoxBar
+
+MSFKIT = str(Path(sys.executable).with_name("msfkit"))
+# 12 Fashion-MNIST images in batches of 4: 3 steps per epoch, 6 in all
+RUN = [
+    "data=fashion-mnist", "limit=12", "arch=resnet18", "stem=cifar", "image_size=32", "batch_size=4",
+    "epochs=2", "k=2", "bank_size=10", "workers=0", "threads=1", "precision=fp32", "knn_every=0",
+]  # fmt: skip
+
+
+def _seconds(text: str) -> int:
+    minutes, seconds = text.split(":")
+    return 60 * int(minutes) + int(seconds)
+
+
+def test_the_eta_is_the_time_box_when_it_ends_the_run_first():
+    bar = TimeBoxBar(total=1000, file=io.StringIO(), mininterval=0, smoothing=0)
+    time.sleep(0.2)
+    bar.update(1)  # about 5 steps/s: 999 steps left is over three minutes
+    assert _seconds(bar.format_dict["eta"]) > 150
+    bar.deadline = time.monotonic() + 30
+    assert _seconds(bar.format_dict["eta"]) in (29, 30)
+    assert "<00:29," in str(bar) or "<00:30," in str(bar)
+    bar.deadline = time.monotonic() + 3600  # a box that ends after the epochs do: the bar's own estimate
+    assert 150 < _seconds(bar.format_dict["eta"]) < 3000
+    bar.close()
+
+
+def _train(args: list[str], cwd: Path) -> str:
+    r = subprocess.run([MSFKIT, "train", *args], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    return r.stderr
+
+
+def _continue_command(stderr: str, reason: str, step: int) -> list[str]:
+    """The printed continue command as argv (the installed msfkit in place of `msfkit`)."""
+    prefix = f"stopped by {reason} at step {step}/6; continue with: "
+    [line] = [line for line in stderr.splitlines() if "stopped by" in line]
+    assert line.startswith(prefix), line
+    argv = shlex.split(line.removeprefix(prefix))
+    assert argv[:3] == ["msfkit", "train", "--resume"]
+    return argv[2:]
+
+
+def test_a_stopped_run_says_why_and_its_continue_command_resumes_it(tmp_path):
+    out = "runs/my run"  # relative to the working directory, with a space: quoted in the command
+    first = _train([*RUN, f"out={out}", "max_minutes=0.0001", "-q"], cwd=tmp_path)
+    again = _continue_command(first, "max_minutes", 1)
+    assert again == ["--resume", f"out={out}"]  # another time box of the same length
+
+    second = _train([*again, "-q"], cwd=tmp_path)
+    assert "resumed from step 1/6 (epoch 1/2)" in second.splitlines()
+    assert _continue_command(second, "max_minutes", 2) == again
+
+    third = _train([*again, "max_minutes=0", "max_steps=4", "-q"], cwd=tmp_path)
+    assert "resumed from step 2/6 (epoch 1/2)" in third.splitlines()
+    again = _continue_command(third, "max_steps", 4)
+    assert again == ["--resume", f"out={out}", "max_steps=0"]  # the saved max_steps=4 would stop it at once
+
+    last = _train([*again, "-q"], cwd=tmp_path)
+    assert "resumed from step 4/6 (epoch 2/2)" in last.splitlines()
+    assert "stopped" not in last  # it ran to the end of its epochs
+    from msfkit.training.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / out / "checkpoint.pt")["step"] == 6
+
+
+def test_ctrl_c_says_which_step_the_checkpoint_holds_and_how_to_continue(tmp_path):
+    import signal
+
+    from msfkit.training.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    args = [*RUN, "epochs=4", f"out={run}", "save_every_steps=1", "-q"]
+    proc = subprocess.Popen([MSFKIT, "train", *args], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr  # 128 + SIGINT, as click exits
+    saved = load_checkpoint(run / "checkpoint.pt")["step"]
+    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted at step")]
+    assert line.endswith(
+        f"/12; the checkpoint holds step {saved}; continue with: msfkit train --resume out={run}"
+    )
