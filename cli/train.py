@@ -7,6 +7,15 @@ import click
 from msfkit.cli.common import echo_json, json_option
 
 
+def _help_keys(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from msfkit.training.keys import render_keys
+
+    click.echo(render_keys(), nl=False)
+    ctx.exit()
+
+
 @click.command("train", no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option(
@@ -21,6 +30,14 @@ from msfkit.cli.common import echo_json, json_option
 )
 @click.option("--resume", is_flag=True, help="Continue the run in out= from its checkpoint.pt.")
 @click.option("--show-config", is_flag=True, help="Print the resolved config as YAML and exit.")
+@click.option(
+    "--help-keys",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_help_keys,
+    help="List every config key with its type, default and meaning, and exit.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @json_option
 def train(
@@ -37,7 +54,7 @@ def train(
     Defaults are the paper's ResNet50 recipe (SGD lr 0.05, batch 256, 200 epochs, k=5, bank
     1,024,000, EMA 0.99, weak/strong views). Any key can be set: `epochs=50 k=1 data=/photos`.
     With --resume the run's saved config is used and KEY=VALUE overrides apply on top.
-    `--show-config` prints every key with the value it would get.
+    `--show-config` prints every key with the value it would get; `--help-keys` what each key means.
 
     \b
     msfkit train --preset demo                       # Fashion-MNIST, ~3 minutes on a laptop CPU

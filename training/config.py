@@ -39,8 +39,8 @@ class TrainConfig:
     max_bad_share: float = 0.01  # unreadable images are skipped (RUN/bad_files.csv); stop above this share
     out: str = "runs/msf"  # run folder: checkpoints, metrics.csv, TensorBoard logs, model/
     # network
-    arch: str = "resnet50"
-    stem: str = "imagenet"  # "cifar" for 32-64 px images
+    arch: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101
+    stem: str = "imagenet"  # "cifar" (or cifar-s2, cifar-maxpool) for 32-64 px images
     image_size: int = 224  # RandomResizedCrop size of both views
     # method (docs/method.md)
     augmentation: str = "weak/strong"  # target view / query view; "MSF w/s" is the paper's best
@@ -52,30 +52,30 @@ class TrainConfig:
     ema: float = 0.99  # target momentum m in theta_t <- m theta_t + (1 - m) theta_q
     ema_schedule: str = "constant"  # "constant" (reference code) or "cosine" m -> 1 (BYOL)
     # optimisation
-    epochs: int = 200
+    epochs: int = 200  # passes over the data; the lr and EMA schedules span them all
     batch_size: int = 256  # global batch, split evenly over processes
-    lr: float = 0.05
-    momentum: float = 0.9
+    lr: float = 0.05  # SGD learning rate at the top of the cosine
+    momentum: float = 0.9  # SGD momentum
     weight_decay: float = 1e-4  # on all parameters, as the reference
     lr_schedule: str = "epoch"  # cosine set once per epoch (reference) or every "step"
     warmup_epochs: int = 0  # linear warm-up before the cosine (the paper has none)
     max_steps: int = 0  # stop after this many optimiser steps in all (0 = run every epoch)
-    max_minutes: float = 0.0  # or after this much wall time (0 = no limit); checkpoint and export as usual
+    max_minutes: float = 0.0  # stop after this much wall time (0 = no limit); checkpoint and export as usual
     # speed
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool = True
+    channels_last: bool = True  # channels-last memory layout (faster convolutions)
     compile: bool = False  # torch.compile the networks
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only); default BN per process
     workers: int = 8  # data-loading processes per training process
     threads: int = 0  # CPU threads of a training process; 0 = the cores its data workers leave free
     # bookkeeping
-    seed: int = 0
+    seed: int = 0  # seeds the initial weights, the data order and every augmentation
     save_every: int = 10  # checkpoint every N epochs (and always at the end)
-    save_every_steps: int = 0  # also every N steps (0 = off)
+    save_every_steps: int = 0  # also checkpoint every N steps (0 = off)
     knn_every: int = 10  # k-NN monitor every N epochs (0 = off; needs val_data and train labels)
-    knn_every_steps: int = 0  # also every N steps (0 = off): a k-NN curve within short runs
-    knn_at_start: bool = False  # also at step 0: the random-init baseline on the same images
+    knn_every_steps: int = 0  # also the k-NN monitor every N steps (0 = off): a curve within short runs
+    knn_at_start: bool = False  # also the k-NN monitor at step 0: the random-init baseline, same images
     knn_k: int = 20  # neighbours of the monitor (msf protocol: unweighted vote)
     knn_train_limit: int = 10_000  # train images the monitor embeds (0 = all)
     knn_val_limit: int = 2_000  # val images the monitor embeds (0 = all)
