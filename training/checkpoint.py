@@ -10,7 +10,7 @@ A checkpoint is one `torch.save`d dict of plain containers and tensors only, so 
     steps_per_epoch   to refuse resuming with a different dataset or batch size
     config            TrainConfig as a dict
     rng               torch CPU (and CUDA) generator states
-    metrics           last logged values (loss, knn), for the model card
+    metrics           last logged values (loss, knn) and the init=MODEL record, for the model card
 
 The file is written to a temporary name and renamed, so a run killed while saving keeps the
 previous checkpoint whole.

@@ -41,6 +41,7 @@ class TrainConfig:
     # network
     arch: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101
     stem: str = "imagenet"  # "cifar" (or cifar-s2, cifar-maxpool) for 32-64 px images
+    init: str = ""  # start from this model folder or Hub id org/name[@rev]; arch and stem are its own
     image_size: int = 224  # RandomResizedCrop size of both views
     # method (docs/method.md)
     augmentation: str = "weak/strong"  # target view / query view; "MSF w/s" is the paper's best

@@ -195,6 +195,8 @@ def run_provenance(
         }
         if "knn_random_init" in metrics:  # the same monitor at step 0 (knn_at_start): the baseline
             prov["knn_monitor"]["random_init_top1"] = round(metrics["knn_random_init"]["top1"], 2)
+    if "init" in metrics:  # init=MODEL: the weights the run started from
+        prov["init"] = metrics["init"]
     if metrics.get("bad_files"):  # unreadable training images skipped (RUN/bad_files.csv)
         prov["bad_files"] = metrics["bad_files"]
     return prov

@@ -36,6 +36,7 @@ from msfkit.training.distributed import (
     wrap_ddp,
 )
 from msfkit.training.export import export_model
+from msfkit.training.init import load_init, start_from
 from msfkit.training.monitor import KnnMonitor, RunLog
 from msfkit.training.msf import MSF
 from msfkit.training.progress import Progress
@@ -100,6 +101,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
         raise MsfkitError("sync_bn=true needs CUDA (torch's SyncBatchNorm has no CPU kernel)")
     if cfg.batch_size % d.world:
         raise MsfkitError(f"batch_size={cfg.batch_size} does not split over {d.world} processes")
+    cfg, init, note = load_init(cfg) if not resume else (cfg, None, "")  # a resume has it in its checkpoint
     torch.manual_seed(cfg.seed)
     run.mkdir(parents=True, exist_ok=True)  # bad_files.csv may be written by the first batch
     data = skip_bad(first(open_dataset(cfg.data), cfg.limit), run)
@@ -124,6 +126,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     params = [*model.online.parameters(), *model.predictor.parameters()]
     optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     step, last_saved, metrics = 0, None, {}
+    if init is not None:
+        metrics["init"] = start_from(model, init)
     if resume:
         ckpt = load_checkpoint(ckpt_path)
         if ckpt["steps_per_epoch"] != steps_per_epoch:
@@ -168,6 +172,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     bar = Progress(cfg, step=step, stop=stop, steps_per_epoch=steps_per_epoch, bar=progress, show=d.is_main)
     if resume:
         bar.resumed(step)
+    if note:
+        bar.write(note)
     window = {"loss": 0.0, "purity": 0.0, "n": 0, "t": time.perf_counter()}
     # training minutes (the k-NN monitor's time left out), continued over resumes: the curve's x axis
     clock = {"start": time.perf_counter(), "monitor": 0.0, "before": float(metrics.get("minutes", 0.0))}
