@@ -78,7 +78,7 @@ def routes(backend: Backend, cache) -> list[Route]:
         return JSONResponse(await run_in_threadpool(backend.search_images, images, offset, limit))
 
     def _decode(name: str, data: bytes):
-        return decode_upload(data, name, backend.limits.upload_pixels, cache / "uploads")
+        return decode_upload(data, name, backend, cache / "uploads")
 
     async def dedup(request: Request) -> Response:
         threshold, k = _float(request, "threshold", 0.95), _int(request, "k", 10)

@@ -73,6 +73,8 @@ class Backend:
         self.meta = self.store.meta
         self.paths = index.absolute_paths(np.arange(len(index)))
         self.labels = index.rows["label"].to_numpy()
+        draft = bool(index.info.get("embed_settings", {}).get("draft"))  # decode uploads as the collection
+        self.draft_size = encoder.preprocess.resize if draft and encoder is not None else None
         self._groups: OrderedDict[tuple[float, int], pd.DataFrame] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -84,9 +84,10 @@ def thumbnail(backend: Backend, row: int, size: int, cache: Path) -> Path:
     return out
 
 
-def decode_upload(data: bytes, name: str, max_pixels: int, cache: Path) -> Image.Image:
-    """An uploaded file as msfkit reads any image (`msfkit.data.images.decode_image`: pixel limit
-    from the header before decoding, EXIF orientation, RGB); a `Refused` that says why otherwise."""
+def decode_upload(data: bytes, name: str, backend: Backend, cache: Path) -> Image.Image:
+    """An uploaded file as `msfkit embed` read the index's images (`msfkit.data.images.decode_image`:
+    the pixel limit checked from the header before decoding, EXIF orientation, RGB, JPEG draft
+    decoding when the collection had it); a `Refused` that says why otherwise."""
     from msfkit.data.images import BadImageError, decode_image
 
     if not data:
@@ -96,7 +97,8 @@ def decode_upload(data: bytes, name: str, max_pixels: int, cache: Path) -> Image
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        return decode_image(tmp, max_pixels=max_pixels).image
+        max_pixels = backend.limits.upload_pixels
+        return decode_image(tmp, max_pixels=max_pixels, draft_size=backend.draft_size).image
     except BadImageError as e:
         reason = str(e).replace(tmp, name)
         if reason.startswith("not an image"):

@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const PAGE = 24;       // results per page
+const PAGE = Math.min(200, Number(new URLSearchParams(location.search).get("page")) || 24);  // results per page
 const GROUPS = 20;     // duplicate groups per page
 const state = { query: null, offset: 0, more: false, loading: false };
 const dup = { offset: 0, more: false, choices: {}, groups: [] };
@@ -77,6 +77,12 @@ async function runSearch(reset) {
   } finally {
     state.loading = false;
   }
+  if (state.more && sentinelInView()) runSearch(false);  // the page is not full yet: keep filling it
+}
+
+function sentinelInView() {
+  const box = $("sentinel").getBoundingClientRect();
+  return !$("view-search").hidden && box.top < window.innerHeight + 200;
 }
 
 function searchFile(file) {
@@ -117,7 +123,7 @@ function setupSearch() {
   $("more").addEventListener("click", () => runSearch(false));
   new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting) && state.more && !$("view-search").hidden) runSearch(false);
-  }).observe($("sentinel"));
+  }, { rootMargin: "200px" }).observe($("sentinel"));
 }
 
 // -- duplicates ------------------------------------------------------------------------------------

@@ -1,0 +1,41 @@
+"""`msfkit serve` as a command: help without the web stack, one-line errors, the printed URL."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+from tests.msfkit.index_stores import photo_index_folders
+from tests.msfkit.serve.server import msfkit_command, server_env
+
+
+def test_help_loads_neither_torch_nor_the_web_framework():
+    code = (
+        "import sys; from msfkit.cli.main import cli;"
+        "cli(['serve', '-h'], standalone_mode=False);"
+        "print([m for m in ('torch', 'faiss', 'starlette', 'uvicorn') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "--port" in out and "127.0.0.1" in out
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_missing_index_is_one_error_line(tmp_path):
+    r = subprocess.run([*msfkit_command(), "serve", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip() == f"Error: {tmp_path / 'nope'}: no such index folder"
+
+
+def test_a_port_in_use_is_one_error_line(photo_paths, tmp_path_factory, tmp_path):
+    index = photo_index_folders(photo_paths, tmp_path_factory)[0]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [*msfkit_command(), "serve", str(index), "--port", str(port)],
+            capture_output=True, text=True, env=server_env(tmp_path / "cache", tmp_path / "hf"), timeout=120,
+        )  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")

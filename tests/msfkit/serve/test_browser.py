@@ -1,0 +1,143 @@
+"""The page of a running `msfkit serve` in headless Chromium: upload, results, explore, scroll, duplicates."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+
+import pytest
+
+import msfkit
+from tests.msfkit.index_stores import PLANTED
+from tests.msfkit.serve import browser
+
+pytestmark = pytest.mark.skipif(not browser.available(), reason=browser.SKIP)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with browser.browser() as context:
+        yield context
+
+
+@pytest.fixture
+def page(chromium, server):
+    page = chromium.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(server.url)
+    yield page
+    page.close()
+    assert not errors, errors  # no script error on the way
+
+
+@pytest.fixture(scope="module")
+def index(photo_index):
+    return msfkit.open_index(photo_index[0])
+
+
+def tile_rows(page) -> list[int]:
+    return [int(r) for r in page.eval_on_selector_all("#results .tile", "ts => ts.map(t => t.dataset.row)")]
+
+
+def shot(page, tmp_path, name: str):
+    page.wait_for_load_state("networkidle")  # thumbnails loaded
+    path = tmp_path / f"{name}.png"
+    page.screenshot(path=path)
+    assert browser.not_blank(path), f"{path} looks blank"
+    return path
+
+
+def test_upload_shows_neighbours_and_a_click_explores_from_a_result(page, index, photo_index, tmp_path):
+    photo = sorted(photo_index[2].glob(f"*_{PLANTED[1]}.jpg"))[0]
+    page.set_input_files("#file", str(photo))
+    page.wait_for_function("document.querySelectorAll('#results .tile').length === 21")
+    expected = index.search([str(photo)], k=21)["row"].tolist()
+    assert tile_rows(page) == expected
+    first = page.inner_text("#results .tile >> nth=0")
+    assert first.startswith("1. 1.000") and str(photo) in first and "photos" in first
+    assert "uploaded: " + photo.name in page.inner_text("#query")
+    shot(page, tmp_path, "search")
+
+    row = expected[5]
+    page.click(f'#results .tile[data-row="{row}"]')
+    page.wait_for_function(f"document.querySelector('#query-caption').textContent.includes('(row {row})')")
+    page.wait_for_function("document.querySelectorAll('#results .tile').length === 20")
+    vector = msfkit.open_store(photo_index[1]).vectors[row : row + 1]
+    neighbours = [r for r in index.search(vector, k=21)["row"].tolist() if r != row]
+    assert tile_rows(page) == neighbours
+    assert page.url.endswith(f"#row={row}")
+    shot(page, tmp_path, "explore")
+    page.go_back()  # the browser's history walks back through explored rows
+    page.wait_for_function("!location.hash.startsWith('#row=')")
+
+
+def test_a_dropped_image_is_searched(page, index, photo_index):
+    photo = sorted(photo_index[2].glob("*.jpg"))[4]
+    data = base64.b64encode(photo.read_bytes()).decode()
+    transfer = page.evaluate_handle(
+        """([data, name]) => {
+            const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
+            const t = new DataTransfer();
+            t.items.add(new File([bytes], name, {type: "image/jpeg"}));
+            return t;
+        }""",
+        [data, photo.name],
+    )
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    page.wait_for_function("document.querySelectorAll('#results .tile').length > 0")
+    assert tile_rows(page)[0] == index.search([str(photo)], k=1)["row"].iloc[0]
+
+
+def test_results_come_page_by_page_as_one_scrolls(page, server):
+    asked = []
+    page.on("request", lambda r: asked.append(r.url) if "/neighbors?" in r.url else None)
+    page.goto(server.url + "?page=6#row=0")
+    page.wait_for_function("document.querySelectorAll('#results .tile').length >= 6")
+    while len(tile_rows(page)) < 20:
+        seen = len(tile_rows(page))
+        page.locator("#sentinel").scroll_into_view_if_needed()
+        page.wait_for_function(f"document.querySelectorAll('#results .tile').length > {seen}")
+    rows = tile_rows(page)
+    assert len(rows) == 20 and len(set(rows)) == 20 and 0 not in rows  # every neighbour once, not itself
+    offsets = sorted(int(u.split("offset=")[1].split("&")[0]) for u in asked)
+    assert offsets == [0, 6, 12, 18]  # four pages of six
+    page.wait_for_function("document.querySelector('#more').hidden")  # the end: no more to ask for
+
+
+def test_a_file_that_is_not_an_image_shows_the_servers_message(page, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture\n" * 20)
+    page.set_input_files("#file", str(notes))
+    page.wait_for_function("document.querySelector('#status').classList.contains('error')")
+    assert page.inner_text("#status").startswith("notes.txt: not an image")
+
+
+def test_duplicates_view_choose_what_to_keep_and_download_the_list(page, index, tmp_path):
+    page.click("#tab-dedup")
+    page.wait_for_function("document.querySelectorAll('.group').length > 0")
+    groups = index.dedup(threshold=0.95)
+    assert page.locator(".group").count() == groups["group"].nunique() == 3
+    assert page.inner_text("#dedup-status").startswith(f"3 groups, {len(groups)} images")
+    first = page.locator('.group[data-group="0"] .tile')
+    assert first.count() == 4 and "keep" in first.nth(0).get_attribute("class")
+    shot(page, tmp_path, "dedup")
+
+    chosen = int(first.nth(2).get_attribute("data-row"))
+    first.nth(2).click()
+    page.wait_for_function(
+        f"document.querySelector('.group[data-group=\"0\"] .tile.keep').dataset.row === '{chosen}'"
+    )
+    with page.expect_download() as download:
+        page.click("#download")
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+    assert len(rows) == len(groups) - 3
+    mine = [r for r in rows if r["group"] == "0"]
+    kept = index.absolute_paths([chosen])[0]
+    assert len(mine) == 3 and all(r["kept"] == kept and r["reason"] == "chosen" for r in mine)
+
+    page.eval_on_selector("#threshold", "s => { s.value = '0.999'; s.dispatchEvent(new Event('change')); }")
+    page.wait_for_function("document.querySelector('#dedup-status').textContent.includes('>= 0.999')")
+    strict = index.dedup(threshold=0.999)
+    assert page.locator(".group").count() == strict["group"].nunique() < 3
