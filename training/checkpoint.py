@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from msfkit.models.encoder import check_state_dict
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 
@@ -63,10 +64,57 @@ def safe_torch_load(path: str | Path, allow: tuple[type, ...] = ()) -> Any:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a training checkpoint with weights_only=True; errors are one line."""
+    """Read a training checkpoint with weights_only=True and check its fields; errors are one line."""
     ckpt = safe_torch_load(path)
     if not is_training_checkpoint(ckpt):
         raise MsfkitError(f"{path}: not an msfkit training checkpoint")
+    return check_checkpoint(ckpt, path)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_dict(v: Any, keys: tuple[str, ...] = ()) -> bool:
+    return isinstance(v, dict) and all(k in v for k in keys)
+
+
+def _byte_tensor(v: Any) -> bool:
+    return isinstance(v, torch.Tensor) and v.dtype == torch.uint8
+
+
+def _tensors(v: Any) -> bool:
+    return _is_dict(v) and all(isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in v.items())
+
+
+# field -> (what it must be, a test); `metrics` may be absent (checkpoints of older runs)
+FIELDS: dict[str, tuple[str, Any]] = {
+    "version": ("an int", _is_int),
+    "model": ("a dict of tensors", _tensors),
+    "optimizer": ("an optimizer state dict", lambda v: _is_dict(v, ("state", "param_groups"))),
+    "step": ("an int >= 0", lambda v: _is_int(v) and v >= 0),
+    "epoch": ("an int >= 0", lambda v: _is_int(v) and v >= 0),
+    "steps_per_epoch": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
+    "config": ("a dict of config keys", lambda v: _is_dict(v) and all(isinstance(k, str) for k in v)),
+    "rng": ("a dict with a 'torch' generator state", lambda v: _is_dict(v) and _byte_tensor(v.get("torch"))),
+    "metrics": ("a dict", _is_dict),
+}
+
+
+def check_checkpoint(ckpt: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """`ckpt` if every field has the type a resume or an export relies on; else an error that
+    names the file and the first bad field. The one place both `train --resume` and `export` check."""
+    for field, (expected, ok) in FIELDS.items():
+        if field not in ckpt:
+            if field == "metrics":
+                continue
+            raise MsfkitError(f"{path}: training checkpoint field {field!r} is missing")
+        value = ckpt[field]
+        if not ok(value):
+            got = f"a {type(value).__name__}"
+            if isinstance(value, str | int | float):
+                got += f" ({repr(value)[:40]})"
+            raise MsfkitError(f"{path}: training checkpoint field {field!r} is {got}; expected {expected}")
     if ckpt["version"] != VERSION:
         raise MsfkitError(f"{path}: checkpoint version {ckpt['version']}; this msfkit reads {VERSION}")
     return ckpt
@@ -74,6 +122,27 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def is_training_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def resume_run(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """Load the checkpoint at `path` into `model`, `optimizer` and the RNGs; returns (step, metrics)."""
+    ckpt = load_checkpoint(path)
+    if ckpt["steps_per_epoch"] != steps_per_epoch:
+        raise MsfkitError(
+            f"{path}: saved with {ckpt['steps_per_epoch']} steps per epoch, this data and batch "
+            f"size give {steps_per_epoch}; resume with the run's data and batch_size"
+        )
+    check_state_dict(ckpt["model"], model.state_dict(), source=f"{path}: training checkpoint field 'model'")
+    model.load_state_dict(ckpt["model"])
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+        first = " ".join(str(e).split())[:160]
+        raise MsfkitError(
+            f"{path}: training checkpoint field 'optimizer' does not fit this run ({first})"
+        ) from None
+    restore_rng(ckpt["rng"])
+    return ckpt["step"], dict(ckpt.get("metrics", {}))
 
 
 def restore_rng(rng: dict[str, Any]) -> None:

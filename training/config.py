@@ -213,6 +213,14 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{k: _typed(k, v, fields[k].type) for k, v in values.items()})
 
 
+def saved_config(values: dict[str, Any], source: str | Path) -> TrainConfig:
+    """The TrainConfig a checkpoint holds; a bad one is an error naming the file and the field."""
+    try:
+        return make_config(values)
+    except MsfkitError as e:
+        raise MsfkitError(f"{source}: training checkpoint field 'config': {e}") from None
+
+
 def _typed(key: str, value: Any, type_name: str) -> Any:
     expected = {"str": str, "int": int, "float": float, "bool": bool}[type_name]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -222,9 +230,6 @@ def _typed(key: str, value: Any, type_name: str) -> Any:
     if type(value) is not expected:
         raise MsfkitError(f"config: {key} must be {type_name}, not {type(value).__name__} ({value!r})")
     return value
-
-
-# (lowest, highest, whether the lowest itself is allowed) for the numbers a run depends on
 
 
 def _parse_value(text: str) -> Any:
@@ -284,6 +289,7 @@ def resolve_config(
     if not ckpt.is_file():
         raise MsfkitError(f"--resume: no {CHECKPOINT_NAME} in {cfg.out}")
     saved = load_checkpoint(ckpt)["config"]
+    saved_config(saved, ckpt)
     resumed = load_config(overrides=overrides, base=saved)
     for key in FIXED_ON_RESUME:  # the saved tensors have these shapes: a change cannot load them
         if key in saved and getattr(resumed, key) != saved[key]:

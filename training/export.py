@@ -25,7 +25,12 @@ import torch
 from msfkit.models import Encoder, EncoderConfig
 from msfkit.models.encoder import check_state_dict
 from msfkit.models.errors import MsfkitError
-from msfkit.training.checkpoint import find_checkpoint, is_training_checkpoint, safe_torch_load
+from msfkit.training.checkpoint import (
+    check_checkpoint,
+    find_checkpoint,
+    is_training_checkpoint,
+    safe_torch_load,
+)
 
 if TYPE_CHECKING:
     from msfkit.training.config import TrainConfig
@@ -125,7 +130,9 @@ def export_checkpoint(
     path = find_checkpoint(path)
     ckpt = read_checkpoint(path)
     if is_training_checkpoint(ckpt):
-        return export_training_checkpoint(ckpt, out, network=network, image_size=image_size, resize=resize)
+        check_checkpoint(ckpt, path)
+        sizes = {"image_size": image_size, "resize": resize}
+        return export_training_checkpoint(ckpt, out, network=network, source=path, **sizes)
     state, layout = backbone_state(ckpt, network)
     arch, stem = infer_arch(state)
     if image_size is None:
@@ -226,13 +233,14 @@ def export_training_checkpoint(
     network: str = "online",
     image_size: int | None = None,
     resize: int | None = None,
+    source: str | Path = "training checkpoint",
 ) -> Encoder:
-    """A loaded msfkit training checkpoint -> model folder at `out`."""
-    from msfkit.training.config import make_config
+    """A loaded msfkit training checkpoint (checked: `check_checkpoint`) -> model folder at `out`."""
+    from msfkit.training.config import saved_config
 
     if network not in PREFIXES:
         raise MsfkitError(f"network must be 'online' or 'target', not {network!r}")
-    cfg = make_config(ckpt["config"])
+    cfg = saved_config(ckpt["config"], source)
     prov = run_provenance(cfg, ckpt["step"], ckpt["steps_per_epoch"], ckpt.get("metrics", {}))
     config = encoder_config(cfg, network, prov)
     if image_size is not None:
@@ -242,7 +250,8 @@ def export_training_checkpoint(
     prefix = f"{network}.backbone."
     state = {k[len(prefix) :]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
     encoder = Encoder(config)
-    check_state_dict(state, encoder.backbone.state_dict(), source=f"training checkpoint ({network})")
+    where = f"{source}: training checkpoint field 'model' ({network} backbone)"
+    check_state_dict(state, encoder.backbone.state_dict(), source=where)
     encoder.backbone.load_state_dict(state)
     encoder.save_pretrained(out)
     return encoder.eval()

@@ -27,7 +27,7 @@ from msfkit.models.runtime import resolve_device
 from msfkit.runtime import Ranks
 from msfkit.training.bad_files import BAD_FILES_NAME, BadFiles, skip_bad
 from msfkit.training.batches import EpochBatches, make_loader
-from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, restore_rng, save_checkpoint
+from msfkit.training.checkpoint import CHECKPOINT_NAME, resume_run, save_checkpoint
 from msfkit.training.config import TrainConfig
 from msfkit.training.data import first, open_dataset
 from msfkit.training.distributed import (
@@ -129,16 +129,8 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     if init is not None:
         metrics["init"] = start_from(model, init)
     if resume:
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt["steps_per_epoch"] != steps_per_epoch:
-            raise MsfkitError(
-                f"{ckpt_path}: saved with {ckpt['steps_per_epoch']} steps per epoch, this data and batch "
-                f"size give {steps_per_epoch}; resume with the run's data and batch_size"
-            )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        step, last_saved, metrics = ckpt["step"], ckpt["step"], dict(ckpt.get("metrics", {}))
-        restore_rng(ckpt["rng"])
+        step, metrics = resume_run(ckpt_path, model, optimizer, steps_per_epoch)
+        last_saved = step
     if cfg.compile:
         for net in (model.online, model.target, model.predictor):
             net.compile()
