@@ -48,6 +48,7 @@ class DecodedImage:
     height: int
     bytes: int  # size of the file on disk
     mtime: float  # seconds since the epoch
+    mtime_ns: int  # the same in integer nanoseconds (os.stat's st_mtime_ns), exact
 
 
 def load_image(
@@ -72,7 +73,7 @@ def decode_image(
 ) -> DecodedImage:
     """`load_image` plus the file's full-resolution size, byte count and mtime."""
     path = Path(path)
-    source, size, mtime = _open_source(path)
+    source, size, mtime, mtime_ns = _open_source(path)
     if size == 0:
         raise BadImageError("zero bytes")
     try:
@@ -109,7 +110,7 @@ def decode_image(
         raise BadImageError(f"corrupt: {text}") from None
     except Exception as e:  # a decoder may raise anything (SyntaxError, ValueError, struct.error, ...)
         raise BadImageError(f"corrupt: {type(e).__name__}: {_first_line(e)}") from None
-    return DecodedImage(rgb, width, height, size, mtime)
+    return DecodedImage(rgb, width, height, size, mtime, mtime_ns)
 
 
 @lru_cache(maxsize=1)
@@ -120,7 +121,7 @@ def image_extensions() -> frozenset[str]:
 
 
 def _open_source(path: Path):
-    """(what Image.open reads: the path, or a member's bytes; byte count; mtime)."""
+    """(what Image.open reads: the path, or a member's bytes; byte count; mtime; mtime in ns)."""
     if not path.exists() and not path.is_symlink():
         member = split_member(path)  # ARCHIVE.tar/member
         if member is not None:
@@ -130,9 +131,9 @@ def _open_source(path: Path):
                 raise BadImageError("no such member in the archive") from None
             except OSError as e:
                 raise BadImageError(f"unreadable archive: {e.strerror or _first_line(e)}") from None
-            return io.BytesIO(data), len(data), mtime
+            return io.BytesIO(data), len(data), mtime, int(mtime * 1_000_000_000)
     st = _stat(path)
-    return path, st.st_size, st.st_mtime
+    return path, st.st_size, st.st_mtime, st.st_mtime_ns
 
 
 def _stat(path: Path) -> os.stat_result:
@@ -144,9 +145,20 @@ def _stat(path: Path) -> os.stat_result:
         raise BadImageError("unreadable: permission denied") from None
     except OSError as e:
         raise BadImageError(f"unreadable: {e.strerror or _first_line(e)}") from None
+    if path.is_dir() and not _listable(path):  # a sub-folder the listing could not read (data.inputs)
+        raise BadImageError("unreadable folder")
     if not path.is_file():
         raise BadImageError("unreadable: not a regular file")
     return st
+
+
+def _listable(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except OSError:
+        return False
+    return True
 
 
 def _display_size(im: Image.Image) -> tuple[int, int]:

@@ -7,7 +7,9 @@ blank lines and `#` comments ignored), a table of paths (`.csv` or `.parquet` wi
 column and an optional `label` column; paths relative to the table's folder), a tar archive or
 webdataset shard (its image members: see `msfkit.data.archives`; brace lists such as
 `train-{0000..0009}.tar` expand), or an image file. Paths are kept as named, not resolved, so a
-broken symlink is listed (and later reported) rather than silently dropped.
+broken symlink is listed (and later reported) rather than silently dropped. So is a sub-folder
+that cannot be read (no permission): it is listed as an entry of its own, which fails to decode
+as "unreadable folder", and named in `Listing.unreadable`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Listing:
 
     root: Path
     files: list[SourceFile] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # sub-folders that could not be read (absolute)
 
     @cached_property
     def hash(self) -> str:
@@ -58,6 +61,7 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
         raise MsfkitError("no inputs: give image folders, files, or a text file listing paths")
     found: list[tuple[str, str | None]] = []  # (absolute path, label)
     anchors: list[str] = []  # folders the source root must contain
+    unreadable: list[str] = []
     for raw in _expanded(inputs):
         path = os.path.abspath(os.path.expanduser(os.fspath(raw)))
         refuse_unreadable(path)
@@ -66,7 +70,7 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
             found += [(f"{path}/{name}", label) for name, label in members(path, image_extensions())]
         elif os.path.isdir(path):
             anchors.append(path)
-            found += _walk(path)
+            found += _walk(path, unreadable)
         elif os.path.isfile(path) and path.lower().endswith(LIST_SUFFIXES + TABLE_SUFFIXES):
             listed = _read_table(path) if path.lower().endswith(TABLE_SUFFIXES) else _read_list(path)
             anchors += [os.path.dirname(p) for p, _ in listed]
@@ -83,7 +87,7 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
     for path, label in found:
         rel = Path(os.path.relpath(path, root)).as_posix()
         files.setdefault(rel, SourceFile(path, rel, label))
-    return Listing(Path(root), [files[rel] for rel in sorted(files)])
+    return Listing(Path(root), [files[rel] for rel in sorted(files)], sorted(set(unreadable)))
 
 
 def _expanded(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
@@ -91,16 +95,26 @@ def _expanded(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
     return [one for raw in inputs for one in (archives(os.fspath(raw)) if "{" in os.fspath(raw) else [raw])]
 
 
-def _walk(top: str) -> list[tuple[str, str | None]]:
+def _walk(top: str, unreadable: list[str]) -> list[tuple[str, str | None]]:
+    """(path, label) of the images under `top`; a sub-folder that cannot be read is listed too (and
+    added to `unreadable`), so that the run reports it; `top` itself unreadable is an error."""
     extensions = image_extensions()
-    out = []
-    for dirpath, dirnames, filenames in os.walk(top):
+    out, failed = [], []
+
+    def label(path: str) -> str | None:
+        rel_dir = os.path.relpath(path, top)
+        return None if rel_dir == "." else Path(rel_dir).parts[0]
+
+    for dirpath, dirnames, filenames in os.walk(top, onerror=failed.append):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        rel_dir = os.path.relpath(dirpath, top)
-        label = None if rel_dir == "." else Path(rel_dir).parts[0]
         for name in filenames:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
-                out.append((os.path.join(dirpath, name), label))
+                out.append((os.path.join(dirpath, name), label(dirpath)))
+    for e in failed:
+        if os.path.abspath(e.filename or top) == top:
+            raise MsfkitError(f"{top}: cannot read this folder ({e.strerror or e})")
+        unreadable.append(e.filename)
+        out.append((e.filename, label(e.filename)))
     return out
 
 

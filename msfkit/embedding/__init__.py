@@ -6,6 +6,7 @@ name would replace it as an attribute of `msfkit` as soon as it was imported.
 """
 
 from msfkit.embedding.pipeline import EmbedOptions, embed_items
-from msfkit.embedding.run import EmbedSummary, StoreOptions, embed
+from msfkit.embedding.run import StoreOptions, embed
+from msfkit.embedding.summary import EmbedSummary
 
 __all__ = ["EmbedOptions", "EmbedSummary", "StoreOptions", "embed", "embed_items"]

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from msfkit.data.images import DEFAULT_MAX_PIXELS, BadImageError, decode_image
+from msfkit.embedding.eta import job_line
 from msfkit.models import Encoder
 from msfkit.models.preprocess import Preprocess
 from msfkit.models.runtime import check_precision, evaluating
@@ -45,6 +46,7 @@ class EmbedOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused before decoding
     frozen: bool | None = None  # CPU: frozen TorchScript graph; None: when there are >= FROZEN_MIN_FILES
     progress: bool = False  # a progress bar on stderr
+    announce: object = False  # before a long job, one line on stderr: images, model, device, time (eta.py)
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
@@ -59,7 +61,7 @@ class Batch:
 
     index: list[int]  # the items that decoded, in order; rows of `pixels`
     pixels: torch.Tensor | None  # uint8 (len(index), 3, S, S), None when every item failed
-    info: list[tuple[int, int, int, float]]  # (width, height, bytes, mtime) per decoded item
+    info: list[tuple[int, int, int, float, int]]  # (width, height, bytes, mtime, mtime_ns) per decoded item
     failed: list[tuple[int, str]]  # (position, reason) per item that could not be decoded
 
 
@@ -78,10 +80,11 @@ class _Decode(torch.utils.data.Dataset):
             item = self.source[i] if _is_paths(self.source) else None
             if item is not None:
                 decoded = decode_image(item, max_pixels=self.max_pixels, draft_size=self.draft_size)
-                image, info = decoded.image, (decoded.width, decoded.height, decoded.bytes, decoded.mtime)
+                d = decoded
+                image, info = d.image, (d.width, d.height, d.bytes, d.mtime, d.mtime_ns)
             else:
                 image = self.source.image(i)
-                info = (image.width, image.height, 0, 0.0)
+                info = (image.width, image.height, 0, 0.0, 0)
             try:
                 crop = self.prep.crop(image)
             except Exception as e:  # a pathological size (e.g. 1 x 100000) can break the resize
@@ -202,13 +205,18 @@ def embed_items(
     workers = opts.workers if opts.workers is not None else (default_workers(dev) if n > bs else 0)
     rows, bad = [], []
     bar = tqdm(total=n, unit="img", desc="features", disable=not opts.progress, leave=False)
+    line = job_line(opts.announce, n, encoder.config.arch, dev)
     with evaluating(encoder, dev), torch.inference_mode(), bar:
         stream = iter_batches(source, encoder.preprocess, chunks(0, n, bs), opts, workers)
         forward = Forward(encoder, opts.precision, opts.use_frozen(n))
+        if line is not None:
+            line.run_started()
         for batch in stream:
             if batch.pixels is not None:
                 rows.append(forward(batch.pixels))
             bad += batch.failed
             bar.update(len(batch.index) + len(batch.failed))
+            if line is not None:
+                line.batch(len(batch.index) + len(batch.failed))
     vectors = np.concatenate(rows) if rows else np.zeros((0, encoder.embedding_dim), np.float32)
     return vectors, bad

@@ -8,7 +8,8 @@ shard number, and is committed by renaming its metadata file into place (`msfkit
 The plan (base, hash of the file list) is in the manifest, so a rerun after a kill (SIGKILL
 included) finds the same shards, skips the committed ones and redoes the rest: every file ends
 up exactly once, in the same order as an uninterrupted run. A rerun over a grown collection
-embeds only the new files, as new shards.
+embeds only the new files, as new shards; a file changed since it was embedded (size or mtime)
+is embedded again and its row replaced where it is, row ids unchanged (`changes`).
 
 Under `torchrun`, rank r does shards base + r, base + r + world, ...; rank 0 plans, locks the store,
 and writes the final manifest after a barrier. No features travel between ranks. `shard=(i, n)`
@@ -19,17 +20,20 @@ share no process group, and writes the store `out/part-0000i-of-0000n`.
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from msfkit.data.inputs import Listing, SourceFile, list_inputs
+from msfkit.embedding.changes import commit_replacement, find_changes
 from msfkit.embedding.pipeline import EmbedOptions
+from msfkit.embedding.summary import EmbedSummary
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
 from msfkit.models.hub import parse_hub_id
@@ -41,6 +45,7 @@ from msfkit.store.format import (
     now,
     part_name,
     read_manifest,
+    shard_name,
     shard_paths,
     write_manifest,
 )
@@ -65,33 +70,6 @@ class StoreOptions:
             raise MsfkitError("shard_rows must be >= 1")
 
 
-@dataclass
-class EmbedSummary:
-    """What one run did (this run's counts) and what the store now holds."""
-
-    store: str
-    embedded: int  # files embedded by this run
-    failed: int  # files this run could not embed
-    skipped: int  # files already in the store (embedded or failed) before this run
-    seconds: float
-    store_embedded: int  # rows in the store after the run
-    store_failed: int  # rows of errors.parquet after the run
-
-    @property
-    def images_per_s(self) -> float:
-        return (self.embedded + self.failed) / self.seconds if self.seconds > 0 else 0.0
-
-    def line(self) -> str:
-        """The one-line report the CLI ends with."""
-        return (
-            f"embedded {self.embedded}, failed {self.failed}, skipped {self.skipped} "
-            f"in {self.seconds:.1f} s ({self.images_per_s:.1f} images/s) -> {self.store}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "images_per_s": round(self.images_per_s, 2)}
-
-
 def embed(
     inputs: Sequence[str | Path] | str | Path,
     model: Encoder | str,
@@ -112,8 +90,11 @@ def embed(
         # what must not change between a run and its resumption (the vectors or the plan would differ)
         settings = {"precision": opts.precision, "draft": opts.draft, "shard_rows": store.shard_rows}
         plan = ranks.from_rank0(lambda: _plan(inputs, encoder, out, store, settings))
-        mine = {k: f for k, f in plan["todo"].items() if (k - plan["base"]) % ranks.world == ranks.rank}
-        embedded, failed = ranks.sum(_run(encoder, mine, out, dev, opts, ranks))
+        # (shard, files, replace?): changed files' rows first, then the new shards; shards split by rank
+        world, rank = ranks.world, ranks.rank
+        jobs = [(k, f, True) for k, f in sorted(plan["replace"].items()) if k % world == rank]
+        jobs += [(k, f, False) for k, f in plan["todo"].items() if (k - plan["base"]) % world == rank]
+        embedded, failed, changed = ranks.sum(_run(encoder, jobs, out, dev, opts, ranks))
         ranks.barrier()
         if ranks.rank == 0:
             manifest = writer.finish(out)
@@ -126,7 +107,7 @@ def embed(
     counts = manifest["counts"]
     summary = EmbedSummary(
         str(out), embedded, failed, plan["skipped"], time.perf_counter() - started,
-        counts["embedded"], counts["failed"],
+        counts["embedded"], counts["failed"], changed, plan["gone"], plan["unreadable"],
     )  # fmt: skip
     if store.strict and summary.store_failed:
         raise MsfkitError(f"{summary.store_failed} files could not be embedded (see {out}/errors.parquet)")
@@ -155,6 +136,8 @@ def _plan(
 ) -> dict[str, Any]:
     """Check or create the store, and decide which shards hold which files; saved in the manifest."""
     listing = list_inputs(inputs)
+    for folder in listing.unreadable:
+        print(f"warning: cannot read the folder {folder}; its images are not embedded", file=sys.stderr)
     if store.shard is not None:
         i, n = store.shard
         files = listing.files
@@ -173,11 +156,16 @@ def _plan(
     rows = store.shard_rows
     planned = {base + j: left[j * rows : (j + 1) * rows] for j in range((len(left) + rows - 1) // rows)}
     todo = {k: files for k, files in planned.items() if k not in committed}
+    changes = find_changes(out, committed, listing)
     plan = {"base": base, "shards": len(planned), "files": len(listing.files), "listing_hash": listing.hash}
+    # the shards whose rows this run replaces: readers hash them differently until the run completes
+    plan |= {"replace": [shard_name(k) for k in sorted(changes.changed)], "run": secrets.token_hex(8)}
     manifest.update(complete=False, updated=now(), plan=plan)
     write_manifest(out, manifest)
-    skipped = len(listing.files) - sum(len(files) for files in todo.values())
-    return {"base": base, "todo": todo, "skipped": skipped}
+    skipped = len(listing.files) - sum(len(files) for files in todo.values()) - changes.count
+    unreadable = len(listing.unreadable)
+    return {"base": base, "todo": todo, "replace": changes.changed, "skipped": skipped, "gone": changes.gone,
+            "unreadable": unreadable}  # fmt: skip
 
 
 def _open_for_writing(
@@ -226,24 +214,24 @@ def _check_same(
 # -- the work loop (every rank) ----------------------------------------------------------------
 
 
-def _run(
-    encoder: Encoder, shards: dict[int, list[SourceFile]], out: Path, device, opts: EmbedOptions, ranks
-) -> tuple[int, int]:
-    """Embed this rank's shards in order, committing each as soon as it is whole; (embedded, failed)."""
+def _run(encoder: Encoder, jobs: list, out: Path, device, opts: EmbedOptions, ranks) -> tuple[int, int, int]:
+    """Embed this rank's jobs (shard, files, replace?) in order, committing each shard (or replacing
+    the rows of its changed files) as soon as it is whole; (embedded, failed, replaced)."""
     import torch
     from tqdm import tqdm
 
+    from msfkit.embedding.eta import job_line
     from msfkit.embedding.pipeline import Forward, chunks, default_batch_size, default_workers, iter_batches
     from msfkit.models.runtime import evaluating
 
-    files = [f for k in sorted(shards) for f in shards[k]]
+    files = [f for _, job_files, _ in jobs for f in job_files]
     bs = opts.batch_size or default_batch_size(device)
     nworkers = default_workers(device, ranks.local_world) if opts.workers is None else opts.workers
-    bounds, batches, start = [], [], 0  # bounds: (shard, first position, end position)
-    for k in sorted(shards):
-        bounds.append((k, start, start + len(shards[k])))
-        batches += chunks(start, start + len(shards[k]), bs)
-        start += len(shards[k])
+    bounds, batches, start = [], [], 0  # bounds: (job, first position, end position)
+    for job in jobs:
+        bounds.append((job, start, start + len(job[1])))
+        batches += chunks(start, start + len(job[1]), bs)
+        start += len(job[1])
     bar = tqdm(
         total=len(files),
         unit="img",
@@ -252,30 +240,41 @@ def _run(
         file=sys.stderr,
         smoothing=0.1,
     )
-    embedded = failed = 0
+    line = job_line(opts.announce if ranks.rank == 0 else False, len(files), encoder.config.arch, device)
+    embedded = failed = replaced = 0
     pending: list[tuple[int, np.ndarray | None, tuple | None, str | None]] = []  # (position, vector, ...)
     next_bound = 0
     run_opts = dataclasses.replace(opts, device=device)
     with evaluating(encoder, device), torch.inference_mode(), bar:
         stream = iter_batches([f.path for f in files], encoder.preprocess, batches, run_opts, nworkers)
         forward = Forward(encoder, opts.precision, opts.use_frozen(len(files)))  # while workers decode
+        if line is not None:
+            line.run_started()
         for batch in stream:
             if batch.pixels is not None:
                 vectors = forward(batch.pixels)
                 decoded = zip(batch.index, vectors, batch.info, strict=True)
                 pending += [(i, v, info, None) for i, v, info in decoded]
             pending += [(i, None, None, reason) for i, reason in batch.failed]
-            embedded += len(batch.index)
-            failed += len(batch.failed)
             bar.update(len(batch.index) + len(batch.failed))
+            if line is not None:
+                line.batch(len(batch.index) + len(batch.failed))
             while next_bound < len(bounds) and len(pending) == bounds[next_bound][2] - bounds[next_bound][1]:
-                _commit(out, bounds[next_bound][0], files, pending, encoder.embedding_dim)
+                (k, job_files, replace), first, _ = bounds[next_bound]
+                rows = [(i - first, *rest) for i, *rest in sorted(pending, key=lambda r: r[0])]
+                if replace:
+                    n = commit_replacement(out, k, job_files, rows)
+                    replaced, failed = replaced + n, failed + len(rows) - n
+                else:
+                    _commit(out, k, job_files, rows, encoder.embedding_dim)
+                    embedded += sum(r[1] is not None for r in rows)
+                    failed += sum(r[1] is None for r in rows)
                 pending, next_bound = [], next_bound + 1
-    return embedded, failed
+    return embedded, failed, replaced
 
 
 def _commit(out: Path, k: int, files: list[SourceFile], rows: list, dim: int) -> None:
-    rows.sort(key=lambda r: r[0])
+    """Write shard `k` of `files` from its (position in files, vector, info, reason) rows, in order."""
     good = [r for r in rows if r[1] is not None]
     meta = {
         "path": [files[i].rel for i, *_ in good],
@@ -284,6 +283,7 @@ def _commit(out: Path, k: int, files: list[SourceFile], rows: list, dim: int) ->
         "height": [info[1] for _, _, info, _ in good],
         "bytes": [info[2] for _, _, info, _ in good],
         "mtime": [info[3] for _, _, info, _ in good],
+        "mtime_ns": [info[4] for _, _, info, _ in good],
     }
     vectors = np.stack([v for _, v, _, _ in good]) if good else np.zeros((0, dim), np.float32)
     errors = [(files[i].rel, reason) for i, _, _, reason in rows if reason is not None]

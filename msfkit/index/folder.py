@@ -134,9 +134,28 @@ def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -
             f"{root}: index.faiss holds {index.ntotal} x {index.d}, rows.parquet {len(rows)} rows, "
             f"index.json says {info.get('count')} x {info.get('dim')}; the folder is damaged, rebuild it"
         )
+    check_current(root, info["sources"])
     index = to_device(index)
     set_search_params(index, info["search_params"])
     return (cls or IndexFolder)(root, index, info, rows)
+
+
+def check_current(root: Path, sources: list[dict[str, Any]]) -> None:
+    """One line, not stale neighbours, when a store the index holds replaced vectors since (a changed
+    file embedded again); a store that only grew, moved, is gone or is unreadable is no error here."""
+    from msfkit.store import open_store
+
+    for s in sources:
+        try:
+            store = open_store(s["store"])
+        except MsfkitError:
+            continue
+        if len(store.parts) == 1 and not store.grew_from(s["manifest_hash"]):
+            stores = " ".join(x["store"] for x in sources)
+            raise MsfkitError(
+                f"index {root} is out of date with {s['store']}; "
+                f"rebuild with msfkit index {stores} -o {root} --force"
+            )
 
 
 _INFO_FIELDS = {"type": str, "factory": str, "dim": int, "count": int}

@@ -1,6 +1,6 @@
 """A store as one table other tools read: parquet (a list<float32> vector column), CSV, or .npy.
 
-    store.export("embeddings.parquet")   # path, label, width, height, bytes, mtime, vector
+    store.export("embeddings.parquet")   # the meta columns (path, label, ..., mtime_ns), vector
     store.export("embeddings.csv")       # filenames, embedding_0 ..., labels (lightly's layout)
     store.export("vectors.npy")          # the (N, D) float32 array alone, rows in store order
 

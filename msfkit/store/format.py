@@ -8,7 +8,9 @@ files; docs/formats.md describes every file and field.
                              normalized, source_root, part, settings, counts, shards, plan, complete
       emb/00000.npy          (rows, dim) float32, rows in the order of meta/00000.parquet
       meta/00000.parquet     one row per embedded image: path (relative to source_root, '/'-separated),
-                             label (first sub-folder of an input folder, or null), width, height, bytes, mtime
+                             label (first sub-folder of an input folder, or null), width, height, bytes,
+                             mtime, mtime_ns (null in shards written before it was added); the
+                             footer's `msfkit.generation` counts the shard's replacements
       errors/00000.parquet   path, reason: the files of shard 00000 that could not be embedded
       errors.parquet         every error of the store in one table, written when a run completes
 
@@ -18,6 +20,7 @@ i/n` writes the store `STORE/part-0000i-of-0000n`; a folder of such parts opens 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import datetime, timezone
@@ -31,13 +34,25 @@ from msfkit.models.files import atomic_write
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ERRORS = "errors.parquet"
-META_COLUMNS = ("path", "label", "width", "height", "bytes", "mtime")
+META_COLUMNS = ("path", "label", "width", "height", "bytes", "mtime", "mtime_ns")
+GENERATION = b"msfkit.generation"  # meta footer key: how many times the shard's rows were replaced
 ERROR_COLUMNS = ("path", "reason")
 STORE_ENTRIES = frozenset({MANIFEST, ERRORS, "emb", "meta", "errors"})  # everything a store folder holds
 PART_NAME = re.compile(r"^part-(\d+)-of-(\d+)$")
 # The manifest keys that say what the vectors are; timestamps and run settings stay out of the hash.
 HASHED_KEYS = ("format_version", "model", "dim", "dtype", "normalized", "source_root", "counts", "shards")
 _REQUIRED = {"model": dict, "dim": int, "dtype": str, "normalized": bool, "counts": dict, "shards": list}
+
+
+def parts_hash(parts) -> str:
+    """The manifest hash of stores given as (manifest, committed shard entries) pairs: HASHED_KEYS,
+    with counts and shards taken from the entries, so timestamps and settings do not count."""
+    h = hashlib.sha256()
+    for manifest, shards in parts:
+        counts = {"embedded": sum(s["rows"] for s in shards), "failed": sum(s["failed"] for s in shards)}
+        m = dict(manifest, shards=shards, counts=counts)
+        h.update(json.dumps({k: m.get(k) for k in HASHED_KEYS}, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
 
 
 def shard_name(k: int) -> str:
@@ -114,13 +129,16 @@ def committed_shards(root: Path) -> list[int]:
 
 
 def shard_info(root: Path, k: int) -> dict[str, Any]:
-    """{"name", "rows", "failed"} of committed shard `k`, read from the parquet footers."""
+    """{"name", "rows", "failed"} of committed shard `k`, read from the parquet footers, and
+    "generation" once its rows have been replaced (so the manifest hash changes with the vectors)."""
     import pyarrow.parquet as pq
 
     name = shard_name(k)
-    rows = pq.read_metadata(Path(root) / "meta" / f"{name}.parquet").num_rows
+    meta = pq.read_metadata(Path(root) / "meta" / f"{name}.parquet")
     failed = pq.read_metadata(Path(root) / "errors" / f"{name}.parquet").num_rows
-    return {"name": name, "rows": rows, "failed": failed}
+    info = {"name": name, "rows": meta.num_rows, "failed": failed}
+    generation = int((meta.metadata or {}).get(GENERATION, b"0"))
+    return {**info, "generation": generation} if generation else info
 
 
 
@@ -134,6 +152,13 @@ def shard_paths(root: Path, k: int) -> list[str]:
         paths + pq.read_table(Path(root) / "errors" / f"{name}.parquet", columns=["path"])["path"].to_pylist()
     )
 
+
+
+def read_meta(root: Path, k: int):
+    """The meta table of committed shard `k`, in today's schema (see `conform_meta`)."""
+    import pyarrow.parquet as pq
+
+    return conform_meta(pq.read_table(Path(root) / "meta" / f"{shard_name(k)}.parquet"))
 
 
 def check_shards(root: Path, shards: list) -> list[dict[str, Any]]:
@@ -159,8 +184,17 @@ def meta_schema():
     """The arrow schema of meta/NNNNN.parquet."""
     import pyarrow as pa
 
-    types = [pa.string(), pa.string(), pa.int32(), pa.int32(), pa.int64(), pa.float64()]
+    types = [pa.string(), pa.string(), pa.int32(), pa.int32(), pa.int64(), pa.float64(), pa.int64()]
     return pa.schema(list(zip(META_COLUMNS, types, strict=True)))
+
+
+def conform_meta(table):
+    """A meta table in today's schema: a shard written before `mtime_ns` existed gets it as nulls."""
+    import pyarrow as pa
+
+    if "mtime_ns" not in table.column_names:
+        table = table.append_column("mtime_ns", pa.nulls(len(table), pa.int64()))
+    return table.select(list(META_COLUMNS)).replace_schema_metadata(None).cast(meta_schema())
 
 
 def error_schema():

@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,13 +20,14 @@ import numpy as np
 from msfkit.models.errors import MsfkitError
 from msfkit.store.format import (
     ERRORS,
-    HASHED_KEYS,
     MANIFEST,
     PART_NAME,
     check_shards,
     committed_shards,
+    conform_meta,
     error_schema,
     meta_schema,
+    parts_hash,
     read_manifest,
     shard_info,
 )
@@ -112,15 +111,13 @@ class Store:
     @property
     def manifest_hash(self) -> str:
         """A hash of what the vectors are (model, dims, sources, shards), not of when they were written."""
-        h = hashlib.sha256()
-        for part in self.parts:
-            m = dict(part.manifest, shards=part.shards)
-            m["counts"] = {
-                "embedded": sum(s["rows"] for s in part.shards),
-                "failed": sum(s["failed"] for s in part.shards),
-            }
-            h.update(json.dumps({k: m.get(k) for k in HASHED_KEYS}, sort_keys=True, default=str).encode())
-        return h.hexdigest()[:16]
+        return parts_hash([(p.manifest, p.shards) for p in self.parts])
+
+    def grew_from(self, manifest_hash: str) -> bool:
+        """Whether this (single-part) store had `manifest_hash` then, or only gained shards since:
+        False once a row it had then was replaced (a changed file embedded again)."""
+        m, shards = self.parts[0].manifest, self.parts[0].shards
+        return any(parts_hash([(m, shards[:n])]) == manifest_hash for n in range(len(shards), -1, -1))
 
     def __len__(self) -> int:
         return sum(s["rows"] for p in self.parts for s in p.shards)
@@ -192,15 +189,15 @@ class Store:
     # tables
     @cached_property
     def meta(self):
-        """pandas DataFrame, one row per vector: path, label, width, height, bytes, mtime."""
+        """pandas DataFrame, one row per vector: path, label, width, height, bytes, mtime, mtime_ns."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        tables = [
-            pq.read_table(p.root / "meta" / f"{s['name']}.parquet") for p in self.parts for s in p.shards
-        ]
+        paths = [p.root / "meta" / f"{s['name']}.parquet" for p in self.parts for s in p.shards]
+        tables = [conform_meta(pq.read_table(path)) for path in paths]
         df = pa.concat_tables([meta_schema().empty_table(), *tables]).to_pandas()
         df["label"] = df["label"].astype(object).where(df["label"].notna(), None)  # None, not NaN
+        df["mtime_ns"] = df["mtime_ns"].astype("Int64")  # null in shards written before the column
         return df
 
     @property
@@ -219,11 +216,14 @@ class Store:
 
     def absolute_paths(self) -> list[Path]:
         """The source file of each row (metadata paths joined to their own store's source root)."""
+        import pyarrow.parquet as pq
+
         out = []
         for p in self.parts:
             root = Path(p.manifest["source_root"])
             for s in p.shards:
-                out += [root / rel for rel in _read_column(p.root / "meta" / f"{s['name']}.parquet", "path")]
+                meta = pq.read_table(p.root / "meta" / f"{s['name']}.parquet", columns=["path"])
+                out += [root / rel for rel in meta["path"].to_pylist()]
         return out
 
     def _load(self, root: Path, shard: dict[str, Any]) -> np.ndarray:
@@ -285,7 +285,11 @@ def _open_parts(root: Path) -> list[_Part]:
 
 def _open_one(root: Path, manifest: dict[str, Any]) -> _Part:
     if not manifest.get("complete"):  # killed mid-run: the committed shards are the ones on disk
-        return _Part(root, manifest, [shard_info(root, k) for k in committed_shards(root)])
+        shards = [shard_info(root, k) for k in committed_shards(root)]
+        plan = manifest.get("plan") or {}
+        for s in (s for s in shards if s["name"] in plan.get("replace", ())):
+            s["replacing"] = plan.get("run")  # it may hold new vectors already: another hash
+        return _Part(root, manifest, shards)
     return _Part(root, manifest, check_shards(root, manifest["shards"]))
 
 
@@ -293,8 +297,3 @@ def _part_key(d: Path) -> tuple[int, str]:
     m = PART_NAME.match(d.name)
     return (int(m[1]) if m else -1, d.name)
 
-
-def _read_column(path: Path, column: str) -> list[Any]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=[column])[column].to_pylist()

@@ -60,7 +60,8 @@ def write_shard(
     atomic_write(root / "emb" / f"{name}.npy", lambda p: _save_npy(p, vectors))
     err = pa.table({"path": [p for p, _ in errors], "reason": [r for _, r in errors]}, schema=error_schema())
     atomic_write(root / "errors" / f"{name}.parquet", lambda p: pq.write_table(err, p))
-    table = pa.table({c: list(meta[c]) for c in META_COLUMNS}, schema=meta_schema())
+    unknown = [None] * len(vectors)  # mtime_ns may be left out: null, as in shards written before it
+    table = pa.table({c: list(meta.get(c, unknown)) for c in META_COLUMNS}, schema=meta_schema())
     atomic_write(root / "meta" / f"{name}.parquet", lambda p: pq.write_table(table, p))
 
 

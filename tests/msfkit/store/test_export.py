@@ -42,7 +42,7 @@ def test_emb_npy_files_in_glob_order_are_the_store_in_store_order(store):
 
 def test_parquet_csv_and_npy_hold_the_same_rows(store, tmp_path):
     table = pq.read_table(store.export(tmp_path / "e.parquet"))
-    assert table.column_names == ["path", "label", "width", "height", "bytes", "mtime", "vector"]
+    assert table.column_names == ["path", "label", "width", "height", "bytes", "mtime", "mtime_ns", "vector"]
     np.testing.assert_array_equal(np.stack(table["vector"].to_numpy(zero_copy_only=False)), store.vectors)
     assert table["path"].to_pylist() == list(store.meta["path"])
     assert table["label"].to_pylist() == [*["a"] * 4, *["b"] * 4, None]

@@ -71,7 +71,7 @@ def test_shards_read_back_in_order_with_metadata_and_errors(tmp_path):
     np.testing.assert_array_equal(store.vectors, expected)
     assert sorted((tmp_path / "s" / "emb").iterdir())[0].name == "00000.npy"
     meta = store.meta
-    assert list(meta.columns) == ["path", "label", "width", "height", "bytes", "mtime"]
+    assert list(meta.columns) == ["path", "label", "width", "height", "bytes", "mtime", "mtime_ns"]
     assert meta["path"].tolist()[:4] == ["s/0/0.jpg", "s/0/1.jpg", "s/0/2.jpg", "s/2/0.jpg"]
     assert store.errors.to_dict("records")[1] == {"path": "bad1.jpg", "reason": "zero bytes"}
     assert [str(p) for p in store.absolute_paths()[:1]] == ["/photos/s/0/0.jpg"]

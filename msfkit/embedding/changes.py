@@ -1,0 +1,72 @@
+"""Files that changed or disappeared since a store was embedded, and their rows replaced in place.
+
+A rerun of `msfkit embed` stats every embedded file of the store. A file of this run's inputs whose
+size or modification time differs from its meta row is embedded again and its row replaced where
+it is (same row id, `msfkit.store.replace`). Shards written before `mtime_ns` existed are compared
+by size and by their float `mtime`, which is the same `os.stat` value, so they are checked as well.
+A file that no longer exists is counted; its row stays. Members of tar archives are not checked.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from msfkit.data.inputs import Listing, SourceFile
+from msfkit.store.format import read_meta
+from msfkit.store.replace import replace_rows
+
+
+@dataclass
+class Changes:
+    """What a rerun found in the committed shards of a store."""
+
+    changed: dict[int, list[SourceFile]] = field(default_factory=dict)  # shard -> files to embed again
+    gone: int = 0  # embedded files that no longer exist (their rows stay in the store)
+
+    @property
+    def count(self) -> int:
+        return sum(len(files) for files in self.changed.values())
+
+
+def find_changes(out: Path, shards: list[int], listing: Listing) -> Changes:
+    """The files of `listing` whose rows in `shards` are out of date; the rows whose files are gone."""
+    ours = {f.rel: f for f in listing.files}
+    found = Changes()
+    for k in shards:
+        meta = read_meta(out, k).to_pydict()
+        rows = zip(meta["path"], meta["bytes"], meta["mtime"], meta["mtime_ns"], strict=True)
+        for rel, size, mtime, mtime_ns in rows:
+            f = ours.get(rel)
+            try:
+                st = os.stat(f.path if f is not None else listing.root / rel)
+            except FileNotFoundError:
+                found.gone += 1
+                continue
+            except OSError:  # unreadable now, or a member of a tar archive: nothing to compare
+                continue
+            same_time = st.st_mtime_ns == mtime_ns if mtime_ns is not None else st.st_mtime == mtime
+            if f is not None and not (st.st_size == size and same_time):
+                found.changed.setdefault(k, []).append(f)
+    return found
+
+
+def commit_replacement(out: Path, k: int, files: list[SourceFile], rows: list) -> int:
+    """Replace the rows of shard `k` for `files` with the (position, vector, info, reason) `rows`
+    just computed; a file that cannot be embedded now keeps its old row, with a warning. The
+    number of rows replaced."""
+    done = {files[i].rel: (v, info) for i, v, info, _ in rows if v is not None}
+    for i, _, _, reason in rows:
+        if reason is not None:
+            print(
+                f"warning: {files[i].rel} changed since it was embedded but cannot be embedded now "
+                f"({reason}); its old vector stays",
+                file=sys.stderr,
+            )
+    if done:
+        replace_rows(out, k, {rel: (np.asarray(v), tuple(info)) for rel, (v, info) in done.items()})
+    return len(done)
