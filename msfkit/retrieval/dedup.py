@@ -12,6 +12,7 @@ k + 1 is still found whole as long as its members are chained by edges, as copie
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,8 @@ from msfkit.models.errors import MsfkitError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from msfkit.retrieval.calibrate import Calibration
 
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_K = 10
@@ -84,31 +87,60 @@ def dedup(
     return df.sort_values(["group", "row"], ignore_index=True)
 
 
-def dedup_any(
+@dataclass
+class Duplicates:
+    """What `find_duplicates` found: the groups, the removal list (with `keep`) and the calibration
+    (with `threshold="auto"`)."""
+
+    groups: pd.DataFrame
+    removals: pd.DataFrame | None = None
+    calibration: Calibration | None = None
+
+
+def find_duplicates(
     source: IndexFolder | str | os.PathLike,
     *,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | str = DEFAULT_THRESHOLD,
     k: int = DEFAULT_K,
     keep: str | None = None,
     progress: bool = False,
-) -> pd.DataFrame:
+    device: str | None = None,
+) -> Duplicates:
     """`dedup` of an index folder or of an embedding store (searched exactly through a temporary flat
-    index); with `keep`, the removal list of `msfkit.retrieval.keep` instead of the groups."""
+    index); with `keep`, also the removal list of `msfkit.retrieval.keep`.
+
+    `threshold="auto"` measures the threshold first (`msfkit.retrieval.calibrate`) and raises a user
+    error, saying why, when copies and distinct images overlap."""
     import tempfile
 
     from msfkit.index.build import build_index
+    from msfkit.retrieval.calibrate import calibrate
     from msfkit.retrieval.keep import removal_list
     from msfkit.store import is_store
 
+    if isinstance(threshold, str) and threshold != "auto":
+        raise MsfkitError(f"threshold {threshold!r}: a cosine similarity between -1 and 1, or 'auto'")
     with tempfile.TemporaryDirectory(prefix="msfkit-dedup-") as tmp:
         if not isinstance(source, IndexFolder) and is_store(source):
             build_index(source, Path(tmp) / "index", kind="flat", recall=1.0)
             source = Path(tmp) / "index"
         index = source if isinstance(source, IndexFolder) else open_folder(source)
-        groups = dedup(index, threshold=threshold, k=k, progress=progress)
-        if keep is None:
-            return groups
-        return removal_list(groups, reopen_store(index.info).meta, keep)
+        found = Duplicates(groups=None)  # type: ignore[arg-type]
+        if threshold == "auto":
+            found.calibration = calibrate(index, device=device)
+            if found.calibration.threshold is None:
+                raise MsfkitError(found.calibration.explain())
+            threshold = found.calibration.threshold
+        found.groups = dedup(index, threshold=threshold, k=k, progress=progress)
+        if keep is not None:
+            found.removals = removal_list(found.groups, reopen_store(index.info).meta, keep)
+        return found
+
+
+def dedup_any(source: IndexFolder | str | os.PathLike, *, keep: str | None = None, **options) -> pd.DataFrame:
+    """The groups (or, with `keep`, the removal list) of `find_duplicates`."""
+    found = find_duplicates(source, keep=keep, **options)
+    return found.groups if keep is None else found.removals
 
 
 def _find(parent: np.ndarray, i: int) -> int:

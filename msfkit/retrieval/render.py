@@ -28,6 +28,7 @@ CAPTION = 16  # caption strip under each tile
 BACKGROUND = (255, 255, 255)
 MISSING = (200, 200, 200)
 QUERY_FRAME = (220, 40, 40)
+COLUMNS = ("query", "query_path", "rank", "score", "row", "path", "label")  # of search results
 
 
 def sheet_size(queries: int, neighbours: int, thumb: int = THUMB) -> tuple[int, int]:
@@ -56,16 +57,18 @@ def contact_sheet(results: pd.DataFrame, out: str | os.PathLike, thumb: int = TH
     return _write(Path(out), lambda f: sheet.save(f, format="PNG"))
 
 
-def gallery_html(results: pd.DataFrame, out: str | os.PathLike, thumb: int = 160) -> Path:
+def gallery_html(
+    results: pd.DataFrame, out: str | os.PathLike, thumb: int = 160, *, title: str = "msfkit search"
+) -> Path:
     """Write one HTML page with every query and its neighbours, images embedded as data URIs."""
     tiles = _Tiles(thumb)
     parts = [
         "<!doctype html>",
-        '<html><head><meta charset="utf-8"><title>msfkit search</title><style>',
+        f'<html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>',
         "body{font-family:sans-serif;margin:1em}section{margin-bottom:1.5em}",
         f".row{{display:flex;flex-wrap:wrap;gap:8px}}figure{{margin:0;width:{thumb}px}}",
         "figcaption{font-size:12px;overflow-wrap:anywhere}.query img{outline:3px solid #d22}",
-        "</style></head><body><h1>msfkit search</h1>",
+        f"</style></head><body><h1>{html.escape(title)}</h1>",
     ]
     for name, image, hits in _groups(results):
         parts.append(f'<section><h2>{html.escape(name)}</h2><div class="row">')
@@ -77,6 +80,25 @@ def gallery_html(results: pd.DataFrame, out: str | os.PathLike, thumb: int = 160
     parts.append("</body></html>\n")
     text = "\n".join(parts)
     return _write(Path(out), lambda f: f.write(text.encode()))
+
+
+def groups_as_results(groups: pd.DataFrame, limit: int | None = None) -> pd.DataFrame:
+    """Dedup groups (`msfkit.retrieval.dedup`) in the shape of search results, for the two renderers:
+    one line per group, its first image (index order) framed as the "query", the others after it
+    with their best similarity in the group; at most `limit` images a line."""
+    import pandas as pd
+
+    rows = []
+    for group, members in groups.groupby("group", sort=True):
+        members = members.sort_values("row")
+        shown = members if limit is None else members.head(limit)
+        name = f"group {group}: {len(members)} images"
+        name += f" (first {limit})" if len(shown) < len(members) else ""
+        first = str(shown["path"].iloc[0])
+        rows += [{"query": name, "query_path": first, "rank": rank, "score": m.score,
+                  "row": m.row, "path": str(m.path), "label": m.label}
+                 for rank, m in enumerate(shown.iloc[1:].itertuples(), start=1)]  # fmt: skip
+    return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
 
 
 def _figure(uri: str, caption: str, title: str, kind: str, link: str | None = None) -> str:
