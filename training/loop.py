@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from msfkit.models.errors import MsfkitError
+from msfkit.models.files import is_disk_full
 from msfkit.models.runtime import resolve_device
 from msfkit.runtime import Ranks
 from msfkit.training.bad_files import BAD_FILES_NAME, BadFiles, skip_bad
@@ -87,6 +88,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     threads = torch.get_num_threads()
     try:
         return _train(cfg, resume, progress, device, d)
+    except OSError as e:  # metrics.csv, bad_files.csv (checkpoints and model folders say so themselves)
+        if not is_disk_full(e, cfg.out):
+            raise
+        raise MsfkitError(
+            f"disk full: cannot write {e.filename or cfg.out}; free space there and run again"
+        ) from None
     finally:
         torch.set_num_threads(threads)
         d.close()
