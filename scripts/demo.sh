@@ -53,9 +53,8 @@ sunrise.crop((w // 50, h // 50, w - w // 50, h - h // 50)).save(d / "sunrise-cro
 PY
 msfkit embed "$OUT/photos" -m "$OUT/run/model" -o "$OUT/photo-store" -q --draft
 msfkit index "$OUT/photo-store" -o "$OUT/photo-index"
-# The demo's encoder learned 32 px greyscale clothes, so to it colour photos look much alike
-# (copies score above 0.998 with it, distinct photos below 0.99): a high threshold separates them.
-msfkit dedup "$OUT/photo-index" --threshold 0.998
+# The threshold is measured, not guessed: copies of the photos against their nearest distinct ones.
+msfkit dedup "$OUT/photo-index" --threshold auto --html "$OUT/duplicates.html"
 
 step "6. evaluate: k-NN with the paper's protocol (msf) and DINO's, then a fast linear probe"
 msfkit eval -m "$OUT/run/model" --train "$OUT/fashion-mnist/train" --val "$OUT/fashion-mnist/test" \
