@@ -59,6 +59,7 @@ def train(
     \b
     msfkit train --preset demo                       # Fashion-MNIST, ~3 minutes on a laptop CPU
     msfkit train data=/imagenet/train val_data=/imagenet/val out=runs/r50
+    msfkit train init=org/name data=/my/photos out=runs/mine   # fine-tune a model folder or Hub model
     torchrun --nproc_per_node 8 -m msfkit.cli train -c r50.yaml
     """
     import yaml
