@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from msfkit.cli.common import device_option, model_option
+from msfkit.cli.common import device_option, echo_json, json_option, model_option
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -27,7 +27,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
     type=click.IntRange(1),
     help="Largest uploaded image in pixels (read from its header, before decoding).",
 )
-def serve(index, host, port, model, device, max_upload, max_pixels):
+@json_option
+def serve(index, host, port, model, device, max_upload, max_pixels, as_json):
     """Search INDEX in the browser and over a JSON API, with the index and its model kept loaded.
 
     Open the printed URL: drop an image to see its neighbours, click one to search from it, and
@@ -59,8 +60,12 @@ def serve(index, host, port, model, device, max_upload, max_pixels):
     if backend.model_note:
         click.echo(f"msfkit serve: {backend.model_note}", err=True)
 
-    def ready(url: str) -> None:
-        model_name = backend.index.model.get("name") or "none"
-        click.echo(f"msfkit serve: {url} ({len(backend)} images, model {model_name}); Ctrl-C stops")
+    def ready(url: str) -> None:  # --json: one object a script can read the URL from
+        model_name = backend.index.model.get("name")
+        if as_json:
+            loaded = backend.encoder is not None
+            echo_json({"url": url, "rows": len(backend), "model": model_name, "model_loaded": loaded})
+        else:
+            click.echo(f"msfkit serve: {url} ({len(backend)} images, model {model_name}); Ctrl-C stops")
 
     run(create_app(backend), host=host, port=port, ready=ready)

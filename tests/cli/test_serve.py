@@ -39,3 +39,18 @@ def test_a_port_in_use_is_one_error_line(photo_paths, tmp_path_factory, tmp_path
     assert r.returncode == 1, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+
+
+def test_json_prints_the_url_as_one_object(photo_paths, tmp_path_factory, tmp_path):
+    import json
+
+    import httpx
+
+    from tests.msfkit.serve.server import Server
+
+    index = photo_index_folders(photo_paths, tmp_path_factory)[0]
+    with Server(index, server_env(tmp_path / "cache", tmp_path / "hf"), "--json") as server:
+        ready = json.loads(server.lines[-1])
+        assert ready == {"url": ready["url"], "rows": 21, "model": ready["model"], "model_loaded": True}
+        assert ready["url"].startswith("http://127.0.0.1:")
+        assert httpx.get(ready["url"] + "api/health").json()["rows"] == 21

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import subprocess
@@ -58,6 +59,8 @@ class Server:
             self.lines.append(line)
             if line.startswith("msfkit serve: http://"):
                 self.url = line.split()[2]
+            elif line.startswith('{"url": '):  # --json
+                self.url = json.loads(line)["url"]
         return self
 
     def __exit__(self, *exc) -> None:
