@@ -22,6 +22,9 @@ def main() -> None:
     parser.add_argument("--demo", type=Path, default=ROOT / "demo_out", help="the demo's output folder")
     parser.add_argument("--query-class", default="sneaker")
     parser.add_argument("--threshold", default="0.998", help="the demo's dedup threshold")
+    parser.add_argument("--search-index", type=Path, help="instead of DEMO/index")
+    parser.add_argument("--query", type=Path, help="instead of the first test image of --query-class")
+    parser.add_argument("--dedup-index", type=Path, help="instead of DEMO/photo-index")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs")
     args = parser.parse_args()
 
@@ -30,21 +33,23 @@ def main() -> None:
     from tests.msfkit.serve import browser
     from tests.msfkit.serve.server import Server, server_env
 
-    query = sorted((args.demo / "fashion-mnist" / "test" / args.query_class).glob("*.png"))[0]
+    query = args.query or sorted((args.demo / "fashion-mnist" / "test" / args.query_class).glob("*.png"))[0]
     args.output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, browser.browser() as chromium:
         env = server_env(Path(tmp) / "cache", Path(tmp) / "hf")
-        with Server(args.demo / "index", env) as server:
-            page = chromium.new_page(viewport={"width": 1280, "height": 760})
+        with Server(args.search_index or args.demo / "index", env) as server:
+            page = chromium.new_page()
+            page.set_viewport_size({"width": 1280, "height": 760})
             page.goto(server.url + "?page=30")
             page.set_input_files("#file", str(query))
-            page.wait_for_function("document.querySelectorAll('#results .tile').length >= 30")
+            page.wait_for_function("document.querySelectorAll('#results .tile').length >= 12")
             page.wait_for_load_state("networkidle")
             out = args.output / "serve-search.png"
             page.screenshot(path=out)
             print(out)
-        with Server(args.demo / "photo-index", env) as server:
-            page = chromium.new_page(viewport={"width": 1280, "height": 760})
+        with Server(args.dedup_index or args.demo / "photo-index", env) as server:
+            page = chromium.new_page()
+            page.set_viewport_size({"width": 1280, "height": 760})
             page.goto(server.url + "#dedup")
             page.wait_for_function("document.querySelectorAll('.group').length > 0")
             page.eval_on_selector(
