@@ -89,6 +89,7 @@ def embed(
     store = msfkit.embed(
         list(images), model, out, batch_size=batch_size, workers=workers, precision=precision,
         device=device, shard=shard, overwrite=overwrite, progress=not quiet and not as_json, draft=draft,
+        announce=not quiet,
         max_pixels=max_pixels or DEFAULT_MAX_PIXELS, shard_rows=shard_rows,
     )  # fmt: skip
     summary = store.run

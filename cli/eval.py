@@ -119,7 +119,7 @@ def eval_cmd(
         plot_dir=plot_dir, card=card_dir,
         device=device, temperature=temperature, epochs=epochs, train_fraction=train_fraction,
         head_out=head_out, batch_size=batch_size, workers=workers, precision=precision, seed=seed,
-        progress=sys.stderr.isatty(), **options,
+        progress=sys.stderr.isatty(), announce=True, **options,
     )  # fmt: skip
     if as_json:
         echo_json(report)

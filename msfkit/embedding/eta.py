@@ -3,7 +3,7 @@
     embedding 70,000 images (60,000 train + 10,000 val) with resnet18 on cpu; about 4 min
 
 The time comes from the job itself: the first batch (worker start-up, graph warm-up) is left out,
-the next `WARMUP_BATCHES` are timed, and the rest of the job is taken to run at that rate. The
+the next `WARMUP_BATCHES` are timed, and the whole job is taken to run at that rate. The
 line is printed once, then, and only for a long job (more than `LONG_IMAGES` images or more than
 `LONG_SECONDS` expected); never on stdout, which `--json` keeps for its one document. One
 `JobLine` can span several runs (`msfkit eval` embeds a train and a val split): it counts them all.
@@ -49,7 +49,7 @@ class JobLine:
         if self._batches < WARMUP_BATCHES or now <= self._start:
             return
         self.said = True
-        seconds = max(0, self.total - self.done) * (now - self._start) / self._timed
+        seconds = self.total * (now - self._start) / self._timed  # the whole job, at the measured rate
         if self.total > LONG_IMAGES or seconds > LONG_SECONDS:
             from tqdm import tqdm
 

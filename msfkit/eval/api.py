@@ -36,7 +36,8 @@ def evaluate(
     ("fast" | "msf") on `model`'s features of `dataset`, or of `train`/`val` folders or stores.
 
     `options`: the fields of `msfkit.eval.run.EvalOptions` (ks, temperature, lrs, epochs,
-    train_fraction, head_out, memory_budget_bytes, batch_size, workers, precision, seed, progress).
+    train_fraction, head_out, memory_budget_bytes, batch_size, workers, precision, seed, progress,
+    announce).
     `plot_dir` writes accuracy-over-k and confusion-matrix PNGs; `card` writes the results into
     that model folder's README.
     """
@@ -48,6 +49,7 @@ def evaluate(
     inputs, encoder = load_inputs(
         model=model, train=train, val=val, dataset=dataset, features_dir=features_dir, device=dev,
         batch_size=opts.batch_size, workers=opts.workers, precision=opts.precision, progress=opts.progress,
+        announce=opts.announce,
     )  # fmt: skip
     report, predictions = run_protocols(inputs, opts, encoder=encoder)
     if plot_dir is not None:

@@ -25,19 +25,22 @@ def extract_features(
     precision: str = "fp32",
     workers: int = 0,
     progress: bool = False,
+    announce: object = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(features float32 (N, D) L2-normalised, labels (N,)) of a dataset with `image(i)` and `labels`.
 
     The encoder runs in eval mode (BatchNorm running statistics) and is put back in the mode it
     was in. Rows come out in dataset order; an image that cannot be read is an error naming it.
+    `announce`: see `EmbedOptions.announce` (a `JobLine` to share one line between splits).
     """
     if getattr(dataset, "transform", None) is not None:
         raise MsfkitError(
             "extract_features applies the encoder's own preprocessing: give the dataset without a transform"
         )
     opts = EmbedOptions(
-        batch_size=batch_size, workers=workers, precision=precision, device=device, progress=progress
-    )
+        batch_size=batch_size, workers=workers, precision=precision, device=device, progress=progress,
+        announce=announce,
+    )  # fmt: skip
     feats, bad = embed_items(encoder, dataset, opts)
     if not np.isfinite(feats).all():
         raise MsfkitError("the model gave non-finite features (NaN or inf); check its weights and config")

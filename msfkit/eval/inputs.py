@@ -11,6 +11,7 @@ Features are always the model's own centre-crop preprocessing, L2-normalised.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import tempfile
 from collections.abc import Callable
@@ -21,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from msfkit.data.datasets import ArrayImageDataset, FileImageDataset, load_dataset
+from msfkit.data.inputs import list_inputs
 from msfkit.embedding import EmbedOptions, StoreOptions, embed
+from msfkit.embedding.eta import JobLine
 from msfkit.eval.features import extract_features
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
@@ -64,11 +67,14 @@ def load_inputs(
     workers: int = 0,
     precision: str = "fp32",
     progress: bool = False,
+    announce: bool = False,
 ):
-    """(EvalInputs, encoder or None) from a dataset name, two image folders or two stores."""
+    """(EvalInputs, encoder or None) from a dataset name, two image folders or two stores.
+    `announce`: before embedding many images, one line on stderr with their number and the time."""
     opts = EmbedOptions(
-        batch_size=batch_size, workers=workers, precision=precision, device=device, progress=progress
-    )
+        batch_size=batch_size, workers=workers, precision=precision, device=device, progress=progress,
+        announce=announce,
+    )  # fmt: skip
     work = _Work(opts, Path(features_dir) if features_dir is not None else None)
     if dataset is not None:
         if train is not None or val is not None:
@@ -81,10 +87,13 @@ def load_inputs(
     encoder = _encoder(model) if model is not None else None
     with tempfile.TemporaryDirectory(prefix="msfkit-eval-") as tmp:
         folder = work.features_dir or Path(tmp)
-        stores = {
-            split: _as_store(Path(path), split, encoder, _Work(opts, folder))
-            for split, path in (("train", train), ("val", val))
-        }
+        given = {"train": train, "val": val}
+        if announce and encoder is not None:  # one line for both splits, counted before either runs
+            todo = {split: _to_embed(Path(path), _store_dir(Path(path), split, encoder, folder))
+                    for split, path in given.items()}  # fmt: skip
+            opts = dataclasses.replace(opts, announce=JobLine(todo, encoder.config.arch, device))
+        work = _Work(opts, folder)
+        stores = {split: _as_store(Path(path), split, encoder, work) for split, path in given.items()}
         fps = {split: store.model.get("fingerprint") for split, store in stores.items()}
         if fps["train"] != fps["val"]:
             raise MsfkitError(
@@ -96,7 +105,6 @@ def load_inputs(
                 f"the stores were embedded with model {fps['train']}, "
                 f"not with {encoder.name or 'the given model'} ({encoder.fingerprint})"
             )
-        given = {"train": train, "val": val}
         splits = {split: _store_split(store, split, given[split]) for split, store in stores.items()}
         train_store = stores["train"]
         train_paths = train_store.absolute_paths() if train_store.source_root is not None else None
@@ -115,12 +123,16 @@ def load_inputs(
 
 def _dataset_inputs(name: str, encoder: Encoder, work: _Work):
     splits = {}
-    arrays = {}
-    for split in ("train", "test"):
-        images, labels, _ = load_dataset(name, split)
-        arrays[split] = (images, labels)
-        folder = work.features_dir
-        cache = folder / f"{name}-{split}-{encoder.fingerprint}.npz" if folder is not None else None
+    arrays = {split: load_dataset(name, split)[:2] for split in ("train", "test")}
+    folder = work.features_dir
+    caches = {s: folder / f"{name}-{s}-{encoder.fingerprint}.npz" if folder else None for s in arrays}
+    todo = {"train": 0, "val": 0}  # the test split is the val split
+    for split, cache in caches.items():
+        cached = cache is not None and cache.is_file()
+        todo["train" if split == "train" else "val"] = 0 if cached else len(arrays[split][1])
+    line = JobLine(todo, encoder.config.arch, work.embed.device) if work.embed.announce else False
+    for split, (images, labels) in arrays.items():
+        cache = caches[split]
         if cache is not None and cache.is_file():
             with np.load(cache, allow_pickle=False) as f:
                 splits[split] = (f["features"], f["labels"])
@@ -128,7 +140,7 @@ def _dataset_inputs(name: str, encoder: Encoder, work: _Work):
         o = work.embed
         feats, labs = extract_features(
             encoder, ArrayImageDataset(images, labels), batch_size=o.batch_size or 256, device=o.device,
-            precision=o.precision, workers=o.workers or 0, progress=o.progress,
+            precision=o.precision, workers=o.workers or 0, progress=o.progress, announce=line,
         )  # fmt: skip
         splits[split] = (feats, labs)
         if cache is not None:
@@ -157,11 +169,27 @@ def _as_store(path: Path, split: str, encoder: Encoder | None, work: _Work):
         raise MsfkitError(
             f"--{split} {path} is an image folder: give the model to embed it with (-m/--model)"
         )
-    # keyed by model AND source, so another --val folder gets its own store, never another's
-    source = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    out = work.features_dir / f"{split}-{encoder.fingerprint}-{source}"
+    out = _store_dir(path, split, encoder, work.features_dir)
     embed([path], encoder, out, work.embed, StoreOptions())
     return open_store(out)
+
+
+def _store_dir(path: Path, split: str, encoder: Encoder, features_dir: Path) -> Path:
+    """Where the image folder `path` is embedded: keyed by model AND source, so another --val folder
+    gets its own store, never another's."""
+    source = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return features_dir / f"{split}-{encoder.fingerprint}-{source}"
+
+
+def _to_embed(path: Path, out: Path) -> int:
+    """About how many images embedding the folder `path` into `out` takes: none for a store, or
+    when `out` is complete already (a rerun only adds what changed), else every image listed."""
+    if not path.is_dir() or is_store(path) or (is_store(out) and open_store(out).complete):
+        return 0
+    try:
+        return len(list_inputs([path]).files)
+    except MsfkitError:
+        return 0  # the embedding run itself says what is wrong
 
 
 def _store_split(store, split: str, where) -> tuple[np.ndarray, np.ndarray]:

@@ -42,6 +42,7 @@ class EvalOptions:
     precision: str = "fp32"
     seed: int = 0
     progress: bool = False
+    announce: bool = False  # a long embedding job first says on stderr how many images, about how long
 
     def __post_init__(self) -> None:
         for lr in self.lrs or ():
