@@ -100,3 +100,39 @@ def test_usage_errors(runner, photos_dir, tiny_model_dir, tmp_path):
         cli, ["embed", str(tmp_path / "nowhere"), "-m", str(tiny_model_dir), "-o", str(tmp_path / "s")]
     )
     assert result.exit_code == 1 and result.output.endswith("nowhere: no such file or folder\n")
+
+
+def _many_tiny_images(root, per_class: int, classes: int = 2):
+    """`classes` class folders of `per_class` distinct 8 x 8 PNGs: a long job as counted, quick to run."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+def _eight_pixel_model(folder):
+    """A real ResNet18 that sees 8 x 8 images: a thousand images take seconds, not a minute."""
+    torch.manual_seed(0)
+    config = EncoderConfig(arch="resnet18", stem="cifar", image_size=8, resize=8)
+    return Encoder(config).save_pretrained(folder)
+
+
+def test_a_long_job_says_how_many_images_and_about_how_long_on_stderr_only(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src, tiny_model_dir = _many_tiny_images(tmp_path / "many", 501), _eight_pixel_model(tmp_path / "m")
+    msfkit = str(Path(sys.executable).with_name("msfkit"))
+    args = [msfkit, "embed", str(src), "-m", str(tiny_model_dir), "-o", str(tmp_path / "s"), "--workers", "0"]
+    run = subprocess.run([*args, "--batch-size", "64", "--json"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["embedded"] == 1002  # stdout: the one JSON document, nothing else
+    lines = [line for line in run.stderr.splitlines() if line.startswith("embedding ")]
+    assert len(lines) == 1 and lines[0].startswith("embedding 1,002 images with resnet18 on cpu; about ")
+    assert lines[0].endswith((" s", " min")), lines[0]

@@ -127,3 +127,33 @@ def test_eval_reuses_the_features_of_the_same_model_and_folder(exported, tiny_mo
     again = run(*args)
     assert again.exit_code == 0 and json.loads(again.output)["results"] == json.loads(first.output)["results"]
     assert [p.stat().st_mtime_ns for p in shards] == stamps  # read again, not embedded again
+
+
+def test_eval_of_two_image_folders_first_says_how_many_images_and_about_how_long(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    from msfkit.models import Encoder, EncoderConfig
+
+    torch.manual_seed(0)  # a real ResNet18 that sees 8 x 8 images: a thousand images take seconds
+    tiny_model_dir = Encoder(EncoderConfig(arch="resnet18", stem="cifar", image_size=8, resize=8))
+    tiny_model_dir = tiny_model_dir.save_pretrained(tmp_path / "m")
+
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 450), ("val", 51)):
+        for c in range(2):
+            folder = tmp_path / split / f"c{c}"
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    msfkit = str(Path(sys.executable).with_name("msfkit"))
+    args = [msfkit, "eval", "-m", tiny_model_dir, "--train", tmp_path / "train", "--val", tmp_path / "val"]
+    args += ["-k", "1", "--features-dir", tmp_path / "features", "--batch-size", "64", "--json"]
+    run = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["n_train"] == 900  # stdout: the one JSON document, nothing else
+    lines = [line for line in run.stderr.splitlines() if line.startswith("embedding ")]
+    expected = "embedding 1,002 images (900 train + 102 val) with resnet18 on cpu; about "
+    assert len(lines) == 1 and lines[0].startswith(expected), run.stderr
