@@ -7,8 +7,9 @@ Distances are 1 - cosine similarity. On up to `SAMPLE` indexed images:
   embedded exactly as the collection was (the index's model and decoding settings). 99% of the
   copies lie within `copy_distance` of their original's stored vector (99% of the re-encoded ones
   alone within `mild_distance`), and each image has its own copy scale: its farthest copy.
-- Which neighbours are copies? Those within `SLACK` x the image's own copy scale: they are as
-  close as an edit of it. The farthest of them is a found copy.
+- Which neighbours are copies? Those within `SLACK` x the larger copy scale of the two (an edit of
+  either), and, through them, copies of copies (two edits of one original may be farther apart
+  than either is from it). The farthest of them is a found copy.
 - How close are distinct images? Each image's nearest neighbour beyond that: the closest over the
   sample is `distinct_distance`.
 
@@ -37,7 +38,7 @@ from msfkit.models.errors import MsfkitError
 SAMPLE = 200  # images read back and copied; the encoder sees 5x as many
 COPIES = ("re-encoded", "resized", "cropped", "all three")
 FACTOR = 2.0  # a duplicate may be edited twice as far as the calibration's copies
-SLACK = 1.5  # a neighbour within 1.5x an image's farthest copy counts as a copy of it
+SLACK = 1.5  # a neighbour within 1.5x an image's (or its own) farthest copy counts as a copy of it
 NEIGHBOURS = 10  # looked at per sampled image
 
 
@@ -105,7 +106,7 @@ def calibrate(
     own = distances.max(axis=1)  # each image's own copy scale
     copy_d = max(1e-7, float(np.quantile(distances, 0.99)))
     mild_d = max(1e-7, float(np.quantile(distances[:, 0], 0.99)))
-    found, distinct = _neighbours(index, rows, SLACK * np.maximum(own, 1e-7))
+    found, distinct = _neighbours(index, rows, own)
     # no image with a neighbour beyond its own copies: every image would join one group
     closest = min(distinct or found, key=lambda x: x[0])
     far_copy = max([d for d, _ in found], default=None)
@@ -179,20 +180,38 @@ def copy_variants(image: Image.Image) -> list[tuple[Image.Image, int]]:
     return [(image, 70), (half, 95), (cropped, 95), (small, 70)]
 
 
-def _neighbours(index: IndexFolder, rows: np.ndarray, near: np.ndarray):
-    """([(distance, (row, copy row))] of each image's farthest neighbour within its `near`, [(distance,
-    (row, other row))] of each image's nearest neighbour beyond it), from the stored vectors of `rows`."""
+def _neighbours(index: IndexFolder, rows: np.ndarray, scale: np.ndarray):
+    """([(distance, (row, copy row))] of each image's farthest copy, [(distance, (row, other row))] of
+    each image's nearest neighbour that is not a copy), from the stored vectors of `rows`."""
     vectors = reopen_store(index.info).take(rows)
     scores, found = index.search_vectors(vectors, NEIGHBOURS + 1)
-    copies, distinct = [], []
-    for row, s, r, limit in zip(rows.tolist(), scores, found, near.tolist(), strict=True):
+    own = dict(zip(rows.tolist(), scale.tolist(), strict=True))
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        while parent.get(i, i) != i:
+            i = parent[i]
+        return i
+
+    lists = []
+    for row, s, r in zip(rows.tolist(), scores, found, strict=True):
         keep = (r >= 0) & (r != row)
-        d, r = 1 - s[keep].astype(np.float64), r[keep]
-        run = int(np.sum(d <= limit))  # d is sorted: the copies come first
-        if run:
-            copies.append((float(d[run - 1]), (row, int(r[run - 1]))))
-        if run < len(d):
-            distinct.append((float(d[run]), (row, int(r[run]))))
+        d, r = 1 - s[keep].astype(np.float64), r[keep].tolist()
+        lists.append((row, d, r))
+        for dj, j in zip(d.tolist(), r, strict=True):
+            if dj <= SLACK * max(own[row], own.get(j, 0.0), 1e-7):  # an edit of one or the other
+                a, b = root(row), root(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    copies, distinct = [], []
+    for row, d, r in lists:
+        same = [root(j) == root(row) for j in r]
+        if any(same):
+            last = max(k for k, x in enumerate(same) if x)
+            copies.append((float(d[last]), (row, r[last])))
+        other = [k for k, x in enumerate(same) if not x]
+        if other:
+            distinct.append((float(d[other[0]]), (row, r[other[0]])))
     if not copies and not distinct:
         raise MsfkitError("threshold auto: the index found no neighbours of the images looked at")
     return copies, distinct
