@@ -136,3 +136,44 @@ def test_a_long_job_says_how_many_images_and_about_how_long_on_stderr_only(tmp_p
     lines = [line for line in run.stderr.splitlines() if line.startswith("embedding ")]
     assert len(lines) == 1 and lines[0].startswith("embedding 1,002 images with resnet18 on cpu; about ")
     assert lines[0].endswith((" s", " min")), lines[0]
+
+
+def test_an_unreadable_sub_folder_is_reported_and_recorded_and_the_rest_embeds(photo_paths, tiny_model_dir):
+    """Run as an unprivileged user (root reads a chmod 000 folder anyway): the folder is a warning
+    line, an errors.parquet record and a count; every readable image is embedded."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    msfkit = str(Path(sys.executable).with_name("msfkit"))
+    as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    probe = subprocess.run([*as_user, sys.executable, "-c", "import msfkit.cli"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot run msfkit as an unprivileged user here ({' '.join(as_user)} failed)")
+    base = Path(tempfile.mkdtemp(prefix="msfkit-unreadable-"))  # outside pytest's root-only folder
+    try:
+        base.chmod(0o777)
+        shutil.copytree(tiny_model_dir, base / "model")
+        for c, photos in (("open", photo_paths[:3]), ("secret", photo_paths[3:5])):
+            (base / "src" / c).mkdir(parents=True)
+            for p in photos:
+                shutil.copy(p, base / "src" / c / p.name)
+        for path in base.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (base / "src" / "secret").chmod(0)
+        env = dict(os.environ, HOME=str(base), HF_HOME=str(base / "hf"), MSFKIT_CACHE=str(base / "cache"))
+        args = [msfkit, "embed", str(base / "src"), "-m", str(base / "model"), "-o", str(base / "s")]
+        args += ["--workers", "0", "--json"]
+        run = subprocess.run([*as_user, *args], capture_output=True, text=True, env=env, timeout=300)
+        assert run.returncode == 0, run.stderr
+        summary = json.loads(run.stdout)
+        assert (summary["embedded"], summary["failed"], summary["unreadable_folders"]) == (3, 1, 1)
+        assert f"warning: cannot read the folder {base / 'src' / 'secret'}" in run.stderr
+        store = open_store(base / "s")
+        assert store.errors.to_dict("records") == [{"path": "secret", "reason": "unreadable folder"}]
+        assert sorted(store.meta["path"]) == sorted(f"open/{p.name}" for p in photo_paths[:3])
+    finally:
+        (base / "src" / "secret").chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
