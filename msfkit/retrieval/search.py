@@ -33,8 +33,6 @@ from msfkit.store import is_store, open_store
 if TYPE_CHECKING:
     import pandas as pd
 
-Index = IndexFolder  # what this module needs of an index: the folder and its vectors
-
 COLUMNS = ("query", "query_path", "rank", "score", "row", "path", "label")
 _ROWS = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
@@ -55,7 +53,7 @@ class Queries:
 
 
 def search(
-    index: Index | str | os.PathLike,
+    index: IndexFolder | str | os.PathLike,
     queries: Sequence[str | os.PathLike] | np.ndarray,
     k: int = 10,
     model: Encoder | str | None = None,
@@ -94,7 +92,7 @@ def search(
 
 
 def resolve_queries(
-    index: Index,
+    index: IndexFolder,
     queries: Sequence[str | os.PathLike] | np.ndarray,
     model: Encoder | str | None = None,
     device: str | None = None,
@@ -133,7 +131,7 @@ def resolve_queries(
     return out
 
 
-def query_encoder(index: Index, model: Encoder | str | None = None) -> Encoder:
+def query_encoder(index: IndexFolder, model: Encoder | str | None = None) -> Encoder:
     """The index's own model (or `model`, refused unless its fingerprint is the index's)."""
     want = index.model
     if model is None:
@@ -178,7 +176,7 @@ def parse_rows(text: str, n: int, where: Path | str) -> list[int]:
     return rows
 
 
-def _add_store_rows(out: Queries, index: Index, path: Path, spec: str | None) -> None:
+def _add_store_rows(out: Queries, index: IndexFolder, path: Path, spec: str | None) -> None:
     store = open_store(path)
     if store.model.get("fingerprint") != index.model["fingerprint"]:
         raise MsfkitError(
@@ -205,7 +203,7 @@ def _image_files(item: str | os.PathLike) -> list[str]:
     return [str(path)]
 
 
-def _add_images(out: Queries, index: Index, encoder: Encoder, files: list[str], device) -> None:
+def _add_images(out: Queries, index: IndexFolder, encoder: Encoder, files: list[str], device) -> None:
     settings = index.info.get("embed_settings", {})  # embed queries as the collection was
     opts = EmbedOptions(device=device, draft=bool(settings.get("draft", False)))
     vectors, bad = embed_items(encoder, files, opts)
