@@ -42,49 +42,117 @@ def dedup(
 
     Groups are numbered from 0, largest first; rows within a group are in index order.
     """
-    import pandas as pd
-    from tqdm import tqdm
+    return SimilarityGraph.build(index, floor=threshold, k=k, progress=progress).cut(threshold)
 
+
+@dataclass(frozen=True)
+class SimilarityGraph:
+    """The k-NN similarity graph of an index, built once, cut at any threshold >= `floor`.
+
+        graph = SimilarityGraph.build(index, floor=0.8)   # one k-NN search of every indexed vector
+        graph.cut(0.95)                                    # == dedup(index, threshold=0.95)
+
+    `a`, `b`, `scores`: the edges (row, neighbour, cosine similarity) with a score >= `floor`, best
+    first, so a cut keeps a prefix of them. A cut joins the kept edges' rows (union-find, vectorised)
+    and numbers the components as `dedup` does.
+    """
+
+    index: IndexFolder
+    floor: float
+    k: int
+    a: np.ndarray
+    b: np.ndarray
+    scores: np.ndarray
+
+    @classmethod
+    def build(
+        cls, index: IndexFolder | str | os.PathLike, floor: float = DEFAULT_THRESHOLD, k: int = DEFAULT_K,
+        progress: bool = False,
+    ) -> SimilarityGraph:  # fmt: skip
+        from tqdm import tqdm
+
+        _check(floor, k)
+        index = index if not isinstance(index, (str, os.PathLike)) else open_folder(index)
+        store = reopen_store(index.info)
+        edges: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        with tqdm(total=len(index), unit="vec", desc="dedup", disable=not progress, leave=False) as bar:
+            for start, block in store.iter_batches(BLOCK_ROWS):
+                scores, rows = index.search_vectors(block, k + 1)
+                own = np.arange(start, start + len(block))[:, None]
+                keep = (rows >= 0) & (rows != own) & (scores >= floor)
+                edges.append((np.broadcast_to(own, rows.shape)[keep], rows[keep], scores[keep]))
+                bar.update(len(block))
+        a, b, s = (np.concatenate([e[i] for e in edges]) if edges else np.zeros(0) for i in range(3))
+        s = s.astype(np.float32)
+        order = np.argsort(-s, kind="stable")
+        a, b = a.astype(np.int64)[order], b.astype(np.int64)[order]
+        return cls(index, float(floor), int(k), a, b, s[order])
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def cut(self, threshold: float) -> pd.DataFrame:
+        """The groups at `threshold` (>= `floor`): the same DataFrame as `dedup(index, threshold, k)`."""
+        import pandas as pd
+
+        _check(threshold, self.k)
+        if threshold < self.floor:
+            raise MsfkitError(f"threshold {threshold}: this graph holds edges down to {self.floor} only")
+        m = int(np.count_nonzero(self.scores >= threshold))  # the edges are best first: a prefix
+        a, b, s = self.a[:m], self.b[:m], self.scores[:m]
+        n = len(self.index)
+        best = np.full(n, -np.inf, dtype=np.float32)
+        np.maximum.at(best, a, s)
+        np.maximum.at(best, b, s)
+        members = np.nonzero(np.isfinite(best))[0]
+        if not len(members):
+            return pd.DataFrame(columns=COLUMNS)
+        roots = _components(n, a, b)[members]  # each group's root is its first row
+        ids, sizes = np.unique(roots, return_counts=True)
+        order = ids[np.lexsort((ids, -sizes))]  # largest group first, ties by first row
+        number = np.empty(n, dtype=np.int64)
+        number[order] = np.arange(len(order))
+        size_of = np.zeros(n, dtype=np.int64)
+        size_of[ids] = sizes
+        df = pd.DataFrame(
+            {
+                "group": number[roots],
+                "size": size_of[roots],
+                "row": members,
+                "path": self.index.absolute_paths(members),
+                "label": self.index.rows["label"].to_numpy()[members],
+                "score": best[members].astype(float),
+            }
+        )
+        return df.sort_values(["group", "row"], ignore_index=True)
+
+
+def _check(threshold: float, k: int) -> None:
     if not -1 <= threshold <= 1:
         raise MsfkitError(f"threshold {threshold}: a cosine similarity, between -1 and 1")
     if k < 1:
         raise MsfkitError(f"k must be >= 1, not {k}")
-    index = index if not isinstance(index, (str, os.PathLike)) else open_folder(index)
-    store = reopen_store(index.info)
-    n = len(index)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The root of each of `n` rows once the edges (a, b) are joined: the smallest row of its component.
+
+    Union-find over all edges at once: every pass hooks the larger root of each edge under the
+    smaller one, then compresses paths until every row points at a root. A parent is never larger
+    than its row, so there are no cycles, and each pass that changes anything removes roots."""
     parent = np.arange(n)
-    best = np.full(n, -np.inf, dtype=np.float32)
-    with tqdm(total=n, unit="vec", desc="dedup", disable=not progress, leave=False) as bar:
-        for start, block in store.iter_batches(BLOCK_ROWS):
-            scores, rows = index.search_vectors(block, k + 1)
-            own = np.arange(start, start + len(block))[:, None]
-            keep = (rows >= 0) & (rows != own) & (scores >= threshold)
-            a, b = np.broadcast_to(own, rows.shape)[keep], rows[keep]
-            s = scores[keep]
-            np.maximum.at(best, a, s)
-            np.maximum.at(best, b, s)
-            for i, j in zip(a.tolist(), b.tolist(), strict=True):
-                _union(parent, i, j)
-            bar.update(len(block))
-    roots = np.array([_find(parent, i) for i in range(n)])
-    members = np.nonzero(np.isfinite(best))[0]
-    if not len(members):
-        return pd.DataFrame(columns=COLUMNS)
-    ids, sizes = np.unique(roots[members], return_counts=True)
-    order = ids[np.lexsort((ids, -sizes))]  # largest group first, ties by first row
-    number = {int(r): g for g, r in enumerate(order)}
-    size_of = dict(zip(ids.tolist(), sizes.tolist(), strict=True))
-    df = pd.DataFrame(
-        {
-            "group": [number[int(roots[m])] for m in members],
-            "size": [size_of[int(roots[m])] for m in members],
-            "row": members,
-            "path": index.absolute_paths(members),
-            "label": index.rows["label"].to_numpy()[members],
-            "score": best[members].astype(float),
-        }
-    )
-    return df.sort_values(["group", "row"], ignore_index=True)
+    while True:
+        ra, rb = parent[a], parent[b]
+        differ = ra != rb
+        if not differ.any():
+            return parent
+        lo, hi = np.minimum(ra, rb)[differ], np.maximum(ra, rb)[differ]
+        np.minimum.at(parent, hi, lo)
+        while True:
+            up = parent[parent]
+            if np.array_equal(up, parent):
+                break
+            parent = up
 
 
 @dataclass
@@ -141,16 +209,3 @@ def dedup_any(source: IndexFolder | str | os.PathLike, *, keep: str | None = Non
     """The groups (or, with `keep`, the removal list) of `find_duplicates`."""
     found = find_duplicates(source, keep=keep, **options)
     return found.groups if keep is None else found.removals
-
-
-def _find(parent: np.ndarray, i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]  # path halving keeps the trees shallow
-        i = parent[i]
-    return int(i)
-
-
-def _union(parent: np.ndarray, i: int, j: int) -> None:
-    ri, rj = _find(parent, i), _find(parent, j)
-    if ri != rj:
-        parent[max(ri, rj)] = min(ri, rj)

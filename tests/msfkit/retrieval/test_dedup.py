@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from pandas.testing import assert_frame_equal
 
+import msfkit
 from msfkit.models.errors import MsfkitError
 from msfkit.retrieval.dedup import COLUMNS, dedup
 from tests.msfkit.index_stores import PLANTED, photo_index_folders
@@ -50,3 +53,67 @@ def test_dedup_needs_the_stores_the_index_was_built_from(photo_index, tmp_path):
         shutil.move(moved, store)
     with pytest.raises(MsfkitError, match="between -1 and 1"):
         dedup(copy, threshold=2)
+
+
+def _chained_copies(n: int = 600, d: int = 64, seed: int = 3):
+    """Distinct vectors plus chains of ever farther copies (each a small step from the last), so a
+    group's members are joined by edges of many different scores."""
+    from tests.msfkit.index_stores import clustered_vectors
+
+    rng = np.random.default_rng(seed)
+    x = clustered_vectors(n, d, clusters=40, seed=seed)
+    chains = []
+    for start in rng.choice(n, 30, replace=False):
+        v = x[start]
+        for _ in range(int(rng.integers(1, 6))):
+            v = v + rng.uniform(0.02, 0.25) * rng.standard_normal(d).astype(np.float32) / np.sqrt(d)
+            v = v / np.linalg.norm(v)
+            chains.append(v)
+    return np.concatenate([x, np.array(chains, dtype=np.float32)])
+
+
+def _reference_groups(x: np.ndarray, threshold: float, k: int) -> set[frozenset[int]]:
+    """Exact k-NN by brute force, joined one edge at a time: what `dedup` must find on a Flat index."""
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    parent = list(range(len(x)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    joined = set()
+    for i in range(len(x)):
+        for j in np.argsort(-sims[i], kind="stable")[:k]:
+            if sims[i, j] >= threshold:
+                joined |= {i, int(j)}
+                parent[max(root(i), root(int(j)))] = min(root(i), root(int(j)))
+    groups: dict[int, set[int]] = {}
+    for i in joined:
+        groups.setdefault(root(i), set()).add(i)
+    return {frozenset(g) for g in groups.values()}
+
+
+def test_a_graph_built_once_cuts_like_dedup_at_every_threshold(tmp_path):
+    from msfkit.index import build_index
+    from msfkit.retrieval.dedup import SimilarityGraph
+    from tests.msfkit.index_stores import write_vector_store
+
+    x = _chained_copies()
+    write_vector_store(tmp_path / "store", x, shard_rows=250)
+    build_index(tmp_path / "store", tmp_path / "index", kind="flat", recall=1.0)
+    index = msfkit.open_index(tmp_path / "index")
+    graph = SimilarityGraph.build(index, floor=0.8, k=5)
+    assert len(graph) and (np.diff(graph.scores) <= 0).all() and graph.scores[-1] >= 0.8
+    sizes = set()
+    for t in (0.8, 0.9, 0.97, 0.99, 0.995, 0.999, 0.9999):
+        cut = graph.cut(t)
+        assert_frame_equal(cut, dedup(index, threshold=t, k=5), check_dtype=False)
+        found = {frozenset(g["row"].tolist()) for _, g in cut.groupby("group")}
+        assert found == _reference_groups(x, t, 5), t
+        assert (cut.groupby("group")["size"].first().diff().dropna() <= 0).all()  # largest first
+        sizes.add(len(cut))
+    assert len(sizes) >= 4  # the thresholds really cut the graph differently
+    with pytest.raises(MsfkitError, match="down to 0.8 only"):
+        graph.cut(0.5)
