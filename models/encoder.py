@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +34,7 @@ from msfkit.models.runtime import check_precision, evaluating
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_META = {"format": "pt"}  # safetensors metadata, as transformers writes it
 CARD_NAME = "README.md"
 _HTTP_LIBRARIES = ("httpx", "httpx2", "httpcore", "requests", "urllib3")  # what huggingface_hub may use
 
@@ -121,13 +123,19 @@ class Encoder(nn.Module):
             raise MsfkitError(f"{directory}: exists and is not a model folder (no {CONFIG_NAME}); untouched")
         if directory.exists() and not directory.is_dir():
             raise MsfkitError(f"{directory}: is a file, not a model folder")
+        created = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.backbone.state_dict().items()}
-        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
         config_text = json.dumps(self.config.to_dict(), indent=2) + "\n"
-        atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(config_text))
         card_text = card if card is not None else render_card(self.config)
-        atomic_write(directory / CARD_NAME, lambda p: p.write_text(card_text))
+        try:
+            atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata=WEIGHTS_META))
+            atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(config_text))
+            atomic_write(directory / CARD_NAME, lambda p: p.write_text(card_text))
+        except BaseException:
+            if created:  # a folder this call made and could not fill: gone again
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
         return directory
 
     @classmethod

@@ -42,3 +42,12 @@ def test_a_store_shard_that_does_not_fit_is_one_line_and_leaves_no_temporary(tin
     with pytest.raises(MsfkitError, match=r"disk full: cannot write .*\.npy; free space there and run again"):
         write_vector_store(tiny_disk / "store", clustered_vectors(20_000, 32, 8, seed=0))
     assert not [p for p in tiny_disk.rglob("*") if ".tmp" in p.name]
+
+
+def test_a_model_folder_that_does_not_fit_is_one_line_and_leaves_no_temporary(tiny_disk):
+    """safetensors reports a short write as its own error, not an OSError: still "disk full"."""
+    out = tiny_disk / "baseline"
+    r = subprocess.run([MSFKIT, "models", "init", "resnet18", str(out)], capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("Error: disk full: cannot write ") and str(tiny_disk) in r.stderr
+    assert not [p for p in tiny_disk.rglob("*") if ".tmp" in p.name]
