@@ -71,7 +71,7 @@ def routes(backend: Backend, cache) -> list[Route]:
         else:
             raise Refused(
                 "send an image (multipart form field 'image', or the raw bytes as image/*) "
-                "or JSON {\"row\": N} / {\"vector\": [...]}",
+                'or JSON {"row": N} / {"vector": [...]}',
                 status=415,
             )
         images = [(name, await run_in_threadpool(_decode, name, data)) for name, data in files]
@@ -83,18 +83,21 @@ def routes(backend: Backend, cache) -> list[Route]:
     async def dedup(request: Request) -> Response:
         threshold, k = _float(request, "threshold", 0.95), _int(request, "k", 10)
         page, keep = _page(request), request.query_params.get("keep", "first")
-        return JSONResponse(await run_in_threadpool(backend.dedup_page, threshold, k, page, keep))
+        return JSONResponse(await run_in_threadpool(backend.duplicates.page, threshold, k, page, keep))
 
     async def removals(request: Request) -> Response:
         threshold, k = _float(request, "threshold", 0.95), _int(request, "k", 10)
         keep = request.query_params.get("keep", "first")
         choices = _choices(request.query_params.get("choose", ""))
-        df = await run_in_threadpool(backend.removals, threshold, k, keep, choices)
+        df = await run_in_threadpool(backend.duplicates.removals, threshold, k, keep, choices)
         text = io.StringIO()
         df.to_csv(text, index=False)
         name = f"removals-{threshold:g}.csv"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
         return Response(text.getvalue(), media_type="text/csv", headers=headers)
+
+    async def auto(request: Request) -> Response:
+        return JSONResponse(await run_in_threadpool(backend.duplicates.auto))
 
     return [
         Route("/api/health", health),
@@ -105,6 +108,7 @@ def routes(backend: Backend, cache) -> list[Route]:
         Route("/api/rows/{row:int}/thumb", thumb),
         Route("/api/rows/{row:int}/neighbors", neighbors),
         Route("/api/dedup", dedup),
+        Route("/api/dedup/auto", auto),
         Route("/api/dedup/removals.csv", removals),
     ]
 

@@ -3,11 +3,11 @@
     backend = Backend.open("index")                   # index, its stores, its model: loaded once
     backend.search_rows([5], offset=0, limit=20)      # {"queries": [{"query", "results"}], "more", ...}
     backend.search_images([("cat.jpg", image)])       # PIL images, embedded with the index's model
-    backend.dedup_page(0.95, offset=0, limit=20)      # near-duplicate groups, largest first
-    backend.removals(0.95, keep="first", choices={0: 17})   # the removal list, a DataFrame
+    backend.duplicates.page(0.95, page=(0, 20))       # near-duplicate groups (msfkit.serve.duplicates)
 
-Search and dedup are `msfkit.retrieval`'s (`Index.search`, `Index.dedup`, `removal_list`); this
-module only pages their results, checks row numbers and caches dedup groups per threshold.
+Search is `msfkit.retrieval`'s: the index's faiss search (`search_vectors`, as `Index.search`), with
+the hits' paths and labels looked up in arrays loaded once; this module pages the results and checks
+row numbers.
 """
 
 from __future__ import annotations
@@ -15,33 +15,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from msfkit.models.errors import MsfkitError
+from msfkit.serve.errors import NotFound, Refused
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from msfkit.models import Encoder
     from msfkit.retrieval import Index
-
-
-class NotFound(MsfkitError):
-    """A row (or anything else asked for) that the index does not hold: HTTP 404."""
-
-
-class Refused(MsfkitError):
-    """A request the server will not answer as asked; `status` is the HTTP code (400, 413, 415, 422)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -53,9 +37,6 @@ class Limits:
     upload_files: int = 16  # images per search request
     depth: int = 1000  # offset + limit of a result page
     page: int = 200  # limit of one page
-
-
-DEDUP_CACHE = 8  # thresholds whose groups stay in memory
 
 
 class Backend:
@@ -71,12 +52,16 @@ class Backend:
         self.model_note: str | None = options.get("model_note")
         self.store = reopen_store(index.info)  # row vectors for row queries, metadata for dedup
         self.meta = self.store.meta
+        # looked up once: per request, reading them from the index's tables costs ~10 ms at 100k rows
         self.paths = index.absolute_paths(np.arange(len(index)))
         self.labels = index.rows["label"].to_numpy()
+        self.shards = self.store.shard_vectors()  # memory-mapped once, not per row query
+        self.starts = np.cumsum([0] + [len(a) for a in self.shards])
         draft = bool(index.info.get("embed_settings", {}).get("draft"))  # decode uploads as the collection
         self.draft_size = encoder.preprocess.resize if draft and encoder is not None else None
-        self._groups: OrderedDict[tuple[float, int], pd.DataFrame] = OrderedDict()
-        self._lock = threading.Lock()
+        from msfkit.serve.duplicates import Duplicates
+
+        self.duplicates = Duplicates(self)  # dedup groups and the auto threshold, made when first asked
 
     @classmethod
     def open(
@@ -143,10 +128,14 @@ class Backend:
         if not 1 <= len(rows) <= self.limits.upload_files:
             raise Refused(f"1 to {self.limits.upload_files} rows per request")
         rows = [self.check_row(r) for r in rows]
-        unique, back = np.unique(np.array(rows, dtype=np.int64), return_inverse=True)
-        vectors = self.store.take(unique)[back]
+        vectors = np.stack([self.vector(r) for r in rows])
         names = [f"row {r}" for r in rows]
         return self._search(vectors, names, (offset, limit), rows if exclude_self else None)
+
+    def vector(self, row: int) -> np.ndarray:
+        """The stored vector of an indexed row (index rows are the stores' rows, in order)."""
+        shard = int(np.searchsorted(self.starts, row, side="right")) - 1
+        return np.asarray(self.shards[shard][row - self.starts[shard]], dtype=np.float32)
 
     def search_vectors(self, vectors: Any, offset: int = 0, limit: int = 20) -> dict[str, Any]:
         try:
@@ -172,17 +161,20 @@ class Backend:
         return self._search(vectors, [name for name, _ in images], (offset, limit))
 
     def _search(self, vectors: np.ndarray, names: list[str], page: tuple[int, int], exclude=None):
+        """The faiss search of `Index.search` (`search_vectors`), with the hits' paths and labels
+        looked up in the arrays loaded at start: no table is read and no DataFrame built per query."""
         offset, limit = self.check_page(*page)
         k = min(offset + limit + (exclude is not None), len(self))
-        df = self.index.search(vectors, k=k)  # the library's search: rank, score, row, path, label
+        scores, found = self.index.search_vectors(vectors, k)
         queries = []
-        for qi, (name, hits) in enumerate(zip(names, _split(df, len(names)), strict=True)):
+        for qi, name in enumerate(names):
+            hits = [(r, s) for r, s in zip(found[qi].tolist(), scores[qi].tolist(), strict=True) if r >= 0]
             if exclude is not None:
-                hits = hits[hits["row"] != exclude[qi]][: offset + limit]
-            results = []
-            for rank, (row, score) in enumerate(zip(hits["row"], hits["score"], strict=True), start=1):
-                if rank > offset:
-                    results.append({"rank": rank, "score": round(float(score), 6), **self._hit(row)})
+                hits = [(r, s) for r, s in hits if r != exclude[qi]][: offset + limit]
+            results = [
+                {"rank": rank, "score": round(s, 6), **self._hit(r)}
+                for rank, (r, s) in enumerate(hits[offset:], start=offset + 1)
+            ]
             queries.append({"query": name, "results": results})
         available = min(len(self) - (exclude is not None), self.limits.depth)
         return {"offset": offset, "limit": limit, "more": offset + limit < available, "queries": queries}
@@ -195,67 +187,6 @@ class Backend:
             raise Refused(f"results go {lim.depth} deep: offset + limit must be <= {lim.depth}")
         return offset, limit
 
-    # -- duplicates ---------------------------------------------------------------------------------
-    def groups(self, threshold: float, k: int = 10) -> pd.DataFrame:
-        """`Index.dedup` at `threshold`, cached for the last few thresholds asked for."""
-        if not -1 <= threshold <= 1:
-            raise Refused(f"threshold {threshold}: a cosine similarity, between -1 and 1")
-        if not 1 <= k <= 100:
-            raise Refused(f"k {k}: between 1 and 100")
-        key = (round(float(threshold), 6), int(k))
-        with self._lock:  # one computation per threshold, however many requests ask at once
-            if key not in self._groups:
-                self._groups[key] = self.index.dedup(threshold=key[0], k=key[1])
-                while len(self._groups) > DEDUP_CACHE:
-                    self._groups.popitem(last=False)
-            self._groups.move_to_end(key)
-            return self._groups[key]
-
-    def dedup_page(self, threshold: float, k: int = 10, page: tuple[int, int] = (0, 20), keep: str = "first"):
-        """Groups `offset` to `offset + limit` at `threshold`, each with its members and the row that
-        `keep` (first | largest | newest, as `msfkit dedup --keep`) would keep."""
-        from msfkit.retrieval.keep import removal_list
-
-        df = self.groups(threshold, k)
-        offset, limit = page
-        if offset < 0 or not 1 <= limit <= self.limits.page:
-            raise Refused(f"offset must be >= 0 and limit between 1 and {self.limits.page}")
-        total = int(df["group"].nunique()) if len(df) else 0
-        shown = df[(df["group"] >= offset) & (df["group"] < offset + limit)]
-        kept = dict(zip(*removal_list(shown, self.meta, keep)[["group", "kept"]].to_numpy().T, strict=True))
-        groups = []
-        for group, members in shown.groupby("group", sort=True):
-            rows = [dict(self.row_info(int(r)), score=round(float(s), 6))
-                    for r, s in zip(members["row"], members["score"], strict=True)]  # fmt: skip
-            keep_row = next(m["row"] for m in rows if m["path"] == kept.get(group, rows[0]["path"]))
-            groups.append({"group": int(group), "size": len(rows), "kept": keep_row, "members": rows})
-        return {
-            "threshold": threshold, "k": k, "keep": keep, "groups_total": total, "images": len(df),
-            "offset": offset, "limit": limit, "more": offset + limit < total, "groups": groups,
-        }  # fmt: skip
-
-    def removals(self, threshold: float, k: int = 10, keep: str = "first", choices=None) -> pd.DataFrame:
-        """The files to remove (path, group, kept, reason): `keep` decides for every group except those
-        in `choices` ({group: row to keep}), where the person chose."""
-        import pandas as pd
-
-        from msfkit.retrieval.keep import COLUMNS, removal_list
-
-        groups = self.groups(threshold, k)
-        out = removal_list(groups, self.meta, keep)
-        chosen = []
-        for group, row in (choices or {}).items():
-            members = groups[groups["group"] == group]
-            if row not in set(members["row"].tolist()):
-                raise Refused(f"row {row} is not in group {group} at threshold {threshold}")
-            kept = self.paths[row]
-            chosen += [{"path": p, "group": group, "kept": kept, "reason": "chosen"}
-                       for r, p in zip(members["row"], members["path"], strict=True) if r != row]  # fmt: skip
-        if choices:
-            out = out[~out["group"].isin(list(choices))]
-            out = pd.concat([out, pd.DataFrame.from_records(chosen, columns=COLUMNS)], ignore_index=True)
-        return out.sort_values(["group", "path"], ignore_index=True)
-
     # -- about --------------------------------------------------------------------------------------
     def about(self) -> dict[str, Any]:
         info = self.index.info
@@ -267,11 +198,3 @@ class Backend:
         index.update(path=str(self.index.path.resolve()), recall=info.get("recall"))
         sources = [{k: s.get(k) for k in ("store", "source_root", "rows")} for s in info["sources"]]
         return {"index": index, "model": model, "sources": sources, "limits": asdict(self.limits)}
-
-
-def _split(df: pd.DataFrame, n: int) -> list[pd.DataFrame]:
-    """The result rows of each of `n` queries, in order (the library names them 'vector i' or 'image i')."""
-    starts = np.flatnonzero(df["rank"].to_numpy() == 1).tolist() + [len(df)]
-    if len(starts) - 1 != n:
-        raise MsfkitError(f"search answered {len(starts) - 1} queries for {n}")
-    return [df.iloc[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]

@@ -107,4 +107,3 @@ def decode_upload(data: bytes, name: str, backend: Backend, cache: Path) -> Imag
         raise Refused(f"{name}: {reason}", status=status) from None
     finally:
         os.unlink(tmp)
-

@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const PAGE = Math.min(200, Number(new URLSearchParams(location.search).get("page")) || 24);  // results per page
 const GROUPS = 20;     // duplicate groups per page
 const state = { query: null, offset: 0, more: false, loading: false };
-const dup = { offset: 0, more: false, choices: {}, groups: [] };
+const dup = { offset: 0, more: false, choices: {}, groups: [], threshold: null, touched: false, auto: null };
 
 async function api(url, options) {
   const response = await fetch(url, options);
@@ -129,7 +129,7 @@ function setupSearch() {
 // -- duplicates ------------------------------------------------------------------------------------
 function removalUrl() {
   const choose = Object.entries(dup.choices).map(([g, r]) => `${g}:${r}`).join(",");
-  const params = new URLSearchParams({ threshold: $("threshold").value, keep: $("keep").value });
+  const params = new URLSearchParams({ threshold: dup.threshold, keep: $("keep").value });
   if (choose) params.set("choose", choose);
   return `/api/dedup/removals.csv?${params}`;
 }
@@ -152,15 +152,41 @@ function redrawGroup(group) {
   $("download").href = removalUrl();
 }
 
+// The threshold the groups are at: the slider's value, or the measured one exactly (the slider's
+// steps would round it).
+function setThreshold(value) {
+  const slider = $("threshold");
+  dup.threshold = String(value);
+  if (Number(value) < Number(slider.min)) slider.min = (Math.floor(Number(value) * 100) / 100).toFixed(2);
+  slider.value = value;
+  $("threshold-value").textContent = dup.threshold;
+}
+
+// GET /api/dedup/auto once: the server measures a threshold on copies of the collection's images.
+// The slider starts there when copies and distinct images separate; else it stays and says why.
+async function autoThreshold() {
+  $("dedup-status").textContent = "measuring a threshold for this collection (copies of a sample of its images)...";
+  $("dedup-status").className = "muted";
+  try {
+    const auto = await api("/api/dedup/auto");
+    $("dedup-auto").textContent = auto.explanation;
+    $("dedup-auto").className = auto.threshold === null ? "error" : "muted";
+    if (auto.threshold !== null && !dup.touched) setThreshold(auto.threshold);
+  } catch (e) {
+    $("dedup-auto").textContent = `threshold auto: ${e.message}`;
+    $("dedup-auto").className = "error";
+  }
+}
+
 async function loadGroups(reset) {
   if (reset) { dup.offset = 0; dup.choices = {}; $("groups").replaceChildren(); }
-  const threshold = $("threshold").value;
+  const threshold = dup.threshold;
   $("dedup-status").textContent = `finding groups at ${threshold}...`;
   $("dedup-status").className = "muted";
   try {
     const params = new URLSearchParams({ threshold, keep: $("keep").value, offset: dup.offset, limit: GROUPS });
     const body = await api(`/api/dedup?${params}`);
-    if (threshold !== $("threshold").value) return;  // the slider moved on
+    if (threshold !== dup.threshold) return;  // the slider moved on
     for (const group of body.groups) $("groups").append(drawGroup(group));
     dup.offset += body.groups.length;
     dup.more = body.more;
@@ -177,7 +203,11 @@ async function loadGroups(reset) {
 function setupDedup() {
   const slider = $("threshold");
   slider.addEventListener("input", () => { $("threshold-value").textContent = Number(slider.value).toFixed(3); });
-  slider.addEventListener("change", () => loadGroups(true));
+  slider.addEventListener("change", () => {
+    dup.touched = true;
+    setThreshold(slider.value);
+    loadGroups(true);
+  });
   $("keep").addEventListener("change", () => loadGroups(true));
   $("more-groups").addEventListener("click", () => loadGroups(false));
 }
@@ -190,7 +220,8 @@ function route() {
   $("view-dedup").hidden = !dedup;
   $("tab-search").classList.toggle("active", !dedup);
   $("tab-dedup").classList.toggle("active", dedup);
-  if (dedup && !$("groups").childElementCount) loadGroups(true);
+  if (dedup && !dup.auto) dup.auto = autoThreshold().then(() => loadGroups(true));
+  else if (dedup && !$("groups").childElementCount) loadGroups(true);
   const row = /^row=(\d+)$/.exec(hash);
   if (row) searchRow(Number(row[1]));
 }
@@ -198,6 +229,7 @@ function route() {
 async function start() {
   setupSearch();
   setupDedup();
+  setThreshold($("threshold").value);
   window.addEventListener("hashchange", route);
   try {
     const info = await api("/api/info");

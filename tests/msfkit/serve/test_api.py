@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import io
+import statistics
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -43,9 +45,21 @@ def test_health_info_and_the_default_loopback_address(server, client, index):
     assert info["model"]["loaded"] and info["model"]["fingerprint"] == index.model["fingerprint"]
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    assert page.headers["x-content-type-options"] == "nosniff" and "default-src 'self'" in page.headers[
-        "content-security-policy"
-    ]
+    assert (
+        page.headers["x-content-type-options"] == "nosniff"
+        and "default-src 'self'" in page.headers["content-security-policy"]
+    )
+
+
+def test_keep_alive_answers_come_without_a_delayed_ack_stall(client):
+    """Responses go out at once (TCP_NODELAY on the server's sockets): without it every keep-alive
+    answer waited about 40 ms for the client's delayed ACK, twice the 20 ms goal of a row query."""
+    ms = []
+    for row in range(30):
+        t = time.perf_counter()
+        client.get("/api/search", params={"row": row % 21, "limit": 5}).raise_for_status()
+        ms.append((time.perf_counter() - t) * 1000)
+    assert statistics.median(ms) < 25, ms
 
 
 def test_an_uploaded_image_finds_what_the_library_finds(client, index, photo_index):
@@ -138,6 +152,38 @@ def test_dedup_groups_and_the_removal_list(client, index):
     assert len(mine) == first["size"] - 1 and all(index.absolute_paths([chosen])[0] in m for m in mine)
     other = client.get("/api/dedup/removals.csv", params={"threshold": 0.96, "choose": f"1:{chosen}"})
     assert other.status_code == 400 and "is not in group 1" in other.json()["error"]
+
+
+def test_every_threshold_is_a_cut_of_one_graph_with_the_groups_of_dedup(client, index):
+    for t in (0.9, 0.995, 0.85, 0.96, 0.5):  # 0.5 is below the graph's floor: built again, lower
+        body = client.get("/api/dedup", params={"threshold": t, "limit": 200}).json()
+        expected = index.dedup(threshold=t)
+        got = [(g["group"], m["row"], m["score"]) for g in body["groups"] for m in g["members"]]
+        scores = [round(float(s), 6) for s in expected["score"]]
+        want = list(zip(expected["group"], expected["row"], scores, strict=True))
+        assert got == want and body["images"] == len(expected), t
+
+
+def test_the_auto_threshold_is_measured_once_as_msfkit_dedup_measures_it(client, index):
+    from msfkit.retrieval.calibrate import calibrate
+
+    t = time.perf_counter()
+    body = client.get("/api/dedup/auto").json()
+    first = time.perf_counter() - t
+    cal = calibrate(index)
+    assert body["threshold"] == pytest.approx(cal.threshold, abs=1e-5)
+    assert body["explanation"].startswith("threshold auto: 0.") and body["images"] == cal.images == 21
+    sims = body["similarities"]
+    assert sims["found_copies"] == cal.found_copies == 12
+    assert sims["distinct"] == pytest.approx(cal.distinct_similarity, abs=1e-5)
+    assert sims["found"] > body["threshold"] > sims["distinct"]
+    pair = sims["closest_pair"]
+    assert [p["path"] for p in pair] == index.absolute_paths([p["row"] for p in pair])
+    t = time.perf_counter()
+    assert client.get("/api/dedup/auto").json() == body
+    assert time.perf_counter() - t < first / 3  # kept, not measured again
+    groups = client.get("/api/dedup", params={"threshold": body["threshold"]}).json()
+    assert groups["groups_total"] == 3 and groups["images"] == 12  # the planted copies, nothing else
 
 
 def test_bad_uploads_are_refused_with_a_message(client, tmp_path, photo_index):

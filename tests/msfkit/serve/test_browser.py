@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 
+import httpx
 import pytest
 
 import msfkit
@@ -114,12 +115,19 @@ def test_a_file_that_is_not_an_image_shows_the_servers_message(page, tmp_path):
     assert page.inner_text("#status").startswith("notes.txt: not an image")
 
 
-def test_duplicates_view_choose_what_to_keep_and_download_the_list(page, index, tmp_path):
+def test_duplicates_view_choose_what_to_keep_and_download_the_list(page, index, server, tmp_path):
     page.click("#tab-dedup")
     page.wait_for_function("document.querySelectorAll('.group').length > 0")
-    groups = index.dedup(threshold=0.95)
+    auto = httpx.get(server.url + "api/dedup/auto", timeout=60).json()
+    assert auto["threshold"] is not None and 0.95 < auto["threshold"] < 1
+    assert page.inner_text("#dedup-auto") == auto["explanation"]  # why the slider starts there
+    assert page.inner_text("#threshold-value") == str(auto["threshold"])
+    groups = index.dedup(threshold=auto["threshold"])
     assert page.locator(".group").count() == groups["group"].nunique() == 3
-    assert page.inner_text("#dedup-status").startswith(f"3 groups, {len(groups)} images")
+    assert (
+        page.inner_text("#dedup-status")
+        == f"3 groups, {len(groups)} images at similarity >= {auto['threshold']}"
+    )
     first = page.locator('.group[data-group="0"] .tile')
     assert first.count() == 4 and "keep" in first.nth(0).get_attribute("class")
     shot(page, tmp_path, "dedup")
@@ -141,3 +149,41 @@ def test_duplicates_view_choose_what_to_keep_and_download_the_list(page, index, 
     page.wait_for_function("document.querySelector('#dedup-status').textContent.includes('>= 0.999')")
     strict = index.dedup(threshold=0.999)
     assert page.locator(".group").count() == strict["group"].nunique() < 3
+
+
+def test_where_copies_and_distinct_images_overlap_the_slider_stays_and_the_page_says_why(chromium, tmp_path):
+    """Noise images and a plain random-init network: re-encoding changes a noise texture more than
+    two noise images differ (tests/msfkit/retrieval/test_calibrate.py), so there is no threshold."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from msfkit.index import build_index
+    from msfkit.models import Encoder, EncoderConfig
+    from tests.msfkit.serve.server import Server, server_env
+    from tests.runs import embed
+
+    torch.manual_seed(0)
+    Encoder(EncoderConfig(arch="resnet18")).save_pretrained(tmp_path / "model")
+    rng = np.random.default_rng(0)
+    (tmp_path / "noise").mkdir()
+    for i in range(16):
+        noise = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+        Image.fromarray(noise).save(tmp_path / "noise" / f"n{i}.png")
+    embed([tmp_path / "noise"], str(tmp_path / "model"), tmp_path / "store")
+    build_index(tmp_path / "store", tmp_path / "index")
+    with Server(tmp_path / "index", server_env(tmp_path / "cache", tmp_path / "hf")) as server:
+        auto = httpx.get(server.url + "api/dedup/auto", timeout=120).json()
+        assert auto["threshold"] is None and auto["explanation"].startswith(
+            "copies and distinct images are not"
+        )
+        page = chromium.new_page()
+        page.goto(server.url + "#dedup")
+        page.wait_for_function(
+            "document.querySelector('#dedup-status').textContent.includes(' at similarity >= ')"
+        )
+        assert page.inner_text("#dedup-auto") == auto["explanation"]
+        assert "error" in page.get_attribute("#dedup-auto", "class")
+        assert page.inner_text("#threshold-value") == "0.95"  # the default, kept
+        assert page.inner_text("#dedup-status").endswith(" at similarity >= 0.95")
+        page.close()
