@@ -91,8 +91,11 @@ class SimilarityGraph:
     def __len__(self) -> int:
         return len(self.scores)
 
-    def cut(self, threshold: float) -> pd.DataFrame:
-        """The groups at `threshold` (>= `floor`): the same DataFrame as `dedup(index, threshold, k)`."""
+    def cut(self, threshold: float, paths: np.ndarray | None = None) -> pd.DataFrame:
+        """The groups at `threshold` (>= `floor`): the same DataFrame as `dedup(index, threshold, k)`.
+
+        `paths`: every indexed row's file (`index.absolute_paths`), when the caller holds them; else
+        the members' are looked up, which is most of a cut's time when most rows are in a group."""
         import pandas as pd
 
         _check(threshold, self.k)
@@ -119,7 +122,7 @@ class SimilarityGraph:
                 "group": number[roots],
                 "size": size_of[roots],
                 "row": members,
-                "path": self.index.absolute_paths(members),
+                "path": self.index.absolute_paths(members) if paths is None else paths[members],
                 "label": self.index.rows["label"].to_numpy()[members],
                 "score": best[members].astype(float),
             }

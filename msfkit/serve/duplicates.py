@@ -17,6 +17,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from msfkit.models.errors import MsfkitError
 from msfkit.serve.errors import Refused
 
@@ -41,6 +43,7 @@ class Duplicates:
         self._lock = threading.Lock()
         self._auto: dict[str, Any] | None = None
         self._auto_lock = threading.Lock()
+        self._paths = np.array(backend.paths, dtype=object)  # for cuts: no per-cut path lookups
 
     def graph(self, threshold: float, k: int) -> SimilarityGraph:
         """The graph for `k` (built on first use, again only for a threshold below its floor)."""
@@ -65,7 +68,7 @@ class Duplicates:
         key = (round(float(threshold), 6), int(k))
         with self._lock:  # one graph, one cut per threshold, however many requests ask at once
             if key not in self._cuts:
-                self._cuts[key] = self.graph(*key).cut(key[0])
+                self._cuts[key] = self.graph(*key).cut(key[0], paths=self._paths)
                 while len(self._cuts) > CUTS:
                     self._cuts.popitem(last=False)
             self._cuts.move_to_end(key)

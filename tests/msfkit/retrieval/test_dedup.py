@@ -115,5 +115,7 @@ def test_a_graph_built_once_cuts_like_dedup_at_every_threshold(tmp_path):
         assert (cut.groupby("group")["size"].first().diff().dropna() <= 0).all()  # largest first
         sizes.add(len(cut))
     assert len(sizes) >= 4  # the thresholds really cut the graph differently
+    paths = np.array(index.absolute_paths(np.arange(len(index))), dtype=object)
+    assert_frame_equal(graph.cut(0.97, paths=paths), graph.cut(0.97))  # the caller's paths, the same
     with pytest.raises(MsfkitError, match="down to 0.8 only"):
         graph.cut(0.5)
