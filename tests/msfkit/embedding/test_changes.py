@@ -86,8 +86,8 @@ def test_a_changed_file_is_embedded_again_in_place_and_a_gone_one_is_counted(
     assert search.stderr.startswith(f"Error: index {tmp_path / 'index'} is out of date with {out}")
     assert search.stderr.count("\n") == 1 and "--force" in search.stderr
 
-    again = _embed_cli(str(src), "-m", str(tiny_model_dir), "-o", str(out), *ARGS, "--json")
-    assert (json.loads(again.stdout)["changed"], json.loads(again.stdout)["skipped"]) == (0, 7)
+    again = embed([src], str(tiny_model_dir), out, workers=0, shard_rows=3)
+    assert (again.changed, again.gone, again.skipped) == (0, 1, 7)
 
 
 def test_an_index_stays_usable_when_its_store_only_grew(tmp_path, photo_paths, tiny_model_dir):
