@@ -93,8 +93,9 @@ def build_index(
     progress. `force` replaces an existing index folder.
     """
     from msfkit.index import build_index as build
+    from msfkit.store import Store as _Store
 
-    stores = [p.root for p in store.parts] if hasattr(store, "parts") else store
+    stores = [p.root for p in store.parts] if isinstance(store, _Store) else store
     build(stores, out, overwrite=force, **options)
     return open_index(out)
 

@@ -17,7 +17,6 @@ Reference layout (UMBCvision/MSF, every module wrapped in DataParallel):
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,6 @@ import torch
 from msfkit.models import Encoder, EncoderConfig
 from msfkit.models.encoder import check_state_dict
 from msfkit.models.errors import MsfkitError
-from msfkit.models.files import is_disk_full
 from msfkit.training.checkpoint import (
     check_checkpoint,
     find_checkpoint,
@@ -152,25 +150,8 @@ def export_checkpoint(
     encoder = Encoder(config)
     check_state_dict(state, encoder.backbone.state_dict(), source=str(path))
     encoder.backbone.load_state_dict(state)
-    save_folder(encoder, out)
+    encoder.save_pretrained(out)
     return encoder.eval()
-
-
-def save_folder(encoder: Encoder, out: str | Path) -> Path:
-    """`encoder.save_pretrained(out)`; a full disk is one line (safetensors reports it as its own
-    error type), the files already there stay whole and a folder this call created is removed."""
-    out = Path(out)
-    created = not out.exists()
-    try:
-        return encoder.save_pretrained(out)
-    except Exception as e:
-        if not is_disk_full(e, out if out.is_dir() else out.parent):
-            raise
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise MsfkitError(
-            f"disk full: cannot write the model folder {out}; free space there and run again"
-        ) from None
 
 
 def encoder_config(
@@ -242,7 +223,7 @@ def export_model(
     config = encoder_config(cfg, network, run_provenance(cfg, step, steps_per_epoch, metrics))
     encoder = Encoder(config)
     encoder.backbone.load_state_dict(getattr(model, network).backbone.state_dict())
-    return save_folder(encoder, out)
+    return encoder.save_pretrained(out)
 
 
 def export_training_checkpoint(
@@ -272,5 +253,5 @@ def export_training_checkpoint(
     where = f"{source}: training checkpoint field 'model' ({network} backbone)"
     check_state_dict(state, encoder.backbone.state_dict(), source=where)
     encoder.backbone.load_state_dict(state)
-    save_folder(encoder, out)
+    encoder.save_pretrained(out)
     return encoder.eval()

@@ -35,6 +35,8 @@ def test_embed_build_index_search_and_dedup_return_rich_objects(tmp_path, photos
     by_vector = reopened.search(store.vectors[3:4], k=2)
     assert list(by_row["row"]) == list(by_vector["row"]) and by_row["row"][0] == 3
     assert set(index.dedup(threshold=0.999).columns) >= {"group", "path", "score"}
+    for given in (tmp_path / "store", str(tmp_path / "store"), [tmp_path / "store"]):  # a Path has .parts too
+        assert len(msfkit.build_index(given, tmp_path / "ix", force=True)) == 8
 
 
 def test_wrong_types_and_options_are_one_clear_error(tmp_path, photos_dir, tiny_model_dir):

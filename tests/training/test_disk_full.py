@@ -47,7 +47,7 @@ def test_train_and_export_on_a_full_disk_are_one_line_and_leave_no_temporary(tmp
     assert CliRunner().invoke(cli, ["train", *RUN, f"out={done}"]).exit_code == 0
     model = tiny_disk / "model"
     assert _error("export", done, model) == (
-        f"Error: disk full: cannot write the model folder {model}; free space there and run again"
+        f"Error: disk full: cannot write {model / 'model.safetensors'}; free space there and run again"
     )
     assert not model.exists() and _temporaries(tiny_disk) == []
 

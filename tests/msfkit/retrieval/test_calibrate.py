@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from msfkit.retrieval.calibrate import COPIES, calibrate, copy_variants
+from msfkit.retrieval.calibrate import COPIES, copy_variants
 from msfkit.retrieval.dedup import find_duplicates
 from msfkit.retrieval.render import sheet_size
 from tests.msfkit.index_stores import PLANTED, photo_index_folders, photos_with_copies
