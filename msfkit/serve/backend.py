@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,16 +150,22 @@ class Backend:
         names = [f"vector {i}" for i in range(len(array))]
         return self._search(array, names, (offset, limit))
 
-    def search_images(self, images: list[tuple[str, Any]], offset: int = 0, limit: int = 20):
-        """Neighbours of (name, PIL image) pairs, embedded with the index's model."""
+    def search_images(self, images: list[tuple[str, Any]], offset: int = 0, limit: int = 20, timings=None):
+        """Neighbours of (name, PIL image) pairs, embedded with the index's model; `timings` (a dict),
+        when given, gets the milliseconds of the forward ("embed") and of the search ("search")."""
         if self.encoder is None:
             raise Refused(self.model_note or "no model loaded", status=409)
         if not images:
             raise Refused("no image in the request: send a file in the form field 'image'")
         if len(images) > self.limits.upload_files:
             raise Refused(f"at most {self.limits.upload_files} images per request")
+        start = time.perf_counter()
         vectors = self.encoder.embed([im for _, im in images], device=self.device)
-        return self._search(vectors, [name for name, _ in images], (offset, limit))
+        embedded = time.perf_counter()
+        found = self._search(vectors, [name for name, _ in images], (offset, limit))
+        if timings is not None:
+            timings.update(embed=(embedded - start) * 1000, search=(time.perf_counter() - embedded) * 1000)
+        return found
 
     def _search(self, vectors: np.ndarray, names: list[str], page: tuple[int, int], exclude=None):
         """The faiss search of `Index.search` (`search_vectors`), with the hits' paths and labels

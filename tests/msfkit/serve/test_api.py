@@ -71,6 +71,8 @@ def test_an_uploaded_image_finds_what_the_library_finds(client, index, photo_ind
     assert _rows(body) == expected["row"].tolist()
     assert [h["score"] for h in body["queries"][0]["results"]] == pytest.approx(expected["score"], abs=1e-4)
     assert body["queries"][0]["query"] == photo.name
+    timing = dict(part.split(";dur=") for part in r.headers["server-timing"].split(", "))
+    assert list(timing) == ["decode", "embed", "search"] and all(float(ms) > 0 for ms in timing.values())
     top = body["queries"][0]["results"][0]
     assert top["path"] == str(photo) and top["name"] == photo.name and top["folder"] == "photos"
     raw = client.post("/api/search?limit=5", content=_jpeg(photo), headers={"content-type": "image/jpeg"})
