@@ -83,7 +83,7 @@ def test_ctrl_c_says_which_step_the_checkpoint_holds_and_how_to_continue(tmp_pat
     from msfkit.training.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    args = [*RUN, "epochs=4", f"out={run}", "save_every_steps=1", "-q"]
+    args = [*RUN, "epochs=400", f"out={run}", "save_every_steps=1", "-q"]  # far more steps than it gets
     proc = subprocess.Popen([MSFKIT, "train", *args], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (run / "checkpoint.pt").exists():
@@ -95,5 +95,5 @@ def test_ctrl_c_says_which_step_the_checkpoint_holds_and_how_to_continue(tmp_pat
     saved = load_checkpoint(run / "checkpoint.pt")["step"]
     [line] = [line for line in stderr.splitlines() if line.startswith("interrupted at step")]
     assert line.endswith(
-        f"/12; the checkpoint holds step {saved}; continue with: msfkit train --resume out={run}"
+        f"/1200; the checkpoint holds step {saved}; continue with: msfkit train --resume out={run}"
     )
