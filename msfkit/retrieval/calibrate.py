@@ -145,8 +145,8 @@ def _copy_distances(index: IndexFolder, encoder, pick: np.ndarray, device) -> tu
     rows, files = [], []
     with tempfile.TemporaryDirectory(prefix="msfkit-calibrate-") as tmp:
         for row, path in zip(pick.tolist(), index.absolute_paths(pick), strict=True):
-            try:  # copies made well above the model's resolution, as real copies are
-                image = load_image(path, draft_size=4 * encoder.config.image_size)
+            try:  # copies of the full-size image, as real copies are (draft decoding is the embedder's)
+                image = load_image(path)
             except BadImageError:
                 continue  # a file gone or damaged since it was indexed: calibrate on the others
             rows.append(row)
