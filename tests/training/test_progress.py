@@ -84,7 +84,10 @@ def test_ctrl_c_says_which_step_the_checkpoint_holds_and_how_to_continue(tmp_pat
 
     run = tmp_path / "run"
     args = [*RUN, "epochs=400", f"out={run}", "save_every_steps=1", "-q"]  # far more steps than it gets
-    proc = subprocess.Popen([MSFKIT, "train", *args], stderr=subprocess.PIPE, text=True)
+    # A job started in the background (nohup, CI runners) inherits SIGINT ignored, and Python then
+    # leaves it so: the child gets the default back, as in a terminal.
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen([MSFKIT, "train", *args], stderr=subprocess.PIPE, text=True, preexec_fn=restore)
     deadline = time.monotonic() + 120
     while not (run / "checkpoint.pt").exists():
         assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint"
