@@ -108,9 +108,9 @@ def main() -> None:
     except click.ClickException as e:
         click.echo(f"Error: {one_line_text(e.format_message())}", err=True)
         sys.exit(e.exit_code)
-    except click.Abort:
+    except click.Abort as e:  # Ctrl-C (130), or SIGTERM where a command turns it into an interrupt (143)
         click.echo("Aborted.", err=True)
-        sys.exit(130)
+        sys.exit(getattr(e.__cause__, "exit_code", 130))
     if isinstance(code, int) and code:  # ctx.exit(n) in a command: click returns n without standalone mode
         sys.exit(code)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -40,7 +42,7 @@ from msfkit.training.export import export_model
 from msfkit.training.init import load_init, start_from
 from msfkit.training.monitor import KnnMonitor, RunLog
 from msfkit.training.msf import MSF
-from msfkit.training.progress import Progress
+from msfkit.training.progress import Progress, how_it_ended, terminate
 from msfkit.training.schedules import schedules
 
 
@@ -86,6 +88,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
     device = resolve_device(cfg.device)
     d = Ranks.from_env(device.type)
     threads = torch.get_num_threads()
+    on_term = threading.current_thread() is threading.main_thread()  # handlers live in the main thread
+    previous = signal.signal(signal.SIGTERM, terminate) if on_term else None
     try:
         return _train(cfg, resume, progress, device, d)
     except OSError as e:  # metrics.csv, bad_files.csv (checkpoints and model folders say so themselves)
@@ -96,6 +100,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True) -> Path
         ) from None
     finally:
         torch.set_num_threads(threads)
+        if on_term:
+            signal.signal(signal.SIGTERM, previous)
         d.close()
 
 
@@ -271,9 +277,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
                 knn(step)
             if (epoch_done and (epoch + 1) % cfg.save_every == 0) or step == stop:
                 save(step)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (progress.Terminated)
         bar.close()
-        bar.interrupted(done["step"], last_saved)
+        bar.interrupted(done["step"], last_saved, how_it_ended(e))
         raise
     finally:
         bar.close()

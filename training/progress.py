@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import shlex
+import signal
 import sys
 import time
 
@@ -93,13 +94,28 @@ class Progress:
         again = continue_command(self.cfg, extra)
         self.write(f"stopped by {reason} at step {step}/{self.total}; continue with: {again}")
 
-    def interrupted(self, step: int, saved: int | None) -> None:
-        """Ctrl-C: where the run was, and what a resume starts from."""
+    def interrupted(self, step: int, saved: int | None, how: str = "interrupted") -> None:
+        """Ctrl-C or SIGTERM: where the run was, and what a resume starts from."""
         if saved:
             kept = f"the checkpoint holds step {saved}; continue with: {continue_command(self.cfg)}"
         else:
             kept = "no checkpoint was written yet; start again"
-        self.write(f"interrupted at step {step}/{self.total}; {kept}")
+        self.write(f"{how} at step {step}/{self.total}; {kept}")
 
     def close(self) -> None:
         self.bar.close()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler stopping the job): the run ends as on Ctrl-C, and the command exits 143."""
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def terminate(signum, frame) -> None:
+    """The SIGTERM handler `train` installs while it runs."""
+    raise Terminated()
+
+
+def how_it_ended(e: KeyboardInterrupt) -> str:
+    return "terminated" if isinstance(e, Terminated) else "interrupted"

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from msfkit.training.progress import TimeBoxBar
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
@@ -77,7 +79,11 @@ def test_a_stopped_run_says_why_and_its_continue_command_resumes_it(tmp_path):
     assert load_checkpoint(tmp_path / out / "checkpoint.pt")["step"] == 6
 
 
-def test_ctrl_c_says_which_step_the_checkpoint_holds_and_how_to_continue(tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")],  # Ctrl-C; a scheduler's stop
+)
+def test_ctrl_c_or_sigterm_says_which_step_the_checkpoint_holds_and_how_to_resume(tmp_path, sig, code, word):
     import signal
 
     from msfkit.training.checkpoint import load_checkpoint
@@ -92,11 +98,11 @@ def test_ctrl_c_says_which_step_the_checkpoint_holds_and_how_to_continue(tmp_pat
     while not (run / "checkpoint.pt").exists():
         assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint"
         time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sig))
     stderr = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130 and "Traceback" not in stderr, stderr  # 128 + SIGINT, as click exits
+    assert proc.returncode == code and "Traceback" not in stderr, stderr  # 128 + the signal
     saved = load_checkpoint(run / "checkpoint.pt")["step"]
-    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted at step")]
+    [line] = [line for line in stderr.splitlines() if line.startswith(f"{word} at step")]
     assert line.endswith(
         f"/1200; the checkpoint holds step {saved}; continue with: msfkit train --resume out={run}"
     )
