@@ -34,6 +34,7 @@ from PIL import Image
 
 from msfkit.index.folder import IndexFolder, reopen_store
 from msfkit.models.errors import MsfkitError
+from msfkit.retrieval.components import components
 
 SAMPLE = 200  # images read back and copied; the encoder sees 5x as many
 COPIES = ("re-encoded", "resized", "cropped", "all three")
@@ -102,11 +103,11 @@ def calibrate(
 
     encoder = query_encoder(index, model)
     pick = np.sort(np.random.default_rng(seed).choice(len(index), min(len(index), sample), replace=False))
-    rows, distances = _copy_distances(index, encoder, pick, device)
+    rows, originals, distances = _copy_distances(index, encoder, pick, device)
     own = distances.max(axis=1)  # each image's own copy scale
     copy_d = max(1e-7, float(np.quantile(distances, 0.99)))
     mild_d = max(1e-7, float(np.quantile(distances[:, 0], 0.99)))
-    found, distinct = _neighbours(index, rows, own)
+    found, distinct = _neighbours(index, rows, originals, own)
     # no image with a neighbour beyond its own copies: every image would join one group
     closest = min(distinct or found, key=lambda x: x[0])
     far_copy = max([d for d, _ in found], default=None)
@@ -134,8 +135,8 @@ def calibrate(
     )
 
 
-def _copy_distances(index: IndexFolder, encoder, pick: np.ndarray, device) -> tuple[np.ndarray, np.ndarray]:
-    """(rows read back, (rows, COPIES) distances of each copy to its original's stored vector)."""
+def _copy_distances(index: IndexFolder, encoder, pick: np.ndarray, device):
+    """(rows read back, their stored vectors, (rows, COPIES) distances of each copy to its original)."""
     import tempfile
 
     from msfkit.data.images import BadImageError, load_image
@@ -158,7 +159,7 @@ def _copy_distances(index: IndexFolder, encoder, pick: np.ndarray, device) -> tu
         raise MsfkitError(f"threshold auto: a copy could not be embedded ({bad[0][1]}); give a number")
     originals = reopen_store(index.info).take(np.array(rows))
     copies = vectors.reshape(len(rows), len(COPIES), -1)
-    return np.array(rows), 1 - np.einsum("nd,nkd->nk", originals, copies).astype(np.float64)
+    return np.array(rows), originals, 1 - np.einsum("nd,nkd->nk", originals, copies).astype(np.float64)
 
 
 def _write_copies(image: Image.Image, stem: Path) -> list[str]:
@@ -180,38 +181,27 @@ def copy_variants(image: Image.Image) -> list[tuple[Image.Image, int]]:
     return [(image, 70), (half, 95), (cropped, 95), (small, 70)]
 
 
-def _neighbours(index: IndexFolder, rows: np.ndarray, scale: np.ndarray):
+def _neighbours(index: IndexFolder, rows: np.ndarray, vectors: np.ndarray, scale: np.ndarray):
     """([(distance, (row, copy row))] of each image's farthest copy, [(distance, (row, other row))] of
-    each image's nearest neighbour that is not a copy), from the stored vectors of `rows`."""
-    vectors = reopen_store(index.info).take(rows)
+    each image's nearest neighbour that is not a copy), from the stored `vectors` of `rows`."""
     scores, found = index.search_vectors(vectors, NEIGHBOURS + 1)
-    own = dict(zip(rows.tolist(), scale.tolist(), strict=True))
-    parent: dict[int, int] = {}
-
-    def root(i: int) -> int:
-        while parent.get(i, i) != i:
-            i = parent[i]
-        return i
-
-    lists = []
-    for row, s, r in zip(rows.tolist(), scores, found, strict=True):
-        keep = (r >= 0) & (r != row)
-        d, r = 1 - s[keep].astype(np.float64), r[keep].tolist()
-        lists.append((row, d, r))
-        for dj, j in zip(d.tolist(), r, strict=True):
-            if dj <= SLACK * max(own[row], own.get(j, 0.0), 1e-7):  # an edit of one or the other
-                a, b = root(row), root(j)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
+    own = np.zeros(len(index))
+    own[rows] = scale
+    valid = (found >= 0) & (found != rows[:, None])
+    other_row = np.where(valid, found, 0)
+    distance = 1 - scores.astype(np.float64)  # nearest first
+    edit = np.maximum(np.maximum(own[rows][:, None], own[other_row]), 1e-7)  # an edit of one or the other
+    near = valid & (distance <= SLACK * edit)
+    root = components(len(index), np.broadcast_to(rows[:, None], found.shape)[near], found[near])
+    same = valid & (root[other_row] == root[rows][:, None])
     copies, distinct = [], []
-    for row, d, r in lists:
-        same = [root(j) == root(row) for j in r]
-        if any(same):
-            last = max(k for k, x in enumerate(same) if x)
-            copies.append((float(d[last]), (row, r[last])))
-        other = [k for k, x in enumerate(same) if not x]
-        if other:
-            distinct.append((float(d[other[0]]), (row, r[other[0]])))
+    for i, row in enumerate(rows.tolist()):
+        if same[i].any():
+            last = int(np.flatnonzero(same[i])[-1])
+            copies.append((float(distance[i, last]), (row, int(found[i, last]))))
+        if (valid[i] & ~same[i]).any():
+            first = int(np.flatnonzero(valid[i] & ~same[i])[0])
+            distinct.append((float(distance[i, first]), (row, int(found[i, first]))))
     if not copies and not distinct:
         raise MsfkitError("threshold auto: the index found no neighbours of the images looked at")
     return copies, distinct

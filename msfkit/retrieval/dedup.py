@@ -20,6 +20,7 @@ import numpy as np
 
 from msfkit.index.folder import IndexFolder, open_folder, reopen_store
 from msfkit.models.errors import MsfkitError
+from msfkit.retrieval.components import components
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,7 +111,7 @@ class SimilarityGraph:
         members = np.nonzero(np.isfinite(best))[0]
         if not len(members):
             return pd.DataFrame(columns=COLUMNS)
-        roots = _components(n, a, b)[members]  # each group's root is its first row
+        roots = components(n, a, b)[members]  # each group's root is its first row
         ids, sizes = np.unique(roots, return_counts=True)
         order = ids[np.lexsort((ids, -sizes))]  # largest group first, ties by first row
         number = np.empty(n, dtype=np.int64)
@@ -135,27 +136,6 @@ def _check(threshold: float, k: int) -> None:
         raise MsfkitError(f"threshold {threshold}: a cosine similarity, between -1 and 1")
     if k < 1:
         raise MsfkitError(f"k must be >= 1, not {k}")
-
-
-def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The root of each of `n` rows once the edges (a, b) are joined: the smallest row of its component.
-
-    Union-find over all edges at once: every pass hooks the larger root of each edge under the
-    smaller one, then compresses paths until every row points at a root. A parent is never larger
-    than its row, so there are no cycles, and each pass that changes anything removes roots."""
-    parent = np.arange(n)
-    while True:
-        ra, rb = parent[a], parent[b]
-        differ = ra != rb
-        if not differ.any():
-            return parent
-        lo, hi = np.minimum(ra, rb)[differ], np.maximum(ra, rb)[differ]
-        np.minimum.at(parent, hi, lo)
-        while True:
-            up = parent[parent]
-            if np.array_equal(up, parent):
-                break
-            parent = up
 
 
 @dataclass
