@@ -20,6 +20,7 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,11 @@ class IndexFolder:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path}, {self.info['factory']}, {len(self)} x {self.dim})"
+
+    @cached_property
+    def store(self):
+        """The stores this index was built from, read as one (opened and checked once)."""
+        return reopen_store(self.info)
 
     @property
     def dim(self) -> int:

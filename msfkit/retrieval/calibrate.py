@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from msfkit.index.folder import IndexFolder, reopen_store
+from msfkit.index.folder import IndexFolder
 from msfkit.models.errors import MsfkitError
 from msfkit.retrieval.components import components
 
@@ -157,7 +157,7 @@ def _copy_distances(index: IndexFolder, encoder, pick: np.ndarray, device):
         vectors, bad = embed_items(encoder, files, EmbedOptions(device=device, draft=draft))
     if bad:
         raise MsfkitError(f"threshold auto: a copy could not be embedded ({bad[0][1]}); give a number")
-    originals = reopen_store(index.info).take(np.array(rows))
+    originals = index.store.take(np.array(rows))
     copies = vectors.reshape(len(rows), len(COPIES), -1)
     return np.array(rows), originals, 1 - np.einsum("nd,nkd->nk", originals, copies).astype(np.float64)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from msfkit.index.folder import IndexFolder, open_folder, reopen_store
+from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.models.errors import MsfkitError
 from msfkit.retrieval.components import components
 
@@ -74,7 +74,7 @@ class SimilarityGraph:
 
         _check(floor, k)
         index = index if not isinstance(index, (str, os.PathLike)) else open_folder(index)
-        store = reopen_store(index.info)
+        store = index.store
         edges: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         with tqdm(total=len(index), unit="vec", desc="dedup", disable=not progress, leave=False) as bar:
             for start, block in store.iter_batches(BLOCK_ROWS):
@@ -176,16 +176,14 @@ def find_duplicates(
             build_index(source, Path(tmp) / "index", kind="flat", recall=1.0)
             source = Path(tmp) / "index"
         index = source if isinstance(source, IndexFolder) else open_folder(source)
-        found = Duplicates(groups=None)  # type: ignore[arg-type]
-        if threshold == "auto":
-            found.calibration = calibrate(index, device=device)
-            if found.calibration.threshold is None:
-                raise MsfkitError(found.calibration.explain())
-            threshold = found.calibration.threshold
-        found.groups = dedup(index, threshold=threshold, k=k, progress=progress)
-        if keep is not None:
-            found.removals = removal_list(found.groups, reopen_store(index.info).meta, keep)
-        return found
+        calibration = calibrate(index, device=device) if threshold == "auto" else None
+        if calibration is not None:
+            if calibration.threshold is None:
+                raise MsfkitError(calibration.explain())
+            threshold = calibration.threshold
+        groups = dedup(index, threshold=threshold, k=k, progress=progress)
+        removals = None if keep is None else removal_list(groups, index.store.meta, keep)
+        return Duplicates(groups, removals, calibration)
 
 
 def dedup_any(source: IndexFolder | str | os.PathLike, *, keep: str | None = None, **options) -> pd.DataFrame:

@@ -28,7 +28,6 @@ CAPTION = 16  # caption strip under each tile
 BACKGROUND = (255, 255, 255)
 MISSING = (200, 200, 200)
 QUERY_FRAME = (220, 40, 40)
-COLUMNS = ("query", "query_path", "rank", "score", "row", "path", "label")  # of search results
 
 
 def sheet_size(queries: int, neighbours: int, thumb: int = THUMB) -> tuple[int, int]:
@@ -87,6 +86,8 @@ def groups_as_results(groups: pd.DataFrame, limit: int | None = None) -> pd.Data
     one line per group, its first image (index order) framed as the "query", the others after it
     with their best similarity in the group; at most `limit` images a line."""
     import pandas as pd
+
+    from msfkit.retrieval.search import COLUMNS
 
     rows = []
     for group, members in groups.groupby("group", sort=True):

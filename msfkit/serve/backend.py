@@ -44,14 +44,12 @@ class Backend:
     """An open index with its stores' metadata and (when loadable) its model, ready to answer."""
 
     def __init__(self, index: Index, encoder: Encoder | None = None, **options: Any) -> None:
-        from msfkit.index.folder import reopen_store
-
         self.index = index
         self.encoder = encoder
         self.device = options.get("device")
         self.limits: Limits = options.get("limits") or Limits()
         self.model_note: str | None = options.get("model_note")
-        self.store = reopen_store(index.info)  # row vectors for row queries, metadata for dedup
+        self.store = index.store  # row vectors for row queries, metadata for dedup
         self.meta = self.store.meta
         # looked up once: per request, reading them from the index's tables costs ~10 ms at 100k rows
         self.paths = index.absolute_paths(np.arange(len(index)))
