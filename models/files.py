@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     part; a failed `write` leaves `path` as it was and removes the temporary file.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")  # threads may race
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from msfkit.models.files import atomic_write
 from msfkit.serve.backend import NotFound, Refused
 
 if TYPE_CHECKING:
@@ -73,14 +74,7 @@ def thumbnail(backend: Backend, row: int, size: int, cache: Path) -> Path:
         grow = int(scale)  # whole multiples keep every pixel square
         im = im.resize((im.width * grow, im.height * grow), Image.Resampling.NEAREST)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")  # a name of its own: threads may race
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format="JPEG", quality=THUMB_QUALITY)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(out, lambda tmp: im.save(tmp, format="JPEG", quality=THUMB_QUALITY))
     return out
 
 
