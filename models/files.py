@@ -23,8 +23,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     try:
         write(tmp)
         os.replace(tmp, path)
-    except Exception as e:  # libraries report a short write their own way (safetensors, torch.save)
-        reported = isinstance(e, OSError) or "No space left" in str(e) or "os error 28" in str(e)
+    except Exception as e:  # a short write in a library's own error type: torch.save, safetensors
+        reported = isinstance(e, (OSError, RuntimeError)) or "os error 28" in str(e)
         if reported and is_disk_full(e, path.parent):
             raise MsfkitError(f"disk full: cannot write {path}; free space there and run again") from None
         raise

@@ -18,8 +18,6 @@ previous checkpoint whole.
 
 from __future__ import annotations
 
-import errno
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -29,7 +27,7 @@ import torch
 
 from msfkit.models.encoder import check_state_dict
 from msfkit.models.errors import MsfkitError
-from msfkit.models.files import atomic_write, is_disk_full
+from msfkit.models.files import atomic_write
 
 FORMAT = "msfkit-train"
 VERSION = 1
@@ -43,18 +41,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         rng["cuda"] = torch.cuda.get_rng_state_all()
     payload = {"format": FORMAT, "version": VERSION, **state, "rng": rng}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: _save(payload, tmp))
-
-
-def _save(payload: dict[str, Any], tmp: Path) -> None:
-    """torch.save, whose C++ writer reports a full disk as a RuntimeError: made the OSError it is,
-    so that `atomic_write` says "disk full" and removes the partial file."""
-    try:
-        torch.save(payload, tmp)
-    except RuntimeError as e:
-        if is_disk_full(e, tmp.parent):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from None
-        raise
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))  # a full disk: one line, no partial file
 
 
 def safe_torch_load(path: str | Path, allow: tuple[type, ...] = ()) -> Any:

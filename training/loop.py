@@ -215,7 +215,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     def on_step(at: int, out) -> bool:
         nonlocal stop
         if cfg.max_minutes and any_rank(bar.out_of_time()):
-            stop, bar.stopped_by = at, "max_minutes"  # end here as if max_steps said so (checkpoint, export)
+            stop = at  # out of time: end here as if max_steps said so (checkpoint, export)
         done["step"] = at
         window["loss"] += out.loss.item()
         window["purity"] += out.purity.item()

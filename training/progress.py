@@ -60,7 +60,6 @@ class Progress:
         self.cfg, self.show, self.steps_per_epoch = cfg, show, steps_per_epoch
         self.total = cfg.epochs * steps_per_epoch
         self.deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
-        self.stopped_by = ""  # "max_minutes" once the time box has ended the run
         self.bar = TimeBoxBar(
             total=stop,
             initial=step,
@@ -89,7 +88,7 @@ class Progress:
         """The line of a run that ends before its last epoch: why, and the command that continues it."""
         if step >= self.total:
             return
-        reason = self.stopped_by or "max_steps"
+        reason = "max_steps" if self.cfg.max_steps and step >= self.cfg.max_steps else "max_minutes"
         extra = "max_steps=0" if reason == "max_steps" else ""
         again = continue_command(self.cfg, extra)
         self.write(f"stopped by {reason} at step {step}/{self.total}; continue with: {again}")
