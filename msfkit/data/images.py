@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
@@ -145,9 +146,9 @@ def _stat(path: Path) -> os.stat_result:
         raise BadImageError("unreadable: permission denied") from None
     except OSError as e:
         raise BadImageError(f"unreadable: {e.strerror or _first_line(e)}") from None
-    if path.is_dir() and not _listable(path):  # a sub-folder the listing could not read (data.inputs)
+    if stat.S_ISDIR(st.st_mode) and not _listable(path):  # a sub-folder the listing could not read
         raise BadImageError("unreadable folder")
-    if not path.is_file():
+    if not stat.S_ISREG(st.st_mode):
         raise BadImageError("unreadable: not a regular file")
     return st
 

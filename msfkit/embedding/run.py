@@ -141,7 +141,8 @@ def _plan(
     if store.shard is not None:
         i, n = store.shard
         files = listing.files
-        listing = Listing(listing.root, files[i * len(files) // n : (i + 1) * len(files) // n])
+        part = files[i * len(files) // n : (i + 1) * len(files) // n]
+        listing = Listing(listing.root, part, listing.unreadable if i == 0 else [])  # counted once, in part 0
     manifest = _open_for_writing(out, encoder, listing.root, store, settings)
     committed = committed_shards(out)
     old = manifest.get("plan")

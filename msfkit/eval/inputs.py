@@ -30,7 +30,7 @@ from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 from msfkit.store import is_store, open_store
-from msfkit.store.format import check_finite
+from msfkit.store.format import check_finite, read_manifest
 
 
 @dataclass
@@ -184,7 +184,7 @@ def _store_dir(path: Path, split: str, encoder: Encoder, features_dir: Path) -> 
 def _to_embed(path: Path, out: Path) -> int:
     """About how many images embedding the folder `path` into `out` takes: none for a store, or
     when `out` is complete already (a rerun only adds what changed), else every image listed."""
-    if not path.is_dir() or is_store(path) or (is_store(out) and open_store(out).complete):
+    if not path.is_dir() or is_store(path) or (read_manifest(out) or {}).get("complete"):
         return 0
     try:
         return len(list_inputs([path]).files)

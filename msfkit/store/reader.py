@@ -24,11 +24,11 @@ from msfkit.store.format import (
     PART_NAME,
     check_shards,
     committed_shards,
-    conform_meta,
     error_schema,
     meta_schema,
     parts_hash,
     read_manifest,
+    read_meta,
     shard_info,
 )
 
@@ -191,10 +191,8 @@ class Store:
     def meta(self):
         """pandas DataFrame, one row per vector: path, label, width, height, bytes, mtime, mtime_ns."""
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        paths = [p.root / "meta" / f"{s['name']}.parquet" for p in self.parts for s in p.shards]
-        tables = [conform_meta(pq.read_table(path)) for path in paths]
+        tables = [read_meta(p.root, int(s["name"])) for p in self.parts for s in p.shards]
         df = pa.concat_tables([meta_schema().empty_table(), *tables]).to_pandas()
         df["label"] = df["label"].astype(object).where(df["label"].notna(), None)  # None, not NaN
         df["mtime_ns"] = df["mtime_ns"].astype("Int64")  # null in shards written before the column
