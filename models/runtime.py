@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from msfkit.models.errors import MsfkitError
@@ -25,6 +26,19 @@ def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS, what:
     if precision not in allowed:
         raise MsfkitError(f"{what} must be one of {', '.join(allowed)}, not {precision!r}")
     return precision
+
+
+def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU (or the one `cpuinfo`, /proc/cpuinfo's text, describes) computes bf16
+    natively, with AVX512-BF16 or AMX: there bf16 autocast is up to 2x faster than float32;
+    elsewhere torch emulates it, many times slower than float32 (BENCHMARKS.md)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {word for line in cpuinfo.splitlines() if line.startswith("flags") for word in line.split()}
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
@@ -60,3 +74,20 @@ def evaluating(module: nn.Module, device: torch.device | None = None) -> Iterato
         yield module
     finally:
         module.train(was_training)
+
+
+def autocast_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast or not: as asked, and for "auto" on CUDA and on CPUs that compute bf16 natively."""
+    if precision != "auto":
+        return precision == "bf16"
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
+
+
+def slow_bf16_warning(precision: str, device: torch.device) -> str:
+    """One line when bf16 was asked for on a CPU that can only emulate it; else ""."""
+    if precision != "bf16" or device.type != "cpu" or cpu_has_fast_bf16():
+        return ""
+    return (
+        "warning: this CPU has no native bf16 (AVX512-BF16 or AMX): precision=bf16 is emulated, "
+        "many times slower than fp32; precision=auto picks the faster one"
+    )

@@ -4,4 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
-.venv/bin/python -m pytest "$@"
+# two test processes (pytest-xdist), a file each at a time: the suite is CPU-bound, mostly in the
+# `msfkit` subprocesses it starts; MSFKIT_TEST_PROCESSES=0 runs it in this one process
+.venv/bin/python -m pytest -n "${MSFKIT_TEST_PROCESSES:-2}" --dist loadfile "$@"

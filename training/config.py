@@ -64,7 +64,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after this much wall time (0 = no limit); checkpoint and export as usual
     # speed
     device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto = bf16 autocast on CUDA and on CPUs with native bf16, else fp32
     channels_last: bool = True  # channels-last memory layout (faster convolutions)
     compile: bool = False  # torch.compile the networks
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only); default BN per process
@@ -130,7 +130,7 @@ SMALL_IMAGES: dict[str, Any] = dict(
     # 0.27 of the 60k images (the paper: 1,024,000 of 1.28M = 0.8): the rows are at most 128 steps
     # old, fresh enough for a run of a few epochs; costs nothing measurable (bench/train_step.py)
     bank_size=16_384,
-    precision="bf16",  # autocast on a CPU with AVX-512 BF16, as on a GPU
+    precision="auto",  # bf16 autocast where it is native (GPU, AVX512-BF16/AMX CPU), else fp32
     workers=1,
     knn_at_start=True,  # the random-init baseline on the monitor's images, in the log
 )

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import is_disk_full
-from msfkit.models.runtime import resolve_device
+from msfkit.models.runtime import autocast_bf16, resolve_device, slow_bf16_warning
 from msfkit.runtime import Ranks
 from msfkit.training.bad_files import BAD_FILES_NAME, BadFiles, skip_bad
 from msfkit.training.batches import EpochBatches, make_loader
@@ -177,8 +177,9 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
     bar = Progress(cfg, step=step, stop=stop, steps_per_epoch=steps_per_epoch, bar=progress, show=d.is_main)
     if resume:
         bar.resumed(step)
-    if note:
-        bar.write(note)
+    for line in (note, slow_bf16_warning(cfg.precision, device)):
+        if line:
+            bar.write(line)
     window = {"loss": 0.0, "purity": 0.0, "n": 0, "t": time.perf_counter()}
     # training minutes (the k-NN monitor's time left out), continued over resumes: the curve's x axis
     clock = {"start": time.perf_counter(), "monitor": 0.0, "before": float(metrics.get("minutes", 0.0))}
@@ -295,4 +296,4 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
 
 
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
-    return cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    return autocast_bf16(cfg.precision, device)

@@ -7,13 +7,11 @@ exactly equal similarities the one earlier in the train set ranks first.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from msfkit.models.errors import MsfkitError
-from msfkit.models.runtime import PRECISIONS, check_precision
+from msfkit.models.runtime import PRECISIONS, check_precision, cpu_has_fast_bf16
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes for one query x train similarity block
 SHORTLIST_MARGIN = 64  # extra bf16 candidates per query before the float64 re-ranking
@@ -107,11 +105,7 @@ def use_bf16(precision: str, device: torch.device) -> bool:
         return precision == "bf16"
     if device.type != "cpu":  # GPUs do float32 fast enough, and may reduce bf16 GEMMs in bf16
         return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return cpu_has_fast_bf16()
 
 
 def budget_cells(budget: int | None) -> int:

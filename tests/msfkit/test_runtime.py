@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from msfkit.models.errors import MsfkitError
-from msfkit.models.runtime import check_precision, evaluating, resolve_device
+from msfkit.models.runtime import (
+    autocast_bf16,
+    check_precision,
+    cpu_has_fast_bf16,
+    evaluating,
+    resolve_device,
+    slow_bf16_warning,
+)
 from msfkit.runtime import Ranks, format_bytes, parse_size
 
 
@@ -49,3 +56,23 @@ def test_evaluating_restores_the_mode_even_after_an_error():
         assert not net.training
         raise RuntimeError("boom")
     assert net.training
+
+
+AVX2 = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\n"
+SAPPHIRE = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+
+
+def test_bf16_counts_as_native_only_with_the_cpus_avx512_bf16_or_amx_flag():
+    assert not cpu_has_fast_bf16(AVX2)
+    assert cpu_has_fast_bf16(SAPPHIRE)
+    assert cpu_has_fast_bf16("flags\t\t: avx512f avx512_bf16\n")
+    assert not cpu_has_fast_bf16("model name\t: avx512_bf16 marketing name\nflags\t\t: avx2\n")
+
+
+def test_auto_precision_takes_bf16_where_it_is_native_and_says_when_asked_bf16_is_emulated():
+    cpu, native = torch.device("cpu"), cpu_has_fast_bf16()
+    assert autocast_bf16("auto", cpu) is native
+    assert autocast_bf16("bf16", cpu) and not autocast_bf16("fp32", cpu)
+    assert autocast_bf16("auto", torch.device("cuda"))  # a device, not a GPU: nothing runs on it
+    assert ("no native bf16" in slow_bf16_warning("bf16", cpu)) is not native
+    assert slow_bf16_warning("auto", cpu) == slow_bf16_warning("fp32", cpu) == ""

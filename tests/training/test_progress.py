@@ -106,3 +106,13 @@ def test_ctrl_c_or_sigterm_says_which_step_the_checkpoint_holds_and_how_to_resum
     assert line.endswith(
         f"/1200; the checkpoint holds step {saved}; continue with: msfkit train --resume out={run}"
     )
+
+
+def test_bf16_asked_for_on_a_cpu_that_only_emulates_it_says_so_in_one_line(tmp_path):
+    from msfkit.models.runtime import cpu_has_fast_bf16
+
+    stderr = _train([*RUN, f"out={tmp_path / 'run'}", "precision=bf16", "max_steps=1", "-q"], cwd=tmp_path)
+    warnings = [line for line in stderr.splitlines() if "no native bf16" in line]
+    assert len(warnings) == (0 if cpu_has_fast_bf16() else 1), stderr
+    auto = _train([*RUN, f"out={tmp_path / 'auto'}", "precision=auto", "max_steps=1", "-q"], cwd=tmp_path)
+    assert "no native bf16" not in auto

@@ -265,7 +265,7 @@ def test_device_views_come_in_the_sampler_order_with_each_batch_seeded_by_epoch_
 
 
 RUN = [
-    "data=fashion-mnist", "limit=256", "arch=resnet18", "stem=cifar", "image_size=32", "batch_size=64",
+    "data=fashion-mnist", "limit=256", "arch=resnet18", "stem=imagenet", "image_size=32", "batch_size=64",
     "epochs=2", "k=2", "bank_size=100", "workers=0", "threads=1", "precision=fp32", "knn_every=0",
     "log_every=1",
 ]  # fmt: skip

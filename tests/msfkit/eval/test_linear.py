@@ -25,6 +25,7 @@ from msfkit.eval.linear import (
 )
 from msfkit.models import Encoder, EncoderConfig
 from msfkit.models.errors import MsfkitError
+from msfkit.models.runtime import cpu_has_fast_bf16
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,9 @@ def fmnist():
 @pytest.fixture(scope="module")
 def feats(encoder, fmnist):
     xi, yi, xt, yt = fmnist
-    tx, ty = extract_features(encoder, ArrayImageDataset(xi, yi), precision="bf16")
-    vx, vy = extract_features(encoder, ArrayImageDataset(xt, yt), precision="bf16")
+    precision = "bf16" if cpu_has_fast_bf16() else "fp32"  # bf16 only where it is native (fast)
+    tx, ty = extract_features(encoder, ArrayImageDataset(xi, yi), precision=precision)
+    vx, vy = extract_features(encoder, ArrayImageDataset(xt, yt), precision=precision)
     return tx, ty, vx, vy
 
 
