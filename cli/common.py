@@ -73,3 +73,12 @@ def _is_missing(obj: Any) -> bool:
         return bool(pd.isna(obj)) if pd.api.types.is_scalar(obj) else False
     except (ImportError, TypeError, ValueError):
         return False
+
+
+def warn_slow_bf16(precision: str, device: str) -> None:
+    """On stderr: one line when --precision bf16 would be emulated on this CPU (many times slower)."""
+    from msfkit.models.runtime import resolve_device, slow_bf16_warning
+
+    warning = precision == "bf16" and slow_bf16_warning(precision, resolve_device(device), "--precision fp32")
+    if warning:
+        click.echo(warning, err=True)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from msfkit.cli.common import device_option, echo_json, json_option, model_option, precision_option
+from msfkit.cli.common import (
+    device_option,
+    echo_json,
+    json_option,
+    model_option,
+    precision_option,
+    warn_slow_bf16,
+)
 
 
 def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
@@ -86,6 +93,8 @@ def embed(
 
     if not model:
         raise MsfkitError("no model: pass -m/--model or set MSFKIT_MODEL")
+    if not quiet:
+        warn_slow_bf16(precision, device)
     store = msfkit.embed(
         list(images), model, out, batch_size=batch_size, workers=workers, precision=precision,
         device=device, shard=shard, overwrite=overwrite, progress=not quiet and not as_json, draft=draft,

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from msfkit.cli.common import device_option, echo_json, json_option, model_option, precision_option
+from msfkit.cli.common import (
+    device_option,
+    echo_json,
+    json_option,
+    model_option,
+    precision_option,
+    warn_slow_bf16,
+)
 from msfkit.models.errors import MsfkitError
 
 
@@ -113,6 +120,7 @@ def eval_cmd(
         "lrs": _numbers(lrs, float, "--lr") if lrs else None,
         "memory_budget_bytes": parse_size(memory_budget, "--memory"),
     }
+    warn_slow_bf16(precision, device)
     report = msfkit.evaluate(
         model, dataset=dataset, train=train, val=val, knn=protocols if knn or not linear else False,
         linear=preset if linear else None, features_dir=features_dir or cache_dir("eval-features"),

@@ -83,11 +83,12 @@ def autocast_bf16(precision: str, device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
 
 
-def slow_bf16_warning(precision: str, device: torch.device) -> str:
-    """One line when bf16 was asked for on a CPU that can only emulate it; else ""."""
+def slow_bf16_warning(precision: str, device: torch.device, faster: str = "precision=auto") -> str:
+    """One line, naming the `faster` setting, when bf16 was asked for on a CPU that can only emulate
+    it; else ""."""
     if precision != "bf16" or device.type != "cpu" or cpu_has_fast_bf16():
         return ""
     return (
         "warning: this CPU has no native bf16 (AVX512-BF16 or AMX): precision=bf16 is emulated, "
-        "many times slower than fp32; precision=auto picks the faster one"
+        f"many times slower than fp32: {faster} is faster"
     )

@@ -177,3 +177,20 @@ def test_an_unreadable_sub_folder_is_reported_and_recorded_and_the_rest_embeds(p
     finally:
         (base / "src" / "secret").chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_bf16_on_a_cpu_that_only_emulates_it_is_one_warning_line(photos_dir, tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from msfkit.models.runtime import cpu_has_fast_bf16
+
+    msfkit = str(Path(sys.executable).with_name("msfkit"))
+    args = [msfkit, "embed", str(photos_dir), "-m", str(tiny_model_dir), "-o", str(tmp_path / "s"), "--json"]
+    run = subprocess.run([*args, "--precision", "bf16", "--workers", "0"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["embedded"] > 0  # stdout stays the one JSON document
+    warnings = [line for line in run.stderr.splitlines() if "no native bf16" in line]
+    assert len(warnings) == (0 if cpu_has_fast_bf16() else 1), run.stderr
+    assert all(line.endswith("--precision fp32 is faster") for line in warnings)
