@@ -123,10 +123,11 @@ def main() -> None:
 
 def pipeline(args) -> None:
     """(a) step alone, (b) loop with PIL views in workers, (c) loop with device views: images/s."""
+    from msfkit.runtime import Ranks
+    from msfkit.training.batches import EpochBatches, make_loader
     from msfkit.training.config import make_config
     from msfkit.training.data import first, open_dataset
-    from msfkit.training.distributed import Dist
-    from msfkit.training.loop import EpochBatches, make_loader, train_one_epoch
+    from msfkit.training.loop import train_one_epoch
 
     device, bf16, batch = torch.device(args.device), args.precision == "bf16", args.batch_size
     cores = len(os.sched_getaffinity(0))
@@ -150,7 +151,7 @@ def pipeline(args) -> None:
     def loop(kind: str):
         def rate(epoch: int) -> float:
             cfg = make_config({**base, "augment_on": kind})
-            sampler = EpochBatches(len(data), batch, Dist(), seed=0)
+            sampler = EpochBatches(len(data), batch, Ranks(), seed=0)
             loader, views, workers = make_loader(cfg, data, sampler, device)
             torch.set_num_threads(args.threads or max(1, cores - workers))  # as `msfkit train` does
             sampler.set_epoch(epoch)
