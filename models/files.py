@@ -12,16 +12,20 @@ from pathlib import Path
 from msfkit.models.errors import MsfkitError
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], durable: bool = False) -> Path:
     """Call `write(tmp)` for a temporary name beside `path`, then rename it over `path`.
 
     The rename is atomic on one filesystem, so readers see the old file or the new one, never a
-    part; a failed `write` leaves `path` as it was and removes the temporary file.
+    part; a failed `write` leaves `path` as it was and removes the temporary file. `durable`: the
+    file and then the rename are flushed to disk (fsync), so that this holds after a crash of the
+    machine too, not only of the process.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")  # threads may race
     try:
         write(tmp)
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
     except Exception as e:  # a short write in a library's own error type: torch.save, safetensors
         reported = isinstance(e, (OSError, RuntimeError)) or "os error 28" in str(e)
@@ -30,7 +34,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
         raise
     finally:
         tmp.unlink(missing_ok=True)
+    if durable:
+        _fsync(path.parent)  # the rename itself
     return path
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def is_disk_full(e: BaseException, where: str | os.PathLike) -> bool:

@@ -29,6 +29,7 @@ class BadFiles:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.seen: set[str] = set()
+        self._counted = (-1, 0)  # (file size, rows) at the last count
 
     def record(self, path: str, reason: str) -> None:
         if path in self.seen:
@@ -51,6 +52,13 @@ class BadFiles:
         with self.path.open(newline="") as f:
             rows = [r for r in csv.reader(f) if len(r) == 2 and tuple(r) != HEADER]
         return dict(rows)
+
+    def count(self) -> int:
+        """len(read()), read again only when the file has grown (worker processes append to it)."""
+        size = self.path.stat().st_size if self.path.is_file() else 0
+        if size != self._counted[0]:
+            self._counted = (size, len(self.read()))
+        return self._counted[1]
 
 
 def file_path(dataset, i: int) -> str:

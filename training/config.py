@@ -89,18 +89,9 @@ class TrainConfig:
         _check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_choice("device", self.device, DEVICES)
-        for name in ("k", "bank_size", "epochs", "batch_size", "image_size"):
-            if getattr(self, name) < 1:
-                raise MsfkitError(f"config: {name} must be at least 1, not {getattr(self, name)}")
+        check_ranges(self)
         if self.k > self.bank_size:
             raise MsfkitError(f"config: k={self.k} is larger than bank_size={self.bank_size}")
-        if not 0.0 < self.crop_scale <= 1.0:
-            raise MsfkitError(f"config: crop_scale must be in (0, 1], not {self.crop_scale}")
-        if not 0.0 <= self.blur <= 1.0:
-            raise MsfkitError(f"config: blur must be in [0, 1], not {self.blur}")
-        if not 0.0 <= self.ema <= 1.0:
-            raise MsfkitError(f"config: ema must be in [0, 1], not {self.ema}")
-        check_ranges(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

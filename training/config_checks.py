@@ -6,7 +6,10 @@ import math
 
 from msfkit.models.errors import MsfkitError
 
-_RANGES = {
+_RANGES = {  # key: (low, high, low itself allowed); high is allowed
+    "k": (1, math.inf, True), "bank_size": (1, math.inf, True), "epochs": (1, math.inf, True),
+    "batch_size": (1, math.inf, True), "image_size": (1, math.inf, True),
+    "crop_scale": (0.0, 1.0, False), "blur": (0.0, 1.0, True), "ema": (0.0, 1.0, True),
     "lr": (0.0, math.inf, False), "momentum": (0.0, 1.0, True), "weight_decay": (0.0, math.inf, True),
     "workers": (0, 1024, True), "threads": (0, 4096, True), "log_every": (1, math.inf, True),
     "save_every": (1, math.inf, True), "max_bad_share": (0.0, 1.0, True),

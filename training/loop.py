@@ -202,7 +202,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, device: torch.device,
         window["t"] += time.perf_counter() - t  # nor in the images/s of the log window
 
     def check_bad_files() -> int:
-        count = len(bad.read())
+        count = bad.count()
         if any_rank(count > cfg.max_bad_share * len(data)):
             raise MsfkitError(
                 f"{count} of {len(data)} training images are unreadable, more than max_bad_share="

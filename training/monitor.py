@@ -43,9 +43,11 @@ class RunLog:
         path = run / "metrics.csv"
         if path.exists() and step > 0:  # a resume: drop rows past the checkpoint, atomically
             with path.open(newline="") as f:
-                rows = list(csv.DictReader(f))
+                reader = csv.DictReader(f)
+                rows = list(reader)
             kept = [r for r in rows if int(r["step"]) <= step]
-            if len(kept) != len(rows) or (rows and set(rows[0]) != set(METRICS)):
+            # an older msfkit's header (other columns), even over no rows, is rewritten as this one
+            if len(kept) != len(rows) or tuple(reader.fieldnames or ()) != METRICS:
                 atomic_write(path, lambda tmp: _write_rows(tmp, kept))
         elif not path.exists() or step == 0:
             atomic_write(path, lambda tmp: _write_rows(tmp, []))

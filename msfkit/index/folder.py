@@ -156,7 +156,7 @@ def check_current(root: Path, sources: list[dict[str, Any]]) -> None:
             store = open_store(s["store"])
         except MsfkitError:
             continue
-        if len(store.parts) == 1 and not store.grew_from(s["manifest_hash"]):
+        if len(store.parts) == 1 and not store.grew_from(s["manifest_hash"], s.get("rows")):
             stores = " ".join(x["store"] for x in sources)
             raise MsfkitError(
                 f"index {root} is out of date with {s['store']}; "

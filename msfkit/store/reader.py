@@ -113,11 +113,15 @@ class Store:
         """A hash of what the vectors are (model, dims, sources, shards), not of when they were written."""
         return parts_hash([(p.manifest, p.shards) for p in self.parts])
 
-    def grew_from(self, manifest_hash: str) -> bool:
+    def grew_from(self, manifest_hash: str, rows: int | None = None) -> bool:
         """Whether this (single-part) store had `manifest_hash` then, or only gained shards since:
-        False once a row it had then was replaced (a changed file embedded again)."""
+        False once a row it had then was replaced (a changed file embedded again). `rows`, the rows it
+        held then (index.json records them), picks the shards to hash; without it every prefix is
+        tried, from the longest."""
         m, shards = self.parts[0].manifest, self.parts[0].shards
-        return any(parts_hash([(m, shards[:n])]) == manifest_hash for n in range(len(shards), -1, -1))
+        ends = np.cumsum([0, *(s["rows"] for s in shards)])
+        prefixes = [n for n in range(len(shards), -1, -1) if rows is None or ends[n] == rows]
+        return any(parts_hash([(m, shards[:n])]) == manifest_hash for n in prefixes)
 
     def __len__(self) -> int:
         return sum(s["rows"] for p in self.parts for s in p.shards)

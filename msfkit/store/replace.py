@@ -2,27 +2,27 @@
 
     replace_rows(root, 3, {"photos/a.jpg": (vector, (width, height, bytes, mtime, mtime_ns))})
 
-The shard's two files are rewritten whole under temporary names, flushed to disk (fsync) and
-renamed into place: `emb/NNNNN.npy` first, then `meta/NNNNN.parquet`, whose footer counts the
-replacements (`msfkit.generation`, part of the manifest hash, so indexes and caches of the old
-vectors see another store). The run has marked the store incomplete and named the shard in its
-plan before the first rename, so a kill between the two renames (new vectors, old file facts) is
-a store that reads as changed and that the next run finishes: its file facts still differ from
-the file, so the file is embedded again and the meta file renamed into place.
+The shard's two files are rewritten whole under temporary names, flushed to disk and renamed
+into place (`atomic_write(durable=True)`): `emb/NNNNN.npy` first, then `meta/NNNNN.parquet`,
+whose footer counts the replacements (`msfkit.generation`, part of the manifest hash, so indexes
+and caches of the old vectors see another store). The run has marked the store incomplete and
+named the shard in its plan before the first rename, so a kill between the two renames (new
+vectors, old file facts) is a store that reads as changed and that the next run finishes: its
+file facts still differ from the file, so the file is embedded again and the meta file renamed
+into place.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from msfkit.models.errors import MsfkitError
-from msfkit.models.files import is_disk_full
+from msfkit.models.files import atomic_write
 from msfkit.store.format import GENERATION, META_COLUMNS, conform_meta, meta_schema, shard_name
+from msfkit.store.writer import save_npy
 
 FACTS = ("width", "height", "bytes", "mtime", "mtime_ns")  # the meta columns a replacement rewrites
 
@@ -51,28 +51,8 @@ def replace_rows(root: Path, k: int, rows: dict[str, tuple[np.ndarray, tuple[Any
             columns[column][i] = value
     new = pa.table({c: columns[c] for c in META_COLUMNS}, schema=meta_schema())
     new = new.replace_schema_metadata({GENERATION: str(generation).encode()})
-    durable_write(emb, lambda f: np.save(f, vectors))
-    durable_write(meta_path, lambda f: pq.write_table(new, f))
+    # each flushed to disk before and after its rename: a crash of the machine, too, leaves the
+    # old file or the new one
+    atomic_write(emb, lambda tmp: save_npy(tmp, vectors), durable=True)
+    atomic_write(meta_path, lambda tmp: pq.write_table(new, tmp), durable=True)
 
-
-def durable_write(path: Path, write: Callable[[Any], object]) -> None:
-    """`write(file object)` to a temporary name beside `path`, fsync, rename over `path`, fsync
-    the folder: after a crash (even of the machine) `path` is the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if is_disk_full(e, path.parent):
-            raise MsfkitError(f"disk full: cannot write {path}; free space there and run again") from None
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

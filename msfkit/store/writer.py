@@ -57,7 +57,7 @@ def write_shard(
     for sub in ("emb", "meta", "errors"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    atomic_write(root / "emb" / f"{name}.npy", lambda p: _save_npy(p, vectors))
+    atomic_write(root / "emb" / f"{name}.npy", lambda p: save_npy(p, vectors))
     err = pa.table({"path": [p for p, _ in errors], "reason": [r for _, r in errors]}, schema=error_schema())
     atomic_write(root / "errors" / f"{name}.parquet", lambda p: pq.write_table(err, p))
     unknown = [None] * len(vectors)  # mtime_ns may be left out: null, as in shards written before it
@@ -76,7 +76,7 @@ def merge_errors(root: Path, shards: Sequence[int]) -> None:
     atomic_write(root / ERRORS, lambda p: pq.write_table(table, p))
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
+def save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as f:
         np.save(f, array)
 

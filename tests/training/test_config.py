@@ -40,10 +40,12 @@ def test_preset_then_yaml_then_overrides(tmp_path):
         ("channels_last=yes please", "channels_last must be bool"),
         ("bogus=1", "unknown keys bogus"),
         ("augmentation=strong/weak", "augmentation must be one of"),
-        ("k=0", "k must be at least 1"),
+        ("k=0", "k must be a finite number >= 1, not 0"),
         ("epochs", "is not key=value"),
-        ("blur=1.5", "blur must be in"),
-        ("crop_scale=0", "crop_scale must be in"),
+        ("blur=1.5", r"blur must be a finite number >= 0.0 and <= 1.0, not 1.5"),
+        ("crop_scale=0", r"crop_scale must be a finite number > 0.0 and <= 1.0, not 0.0"),
+        ("ema=1.01", "ema must be a finite number"),
+        ("bank_size=0", "bank_size must be a finite number >= 1"),
     ],
 )
 def test_bad_overrides_are_one_line_errors(override, message):

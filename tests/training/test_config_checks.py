@@ -56,6 +56,22 @@ def test_a_resume_drops_later_rows_atomically_and_appends(tmp_path):
     assert (run / "metrics.csv").read_text().splitlines() == rows
 
 
+
+@pytest.mark.parametrize("old_rows", [[], ["10,1,0.5"]])
+def test_an_older_header_is_rewritten_as_this_ones_even_over_no_rows(tmp_path, old_rows):
+    from msfkit.training.monitor import METRICS, RunLog
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("\n".join(["step,epoch,loss", *old_rows]) + "\n")  # an older msfkit's
+    log = RunLog(run, 20, True)
+    log.write({"step": 21, "epoch": 1, "loss": 0.4, "knn_top1": 70.0})
+    log.close()
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert rows[0] == ",".join(METRICS)
+    assert [r.split(",")[0] for r in rows[1:]] == ["10"] * len(old_rows) + ["21"]
+    assert all(len(r.split(",")) == len(METRICS) for r in rows)
+
 def test_resume_names_the_key_that_cannot_change(tmp_path):
     run = tmp_path / "run"
     base = ["data=fashion-mnist", "limit=16", "arch=resnet18", "stem=cifar", "image_size=32", "batch_size=8",

@@ -94,10 +94,19 @@ def test_an_index_stays_usable_when_its_store_only_grew(tmp_path, photo_paths, t
     src, out = _source(tmp_path / "src", photo_paths), tmp_path / "store"
     embed([src], str(tiny_model_dir), out, workers=0, shard_rows=3)
     index = msfkit.build_index(str(out), tmp_path / "index")
+    then = open_store(out).manifest_hash
     shutil.copy(photo_paths[10], src / "class1" / photo_paths[10].name)
     summary = embed([src], str(tiny_model_dir), out, workers=0, shard_rows=3)
     assert (summary.embedded, summary.changed) == (1, 0)
     assert len(msfkit.open_index(tmp_path / "index")) == len(index) == 8
+    grown = open_store(out)
+    assert grown.manifest_hash != then and len(grown) == 9
+    # the rows it held then (index.json records them) pick the one prefix to hash; without them, every one
+    assert grown.grew_from(then, rows=8) and grown.grew_from(then)
+    assert not grown.grew_from(then, rows=9) and not grown.grew_from(then, rows=6)
+    _rewrite(src / "class0" / photo_paths[1].name, photo_paths[20])
+    embed([src], str(tiny_model_dir), out, workers=0, shard_rows=3)
+    assert not open_store(out).grew_from(then, rows=8) and not open_store(out).grew_from(then)
 
 
 def test_a_store_written_before_mtime_ns_is_checked_by_its_float_mtime(tmp_path, photo_paths, tiny_model_dir):
@@ -133,15 +142,16 @@ def test_a_crash_during_a_replacement_leaves_a_usable_store_that_the_next_run_fi
     _rewrite(src / changed, photo_paths[22])
     fresh = _by_path(msfkit.embed([src], str(tiny_model_dir), tmp_path / "fresh", workers=0))
 
-    real, calls = store_replace.durable_write, []
+    real, calls = store_replace.atomic_write, []
 
-    def crashing(path, write):
+    def crashing(path, write, durable=False):
+        assert durable  # a replacement is flushed to disk, not only renamed
         if len(calls) == writes_before_crash:
             raise _Crash
         calls.append(path)
-        real(path, write)
+        real(path, write, durable=durable)
 
-    monkeypatch.setattr(store_replace, "durable_write", crashing)
+    monkeypatch.setattr(store_replace, "atomic_write", crashing)
     with pytest.raises(_Crash):
         embed([src], str(tiny_model_dir), out, workers=0, shard_rows=3)
     monkeypatch.undo()
