@@ -67,14 +67,17 @@ def load_image(
 
 
 def decode_image(
-    path: str | os.PathLike,
+    path: str | os.PathLike | bytes,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_size: int | None = None,
 ) -> DecodedImage:
-    """`load_image` plus the file's full-resolution size, byte count and mtime."""
-    path = Path(path)
-    source, size, mtime, mtime_ns = _open_source(path)
+    """`load_image` plus the file's full-resolution size, byte count and mtime. `path` may also be
+    a file's bytes (an upload: mtime 0), decoded under the same checks."""
+    if isinstance(path, bytes):
+        source, size, mtime, mtime_ns = io.BytesIO(path), len(path), 0.0, 0
+    else:
+        source, size, mtime, mtime_ns = _open_source(Path(path))
     if size == 0:
         raise BadImageError("zero bytes")
     try:
@@ -101,7 +104,7 @@ def decode_image(
         limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
         raise BadImageError(f"decompression bomb refused: {pixels} > limit {limit:,}") from None
     except UnidentifiedImageError:
-        raise BadImageError(f"not an image ({_kind(path)})") from None
+        raise BadImageError(f"not an image ({_kind(source)})") from None
     except PermissionError:
         raise BadImageError("unreadable: permission denied") from None
     except OSError as e:
@@ -176,11 +179,14 @@ def _bomb_reason(width: int, height: int, max_pixels: int) -> str:
     return f"decompression bomb refused: {width}x{height} = {width * height:,} pixels > limit {max_pixels:,}"
 
 
-def _kind(path: Path) -> str:
-    """A hint at what a non-image file is, from its first bytes."""
+def _kind(source: Path | io.BytesIO) -> str:
+    """A hint at what a non-image file (a path, or bytes read already) is, from its first bytes."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(512)
+        if isinstance(source, io.BytesIO):
+            head = source.getvalue()[:512]
+        else:
+            with open(source, "rb") as f:
+                head = f.read(512)
     except OSError:
         return "unreadable header"
     try:

@@ -29,7 +29,7 @@ RAW_TYPES = ("image/", "application/octet-stream")
 
 
 def routes(backend: Backend, cache) -> list[Route]:
-    """The API's routes, bound to `backend`; `cache` is the folder thumbnails and uploads go to."""
+    """The API's routes, bound to `backend`; `cache` is the folder the thumbnails go to."""
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "rows": len(backend), "model": backend.encoder is not None})
@@ -83,7 +83,7 @@ def routes(backend: Backend, cache) -> list[Route]:
         """Decode and search in one trip to the thread pool; with the milliseconds of each step, sent
         as a Server-Timing header (decode, embed: the model's forward, search)."""
         start = time.perf_counter()
-        images = [(name, decode_upload(data, name, backend, cache / "uploads")) for name, data in files]
+        images = [(name, decode_upload(data, name, backend)) for name, data in files]
         timings = {"decode": (time.perf_counter() - start) * 1000}
         return backend.search_images(images, offset, limit, timings), timings
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,7 +77,7 @@ def thumbnail(backend: Backend, row: int, size: int, cache: Path) -> Path:
     return out
 
 
-def decode_upload(data: bytes, name: str, backend: Backend, cache: Path) -> Image.Image:
+def decode_upload(data: bytes, name: str, backend: Backend) -> Image.Image:
     """An uploaded file as `msfkit embed` read the index's images (`msfkit.data.images.decode_image`:
     the pixel limit checked from the header before decoding, EXIF orientation, RGB, JPEG draft
     decoding when the collection had it); a `Refused` that says why otherwise."""
@@ -86,18 +85,12 @@ def decode_upload(data: bytes, name: str, backend: Backend, cache: Path) -> Imag
 
     if not data:
         raise Refused(f"{name}: empty upload")
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".upload")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        max_pixels = backend.limits.upload_pixels
-        return decode_image(tmp, max_pixels=max_pixels, draft_size=backend.draft_size).image
+        decoded = decode_image(data, max_pixels=backend.limits.upload_pixels, draft_size=backend.draft_size)
+        return decoded.image
     except BadImageError as e:
-        reason = str(e).replace(tmp, name)
+        reason = str(e)
         if reason.startswith("not an image"):
             raise Refused(f"{name}: {reason}; send a JPEG, PNG, WebP or another image", status=415) from None
         status = 413 if reason.startswith("decompression bomb") else 400  # too many pixels: 413
         raise Refused(f"{name}: {reason}", status=status) from None
-    finally:
-        os.unlink(tmp)

@@ -22,6 +22,26 @@ def test_each_bad_kind_is_refused_with_its_reason(tmp_path, photo_paths, name):
     assert "\n" not in str(info.value)
 
 
+
+@pytest.mark.parametrize("name", sorted(BAD_REASONS))
+def test_bytes_decode_as_their_file_does_with_the_same_reasons(tmp_path, photo_paths, name):
+    """An upload's bytes go through the same checks as a file on disk (the server decodes them)."""
+    reasons = write_bad_files(tmp_path, photo_paths[0])
+    path = tmp_path / name
+    if not path.is_file() or path.is_symlink():
+        pytest.skip("no bytes to send: a folder or a link")
+    with pytest.raises(BadImageError) as info:
+        decode_image(path.read_bytes())
+    assert str(info.value).startswith(reasons[name]) and "\n" not in str(info.value), str(info.value)
+
+
+def test_bytes_of_a_good_image_give_its_pixels_and_size(photo_paths):
+    from_file, from_bytes = decode_image(photo_paths[0]), decode_image(photo_paths[0].read_bytes())
+    assert np.array_equal(np.asarray(from_file.image), np.asarray(from_bytes.image))
+    assert (from_bytes.width, from_bytes.height, from_bytes.bytes) == (
+        from_file.width, from_file.height, photo_paths[0].stat().st_size
+    )
+
 def test_pixel_limit_is_checked_on_the_header_before_decoding(tmp_path):
     # A 300x300 header with no real pixel data: decoding would say "truncated"/"corrupt",
     # so a "decompression bomb" reason proves the refusal came from the header alone.
