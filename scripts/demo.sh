@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # msfkit end to end on data that needs no download: train a small MSF encoder on Fashion-MNIST,
 # embed images, index them, search, find duplicates, and evaluate with the paper's protocols.
-# About 3 minutes on a 2-core CPU (2 of them training). Outputs go to demo_out/ (MSFKIT_DEMO_OUT).
+# 3.5-5.5 minutes on a 2-core CPU (3 of them training). Outputs go to demo_out/ (MSFKIT_DEMO_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
