@@ -114,10 +114,9 @@ class Store:
         return parts_hash([(p.manifest, p.shards) for p in self.parts])
 
     def grew_from(self, manifest_hash: str, rows: int | None = None) -> bool:
-        """Whether this (single-part) store had `manifest_hash` then, or only gained shards since:
-        False once a row it had then was replaced (a changed file embedded again). `rows`, the rows it
-        held then (index.json records them), picks the shards to hash; without it every prefix is
-        tried, from the longest."""
+        """Whether this (single-part) store had `manifest_hash` then, or only gained shards since (not
+        once a row it had was replaced). `rows`, the rows it held then (index.json records them),
+        picks the one prefix of shards to hash; without it every prefix is tried."""
         m, shards = self.parts[0].manifest, self.parts[0].shards
         ends = np.cumsum([0, *(s["rows"] for s in shards)])
         prefixes = [n for n in range(len(shards), -1, -1) if rows is None or ends[n] == rows]
