@@ -4,7 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const PAGE = Math.min(200, Number(new URLSearchParams(location.search).get("page")) || 24);  // results per page
 const GROUPS = 20;     // duplicate groups per page
-const state = { query: null, offset: 0, more: false, loading: false };
+const state = { query: null, offset: 0, more: false, loading: false, wanted: null };
 const dup = { offset: 0, more: false, choices: {}, groups: [], threshold: null, touched: false, auto: null };
 
 async function api(url, options) {
@@ -51,8 +51,11 @@ function showQuery(src, caption) {
 }
 
 async function runSearch(reset) {
-  if (!state.query || state.loading) return;
+  if (!state.query) return;
+  // asked for while a page loads: done once it is in (a new query's first page before any next page)
+  if (state.loading) { state.wanted = reset ? "first" : state.wanted || "next"; return; }
   state.loading = true;
+  state.wanted = null;
   if (reset) { state.offset = 0; $("results").replaceChildren(); }
   const q = state.query;
   try {
@@ -65,19 +68,23 @@ async function runSearch(reset) {
     } else {
       body = await api(`/api/rows/${q.row}/neighbors?${page}`);
     }
-    if (q !== state.query) return;  // a newer query started meanwhile
-    const results = body.queries[0].results;
-    for (const hit of results) $("results").append(tile(hit, (h) => { location.hash = `row=${h.row}`; }));
-    state.offset += results.length;
-    state.more = body.more && results.length > 0;
-    $("more").hidden = !state.more;
-    status(`${state.offset} neighbours of ${q.name}` + (state.more ? " (scroll for more)" : ""));
+    if (q === state.query) {  // else a newer query started meanwhile: its first page comes next
+      const results = body.queries[0].results;
+      for (const hit of results) $("results").append(tile(hit, (h) => { location.hash = `row=${h.row}`; }));
+      state.offset += results.length;
+      state.more = body.more && results.length > 0;
+      $("more").hidden = !state.more;
+      status(`${state.offset} neighbours of ${q.name}` + (state.more ? " (scroll for more)" : ""));
+    }
   } catch (e) {
     status(e.message, true);
   } finally {
     state.loading = false;
   }
-  if (state.more && sentinelInView()) runSearch(false);  // the page is not full yet: keep filling it
+  // a query started while this page loaded; or the page is not full yet, or one scrolled to the end
+  // while this page loaded: the next page
+  if (state.wanted === "first" || q !== state.query) runSearch(true);
+  else if (state.more && (state.wanted || sentinelInView())) runSearch(false);
 }
 
 function sentinelInView() {
