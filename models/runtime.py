@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,13 +33,22 @@ def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU (or the one `cpuinfo`, /proc/cpuinfo's text, describes) computes bf16
     natively, with AVX512-BF16 or AMX: there bf16 autocast is up to 2x faster than float32;
     elsewhere torch emulates it, many times slower than float32 (BENCHMARKS.md)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = {word for line in cpuinfo.splitlines() if line.startswith("flags") for word in line.split()}
+    flags = _cpu_flags() if cpuinfo is None else _flags(cpuinfo)
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    """This CPU's flags, read once per process."""
+    try:
+        return _flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return frozenset()
+
+
+def _flags(cpuinfo: str) -> frozenset[str]:
+    lines = [line for line in cpuinfo.splitlines() if line.startswith("flags")]
+    return frozenset(word for line in lines for word in line.split())
 
 
 def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:

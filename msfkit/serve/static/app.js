@@ -4,7 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const PAGE = Math.min(200, Number(new URLSearchParams(location.search).get("page")) || 24);  // results per page
 const GROUPS = 20;     // duplicate groups per page
-const state = { query: null, offset: 0, more: false, loading: false, wanted: null };
+const state = { query: null, offset: 0, more: false, loading: false, wanted: false };
 const dup = { offset: 0, more: false, choices: {}, groups: [], threshold: null, touched: false, auto: null };
 
 async function api(url, options) {
@@ -52,10 +52,9 @@ function showQuery(src, caption) {
 
 async function runSearch(reset) {
   if (!state.query) return;
-  // asked for while a page loads: done once it is in (a new query's first page before any next page)
-  if (state.loading) { state.wanted = reset ? "first" : state.wanted || "next"; return; }
+  if (state.loading) { state.wanted = true; return; }  // asked for while a page loads: run once it is in
   state.loading = true;
-  state.wanted = null;
+  state.wanted = false;
   if (reset) { state.offset = 0; $("results").replaceChildren(); }
   const q = state.query;
   try {
@@ -81,9 +80,9 @@ async function runSearch(reset) {
   } finally {
     state.loading = false;
   }
-  // a query started while this page loaded; or the page is not full yet, or one scrolled to the end
-  // while this page loaded: the next page
-  if (state.wanted === "first" || q !== state.query) runSearch(true);
+  // a query started while this page loaded: its first page; else, when the page is not full yet or
+  // one scrolled to the end while this page loaded: the next page
+  if (q !== state.query) runSearch(true);
   else if (state.more && (state.wanted || sentinelInView())) runSearch(false);
 }
 
