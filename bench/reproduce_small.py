@@ -3,6 +3,13 @@ init vs raw pixels, with the small-image recipe (the `fashion-mnist-small` prese
 
     .venv/bin/python bench/reproduce_small.py --out /tmp/repro --threads 1 --parallel   # 2-core CPU, ~35 min
     .venv/bin/python bench/reproduce_small.py --stem cifar --epochs 200 --minutes 0 --batch-size 256  # GPU
+    .venv/bin/python bench/reproduce_small.py --out /tmp/repro --epochs 36 --minutes 0 --workers 0 --threads 2
+
+Rerunning the same command continues: measured baselines and finished methods are kept from
+OUT/results.json, and an unfinished training run resumes from its last checkpoint (train's exact
+resume; the preset checkpoints every epoch, and `--save-every-steps` more often), so a long run can
+be stopped (Ctrl-C, SIGTERM, kill) and continued later. A different schedule in the same OUT is
+refused: use another OUT.
 
 Every model is scored the same way on frozen, centre-crop features of the full 60,000 train and
 10,000 test images (`msfkit.eval.features.extract_features`, the encoder's own preprocessing):
@@ -108,13 +115,34 @@ def measure_baselines(record, args, base_cfg, data) -> None:
 
 
 def train_run(preset: str, overrides: list[str]) -> tuple[Path, float]:
-    """(model folder, wall seconds) of one training run."""
+    """(model folder, wall seconds) of one training run, continued from its checkpoint if it has one."""
+    from msfkit.training.checkpoint import CHECKPOINT_NAME
     from msfkit.training.config import load_config
     from msfkit.training.loop import train
 
+    cfg = load_config(preset, overrides=overrides)
+    resume = (Path(cfg.out) / CHECKPOINT_NAME).exists()
+    if resume:
+        print(f"continuing {cfg.out} from its checkpoint", flush=True)
     start = time.perf_counter()
-    model_dir = train(load_config(preset, overrides=overrides), progress=False)
+    model_dir = train(cfg, resume=resume, progress=False)
     return model_dir, time.perf_counter() - start
+
+
+# the arguments that change what a run computes: a rerun into the same OUT must repeat them
+SCHEDULE = ("preset", "stem", "epochs", "batch_size", "precision", "knn_every_steps", "limit")
+
+
+def earlier_results(out: Path, args) -> dict:
+    """The results an earlier run of the same schedule recorded in OUT (empty if none)."""
+    path = out / "results.json"
+    if not path.exists():
+        return {}
+    doc = json.loads(path.read_text())
+    differ = ", ".join("--" + k.replace("_", "-") for k in SCHEDULE if doc["args"].get(k) != getattr(args, k))
+    if differ:
+        raise SystemExit(f"{path} holds a run with other {differ}: rerun with the same, or another --out")
+    return doc["results"]
 
 
 def main() -> None:
@@ -134,6 +162,10 @@ def main() -> None:
     ap.add_argument("--parallel", action="store_true", help="train both methods at once (use --threads 1)")
     ap.add_argument("--baselines", default="", help="results.json of an earlier run: reuse its two baselines")
     ap.add_argument("--replot", action="store_true", help="redraw the plot and table from OUT/results.json")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="a run of each method per seed")
+    ap.add_argument("--limit", type=int, default=0, help="train and score on the first N images (0 = all)")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop each run at this step, to continue later")
+    ap.add_argument("--save-every-steps", type=int, default=0, help="also checkpoint every N steps")
     args = ap.parse_args()
     if args.replot:
         return replot(Path(args.out), Path(args.plot))
@@ -147,18 +179,22 @@ def main() -> None:
     free = max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0)) - args.workers))
     torch.set_num_threads(args.threads or free)
     train_set, test_set = load_fashion_mnist("train"), load_fashion_mnist("test")
-    sub_train, sub_val = tuple(a[:10_000] for a in train_set), tuple(a[:2_000] for a in test_set)
+    if args.limit:  # a small run (the tests): the same protocol on the first images
+        train_set, test_set = (tuple(a[: args.limit] for a in split) for split in (train_set, test_set))
+    sub_n = min(10_000, len(train_set[0])), min(2_000, len(test_set[0]))
+    sub_train, sub_val = tuple(a[: sub_n[0]] for a in train_set), tuple(a[: sub_n[1]] for a in test_set)
     common = [
         f"stem={args.stem}" if args.stem else "", f"epochs={args.epochs}", f"max_minutes={args.minutes}",
         f"batch_size={args.batch_size}", f"workers={args.workers}", f"precision={args.precision}",
-        f"knn_every_steps={args.knn_every_steps}", "knn_train_limit=10000", "knn_val_limit=2000",
-        f"threads={args.threads}",
+        f"knn_every_steps={args.knn_every_steps}", f"knn_train_limit={sub_n[0]}", f"knn_val_limit={sub_n[1]}",
+        f"limit={args.limit}", f"max_steps={args.max_steps}",
+        f"threads={args.threads}", f"save_every_steps={args.save_every_steps}",
     ]  # fmt: skip
     common = [c for c in common if c]
     base_cfg = load_config(args.preset, overrides=common)
     print(f"Fashion-MNIST, ResNet18 ({base_cfg.stem} stem) {base_cfg.image_size} px; {base_cfg}", flush=True)
-    results: dict[str, dict] = {}
-    curves: dict[str, list] = {}
+    results: dict[str, dict] = earlier_results(out, args)
+    curves: dict[str, list] = {name: curve(Path(r["run"])) for name, r in results.items() if "run" in r}
 
     def record(name: str, row: dict) -> None:
         results[name] = row
@@ -166,33 +202,54 @@ def main() -> None:
         (out / "results.json").write_text(json.dumps(doc, indent=2))
         print(f"{name}: {json.dumps(row)}", flush=True)
 
-    if args.baselines:  # the same protocol and data: no need to measure them again
+    if {"raw pixels", "random init"} <= results.keys():
+        print("baselines: kept from the earlier run in this --out", flush=True)
+    elif args.baselines:  # the same protocol and data: no need to measure them again
         earlier = json.loads(Path(args.baselines).read_text())["results"]
         for name in ("raw pixels", "random init"):
             record(name, {**earlier[name], "from": args.baselines})
     else:
         measure_baselines(record, args, base_cfg, (train_set, test_set, sub_train, sub_val))
 
-    methods = [(name, k) for name, k in (("MSF w/s (k=5)", 5), ("BYOL-asym w/s (k=1)", 1))]
-    methods = [m for m in methods if not args.only or ("msf" if m[1] > 1 else "byol-asym") in args.only]
-    runs = {k: [*common, f"out={out / f'k{k}'}", f"k={k}"] for _, k in methods}
-    if args.parallel:  # both methods at once, one process each: another job's load hits both alike
+    methods = [
+        (name + (f", seed {seed}" if seed else ""), k, seed)
+        for seed in args.seeds
+        for name, k in (("MSF w/s (k=5)", 5), ("BYOL-asym w/s (k=1)", 1))
+        if not args.only or ("msf" if k > 1 else "byol-asym") in args.only
+    ]
+    finished = [m for m in methods if "steps" in results.get(m[0], {})]
+    for name, *_ in finished:
+        print(f"{name}: finished in an earlier run, kept", flush=True)
+    methods = [m for m in methods if m not in finished]
+    runs = {
+        name: [*common, f"out={out / (f'k{k}' + (f'-seed{seed}' if seed else ''))}", f"k={k}", f"seed={seed}"]
+        for name, k, seed in methods
+    }
+    if args.parallel and runs:  # both methods at once, one process each: another job's load hits both alike
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
         with ProcessPoolExecutor(len(runs), mp_context=get_context("spawn")) as pool:
             done = dict(zip(runs, pool.map(train_run, [args.preset] * len(runs), runs.values()), strict=True))
-    for name, k in methods:
-        cfg = load_config(args.preset, overrides=runs[k])
+    for name, _k, _seed in methods:
+        cfg = load_config(args.preset, overrides=runs[name])
         run = Path(cfg.out)
-        model_dir, wall_s = done[k] if args.parallel else train_run(args.preset, runs[k])
+        model_dir, wall_s = done[name] if args.parallel else train_run(args.preset, runs[name])
         encoder = Encoder.from_pretrained(model_dir)
         prov = encoder.config.provenance
+        if prov["epochs_trained"] < args.epochs - 1e-9:  # a time box or --max-steps cut it short
+            print(f"{name}: stopped at step {prov['steps']} ({prov['epochs_trained']:.2f} of {args.epochs}"
+                  " epochs); run the same command again to continue", flush=True)  # fmt: skip
+            continue
         row = evaluate(encoder, train_set, test_set, args.workers, args.precision)
         curves[name] = curve(run)
         minutes = curves[name][-1][0] if curves[name] else wall_s / 60
         row.update(
-            steps=prov["steps"], epochs_trained=prov["epochs_trained"], train_min=minutes, wall_s=wall_s
+            steps=prov["steps"],
+            epochs_trained=prov["epochs_trained"],
+            train_min=minutes,
+            wall_s=wall_s,
+            run=str(run),
         )
         row["images_per_s"] = prov["steps"] * args.batch_size / (60 * minutes)
         record(name, row)
@@ -211,9 +268,9 @@ def replot(out: Path, path: Path) -> None:
     doc = json.loads((out / "results.json").read_text())
     results, cfg, args = doc["results"], doc["config"], doc["args"]
     curves = {
-        name: curve(out / f"k{5 if name.startswith('MSF') else 1}")
-        for name in results
-        if "steps" in results[name]
+        name: curve(Path(r["run"]) if "run" in r else out / f"k{5 if name.startswith('MSF') else 1}")
+        for name, r in results.items()
+        if "steps" in r
     }
     title = f"Fashion-MNIST, ResNet18 {cfg['stem']} stem, {cfg['image_size']} px, batch {cfg['batch_size']}, "
     plot(results, curves, path, title + f"{args['epochs']}-epoch schedule")
