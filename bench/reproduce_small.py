@@ -56,44 +56,54 @@ def pixels(images) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def curve(run: Path) -> list[tuple[float, float]]:
-    """(training minutes, monitor 20-NN) of a run's metrics.csv, the minutes read off its loss rows
-    at the same step (step 0 = minute 0), so that no monitor time is counted."""
+def curve(run: Path) -> list[tuple[float, float, float]]:
+    """(training minutes, epochs, monitor 20-NN) of a run's metrics.csv, the minutes read off its loss
+    rows at the same step (step 0 = minute 0), so that no monitor time is counted."""
     with (run / "metrics.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     logged = [(0, 0.0)] + [(int(r["step"]), float(r["minutes"])) for r in rows if not r["knn_top1"]]
     steps, minutes = zip(*sorted(logged), strict=True)
     scored = {int(r["step"]): float(r["knn_top1"]) for r in rows if r["knn_top1"]}  # one per step
-    return [(float(np.interp(step, steps, minutes)), top1) for step, top1 in sorted(scored.items())]
+    per_epoch = steps_per_epoch(run)
+    return [
+        (float(np.interp(step, steps, minutes)), step / per_epoch, top1)
+        for step, top1 in sorted(scored.items())
+    ]
+
+
+def steps_per_epoch(run: Path) -> int:
+    from msfkit.training.checkpoint import CHECKPOINT_NAME, safe_torch_load
+
+    return int(safe_torch_load(run / CHECKPOINT_NAME)["steps_per_epoch"])
 
 
 def plot(results: dict, curves: dict, path: Path, title: str) -> None:
+    """The monitor against epochs (left) and training minutes (right), the baselines as flat lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    end = max([m for c in curves.values() for m, _ in c] or [1.0])
-    for name, points in curves.items():
-        xs, ys = zip(*points, strict=True) if points else ((), ())
-        line = ax.plot(xs, ys, marker="o", ms=3, label=f"{name}, monitor (10k/2k)")[0]
-        final = results[name]["knn20"]
-        ax.plot([xs[-1] if xs else end], [final], marker="*", ms=12, color=line.get_color(), ls="none",
-                label=f"{name}, final 60k/10k: {final:.2f}")  # fmt: skip
-    for name, style in (("random init", "--"), ("raw pixels", ":")):
-        sub = results[name]["knn20_subset"]
-        ax.axhline(
-            sub,
-            ls=style,
-            color="grey",
-            label=f"{name} (10k/2k {sub:.2f}; 60k/10k {results[name]['knn20']:.2f})",
-        )
-    ax.set_xlabel("training minutes (CPU, monitor time left out)")
-    ax.set_ylabel("20-NN top-1 % (msf protocol)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for ax, x, label in (
+        (axes[0], 1, "epochs"),
+        (axes[1], 0, "training minutes (CPU, monitor time left out)"),
+    ):
+        for name, points in curves.items():
+            xs, ys = [p[x] for p in points], [p[2] for p in points]
+            line = ax.plot(xs, ys, marker="o", ms=2, label=f"{name}, monitor (10k/2k)")[0]
+            final = results[name]["knn20"]
+            ax.plot(xs[-1:], [final], marker="*", ms=12, color=line.get_color(), ls="none",
+                    label=f"{name}, final 60k/10k: {final:.2f}")  # fmt: skip
+        for name, style in (("random init", "--"), ("raw pixels", ":")):
+            sub = results[name]["knn20_subset"]
+            full = results[name]["knn20"]
+            ax.axhline(sub, ls=style, color="grey", label=f"{name} (10k/2k {sub:.2f}; 60k/10k {full:.2f})")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("20-NN top-1 % (msf protocol)")
+    axes[1].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
