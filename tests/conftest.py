@@ -92,3 +92,22 @@ def local_hub(tmp_path_factory, hf_env):
         hf_env(HF_ENDPOINT=hub.endpoint, HF_HUB_DISABLE_XET="1")
         yield hub
     assert not hub.errors, "the local Hub failed on a request:\n" + "\n".join(hub.errors)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API (moto in server mode) on 127.0.0.1 for the session: tests/s3_server.py."""
+    pytest.importorskip("s3fs", reason="the S3 tests need msfkit[s3,test-s3]")
+    from tests.s3_server import S3Server
+
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch) -> str:
+    """A fresh bucket on the session's S3 server, with the standard AWS variables pointing this
+    process and its children at the server (test credentials, AWS_ENDPOINT_URL)."""
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    return s3_server.new_bucket()
