@@ -50,6 +50,16 @@ def photos_dir(tmp_path, photo_paths) -> Path:
 
 
 @pytest.fixture(scope="session")
+def photo_index(photo_paths, tmp_path_factory) -> tuple[Path, Path, Path, Path]:
+    """(index, store, photos, model) folders: 12 real photos and 9 planted copies of 3 of them, embedded
+    by a small calibrated model into a Flat index; built once a session (per xdist worker) and shared,
+    so a test reads these folders and writes only into copies of them."""
+    from tests.msfkit.index_stores import photo_index_folders
+
+    return photo_index_folders(photo_paths, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A real ResNet18 model folder (cifar stem, 32 px), randomly initialised with a fixed seed."""
     import torch

@@ -9,10 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.msfkit.index_stores import photo_index_folders
-
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 
 
@@ -27,11 +23,6 @@ def strict_json(line: str):
         raise ValueError(f"not JSON: {name}")
 
     return json.loads(line, parse_constant=refuse)
-
-
-@pytest.fixture(scope="module")
-def photo_index(photo_paths, tmp_path_factory):
-    return photo_index_folders(photo_paths, tmp_path_factory)
 
 
 def test_embed_exits_1_when_nothing_embeds_and_with_strict_failures(tmp_path, photos_dir, tiny_model_dir):

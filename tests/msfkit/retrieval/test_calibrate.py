@@ -16,15 +16,10 @@ from PIL import Image
 from msfkit.retrieval.calibrate import COPIES, copy_variants
 from msfkit.retrieval.dedup import find_duplicates
 from msfkit.retrieval.render import sheet_size
-from tests.msfkit.index_stores import PLANTED, photo_index_folders, photos_with_copies
+from tests.msfkit.index_stores import PLANTED, photos_with_copies
 from tests.runs import embed
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
-
-
-@pytest.fixture
-def photo_index(photo_paths, tmp_path_factory):
-    return photo_index_folders(photo_paths, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

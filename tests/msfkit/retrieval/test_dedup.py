@@ -11,12 +11,7 @@ from pandas.testing import assert_frame_equal
 import msfkit
 from msfkit.models.errors import MsfkitError
 from msfkit.retrieval.dedup import COLUMNS, dedup
-from tests.msfkit.index_stores import PLANTED, photo_index_folders
-
-
-@pytest.fixture
-def photo_index(photo_paths, tmp_path_factory):
-    return photo_index_folders(photo_paths, tmp_path_factory)
+from tests.msfkit.index_stores import PLANTED
 
 
 def test_planted_copies_form_one_group_each_and_distinct_photos_none(photo_index, photo_paths):

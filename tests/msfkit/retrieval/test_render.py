@@ -8,17 +8,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from msfkit.retrieval.render import BACKGROUND, MISSING, PAD, contact_sheet, gallery_html, sheet_size
 from msfkit.retrieval.search import search
-from tests.msfkit.index_stores import photo_index_folders
-
-
-@pytest.fixture
-def photo_index(photo_paths, tmp_path_factory):
-    return photo_index_folders(photo_paths, tmp_path_factory)
 
 
 def test_contact_sheet_has_the_expected_size_and_a_tile_per_result(photo_index, tmp_path):

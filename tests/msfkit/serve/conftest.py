@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.msfkit.index_stores import photo_index_folders
 from tests.msfkit.serve.server import Server, server_env
-
-
-@pytest.fixture(scope="module")
-def photo_index(photo_paths, tmp_path_factory):
-    """(index, store, photos, model) folders, built once a session."""
-    return photo_index_folders(photo_paths, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
