@@ -119,6 +119,23 @@ class Location:
                 return []
         return sorted({e.rstrip("/").rsplit("/", 1)[-1] for e in entries} - {""})
 
+    def find(self) -> list[str]:
+        """Every file or object under this folder or prefix, at any depth, as '/'-separated names
+        relative to it, sorted; none when there is no such folder."""
+        with storage_errors(self.url):
+            self._forget_listing()
+            try:
+                found = self.fs.find(self.path, detail=False)
+            except FileNotFoundError:
+                return []
+        base = self.path.rstrip("/") + "/"
+        return sorted(p[len(base) :] for p in found if p.startswith(base))
+
+    def modified(self) -> float:
+        """When the file or object was last written, in seconds since the epoch."""
+        with storage_errors(self.url):
+            return self.fs.modified(self.path).timestamp()
+
     def size(self) -> int:
         """The file's or object's size in bytes; a missing one is FileNotFoundError."""
         with storage_errors(self.url):
