@@ -59,3 +59,18 @@ def test_a_missing_prefix_is_one_line(s3_bucket):
 def test_an_empty_but_existing_folder_lists_nothing(tmp_path):
     (tmp_path / "empty").mkdir()
     assert walk(locate(f"file://{tmp_path}/empty"), image_extensions()) == []
+
+
+def test_a_hub_repo_is_walked_and_read_through_hf_urls(local_hub, photo_paths):
+    """hf:// goes through huggingface_hub's own filesystem, here against the Hub-compatible test server."""
+    local_hub.create_repo("org/photos")
+    local_hub.commit(
+        "org/photos", {"cats/a.jpg": photo_paths[0].read_bytes(), "b.jpg": photo_paths[1].read_bytes()}
+    )
+    root = locate("hf://org/photos")
+    assert walk(root, image_extensions()) == [
+        ("hf://org/photos/b.jpg", None),
+        ("hf://org/photos/cats/a.jpg", "cats"),
+    ]
+    # (read_image's time comes from the Hub's paths-info API, which the test server does not answer)
+    assert root.child("cats/a.jpg").read_bytes() == photo_paths[0].read_bytes()
