@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.client
 import io
-import statistics
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -49,17 +47,6 @@ def test_health_info_and_the_default_loopback_address(server, client, index):
         page.headers["x-content-type-options"] == "nosniff"
         and "default-src 'self'" in page.headers["content-security-policy"]
     )
-
-
-def test_keep_alive_answers_come_without_a_delayed_ack_stall(client):
-    """Responses go out at once (TCP_NODELAY on the server's sockets): without it every keep-alive
-    answer waited about 40 ms for the client's delayed ACK, twice the 20 ms goal of a row query."""
-    ms = []
-    for row in range(30):
-        t = time.perf_counter()
-        client.get("/api/search", params={"row": row % 21, "limit": 5}).raise_for_status()
-        ms.append((time.perf_counter() - t) * 1000)
-    assert statistics.median(ms) < 25, ms
 
 
 def test_an_uploaded_image_finds_what_the_library_finds(client, index, photo_index):
@@ -169,9 +156,7 @@ def test_every_threshold_is_a_cut_of_one_graph_with_the_groups_of_dedup(client, 
 def test_the_auto_threshold_is_measured_once_as_msfkit_dedup_measures_it(client, index):
     from msfkit.retrieval.calibrate import calibrate
 
-    t = time.perf_counter()
     body = client.get("/api/dedup/auto").json()
-    first = time.perf_counter() - t
     cal = calibrate(index)
     assert body["threshold"] == pytest.approx(cal.threshold, abs=1e-5)
     assert body["explanation"].startswith("threshold auto: 0.") and body["images"] == cal.images == 21
@@ -181,9 +166,7 @@ def test_the_auto_threshold_is_measured_once_as_msfkit_dedup_measures_it(client,
     assert sims["found"] > body["threshold"] > sims["distinct"]
     pair = sims["closest_pair"]
     assert [p["path"] for p in pair] == index.absolute_paths([p["row"] for p in pair])
-    t = time.perf_counter()
-    assert client.get("/api/dedup/auto").json() == body
-    assert time.perf_counter() - t < first / 3  # kept, not measured again
+    assert client.get("/api/dedup/auto").json() == body  # the same answer again
     groups = client.get("/api/dedup", params={"threshold": body["threshold"]}).json()
     assert groups["groups_total"] == 3 and groups["images"] == 12  # the planted copies, nothing else
 
