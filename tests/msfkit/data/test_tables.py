@@ -1,26 +1,18 @@
-"""msfkit.data.tables: real Parquet files and `datasets` folders holding real JPEG photos (as encoded
-bytes, `{"bytes", "path"}` structs or paths), listed as cells and read back byte for byte."""
+"""msfkit.data.tables: real Parquet files and `datasets` folders holding real JPEG photos, listed as
+cells with their labels (on disk and on a real S3 API, moto in server mode on 127.0.0.1), every cell
+name read back (`msfkit.data.cells`) as the photo it was made from."""
 
 from __future__ import annotations
 
-import os
-import shutil
+import io
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from msfkit.data.images import decode_image
-from msfkit.data.tables import (
-    CellError,
-    TableOptions,
-    image_column,
-    is_table,
-    read_cell,
-    split_cell,
-    table_files,
-    table_rows,
-)
+from msfkit.data.cells import read_cell, split_cell
+from msfkit.data.storage import locate
+from msfkit.data.tables import TableOptions, image_column, is_table, table_files, table_rows
 from msfkit.models.errors import MsfkitError
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # what datasets.Image writes
@@ -36,10 +28,10 @@ def _parquet(path, columns: dict, row_group_size: int | None = None, metadata=No
     if metadata:
         table = table.replace_schema_metadata(metadata)
     pq.write_table(table, path, row_group_size=row_group_size)
-    return path
+    return str(path)
 
 
-def test_struct_cells_list_in_table_order_and_read_back_as_the_photos(tmp_path, photos):
+def test_rows_list_in_table_order_with_their_labels(tmp_path, photos):
     cells = [{"bytes": b, "path": f"p{i}.jpg"} for i, b in enumerate(photos)]
     labels = ["cat", "dog", None, "cat", "", "dog", "cat"]
     table = _parquet(
@@ -48,75 +40,20 @@ def test_struct_cells_list_in_table_order_and_read_back_as_the_photos(tmp_path, 
     assert is_table(table) and table_files(table) == [table]
     rows = table_rows(table, TableOptions())
     assert rows == [(f"{table}/image/{i:09d}", label or None) for i, label in enumerate(labels)]
-    for name, _ in reversed(rows):  # across the three row groups, backwards
-        where = split_cell(name)
-        assert where is not None and where[:2] == (table, "image")
-        data, mtime = read_cell(*where)
-        assert data == photos[where[2]] and mtime == os.stat(table).st_mtime
-    decoded = decode_image(read_cell(table, "image", 5)[0])
-    assert (decoded.width, decoded.height) == decode_image(photos[5]).image.size
+    assert [read_cell(*split_cell(name))[0] for name, _ in rows] == photos
 
 
 def test_a_binary_column_is_found_as_the_image_column(tmp_path, photos):
     table = _parquet(tmp_path / "t.parquet", {"id": [1, 2], "jpeg": pa.array(photos[:2], pa.binary())})
     assert image_column(table, TableOptions()) == "jpeg"
     assert table_rows(table, TableOptions()) == [(f"{table}/jpeg/{i:09d}", None) for i in range(2)]
-    assert read_cell(table, "jpeg", 1)[0] == photos[1]
 
 
-def test_path_cells_read_files_beside_the_table(tmp_path, photo_paths):
-    (tmp_path / "img").mkdir()
-    for p in photo_paths[:2]:
-        shutil.copy(p, tmp_path / "img" / p.name)
-    names = [f"img/{p.name}" for p in photo_paths[:2]]
-    table = _parquet(tmp_path / "t.parquet", {"file": names, "cls": ["a", "b"]})
-    opts = TableOptions(image_column="file", label_column="cls")
-    assert table_rows(table, opts) == [(f"{table}/file/000000000", "a"), (f"{table}/file/000000001", "b")]
-    data, mtime = read_cell(table, "file", 1)
-    assert data == photo_paths[1].read_bytes() and mtime == os.stat(tmp_path / names[1]).st_mtime
-
-
-def test_a_struct_without_bytes_reads_its_path(tmp_path, photo_paths):
-    shutil.copy(photo_paths[0], tmp_path / "a.jpg")
-    table = _parquet(tmp_path / "t.parquet", {"image": pa.array([{"bytes": None, "path": "a.jpg"}], IMAGE)})
-    assert read_cell(table, "image", 0)[0] == photo_paths[0].read_bytes()
-
-
-def test_paths_that_leave_the_tables_folder_are_refused(tmp_path, photo_paths):
-    inside, outside = tmp_path / "data", tmp_path / "secret"
-    inside.mkdir(), outside.mkdir()
-    shutil.copy(photo_paths[0], outside / "x.jpg")
-    (inside / "link.jpg").symlink_to(outside / "x.jpg")
-    paths = [
-        str(outside / "x.jpg"),
-        "../secret/x.jpg",
-        "a/../../secret/x.jpg",
-        "link.jpg",
-        "missing.jpg",
-        None,
-    ]
-    table = _parquet(
-        inside / "t.parquet", {"image": pa.array([{"bytes": None, "path": p} for p in paths], IMAGE)}
-    )
-    reasons = []
-    for row in range(len(paths)):
-        with pytest.raises(CellError) as e:
-            read_cell(table, "image", row)
-        reasons.append(str(e.value))
-    assert reasons == [
-        f"unsafe path in the table t.parquet: {str(outside / 'x.jpg')!r} leaves its folder",
-        "unsafe path in the table t.parquet: '../secret/x.jpg' leaves its folder",
-        "unsafe path in the table t.parquet: 'a/../../secret/x.jpg' leaves its folder",
-        "unsafe path in the table t.parquet: 'link.jpg' resolves outside its folder",
-        "no such file beside the table: missing.jpg",
-        "empty image cell",
-    ]
-
-
-def test_a_cell_past_the_end_is_a_reason_not_a_crash(tmp_path, photos):
-    table = _parquet(tmp_path / "t.parquet", {"image": pa.array(photos[:1], pa.binary())})
-    with pytest.raises(CellError, match="no row 1 in column 'image'"):
-        read_cell(table, "image", 1)
+def test_a_column_of_paths_must_be_named(tmp_path):
+    table = _parquet(tmp_path / "t.parquet", {"file": ["a.jpg"], "cls": ["x"]})
+    assert image_column(table, TableOptions()) is None
+    listed = table_rows(table, TableOptions(image_column="file", label_column="cls"))
+    assert listed == [(f"{table}/file/000000000", "x")]
 
 
 def test_class_indices_read_as_the_names_datasets_records(tmp_path, photos):
@@ -140,7 +77,7 @@ def test_a_saved_datasets_folder_lists_its_arrow_files_and_splits(tmp_path, phot
     ds.save_to_disk(tmp_path / "ds", num_shards=2)
     assert is_table(tmp_path / "ds")
     files = table_files(tmp_path / "ds")
-    assert [f.name for f in files] == ["data-00000-of-00002.arrow", "data-00001-of-00002.arrow"]
+    assert files == [str(tmp_path / "ds" / f"data-0000{i}-of-00002.arrow") for i in range(2)]
     listed = table_rows(tmp_path / "ds", TableOptions())
     assert [label for _, label in listed] == ["a", "b", "b", "a"]
     assert [read_cell(*split_cell(name))[0] for name, _ in listed] == photos[:4]
@@ -159,6 +96,19 @@ def test_a_parquet_written_by_datasets_reads_as_one(tmp_path, photos):
     ds.to_parquet(tmp_path / "t.parquet")
     [(name, label)] = table_rows(tmp_path / "t.parquet", TableOptions())
     assert label == "b" and read_cell(*split_cell(name))[0] == photos[0]
+
+
+def test_a_remote_parquet_lists_from_its_footer_and_labels(s3_bucket, photos):
+    out = io.BytesIO()
+    pq.write_table(pa.table({"jpg": pa.array(photos[:4], pa.binary()), "class": ["a", "b", None, "a"]}), out)
+    locate(f"s3://{s3_bucket}/t.parquet").write_bytes(out.getvalue())
+    table = f"s3://{s3_bucket}/t.parquet"
+    assert is_table(table) and table_files(table) == [table]
+    listed = table_rows(table, TableOptions(label_column="class"))
+    assert listed == [(f"{table}/jpg/{i:09d}", label) for i, label in enumerate(["a", "b", None, "a"])]
+    assert [read_cell(*split_cell(name))[0] for name, _ in listed] == photos[:4]
+    with pytest.raises(MsfkitError, match=rf"^s3://{s3_bucket}/none.parquet: no such table$"):
+        table_rows(f"s3://{s3_bucket}/none.parquet", TableOptions())
 
 
 @pytest.mark.parametrize(
@@ -193,11 +143,3 @@ def test_a_damaged_table_or_folder_is_one_line(tmp_path):
     (tmp_path / "ds" / "state.json").write_text('{"_data_files": [{"filename": "../../etc/x.arrow"}]}')
     with pytest.raises(MsfkitError, match=r"state.json: its '_data_files' is not a list of file names"):
         table_files(tmp_path / "ds")
-
-
-def test_only_cells_of_tables_on_disk_are_split(tmp_path, photos):
-    table = _parquet(tmp_path / "t.parquet", {"image": pa.array(photos[:1], pa.binary())})
-    assert split_cell(f"{table}/image/000000000") == (table, "image", 0)
-    assert split_cell(f"{table}/image/0") is None  # not a name listing gives
-    assert split_cell(f"{tmp_path}/other.parquet/image/000000000") is None
-    assert split_cell(f"{tmp_path}/photo.jpg") is None
