@@ -72,6 +72,16 @@ def parse_storage_options(pairs: Sequence[str]) -> dict[str, Any]:
     return options
 
 
+def use_storage_options(options: dict[str, Any], targets: Sequence[str | os.PathLike]) -> None:
+    """Make `options` the defaults of every filesystem opened from now on, in this process and the
+    processes forked from it (decoding workers), for the protocols of the URLs among `targets`:
+    fsspec's own configuration (`fsspec.config.conf`), which pyarrow and pandas go through too."""
+    import fsspec.config
+
+    for proto in {protocol(t) for t in targets if is_url(t)}:
+        fsspec.config.conf.setdefault(proto, {}).update(options)
+
+
 @dataclass(frozen=True)
 class Location:
     """One file, object or folder: the fsspec filesystem that holds it and its path there."""

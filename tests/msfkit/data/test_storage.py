@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import uuid
 
 import pytest
 
-from msfkit.data.storage import is_url, locate, parse_storage_options, protocol
+from msfkit.data.storage import is_url, locate, parse_storage_options, protocol, use_storage_options
 from msfkit.models.errors import MsfkitError
 
 
@@ -110,6 +111,25 @@ def test_storage_options_reach_the_filesystem(s3_bucket, s3_server, monkeypatch)
     store = locate(f"s3://{s3_bucket}/store", options)
     store.child("a").write_bytes(b"1")
     assert locate(f"s3://{s3_bucket}/store", options).child("a").read_bytes() == b"1"
+
+
+def test_options_in_use_reach_filesystems_opened_without_them(s3_bucket, s3_server, monkeypatch, tmp_path):
+    """What a command does with --storage-option: every later filesystem of the URL's protocol, in
+    this process and in a forked one (a decoding worker), is opened with them."""
+    import fsspec.config
+
+    monkeypatch.setattr(fsspec.config, "conf", {})
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    url = f"s3://{s3_bucket}/store/a"
+    options = parse_storage_options([f"client_kwargs.endpoint_url={s3_server.endpoint}"])
+    use_storage_options(options, [url, str(tmp_path)])
+    assert fsspec.config.conf == {"s3": options}  # a plain path has no protocol to configure
+    locate(url).write_bytes(b"1")
+    pid = os.fork()
+    if pid == 0:  # the child: opens its own filesystem, with the options
+        signal.alarm(60)  # a child stuck on a lock forked mid-use dies, and the test fails
+        os._exit(0 if locate(url).read_bytes() == b"1" else 1)
+    assert os.waitpid(pid, 0)[1] == 0
 
 
 def test_missing_credentials_are_one_line(s3_bucket, monkeypatch, tmp_path):
