@@ -9,13 +9,16 @@ them, with their sizes:
                                 "objects": {"emb/00003.npy": 6272, "errors/00003.parquet": 811,
                                             "meta/00003.parquet": 2904}}
 
-    commit_shard(store, 3, {"emb/00003.npy": npy_bytes(vectors), ...}, rows=12, failed=1)
+    entry = {"name": "00003", "rows": 12, "failed": 1}        # the manifest's shard entry
+    commit_shard(store, entry, {"emb/00003.npy": npy_bytes(vectors), ...})
     read_commits(store)   # {3: record, ...}: the shards a reader may use, and nothing else
 
 A run killed at any moment leaves whole committed shards plus, at most, objects of shards without
 a record: readers never see those (they list `commits/`, not `emb/`), and the next run writes them
-again over the same names. The record's name, rows and failed are the manifest's shard entry.
-Every function takes a `msfkit.data.storage.Location`, so the same calls write a local store
+again over the same names. The record is the manifest's shard entry plus `objects`. Replacing a
+committed shard's rows writes its objects under new names (say `emb/00003.g2.npy`), then a new
+record: the switch is that one PUT, and a reader never pairs new vectors with old metadata. Every
+function takes a `msfkit.data.storage.Location`, so the same calls write a local store
 (each object renamed into place) and a remote one.
 """
 
@@ -47,14 +50,13 @@ def read_object(store: Location, name: str) -> bytes:
     return store.child(name).read_bytes()
 
 
-def commit_shard(
-    store: Location, k: int, objects: dict[str, bytes], *, rows: int, failed: int
-) -> dict[str, Any]:
-    """Put every object of shard `k`, then its commit record (last: it is what makes the shard
-    exist); returns the record."""
+def commit_shard(store: Location, entry: dict[str, Any], objects: dict[str, bytes]) -> dict[str, Any]:
+    """Put every object of the shard, then its commit record: `entry` (the manifest's shard entry:
+    name, rows, failed, and whatever else it carries) with the objects' sizes. The record goes last:
+    it is what makes the shard exist. Returns the record."""
     sizes = {name: put_object(store, name, data) for name, data in objects.items()}
-    record = {"name": f"{k:05d}", "rows": rows, "failed": failed, "objects": sizes}
-    write_commit(store, k, record)
+    record = {**entry, "objects": sizes}
+    write_commit(store, int(entry["name"]), record)
     return record
 
 

@@ -45,7 +45,7 @@ for k in range(n):
     vectors = np.random.default_rng(k).standard_normal((50 + k, 64)).astype(np.float32)
     meta = pa.table({"path": [f"photos/{k}-{i}.jpg" for i in range(len(vectors))]})
     objects = {f"emb/{k:05d}.npy": npy_bytes(vectors), f"meta/{k:05d}.parquet": parquet_bytes(meta)}
-    commit_shard(store, k, objects, rows=len(vectors), failed=0)
+    commit_shard(store, {"name": f"{k:05d}", "rows": len(vectors), "failed": 0}, objects)
     time.sleep(pause)
 """
 
@@ -54,6 +54,10 @@ def _shard(k: int) -> dict[str, bytes]:
     vectors = np.full((3, 4), k, np.float32)
     meta = pa.table({"path": [f"{k}/{i}.jpg" for i in range(3)]})
     return {f"emb/{k:05d}.npy": npy_bytes(vectors), f"meta/{k:05d}.parquet": parquet_bytes(meta)}
+
+
+def _entry(k: int, failed: int = 0) -> dict:
+    return {"name": f"{k:05d}", "rows": 3, "failed": failed}
 
 
 def _contents(store) -> dict[str, bytes]:
@@ -67,7 +71,7 @@ def _contents(store) -> dict[str, bytes]:
 
 def test_a_committed_shard_reads_back_from_s3(s3_bucket):
     store = locate(f"s3://{s3_bucket}/store")
-    record = commit_shard(store, 3, _shard(3), rows=3, failed=1)
+    record = commit_shard(store, _entry(3, failed=1), _shard(3))
     assert record == {
         "name": "00003",
         "rows": 3,
@@ -83,7 +87,7 @@ def test_a_committed_shard_reads_back_from_s3(s3_bucket):
 def test_objects_without_a_commit_record_are_not_seen(s3_bucket):
     """What a run killed between a shard's objects and its record leaves: invisible to readers."""
     store = locate(f"s3://{s3_bucket}/store")
-    commit_shard(store, 0, _shard(0), rows=3, failed=0)
+    commit_shard(store, _entry(0), _shard(0))
     for name, data in _shard(1).items():
         put_object(store, name, data)
     assert store.child("emb").listdir() == ["00000.npy", "00001.npy"]
@@ -115,9 +119,19 @@ def test_a_run_killed_mid_way_and_run_again_equals_a_clean_run(s3_bucket, tmp_pa
     assert resumed == fresh  # same rows, same order, same vectors, byte for byte
 
 
+def test_a_replacement_switches_to_new_objects_with_its_record(s3_bucket):
+    store = locate(f"s3://{s3_bucket}/store")
+    commit_shard(store, _entry(0), _shard(0))
+    new = {name.replace("7.", "0.g1."): data for name, data in _shard(7).items()}  # shard 0's, other rows
+    record = commit_shard(store, {**_entry(0), "generation": 1}, new)
+    assert read_commits(store) == {0: record} and sorted(record["objects"]) == sorted(new)
+    assert np.load(store.child("emb/00000.g1.npy").open(), allow_pickle=False)[0, 0] == 7
+    check_commit(store, record)
+
+
 def test_a_local_store_commits_by_renaming_each_object_into_place(tmp_path):
     store = locate(tmp_path / "store")
-    record = commit_shard(store, 0, _shard(0), rows=3, failed=0)
+    record = commit_shard(store, _entry(0), _shard(0))
     assert read_commits(store) == {0: record}
     written = sorted(str(p.relative_to(tmp_path / "store")) for p in (tmp_path / "store").rglob("*.*"))
     assert written == ["commits/00000.json", "emb/00000.npy", "meta/00000.parquet"]  # no temporary left
@@ -125,13 +139,13 @@ def test_a_local_store_commits_by_renaming_each_object_into_place(tmp_path):
 
 def test_the_memory_store_commits_as_s3_does():
     store = locate(f"memory://msfkit-{uuid.uuid4().hex}")
-    records = {k: commit_shard(store, k, _shard(k), rows=3, failed=0) for k in (1, 0)}
+    records = {k: commit_shard(store, _entry(k), _shard(k)) for k in (1, 0)}
     assert read_commits(store) == records and list(read_commits(store)) == [0, 1]
 
 
 def test_a_shortened_object_is_a_damaged_store(s3_bucket):
     store = locate(f"s3://{s3_bucket}/store")
-    record = commit_shard(store, 0, _shard(0), rows=3, failed=0)
+    record = commit_shard(store, _entry(0), _shard(0))
     data = read_object(store, "emb/00000.npy")
     put_object(store, "emb/00000.npy", data[:-8])
     with pytest.raises(
