@@ -1,4 +1,3 @@
-# ruff: noqa: E501 - exact command lines read best unbroken
 """One meaning per option across every command (README "Using it", cli/common.py): walked, not listed."""
 
 from __future__ import annotations
@@ -36,6 +35,11 @@ def leaf_commands() -> dict[str, click.Command]:
 COMMANDS = leaf_commands()
 
 
+def msfkit(*args) -> subprocess.CompletedProcess:
+    """The installed console script, run with `args`."""
+    return subprocess.run([MSFKIT, *map(str, args)], capture_output=True, text=True)
+
+
 def _options(cmd: click.Command) -> dict[str, click.Option]:
     return {name: p for p in cmd.params if isinstance(p, click.Option) for name in p.opts + p.secondary_opts}
 
@@ -51,24 +55,25 @@ def test_every_command_follows_the_conventions(name):
         assert "--output" in options["-o"].opts
     if "--force" in options:
         assert options["--force"].is_flag
-    if "-k" in options:
-        assert "neighbours" in (options["-k"].help or "").lower() or options["-k"].type is click.INT or isinstance(
-            options["-k"].type, click.types.IntRange
-        )
+    if "-k" in options:  # the number of neighbours, everywhere: both halves must hold
+        k = options["-k"]
+        assert "neighbours" in (k.help or "").lower(), f"{name}: -k does not say it counts neighbours"
+        if k.multiple:  # eval takes several: -k 1,20 or -k 1 -k 20
+            assert "-k 1,20" in k.help, f"{name}: -k takes several but does not show how"
+        else:
+            assert isinstance(k.type, click.IntRange) and (k.type.min, k.type.min_open) == (1, False), name
     if "-m" in options:
         assert "--model" in options["-m"].opts and options["-m"].envvar == "MSFKIT_MODEL"
 
 
 def test_old_spellings_still_work_for_a_release_with_one_line(tmp_path, photos_dir, tiny_model_dir):
-    r = subprocess.run([MSFKIT, "embed", photos_dir, "-m", tiny_model_dir, "--out", tmp_path / "s", "-q", "--json"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = msfkit("embed", photos_dir, "-m", tiny_model_dir, "--out", tmp_path / "s", "-q", "--json")
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == "msfkit: --out is deprecated and goes in the next release; use -o/--output"
     assert json.loads(r.stdout)["embedded"] == 8
-    r = subprocess.run([MSFKIT, "embed", photos_dir, "-m", tiny_model_dir, "-o", tmp_path / "s", "--overwrite", "-q"],
-                       capture_output=True, text=True)  # fmt: skip
+    r = msfkit("embed", photos_dir, "-m", tiny_model_dir, "-o", tmp_path / "s", "--overwrite", "-q")
     assert r.returncode == 0 and "--overwrite is deprecated" in r.stderr and "use --force" in r.stderr
-    r = subprocess.run([MSFKIT, "index", tmp_path / "s", f"--out={tmp_path / 'ix'}", "--json"], capture_output=True, text=True)
+    r = msfkit("index", tmp_path / "s", f"--out={tmp_path / 'ix'}", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["count"] == 8
 
 
