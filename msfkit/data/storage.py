@@ -111,13 +111,17 @@ class Location:
             return self.fs.cat_file(self.path)
 
     def write_bytes(self, data: bytes) -> None:
-        """Replace the file or object with `data`, whole: readers see the old bytes or the new ones."""
+        """Replace the file or object with `data`, whole: readers see the old bytes or the new ones.
+        A bucket (or, on disk, a parent that is a file) that is not there is one line."""
         with storage_errors(self.url):
-            if self.local:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(self.path, lambda tmp: tmp.write_bytes(data))
-            else:
-                self.fs.pipe_file(self.path, data)
+            try:
+                if self.local:
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write(self.path, lambda tmp: tmp.write_bytes(data))
+                else:
+                    self.fs.pipe_file(self.path, data)
+            except (FileNotFoundError, NotADirectoryError, FileExistsError) as e:
+                raise MsfkitError(f"{self.url}: cannot write here ({_first_line(e)})") from None
 
     def listdir(self) -> list[str]:
         """The names right under this folder or prefix, sorted; none when there is no such folder."""

@@ -151,6 +151,16 @@ def test_an_unreachable_endpoint_is_one_line(s3_bucket):
         locate("s3://b/store", options).child("x").read_bytes()
 
 
+def test_writing_into_a_missing_bucket_or_under_a_file_is_one_line(s3_bucket, tmp_path):
+    with pytest.raises(
+        MsfkitError, match=r"^s3://no-such-bucket/a.npy: cannot write here \(The specified bucket"
+    ):
+        locate("s3://no-such-bucket/a.npy").write_bytes(b"x")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(MsfkitError, match=rf"^{tmp_path}/file/a.npy: cannot write here"):
+        locate(tmp_path / "file" / "a.npy").write_bytes(b"x")
+
+
 def test_an_unknown_protocol_is_one_line():
     with pytest.raises(MsfkitError, match=r"^nope://b/x: unknown storage protocol nope://$"):
         locate("nope://b/x")
