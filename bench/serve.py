@@ -99,7 +99,7 @@ def baseline_round(local, rows: np.ndarray, image, args) -> dict[str, tuple[floa
     worker thread as the server runs it (torch in this process's main thread ran 2-4x slower on the
     busy 2-core machine: its 2 OpenMP threads wait on each other)."""
     index, backend, encoder, pool = local
-    vectors = {int(r): backend.vector(int(r))[None] for r in rows}
+    vectors = {int(r): backend.rows.vectors([int(r)]) for r in rows}
     return {
         "faiss": percentiles(timed(lambda r: index.search_vectors(vectors[r], 10), vectors)),
         "backend": percentiles(timed(lambda r: backend.search_rows([r], 0, 10), vectors)),

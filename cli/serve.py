@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import click
 
 from msfkit.cli.common import device_option, echo_json, json_option, model_option
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @click.command("serve", context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,6 +14,14 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="0 picks a free port."
+)
+@click.option(
+    "--allowed-host",
+    "allowed",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests sent to NAME (a host name, an IP address or *.domain); repeatable. "
+    "Only 127.0.0.1, localhost, [::1] and the --host address are answered otherwise.",
 )
 @model_option
 @device_option
@@ -28,20 +36,23 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
     help="Largest uploaded image in pixels (read from its header, before decoding).",
 )
 @json_option
-def serve(index, host, port, model, device, max_upload, max_pixels, as_json):
+def serve(index, host, port, allowed, model, device, max_upload, max_pixels, as_json):
     """Search INDEX in the browser and over a JSON API, with the index and its model kept loaded.
 
     Open the printed URL: drop an image to see its neighbours, click one to search from it, and
-    browse near-duplicate groups. Only the index's own images are ever served, by row number.
-    The API is documented in docs/serve.md.
+    browse near-duplicate groups. Only the index's own images are ever served, by row number,
+    and only to requests addressed to the server's own names (a web page that points its name at
+    this machine is refused). The API is documented in docs/serve.md.
 
     \b
       msfkit serve index                      # http://127.0.0.1:8000/
       msfkit serve index --port 0             # a free port (the URL is printed)
+      msfkit serve index --host 0.0.0.0 --allowed-host photos.lan   # reached as http://photos.lan:8000/
     """
     try:
         from msfkit.serve import Backend, Limits
         from msfkit.serve.app import create_app, run
+        from msfkit.serve.middleware import allowed_hosts
     except ImportError as e:
         raise click.ClickException(
             f"msfkit serve needs the serve extra ({e.name} is missing): pip install 'msfkit[serve]'"
@@ -50,11 +61,12 @@ def serve(index, host, port, model, device, max_upload, max_pixels, as_json):
     from msfkit.runtime import parse_size
 
     limits = Limits(upload_bytes=parse_size(max_upload, "--max-upload"), upload_pixels=max_pixels)
+    hosts = allowed_hosts(host, allowed)
     backend = Backend.open(index, model=model, device=resolve_device(device), limits=limits)
-    if host not in LOOPBACK:
+    if not _loopback(host):
         click.echo(
             f"msfkit serve: listening on {host}: anyone who can reach it can search and view every "
-            "image of this index",
+            "image of this index (browsers elsewhere: give the name they use with --allowed-host)",
             err=True,
         )
     if backend.model_note:
@@ -68,4 +80,12 @@ def serve(index, host, port, model, device, max_upload, max_pixels, as_json):
         else:
             click.echo(f"msfkit serve: {url} ({len(backend)} images, model {model_name}); Ctrl-C stops")
 
-    run(create_app(backend), host=host, port=port, ready=ready)
+    run(create_app(backend, hosts=hosts), host=host, port=port, ready=ready)
+
+
+def _loopback(host: str) -> bool:
+    """True for an address only this machine reaches (localhost, 127.0.0.0/8, ::1)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

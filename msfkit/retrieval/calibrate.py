@@ -54,6 +54,7 @@ class Calibration:
     found_similarity: float | None  # the least similar of those copies
     distinct_similarity: float | None  # the closest distinct pair's similarity ...
     closest_pair: tuple[str, str] | None  # ... and its two files
+    closest_rows: tuple[int, int] | None  # ... and its two index rows
     images: int  # sampled images that could be read
 
     @property
@@ -131,6 +132,7 @@ def calibrate(
         found_similarity=None if far_copy is None else 1 - far_copy,
         distinct_similarity=1 - closest[0],
         closest_pair=(str(paths[0]), str(paths[1])),
+        closest_rows=(int(closest[1][0]), int(closest[1][1])),
         images=len(rows),
     )
 

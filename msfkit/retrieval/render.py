@@ -164,13 +164,18 @@ class _Tiles:
         except BadImageError as e:
             ImageDraw.Draw(tile).text((4, 4), _fit(str(e), self.size), fill=(0, 0, 0))
             return tile
-        # fit the tile both ways: photos shrink, tiny images (a 28 px digit) grow with sharp pixels
-        scale = self.size / max(im.width, im.height)
-        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        im = im.resize(size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST)
+        im = fit_image(im, self.size)
         tile = Image.new("RGB", (self.size, self.size), BACKGROUND)
         tile.paste(im, ((self.size - im.width) // 2, (self.size - im.height) // 2))
         return tile
+
+
+def fit_image(im: Image.Image, size: int) -> Image.Image:
+    """`im` scaled so that its longest side is `size`, both ways: photos shrink (Lanczos), tiny images
+    (a 28 px digit) grow with sharp pixels (nearest neighbour)."""
+    scale = size / max(im.width, im.height)
+    fitted = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    return im.resize(fitted, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST)
 
 
 def _fit(text: str, width: int) -> str:

@@ -8,10 +8,17 @@ near-duplicate groups and download a removal list. docs/serve.md documents every
 
 Only files that are rows of the index's stores are ever read (by row number, never by a path from a
 request); the one folder written is the thumbnail and upload cache (`msfkit.runtime.cache_dir`).
+Only requests addressed to the server's own names are answered, and every JSON body is checked
+against its schema first (`msfkit.serve.middleware`, `msfkit.serve.bodies`).
+
+The modules: `rows` (the indexed rows: paths, labels, file facts, vectors), `backend` (search over
+them), `duplicates` (the near-duplicate view), `files` (images, thumbnails, uploads), `bodies`,
+`middleware`, `api` (the routes), `app` (the Starlette app and the server).
 Starlette and uvicorn are the optional extra `msfkit[serve]`; importing this package needs neither.
 """
 
-from msfkit.serve.backend import Backend, Limits, NotFound, Refused
+from msfkit.serve.backend import Backend, Limits
+from msfkit.serve.errors import NotFound, Refused
 
 __all__ = ["Backend", "Limits", "NotFound", "Refused", "create_app", "run"]
 

@@ -1,7 +1,10 @@
 """The web app (Starlette, an ASGI framework) and the server that runs it (uvicorn).
 
-    app = create_app(Backend.open("index"))
+    app = create_app(Backend.open("index"), hosts=allowed_hosts("127.0.0.1", ["photos.lan"]))
     run(app, host="127.0.0.1", port=0, ready=print)     # port 0: a free port; ready(url) once listening
+
+Every request passes `msfkit.serve.middleware` first: only the server's own Host names are answered,
+bodies are capped, every response carries the security headers; every error is JSON `{"error": ...}`.
 
 Starlette because the server is a handful of JSON routes and files: it is small, typed, async (a
 slow dedup or model forward runs in its thread pool without stalling other requests), needs no
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,26 +28,24 @@ from starlette.staticfiles import StaticFiles
 
 from msfkit.models.errors import MsfkitError
 from msfkit.serve.api import routes
-from msfkit.serve.backend import NotFound, Refused
+from msfkit.serve.errors import NotFound, Refused
+from msfkit.serve.middleware import LOOPBACK_NAMES, Guard, HostCheck
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp
 
     from msfkit.serve.backend import Backend
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("msfkit.serve")
-SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"content-security-policy", b"default-src 'self'; img-src 'self' blob: data:; object-src 'none'"),
-]
 
 
-def create_app(backend: Backend, cache: Path | None = None) -> Starlette:
-    """The page (/), its static files (/static) and the JSON API (/api), over `backend`."""
+def create_app(
+    backend: Backend, cache: Path | None = None, hosts: Sequence[str] = LOOPBACK_NAMES
+) -> Starlette:
+    """The page (/), its static files (/static) and the JSON API (/api), over `backend`, answering
+    requests whose Host is one of `hosts` (`msfkit.serve.middleware.allowed_hosts`)."""
     from msfkit.runtime import cache_dir
 
     cache = Path(cache) if cache is not None else cache_dir("serve", backend.key)
@@ -59,7 +60,10 @@ def create_app(backend: Backend, cache: Path | None = None) -> Starlette:
             *routes(backend, cache),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=[Middleware(Guard, max_bytes=backend.limits.upload_bytes)],
+        middleware=[
+            Middleware(Guard, max_bytes=backend.limits.upload_bytes),
+            Middleware(HostCheck, hosts=hosts),
+        ],
         exception_handlers={
             NotFound: _error(404),
             Refused: _error(400),
@@ -85,58 +89,6 @@ async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("%s %s failed", request.method, request.url.path)
     return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server's log"}, 500)
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class Guard:
-    """Pure ASGI middleware: request bodies capped at `max_bytes` (413 before reading when the
-    Content-Length says so, else as soon as the stream passes it) and security headers on every
-    response (no sniffing, no framing, scripts only from this server)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        limit = f"the request is larger than the server's limit of {self.max_bytes:,} bytes"
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.max_bytes:
-            return await _send_json(send, 413, {"error": limit})
-        seen, started = 0, False
-
-        async def counted() -> dict:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise BodyTooLarge
-            return message
-
-        async def headed(message: dict) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                message = dict(message, headers=[*message.get("headers", []), *SECURITY_HEADERS])
-            await send(message)
-
-        try:
-            await self.app(scope, counted, headed)
-        except BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, {"error": limit})
-
-
-async def _send_json(send: Send, status: int, body: dict) -> None:
-    import json
-
-    data = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers + SECURITY_HEADERS})
-    await send({"type": "http.response.body", "body": data})
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -6,8 +6,8 @@
     backend.duplicates.page(0.95, page=(0, 20))       # near-duplicate groups (msfkit.serve.duplicates)
 
 Search is `msfkit.retrieval`'s: the index's faiss search (`search_vectors`, as `Index.search`), with
-the hits' paths and labels looked up in arrays loaded once; this module pages the results and checks
-row numbers.
+the hits' paths and labels looked up in `Rows` (msfkit.serve.rows), loaded once and shared with the
+duplicates view; this module pages the results.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import json
 import os
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from msfkit.serve.errors import NotFound, Refused
+from msfkit.serve.duplicates import DuplicatesView
+from msfkit.serve.errors import Refused
+from msfkit.serve.rows import Rows
 
 if TYPE_CHECKING:
     from msfkit.models import Encoder
@@ -49,18 +50,11 @@ class Backend:
         self.device = options.get("device")
         self.limits: Limits = options.get("limits") or Limits()
         self.model_note: str | None = options.get("model_note")
-        self.store = index.store  # row vectors for row queries, metadata for dedup
-        self.meta = self.store.meta
-        # looked up once: per request, reading them from the index's tables costs ~10 ms at 100k rows
-        self.paths = index.absolute_paths(np.arange(len(index)))
-        self.labels = index.rows["label"].to_numpy()
-        self.shards = self.store.shard_vectors()  # memory-mapped once, not per row query
-        self.starts = np.cumsum([0] + [len(a) for a in self.shards])
+        self.rows = Rows.of(index)  # paths, labels, file facts and vectors, shared with `duplicates`
         draft = bool(index.info.get("embed_settings", {}).get("draft"))  # decode uploads as the collection
         self.draft_size = encoder.preprocess.resize if draft and encoder is not None else None
-        from msfkit.serve.duplicates import Duplicates
-
-        self.duplicates = Duplicates(self)  # dedup groups and the auto threshold, made when first asked
+        # dedup groups and the auto threshold, made when first asked
+        self.duplicates = DuplicatesView(index, self.rows, page_limit=self.limits.page)
 
     @classmethod
     def open(
@@ -93,48 +87,14 @@ class Backend:
         facts.append(str(self.index.path.resolve()))
         return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]
 
-    # -- rows ---------------------------------------------------------------------------------------
-    def check_row(self, row: int) -> int:
-        if not 0 <= row < len(self):
-            raise NotFound(f"row {row}: the index holds rows 0 to {len(self) - 1}")
-        return int(row)
-
-    def path(self, row: int) -> str:
-        """The source file of an indexed row: the only way the server ever names a file."""
-        return str(self.paths[self.check_row(row)])
-
-    def row_info(self, row: int) -> dict[str, Any]:
-        row = self.check_row(row)
-        facts = self.meta.iloc[row]
-        info = self._hit(row)
-        info.update(width=int(facts["width"]), height=int(facts["height"]), bytes=int(facts["bytes"]))
-        return info
-
-    def _hit(self, row: int) -> dict[str, Any]:
-        path = self.paths[row]
-        label = self.labels[row]
-        return {
-            "row": int(row),
-            "path": path,
-            "name": Path(path).name,
-            "label": label if isinstance(label, str) else None,
-            "folder": Path(path).parent.name,
-        }
-
     # -- search -------------------------------------------------------------------------------------
     def search_rows(self, rows: list[int], offset: int = 0, limit: int = 20, exclude_self: bool = False):
         """Neighbours of stored rows (`exclude_self`: without the row itself, as 'neighbours of')."""
         if not 1 <= len(rows) <= self.limits.upload_files:
             raise Refused(f"1 to {self.limits.upload_files} rows per request")
-        rows = [self.check_row(r) for r in rows]
-        vectors = np.stack([self.vector(r) for r in rows])
+        vectors = self.rows.vectors(rows)
         names = [f"row {r}" for r in rows]
         return self._search(vectors, names, (offset, limit), rows if exclude_self else None)
-
-    def vector(self, row: int) -> np.ndarray:
-        """The stored vector of an indexed row (index rows are the stores' rows, in order)."""
-        shard = int(np.searchsorted(self.starts, row, side="right")) - 1
-        return np.asarray(self.shards[shard][row - self.starts[shard]], dtype=np.float32)
 
     def search_vectors(self, vectors: Any, offset: int = 0, limit: int = 20) -> dict[str, Any]:
         try:
@@ -177,7 +137,7 @@ class Backend:
             if exclude is not None:
                 hits = [(r, s) for r, s in hits if r != exclude[qi]][: offset + limit]
             results = [
-                {"rank": rank, "score": round(s, 6), **self._hit(r)}
+                {"rank": rank, "score": round(s, 6), **self.rows.hit(r)}
                 for rank, (r, s) in enumerate(hits[offset:], start=offset + 1)
             ]
             queries.append({"query": name, "results": results})
@@ -191,6 +151,13 @@ class Backend:
         if offset + limit > lim.depth:
             raise Refused(f"results go {lim.depth} deep: offset + limit must be <= {lim.depth}")
         return offset, limit
+
+    def auto_threshold(self) -> dict[str, Any]:
+        """The dedup threshold `msfkit dedup --threshold auto` would use (`DuplicatesView.auto`: measured
+        with the index's model on the first request, then kept); 409 without a model."""
+        if self.encoder is None:
+            raise Refused(f"threshold auto embeds copies of images: {self.model_note}", status=409)
+        return self.duplicates.auto(self.encoder, self.device)
 
     # -- about --------------------------------------------------------------------------------------
     def about(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The files the server reads and writes: a row's image bytes, its cached thumbnail, uploaded images.
 
-Every file read is a row of the index's stores, found by row number (`Backend.path`); the only
+Every file read is a row of the index's stores, found by row number (`Rows.path`); the only
 folder written is `cache` (thumbnails, and each upload for the moment it is decoded).
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from msfkit.models.files import atomic_write
-from msfkit.serve.backend import NotFound, Refused
+from msfkit.serve.errors import NotFound, Refused
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -28,7 +28,7 @@ def image_bytes(backend: Backend, row: int) -> tuple[bytes | Path, str]:
     """(the file, or a tar member's bytes; its media type) of an indexed row."""
     from msfkit.data.archives import read_member, split_member
 
-    path = Path(backend.path(row))
+    path = Path(backend.rows.path(row))
     kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     if path.is_file():
         return path, kind
@@ -45,14 +45,14 @@ def thumbnail(backend: Backend, row: int, size: int, cache: Path) -> Path:
     """A JPEG of the row's image with its longest side `size` (made once, then read from `cache`).
 
     The cache file is named by the file's path, size on disk and mtime, so a changed file gets a
-    new thumbnail. Tiny images (a 28 px digit) grow with sharp pixels, as in the contact sheets."""
-    from PIL import Image
-
+    new thumbnail. Fitted as the contact sheets' tiles are (`msfkit.retrieval.render.fit_image`):
+    photos shrink, tiny images (a 28 px digit) grow with sharp pixels."""
     from msfkit.data.images import BadImageError, load_image
+    from msfkit.retrieval.render import fit_image
 
     if size not in THUMB_SIZES:
         raise Refused(f"thumbnail size {size}: between {THUMB_SIZES.start} and {THUMB_SIZES.stop - 1}")
-    path = backend.path(row)
+    path = backend.rows.path(row)
     try:
         st = os.stat(path)
         stamp = f"{st.st_size}:{st.st_mtime_ns}"
@@ -66,12 +66,7 @@ def thumbnail(backend: Backend, row: int, size: int, cache: Path) -> Path:
         im = load_image(path, draft_size=size)
     except BadImageError as e:
         raise NotFound(f"row {row}: {path}: {e}") from None
-    scale = size / max(im.width, im.height)
-    if scale < 1:
-        im.thumbnail((size, size), Image.Resampling.LANCZOS)
-    elif scale >= 2:
-        grow = int(scale)  # whole multiples keep every pixel square
-        im = im.resize((im.width * grow, im.height * grow), Image.Resampling.NEAREST)
+    im = fit_image(im, size)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: im.save(tmp, format="JPEG", quality=THUMB_QUALITY))
     return out

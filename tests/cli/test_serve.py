@@ -6,6 +6,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from tests.msfkit.index_stores import photo_index_folders
 from tests.msfkit.serve.server import msfkit_command, server_env
 
@@ -39,6 +41,15 @@ def test_a_port_in_use_is_one_error_line(photo_paths, tmp_path_factory, tmp_path
     assert r.returncode == 1, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+
+
+@pytest.mark.parametrize("name", ["*", "bad host"])
+def test_a_malformed_allowed_host_is_one_error_line(photo_index, tmp_path, name):
+    argv = [*msfkit_command(), "serve", str(photo_index[0]), "--port", "0", "--allowed-host", name]
+    env = server_env(tmp_path / "cache", tmp_path / "hf")
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    expected = f"Error: --allowed-host {name!r}: a host name, an IP address or *.domain (every name under it)"
+    assert (r.returncode, r.stderr.strip(), r.stdout) == (1, expected, "")
 
 
 def test_json_prints_the_url_as_one_object(photo_paths, tmp_path_factory, tmp_path):

@@ -27,13 +27,15 @@ def server_env(cache: Path, hf_home: Path) -> dict[str, str]:
 
 
 class Server:
-    """`msfkit serve INDEX --port 0 ...`, started and stopped; `url` is what it printed."""
+    """`msfkit serve INDEX --port 0 ...`, started and stopped; `url` is what it printed, `lines` what it
+    printed until then, `output()` all it has printed (stdout and stderr)."""
 
     def __init__(self, index: Path, env: dict[str, str], *args: str) -> None:
         self.argv = [*msfkit_command(), "serve", str(index), "--port", "0", *args]
         self.env = env
         self.url = ""
         self.lines: list[str] = []
+        self.log: list[str] = []
 
     def __enter__(self) -> Server:
         self.proc = subprocess.Popen(
@@ -43,6 +45,7 @@ class Server:
 
         def read() -> None:
             for line in self.proc.stdout:
+                self.log.append(line)
                 lines.put(line)
             lines.put(None)
 
@@ -62,6 +65,15 @@ class Server:
             elif line.startswith('{"url": '):  # --json
                 self.url = json.loads(line)["url"]
         return self
+
+    def output(self, quiet: float = 0.5) -> str:
+        """Everything printed so far, once nothing new has come for `quiet` seconds (what a request
+        logs is written before its answer is sent, so it is in by then)."""
+        seen = -1
+        while seen != len(self.log):
+            seen = len(self.log)
+            time.sleep(quiet)
+        return "".join(self.log)
 
     def __exit__(self, *exc) -> None:
         self.proc.terminate()
