@@ -90,8 +90,14 @@ def test_gradient_flows_through_the_online_network_only():
     assert all(p.grad is None for p in model.target.parameters())
 
 
-def test_purity_counts_neighbours_with_the_same_label():
-    model = _tiny_msf(k=1)
-    x_t, x_q, labels = _views()
-    out = model(x_t, x_q, labels, momentum=0.99)
-    assert out.purity.item() == 1.0  # k = 1: the neighbour is the sample itself
+def test_purity_is_the_fraction_of_neighbours_with_the_samples_label():
+    model = _tiny_msf(k=4, bank_size=8)
+    model(*_views(n=4)[:2], torch.tensor([0, 1, 0, 1]), momentum=0.99)  # bank rows 0-3
+    labels = torch.tensor([0, 0, -1, 1])  # rows 4-7; the third sample's label is unknown
+    out = model(*_views(n=4, seed=2)[:2], labels, momentum=0.99)
+    written = [0, 1, 0, 1, 0, 0, -1, 1]  # the label of each bank row, as written above
+    same = [written[row] == labels[i] for i in (0, 1, 3) for row in out.neighbours[i].tolist()]
+    assert 0 < out.purity.item() < 1  # some neighbours share the label, some do not
+    assert out.purity.item() == pytest.approx(sum(same) / len(same))
+    unknown = model(*_views(n=4, seed=3)[:2], torch.full((4,), -1), momentum=0.99)
+    assert unknown.purity.isnan()  # no known label: no purity
