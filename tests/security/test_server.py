@@ -4,6 +4,9 @@ Real HTTP (httpx) to the installed command serving the photo index."""
 
 from __future__ import annotations
 
+import json
+import socket
+
 import httpx
 import pytest
 
@@ -52,6 +55,17 @@ def test_a_foreign_host_header_is_400_json_and_no_data(client, server, host):
         error = r.json()["error"]
         assert "Host" in error and "--allowed-host" in error and "\n" not in error
         assert list(r.json()) == ["error"] and r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_request_without_a_host_header_is_400_json(server):
+    """HTTP/1.0 allows leaving Host out; such a request names none of the server's names either."""
+    url = httpx.URL(server.url)
+    with socket.create_connection((url.host, url.port), timeout=30) as conn:
+        conn.sendall(b"GET /api/rows/0 HTTP/1.0\r\n\r\n")
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower(), head
+    assert list(json.loads(body)) == ["error"]
 
 
 @pytest.mark.parametrize(
