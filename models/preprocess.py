@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
+_RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -58,12 +64,23 @@ class Preprocess:
     std: tuple[float, float, float]
 
     def crop(self, image: Image.Image) -> torch.Tensor:
-        """uint8 (3, S, S) centre crop of an 8-bit RGB image."""
-        from torchvision.transforms import InterpolationMode
+        """uint8 (3, S, S) centre crop of an 8-bit RGB image resized by its shorter side.
+
+        Only the region the crop keeps is resized (PIL's `resize(box=...)`, the crop mapped back to
+        source pixels): the pixels of resizing the whole image and then cropping, in memory bounded by
+        the output for any shape, where a 1 x 100,000 strip resized whole would take 256 x 25.6M."""
         from torchvision.transforms import functional as F
 
-        image = F.resize(image, self.resize, interpolation=InterpolationMode(self.interpolation))
-        return F.pil_to_tensor(F.center_crop(image, self.image_size))
+        size = self.image_size
+        (x0, x1, w, left), (y0, y1, h, top) = (
+            _kept(n, r, size) for n, r in zip(image.size, _resized(image.size, self.resize), strict=True)
+        )
+        kept = image.resize((w, h), _RESAMPLE[self.interpolation], box=(x0, y0, x1, y1))
+        if (w, h) != (size, size):  # a crop larger than the resized image: zero padding, as CenterCrop's
+            canvas = Image.new("RGB", (size, size))
+            canvas.paste(kept, (left, top))
+            kept = canvas
+        return F.pil_to_tensor(kept)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, S, S) on any device -> float32 normalised as ToTensor + Normalize do."""
@@ -81,3 +98,21 @@ class Preprocess:
 def eval_transform(image_size: int, resize: int, interpolation: str, mean, std) -> Preprocess:
     """The eval transform of a config: PIL image -> normalised (3, S, S) tensor (a `Preprocess`)."""
     return Preprocess(image_size, resize, interpolation, tuple(mean), tuple(std))
+
+
+def _resized(size: tuple[int, int], shorter: int) -> tuple[int, int]:
+    """(width, height) after torchvision's Resize(shorter): the shorter side to `shorter`, the longer
+    one scaled and rounded down."""
+    w, h = size
+    if w <= h:
+        return shorter, int(shorter * h / w)
+    return int(shorter * w / h), shorter
+
+
+def _kept(n: int, r: int, crop: int) -> tuple[float, float, int, int]:
+    """Along one side of n source pixels resized to r, what CenterCrop(crop) keeps: (first and end
+    source coordinate, output pixels, where they go in the crop)."""
+    if crop >= r:  # all of it, centred in zero padding
+        return 0.0, float(n), r, (crop - r) // 2
+    first = int(round((r - crop) / 2.0))
+    return first * n / r, (first + crop) * n / r, crop, 0

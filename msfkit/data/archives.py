@@ -12,7 +12,13 @@ works member by member, as for files.
 
 Only plain tar is read (random access by offset, no decompression pass per image). A webdataset
 sample's label is its `KEY.cls` member (text), when there is one. Compressed tars, zip, 7z and
-rar are refused in one line that says so.
+rar are refused in one line that says so, and so is a tar that ends early (inside a member's data or
+header, or without its end-of-archive blocks): it is never read as a shorter complete archive.
+
+Member names are data from strangers (`msfkit.data.paths`): `./a.jpg` is listed as `a.jpg`; a name
+that is absolute or has a `..` part is listed as it is and reads as `MemberError("unsafe member
+name ...")`, an error row like any unreadable member, never as a file outside the archive. A hard
+link reads as the earlier member it links to; a symbolic link member is an error row (not followed).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import tarfile
 from functools import lru_cache
 from pathlib import Path
 
+from msfkit.data.paths import clean_name, name_problem
 from msfkit.models.errors import MsfkitError
 
 ARCHIVE_SUFFIXES = (".tar",)
@@ -32,6 +39,11 @@ UNREADABLE = {
     ".7z": "a 7z archive", ".rar": "a rar archive",
 }  # fmt: skip
 _BRACES = re.compile(r"\{([^{}]*)\}")
+_BLOCK = tarfile.BLOCKSIZE
+
+
+class MemberError(MsfkitError):
+    """A listed member that cannot be read (an unsafe name, a dangling link); the message says why."""
 
 
 def is_archive(path: str | os.PathLike) -> bool:
@@ -65,8 +77,8 @@ def members(archive: str | os.PathLike, extensions: frozenset[str]) -> list[tupl
     """(member name, label or None) of the image members of a tar, sorted by name."""
     index = _index(str(archive), _mtime(archive))
     labels = {}
-    for name in index:
-        if name.endswith(".cls"):
+    for name, entry in index.items():
+        if name.endswith(".cls") and not isinstance(entry, str):
             text = read_member(Path(archive), name)[0].decode("utf-8", "replace")
             labels[name[: -len(".cls")]] = text.strip()
     found = []
@@ -90,10 +102,13 @@ def split_member(path: str | os.PathLike) -> tuple[Path, str] | None:
 
 
 def read_member(archive: Path, name: str) -> tuple[bytes, float]:
-    """(the member's bytes, its mtime); a member the archive does not hold is FileNotFoundError."""
+    """(the member's bytes, its mtime); a member the archive does not hold is FileNotFoundError, one
+    it holds but cannot be read (an unsafe name, a dangling link) a `MemberError` saying why."""
     index = _index(str(archive), _mtime(archive))
     if name not in index:
         raise FileNotFoundError(f"{archive} holds no member {name}")
+    if isinstance(index[name], str):
+        raise MemberError(index[name])
     offset, size, mtime = index[name]
     with open(archive, "rb") as f:
         f.seek(offset)
@@ -105,11 +120,55 @@ def _mtime(archive: str | os.PathLike) -> float:
 
 
 @lru_cache(maxsize=16)
-def _index(archive: str, mtime: float) -> dict[str, tuple[int, int, float]]:
-    """member name -> (data offset, size, mtime) of the regular files of a plain tar (headers only)."""
+def _index(archive: str, mtime: float) -> dict[str, tuple[int, int, float] | str]:
+    """member name -> (data offset, size, mtime), or the reason it cannot be read, for the file-like
+    members of a plain tar (headers only); a tar that ends early is an error."""
     del mtime  # part of the cache key: a rewritten archive is indexed again
+    index: dict[str, tuple[int, int, float] | str] = {}
     try:
         with tarfile.open(archive, mode="r:") as tar:
-            return {m.name: (m.offset_data, m.size, float(m.mtime)) for m in tar if m.isfile()}
+            count = 0
+            for m in tar:
+                count += 1
+                entry = _entry(m, index)
+                if entry is not None:
+                    index[entry[0]] = entry[1]
+            _check_end(archive, tar.offset, count)
     except tarfile.ReadError as e:
         raise MsfkitError(f"{archive}: not a plain tar archive msfkit can read ({e})") from None
+    return index
+
+
+def _entry(m: tarfile.TarInfo, index: dict) -> tuple[str, tuple[int, int, float] | str] | None:
+    """(name, what reading it gives) of a member that may be an image; None for folders and devices."""
+    if not (m.isfile() or m.islnk() or m.issym()):
+        return None
+    problem = name_problem(m.name)
+    if problem is not None:
+        return m.name, f"unsafe member name: {problem}"
+    name = clean_name(m.name)
+    if m.isfile():
+        return name, (m.offset_data, m.size, float(m.mtime))
+    if m.issym():
+        return name, "a symbolic link member (not followed)"
+    target = index.get(clean_name(m.linkname)) if name_problem(m.linkname) is None else None
+    if target is None or isinstance(target, str):
+        return name, f"a hard link to {m.linkname!r}, which is not a readable earlier member"
+    return name, target
+
+
+def _check_end(archive: str, offset: int, count: int) -> None:
+    """Refuse a tar that does not end with a zero block where its last member ends: `tarfile` stops
+    silently at a header cut short, missing or damaged, which would read as a shorter archive."""
+    with open(archive, "rb") as f:
+        f.seek(offset)
+        block = f.read(_BLOCK)
+    if len(block) == _BLOCK and not block.strip(b"\0"):
+        return
+    if not block:
+        why = f"ends after {count} members without the end-of-archive blocks"
+    elif len(block) < _BLOCK:
+        why = f"ends inside the header of member {count + 1}"
+    else:
+        why = f"has a damaged header after {count} members"
+    raise MsfkitError(f"{archive}: truncated or damaged tar: it {why}; it is not read as a shorter archive")

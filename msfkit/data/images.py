@@ -7,6 +7,8 @@
 The checks run cheapest first: the path (missing, broken symlink, not a file), the size on disk
 (zero bytes), the header (not an image; more pixels than `max_pixels`, refused before any pixel
 is decoded, so a decompression bomb costs no memory), then the full decode (truncated, corrupt).
+Any shape is read: a 4000 x 12 strip costs its pixels, and preprocessing resizes only the region its
+centre crop keeps (`msfkit.models.preprocess.Preprocess.crop`), so memory stays bounded there too.
 """
 
 from __future__ import annotations
@@ -22,16 +24,13 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from msfkit.data.archives import read_member, split_member
+from msfkit.data.archives import MemberError, read_member, split_member
+from msfkit.data.paths import name_problem, refused_entry
 from msfkit.models.errors import MsfkitError
 from msfkit.models.preprocess import to_rgb
 
 # Pillow's own warning threshold (~89 MP, a 9459 x 9459 image): far above any camera photo.
 DEFAULT_MAX_PIXELS = 89_478_485
-# Longer side / shorter side. Preprocessing resizes the SHORTER side to the model's size, so a thin
-# image grows along its longer one: an 89-byte 1 x 10,000 PNG would become 224 x 2,240,000 (1.5 GB).
-# Panoramas and receipts stay well under 50:1; anything thinner is a bad input, refused unread.
-MAX_ASPECT = 50
 _TRANSPOSED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 _EXIF_ORIENTATION = 0x0112
 
@@ -77,7 +76,7 @@ def decode_image(
     if isinstance(path, bytes):
         source, size, mtime, mtime_ns = io.BytesIO(path), len(path), 0.0, 0
     else:
-        source, size, mtime, mtime_ns = _open_source(Path(path))
+        source, size, mtime, mtime_ns = _open_source(os.fspath(path))
     if size == 0:
         raise BadImageError("zero bytes")
     try:
@@ -88,8 +87,6 @@ def decode_image(
                 width, height = _display_size(im)
                 if width * height > max_pixels:
                     raise BadImageError(_bomb_reason(width, height, max_pixels))
-                if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
-                    raise BadImageError(f"extreme aspect ratio refused: {width}x{height} (> {MAX_ASPECT}:1)")
                 if draft_size is not None and im.format == "JPEG":
                     im.draft(None, (draft_size, draft_size))
                 im.load()
@@ -124,18 +121,30 @@ def image_extensions() -> frozenset[str]:
     return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 
-def _open_source(path: Path):
-    """(what Image.open reads: the path, or a member's bytes; byte count; mtime; mtime in ns)."""
+def _open_source(text: str):
+    """(what Image.open reads: the path, or a member's bytes; byte count; mtime; mtime in ns).
+
+    A path that does not exist may name a tar member (`ARCHIVE.tar/member`), or an entry of a path
+    list that listing refused (`LIST.txt/../x.jpg`, see `msfkit.data.paths`): the string is split
+    as given, before `Path` would fold a `//` or `..` in the name."""
+    path = Path(text)
     if not path.exists() and not path.is_symlink():
-        member = split_member(path)  # ARCHIVE.tar/member
+        member = split_member(text)
         if member is not None:
             try:
                 data, mtime = read_member(*member)
+            except MemberError as e:
+                raise BadImageError(str(e)) from None
             except FileNotFoundError:
                 raise BadImageError("no such member in the archive") from None
             except OSError as e:
                 raise BadImageError(f"unreadable archive: {e.strerror or _first_line(e)}") from None
             return io.BytesIO(data), len(data), mtime, int(mtime * 1_000_000_000)
+        refused = refused_entry(text)
+        if refused is not None:
+            listed, entry = refused
+            why = name_problem(entry) or "not a path of its own"
+            raise BadImageError(f"unsafe path in the list {Path(listed).name}: {why}")
     st = _stat(path)
     return path, st.st_size, st.st_mtime, st.st_mtime_ns
 

@@ -10,6 +10,11 @@ webdataset shard (its image members: see `msfkit.data.archives`; brace lists suc
 broken symlink is listed (and later reported) rather than silently dropped. So is a sub-folder
 that cannot be read (no permission): it is listed as an entry of its own, which fails to decode
 as "unreadable folder", and named in `Listing.unreadable`.
+
+Names read from a list, a table or an archive are data (`msfkit.data.paths`): one that is absolute
+or has a `..` part is not followed. It is listed as `LIST/ENTRY` (or `ARCHIVE.tar/MEMBER`), a name
+inside the file it came from, which decodes as "unsafe ..." and so becomes an error row of the
+store like any unreadable file, and adds nothing to the source root.
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ from pathlib import Path
 
 from msfkit.data.archives import archives, is_archive, members, refuse_unreadable
 from msfkit.data.images import image_extensions
+from msfkit.data.paths import LIST_SUFFIXES, name_problem
 from msfkit.models.errors import MsfkitError
 
-LIST_SUFFIXES = (".txt", ".lst", ".list")
 TABLE_SUFFIXES = (".csv", ".parquet")
 
 
@@ -59,7 +64,7 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
     """The files named by `inputs` (folders, path lists, single files); see the module docstring."""
     if not inputs:
         raise MsfkitError("no inputs: give image folders, files, or a text file listing paths")
-    found: list[tuple[str, str | None]] = []  # (absolute path, label)
+    found: list[tuple[str, str | None, str | None]] = []  # (absolute path, name inside it, label)
     anchors: list[str] = []  # folders the source root must contain
     unreadable: list[str] = []
     for raw in _expanded(inputs):
@@ -67,25 +72,25 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
         refuse_unreadable(path)
         if os.path.isfile(path) and is_archive(path):  # a tar or webdataset shard: its image members
             anchors.append(os.path.dirname(path))
-            found += [(f"{path}/{name}", label) for name, label in members(path, image_extensions())]
+            found += [(path, name, label) for name, label in members(path, image_extensions())]
         elif os.path.isdir(path):
             anchors.append(path)
-            found += _walk(path, unreadable)
-        elif os.path.isfile(path) and path.lower().endswith(LIST_SUFFIXES + TABLE_SUFFIXES):
-            listed = _read_table(path) if path.lower().endswith(TABLE_SUFFIXES) else _read_list(path)
-            anchors += [os.path.dirname(p) for p, _ in listed]
-            found += listed
+            found += [(p, None, label) for p, label in _walk(path, unreadable)]
+        elif os.path.isfile(path) and path.lower().endswith(LIST_SUFFIXES):
+            found += _listed(path, anchors)
         elif os.path.lexists(path):
             anchors.append(os.path.dirname(path))
-            found.append((path, None))
+            found.append((path, None, None))
         else:
             raise MsfkitError(f"{raw}: no such file or folder")
     if not anchors:
         raise MsfkitError("the inputs name no files")
     root = os.path.commonpath(anchors)
     files: dict[str, SourceFile] = {}
-    for path, label in found:
+    for path, inner, label in found:
         rel = Path(os.path.relpath(path, root)).as_posix()
+        if inner is not None:  # kept as named: a refused name must not fold into another file's
+            path, rel = f"{path}/{inner}", f"{rel}/{inner}"
         files.setdefault(rel, SourceFile(path, rel, label))
     return Listing(Path(root), [files[rel] for rel in sorted(files)], sorted(set(unreadable)))
 
@@ -93,6 +98,23 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
 def _expanded(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
     """Brace lists and ranges of archive names (`train-{0000..0009}.tar`) expanded, in order."""
     return [one for raw in inputs for one in (archives(os.fspath(raw)) if "{" in os.fspath(raw) else [raw])]
+
+
+def _listed(list_path: str, anchors: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """The entries of a path list or table: a safe one as a file under the list's folder (its folder
+    anchors the source root), an unsafe one (`name_problem`) as LIST/ENTRY, an error row."""
+    table = list_path.lower().endswith(TABLE_SUFFIXES)
+    base = os.path.dirname(list_path)
+    out: list[tuple[str, str | None, str | None]] = []
+    for entry, label in _read_table(list_path) if table else _read_list(list_path):
+        if name_problem(entry) is None:
+            path = os.path.abspath(os.path.join(base, entry))
+            anchors.append(os.path.dirname(path))
+            out.append((path, None, label))
+        else:
+            anchors.append(base)
+            out.append((list_path, entry, None))
+    return out
 
 
 def _walk(top: str, unreadable: list[str]) -> list[tuple[str, str | None]]:
@@ -119,18 +141,17 @@ def _walk(top: str, unreadable: list[str]) -> list[tuple[str, str | None]]:
 
 
 def _read_list(list_path: str) -> list[tuple[str, str | None]]:
-    base = os.path.dirname(list_path)
+    """(entry as written, None) of each path line of a list."""
     try:
         with open(list_path, encoding="utf-8") as f:
             lines = [line.strip() for line in f]
     except (OSError, UnicodeDecodeError) as e:
         raise MsfkitError(f"{list_path}: unreadable path list ({e})") from None
-    paths = [line for line in lines if line and not line.startswith("#")]
-    return [(os.path.abspath(os.path.join(base, os.path.expanduser(p))), None) for p in paths]
+    return [(line, None) for line in lines if line and not line.startswith("#")]
 
 
 def _read_table(table_path: str) -> list[tuple[str, str | None]]:
-    """(path, label) rows of a .csv or .parquet table with a `path` column (and maybe `label`)."""
+    """(entry as written, label) rows of a .csv or .parquet table with a `path` column (and maybe `label`)."""
     import pandas as pd
 
     try:
@@ -143,7 +164,6 @@ def _read_table(table_path: str) -> list[tuple[str, str | None]]:
     if "path" not in df.columns:
         has = ", ".join(map(str, df.columns))
         raise MsfkitError(f"{table_path}: a table of inputs needs a 'path' column (has {has})")
-    base = os.path.dirname(table_path)
     labels = df["label"] if "label" in df.columns else [None] * len(df)
     rows = []
     for raw, label in zip(df["path"], labels, strict=True):
@@ -151,5 +171,5 @@ def _read_table(table_path: str) -> list[tuple[str, str | None]]:
             raise MsfkitError(f"{table_path}: every 'path' must be text, found {raw!r}")
         missing = label is None or (isinstance(label, float) and label != label) or label == ""
         label = None if missing else str(label)
-        rows.append((os.path.abspath(os.path.join(base, os.path.expanduser(raw))), label))
+        rows.append((raw, label))
     return rows

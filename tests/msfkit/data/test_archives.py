@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 import zipfile
 
@@ -13,7 +14,7 @@ from PIL import Image
 
 import msfkit
 from msfkit.data.archives import archives
-from msfkit.data.images import decode_image
+from msfkit.data.images import BadImageError, decode_image
 from msfkit.data.inputs import list_inputs
 from msfkit.models.errors import MsfkitError
 
@@ -41,13 +42,17 @@ def test_braces_expand_like_webdataset():
 def test_shards_embed_like_the_same_files_with_their_labels(tmp_path, photo_paths, tiny_model_dir):
     (tmp_path / "shards").mkdir()
     _shard(tmp_path / "shards" / "train-0.tar", photo_paths[:3], ["cat", "dog", "cat"])
-    _shard(tmp_path / "shards" / "train-1.tar", photo_paths[3:5], ["dog", "cat"], extra=[("bad.jpg", b"nope")])
+    _shard(
+        tmp_path / "shards" / "train-1.tar", photo_paths[3:5], ["dog", "cat"], extra=[("bad.jpg", b"nope")]
+    )
     files = list_inputs([str(tmp_path / "shards" / "train-{0..1}.tar")]).files
     assert [f.rel for f in files] == ["train-0.tar/s000.jpg", "train-0.tar/s001.jpg", "train-0.tar/s002.jpg",
                                       "train-1.tar/bad.jpg", "train-1.tar/s000.jpg", "train-1.tar/s001.jpg"]  # fmt: skip
     assert [f.label for f in files] == ["cat", "dog", "cat", None, "dog", "cat"]
 
-    store = msfkit.embed(str(tmp_path / "shards" / "train-{0..1}.tar"), tiny_model_dir, tmp_path / "store", workers=2)
+    store = msfkit.embed(
+        str(tmp_path / "shards" / "train-{0..1}.tar"), tiny_model_dir, tmp_path / "store", workers=2
+    )
     assert store.run.embedded == 5 and list(store.errors["path"]) == ["train-1.tar/bad.jpg"]
     encoder = msfkit.load(tiny_model_dir)
     direct = encoder.embed([Image.open(p) for p in photo_paths[:5]])
@@ -55,7 +60,9 @@ def test_shards_embed_like_the_same_files_with_their_labels(tmp_path, photo_path
     assert decode_image(store.absolute_paths()[0]).bytes == photo_paths[0].stat().st_size  # paths still open
 
     _shard(tmp_path / "shards" / "train-2.tar", photo_paths[5:7], ["dog", "dog"])
-    grown = msfkit.embed(str(tmp_path / "shards" / "train-{0..2}.tar"), tiny_model_dir, tmp_path / "store", workers=0)
+    grown = msfkit.embed(
+        str(tmp_path / "shards" / "train-{0..2}.tar"), tiny_model_dir, tmp_path / "store", workers=0
+    )
     assert (grown.run.embedded, grown.run.skipped) == (2, 6)  # only the new members
 
 
@@ -73,3 +80,54 @@ def test_an_archive_type_it_cannot_read_is_one_honest_line(tmp_path, name, what)
         list_inputs([path])
     with pytest.raises(MsfkitError, match="not a plain tar archive"):
         list_inputs([(tmp_path / "fake.tar").write_text("not a tar") and tmp_path / "fake.tar"])
+
+
+def _tar(path, members, fmt=tarfile.GNU_FORMAT):
+    """A tar of (name, bytes or (type, linkname)) members."""
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for name, what in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(what, bytes):
+                info.size = len(what)
+                tar.addfile(info, io.BytesIO(what))
+            else:
+                info.type, info.linkname = what
+                tar.addfile(info)
+    return path
+
+
+def test_member_names_are_listed_clean_and_read_unsafe_ones_as_their_reason(tmp_path):
+    from msfkit.data.archives import MemberError, members, read_member
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(jpeg, format="JPEG")
+    shard = _tar(tmp_path / "s.tar", [("./a.jpg", jpeg.getvalue()), ("../up.jpg", b"x"), ("/abs.jpg", b"x"),
+                                      ("twin.jpg", (tarfile.LNKTYPE, "./a.jpg")), ("gone.jpg", (tarfile.LNKTYPE, "nope.jpg")),
+                                      ("sym.jpg", (tarfile.SYMTYPE, "a.jpg"))])  # fmt: skip
+    names = [name for name, _ in members(shard, frozenset({".jpg"}))]
+    assert names == ["../up.jpg", "/abs.jpg", "a.jpg", "gone.jpg", "sym.jpg", "twin.jpg"]
+    assert read_member(shard, "a.jpg")[0] == read_member(shard, "twin.jpg")[0] == jpeg.getvalue()
+    for name, reason in [("../up.jpg", "unsafe member name: has a '..' part"), ("/abs.jpg", "unsafe member name: absolute"),
+                         ("sym.jpg", "a symbolic link member (not followed)"),
+                         ("gone.jpg", "a hard link to 'nope.jpg', which is not a readable earlier member")]:  # fmt: skip
+        with pytest.raises(MemberError, match=re.escape(reason)):
+            read_member(shard, name)
+    assert decode_image(f"{shard}/a.jpg").width == 8  # './a.jpg' opens by its clean name
+    with pytest.raises(BadImageError, match="unsafe member name: absolute"):
+        decode_image(f"{shard}//abs.jpg")
+
+
+@pytest.mark.parametrize(("keep", "junk", "says"), [(100, False, "ends inside the header of member 3"),
+                                                     (0, False, "ends after 2 members without the end-of-archive blocks"),
+                                                     (512, True, "has a damaged header after 2 members")])  # fmt: skip
+def test_a_tar_cut_or_damaged_after_a_member_is_one_error_not_a_shorter_archive(tmp_path, keep, junk, says):
+    whole = _tar(
+        tmp_path / "whole.tar", [(f"m{i}.jpg", b"x" * 600) for i in range(4)], fmt=tarfile.USTAR_FORMAT
+    )
+    data = whole.read_bytes()
+    end = 2 * (512 + 1024)  # two members: a header and two data blocks each
+    cut = data[:end] + b"\x07" * keep + data[end + keep :] if junk else data[: end + keep]
+    (tmp_path / "cut.tar").write_bytes(cut)
+    with pytest.raises(MsfkitError, match=re.escape(f"cut.tar: truncated or damaged tar: it {says}")):
+        list_inputs([tmp_path / "cut.tar"])
+    assert len(list_inputs([whole]).files) == 4

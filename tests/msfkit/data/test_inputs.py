@@ -67,3 +67,31 @@ def test_a_table_without_a_path_column_is_one_error(tmp_path):
     pd.DataFrame({"file": ["a.jpg"]}).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(MsfkitError, match=r"t.csv: a table of inputs needs a 'path' column \(has file\)"):
         list_inputs([tmp_path / "t.csv"])
+
+
+def test_list_and_table_entries_that_climb_out_or_are_absolute_are_error_rows(tmp_path):
+    import re
+
+    import pandas as pd
+    import pytest
+
+    from msfkit.data.images import BadImageError, decode_image
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("RGB", (8, 8)).save(data / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    (data / "picks.txt").write_text(f"a.png\n../outside.png\n{tmp_path / 'outside.png'}\n")
+    pd.DataFrame({"path": ["a.png", "../outside.png"]}).to_csv(data / "picks.csv", index=False)
+    listing = list_inputs([data / "picks.txt", data / "picks.csv"])
+    assert listing.root == data  # the refused entries do not widen the source root
+    refused = {
+        "picks.csv/../outside.png": "picks.csv: has a '..' part",
+        "picks.txt/../outside.png": "picks.txt: has a '..' part",
+        f"picks.txt/{tmp_path}/outside.png": "picks.txt: absolute",
+    }
+    assert [f.rel for f in listing.files] == ["a.png", *sorted(refused)]
+    decode_image(listing.files[0].path)
+    for f in listing.files[1:]:
+        with pytest.raises(BadImageError, match=re.escape(f"unsafe path in the list {refused[f.rel]}")):
+            decode_image(f.path)
