@@ -122,7 +122,7 @@ def routes(backend: Backend, cache) -> list[Route]:
 
 
 async def _json_search(request: Request, backend: Backend, offset: int, limit: int) -> dict:
-    body = search_body(await request.body(), offset, limit)
+    body = await run_in_threadpool(search_body, await request.body(), offset, limit)  # a large body: seconds
     if body.rows is not None:
         return await run_in_threadpool(backend.search_rows, body.rows, body.offset, body.limit)
     return await run_in_threadpool(backend.search_vectors, body.vectors, body.offset, body.limit)

@@ -3,9 +3,9 @@
     body = search_body(await request.body(), offset=0, limit=20)   # SearchBody(rows=[17], ...)
 
 A body that is not JSON, nests too deep, is not an object, has a field the schema does not name or
-a field of the wrong kind is a `Refused` (400) whose one line names the field: `offset: a whole
-number is expected, not 'abc'`. Ranges (a row past the end, a page too deep) are the backend's to
-check, where the limits are.
+a field of the wrong kind is a `Refused` (400) whose one line names the field, down to the item:
+`offset: a whole number is expected, not "abc"`, `vector[3]: a finite number is expected, not NaN`.
+Ranges (a row past the end, a page too deep) are the backend's to check, where the limits are.
 """
 
 from __future__ import annotations
@@ -22,38 +22,40 @@ SEARCH_WITH = ("row", "rows", "vector", "vectors")  # exactly one of these
 EXAMPLES = '{"row": N}, {"rows": [...]}, {"vector": [...]} or {"vectors": [[...]]}'
 
 
-def _whole(value: Any) -> str | None:
-    """None when `value` is a whole number (JSON true/false are not), else what is expected."""
-    return None if type(value) is int else "a whole number is expected"
+Wrong = tuple[str, str] | None  # (where in the field, what is wrong), None when right
+Check = Callable[[Any], Wrong]
 
 
-def _whole_list(value: Any) -> str | None:
-    ok = isinstance(value, list) and all(type(v) is int for v in value)
-    return None if ok else "a list of whole numbers is expected"
+def _one(is_ok: Callable[[Any], bool], what: str) -> Check:
+    def check(value: Any) -> Wrong:
+        return None if is_ok(value) else ("", f"{what} is expected, not {_shown(value)}")
+
+    return check
 
 
-def _numbers(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        type(v) is int or (type(v) is float and math.isfinite(v)) for v in value
-    )
+def _list_of(item: Check, what: str) -> Check:
+    def check(value: Any) -> Wrong:
+        if not isinstance(value, list):
+            return "", f"{what} is expected, not {_shown(value)}"
+        for i, v in enumerate(value):
+            wrong = item(v)
+            if wrong is not None:
+                return f"[{i}]{wrong[0]}", wrong[1]
+        return None
+
+    return check
 
 
-def _vector(value: Any) -> str | None:
-    return None if _numbers(value) else "a list of finite numbers is expected"
-
-
-def _vectors(value: Any) -> str | None:
-    ok = isinstance(value, list) and all(_numbers(v) for v in value)
-    return None if ok else "a list of lists of finite numbers is expected"
-
-
-SEARCH: dict[str, Callable[[Any], str | None]] = {
-    "row": _whole,
-    "rows": _whole_list,
-    "vector": _vector,
-    "vectors": _vectors,
-    "offset": _whole,
-    "limit": _whole,
+WHOLE = _one(lambda v: type(v) is int, "a whole number")  # JSON true and false are not
+NUMBER = _one(lambda v: type(v) is int or (type(v) is float and math.isfinite(v)), "a finite number")
+VECTOR = _list_of(NUMBER, "a list of numbers")
+SEARCH: dict[str, Check] = {
+    "row": WHOLE,
+    "rows": _list_of(WHOLE, "a list of whole numbers"),
+    "vector": VECTOR,
+    "vectors": _list_of(VECTOR, "a list of vectors (lists of numbers)"),
+    "offset": WHOLE,
+    "limit": WHOLE,
 }
 
 
@@ -72,12 +74,11 @@ def search_body(data: bytes, offset: int, limit: int) -> SearchBody:
     string) unless the body gives them."""
     body = _object(data, f"a JSON object is expected: {EXAMPLES}")
     for name, value in body.items():
-        check = SEARCH.get(name)
-        if check is None:
+        if name not in SEARCH:
             raise Refused(f"{_shown(name)}: not a field of a search; give {EXAMPLES}, and offset, limit")
-        wrong = check(value)
+        wrong = SEARCH[name](value)
         if wrong is not None:
-            raise Refused(f"{name}: {wrong}, not {_shown(value)}")
+            raise Refused(f"{name}{wrong[0]}: {wrong[1]}")
     given = [name for name in SEARCH_WITH if name in body]
     if len(given) != 1:
         raise Refused(f"say what to search with, once: {EXAMPLES}")
