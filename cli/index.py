@@ -24,7 +24,28 @@ from msfkit.cli.common import echo_json, json_option
     show_default=True,
     help="auto: exact while cheap, HNSW or IVF-Flat while they fit --memory, IVF-PQ beyond.",
 )
-@click.option("--memory", default="4GB", show_default=True, help="RAM the index may take, e.g. 512MB, 8GB.")
+@click.option(
+    "--memory",
+    default="4GB",
+    show_default=True,
+    help="RAM the index may take when searched, e.g. 512MB, 8GB (with --on-disk: centroids and codebooks).",
+)
+@click.option(
+    "--on-disk",
+    is_flag=True,
+    help="Keep the IVF lists in index.ivfdata, searched memory-mapped: an index larger than RAM.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: fill the pieces of an on-disk index in parallel Ray tasks (implies --on-disk).",
+)
+@click.option(
+    "--address",
+    help="Ray cluster: auto (the one running here) or HOST:PORT; default RAY_ADDRESS or a new one.",
+)
 @click.option(
     "--recall",
     type=click.FloatRange(0, 1, min_open=True),
@@ -34,17 +55,21 @@ from msfkit.cli.common import echo_json, json_option
 )
 @click.option("--force", is_flag=True, help="Replace INDEX if it exists.")
 @json_option
-def index(stores, out, add_to, kind, memory, recall, force, as_json):
+def index(stores, out, add_to, kind, memory, on_disk, engine, address, recall, force, as_json):
     """Build a faiss index folder from one or more embedding STORES (or --add them to one).
 
     \b
       msfkit index store -o index
       msfkit index store --type ivfpq --memory 1GB -o index
+      msfkit index store --on-disk --memory 1GB -o index        # larger than RAM
+      msfkit index store --engine ray --address auto -o index   # in pieces, on a Ray cluster
       msfkit index --add index new-store
     """
     import msfkit
     from msfkit.runtime import format_bytes
 
+    if add_to and (on_disk or engine != "local"):
+        raise click.UsageError("--on-disk and --engine apply to a build (-o OUT), not to --add")
     if add_to and out:
         raise click.UsageError("give either -o OUT (build) or --add INDEX, not both")
     if add_to:
@@ -52,6 +77,7 @@ def index(stores, out, add_to, kind, memory, recall, force, as_json):
         where = add_to
     elif out:
         opts = {"kind": kind, "memory": memory, "recall": recall, "progress": not as_json}
+        opts |= {"on_disk": on_disk, "engine": engine, "address": address}
         info = msfkit.build_index(list(stores), out, force=force, **opts).info
         where = out
     else:
@@ -62,9 +88,10 @@ def index(stores, out, add_to, kind, memory, recall, force, as_json):
         return
     params = ", ".join(f"{k}={v}" for k, v in info["search_params"].items()) or "exact"
     click.echo(f"{where}: {info['count']} x {info['dim']} vectors, {info['factory']} ({params})")
-    click.echo(
-        f"  chosen because: {info['build']['reason']}; about {format_bytes(info['build']['estimated_bytes'])}"
-    )
+    size = format_bytes(info["build"]["estimated_bytes"])
+    if info["storage"] == "disk":
+        size += f" on disk, {format_bytes(info['build']['resident_bytes'])} in RAM when searched"
+    click.echo(f"  chosen because: {info['build']['reason']}; about {size}")
     if r.get("stale"):
         click.echo("  recall not re-measured: a store the index was built from is gone or changed", err=True)
     else:

@@ -90,7 +90,8 @@ def build_index(
     """Build the index folder `out` from embedding stores and open it.
 
     Options: kind ("auto", "flat", "hnsw", "ivf", "ivfpq"), memory ("4GB"), recall (0.95), seed,
-    progress. `force` replaces an existing index folder.
+    progress, on_disk (IVF lists searched memory-mapped), engine ("local" or "ray": pieces filled in
+    Ray tasks), address (the Ray cluster). `force` replaces an existing index folder.
     """
     from msfkit.index import build_index as build
     from msfkit.store import Store as _Store

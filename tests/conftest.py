@@ -121,3 +121,14 @@ def s3_bucket(s3_server, monkeypatch) -> str:
     for name, value in s3_server.environment().items():
         monkeypatch.setenv(name, value)
     return s3_server.new_bucket()
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """Ray started once per test session on this machine with 2 CPUs (the tests that use it are
+    marked `ray`); skipped without the ray extra."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'msfkit[ray]'")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+
+from msfkit.store.format import check_finite
 
 FEW_QUERIES = 16  # fewer queries than this are searched on one thread
 
@@ -61,9 +68,41 @@ def set_search_params(index: Any, params: dict[str, int]) -> None:
         space.set_index_parameter(index, name, value)
 
 
+def add_rows(
+    index: Any, blocks: Iterable[tuple[int, np.ndarray]], skip: np.ndarray, where: object, offset: int = 0
+) -> None:
+    """Add (first row, vectors) `blocks` as ids `offset + row`, normalised, leaving out the sorted ids
+    `skip`; a non-finite vector is one error naming its row and `where` it came from."""
+    for start, block in blocks:
+        check_finite(block, start, where)
+        ids = np.arange(offset + start, offset + start + len(block))
+        keep = ~np.isin(ids, skip)
+        index.add_with_ids(normalized(block[keep]), ids[keep])
+
+
 def normalized(vectors: np.ndarray) -> np.ndarray:
     """A C-contiguous float32 copy of `vectors`, every row scaled to unit length (zero rows stay zero)."""
     x = np.array(vectors, dtype=np.float32, order="C", copy=True, ndmin=2)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     np.divide(x, norms, out=x, where=norms > 0)
     return x
+
+
+@contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """The process's standard output (file descriptor 1) sent to /dev/null for the block.
+
+    faiss's on-disk inverted lists print progress with C `printf` (where the lists were found,
+    file resizes), which would land in `msfkit search --json` output. Open and build only, never
+    while another thread may be printing."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)  # C's buffered output goes where it was written: nowhere
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)

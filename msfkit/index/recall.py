@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from msfkit.index.faiss_ops import normalized, search_index, set_search_params
-from msfkit.index.folder import reopen_store
 
 K = 10
 N_QUERIES = 1000  # held-out queries for recall (fewer for small stores)
@@ -89,11 +88,9 @@ def tune(index: Any, grid: list[dict[str, int]], store, rows: np.ndarray, target
 
 
 def measure_recall(index, queries: np.ndarray) -> float:
-    """Recall@10 of a loaded `msfkit.index.folder.Index` for query vectors it does not hold (re-checking).
-
-    The exact neighbours come from the stores the index was built from.
-    """
-    store = reopen_store(index.info)
+    """Recall@10 of a loaded `msfkit.index.folder.IndexFolder` for query vectors it does not hold
+    (re-checking). The exact neighbours come from the stores the index was built from."""
+    store = index.store
     q = normalized(queries)
     _, truth = ground_truth(store, np.zeros(0, np.int64), exclude=np.zeros(0, np.int64), queries=q)
     return float(per_query_recall(index.index, store, q, truth).mean())

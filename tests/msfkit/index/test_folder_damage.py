@@ -42,7 +42,10 @@ def test_a_damaged_index_is_one_line(folders, tmp_path, damage):
     change, message = INDEX_DAMAGE[damage]
     change(index)
     if damage == "rows point outside":  # keep index.json's record of the file's size true
-        edit_json(index / "index.json", lambda m: {**m, "files": {**m["files"], "rows.parquet": (index / "rows.parquet").stat().st_size}})
+        edit_json(
+            index / "index.json",
+            lambda m: {**m, "files": {**m["files"], "rows.parquet": (index / "rows.parquet").stat().st_size}},
+        )
     before = snapshot(index)
     r = subprocess.run([MSFKIT, "search", index, f"{folders / 'store'}:0"], capture_output=True, text=True)
     one_error_line(r, str(index), message)

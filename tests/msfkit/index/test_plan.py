@@ -33,3 +33,24 @@ def test_a_forced_type_over_the_budget_is_refused():
     with pytest.raises(MsfkitError, match="expected a size"):
         parse_size("lots")
 
+
+@pytest.mark.parametrize(
+    ("n", "d", "memory", "kind"),
+    [
+        (1_000_000, 512, "256MB", "ivf"),  # 2 GB of lists: 8 x the budget, on disk; IVF-PQ in RAM
+        (10_000_000, 512, "1GB", "ivfpq"),  # 20 GB of lists: more than 8 x the budget
+        (10_000, 512, "4GB", "ivf"),  # small: still IVF, never exact or HNSW on disk
+    ],
+)
+def test_on_disk_keeps_full_vectors_while_the_lists_are_a_few_times_the_budget(n, d, memory, kind):
+    budget = parse_size(memory)
+    plan = choose_index(n, d, budget, on_disk=True)
+    assert plan.type == kind
+    assert plan.resident <= budget and plan.bytes - plan.resident <= 8 * budget
+    if n == 1_000_000:  # larger than the budget, and the same budget in RAM would compress
+        assert plan.bytes > 4 * budget and choose_index(n, d, budget).type == "ivfpq"
+
+
+def test_on_disk_the_centroids_must_fit_the_budget():
+    with pytest.raises(MsfkitError, match="IVF centroids .* over the memory budget"):
+        choose_index(10_000_000, 512, parse_size("1MB"), "ivf", on_disk=True)

@@ -1,0 +1,124 @@
+"""Building an IVF index in pieces, stored on disk: trained once, filled piece by piece, merged on disk.
+
+    pieces = plan_pieces(store, piece_rows)                   # runs of whole store shards
+    fill_piece(trained_bytes, store_paths, piece, skip, file)  # one piece: local, or a Ray task
+    with Stacked(trained, files) as view: tune(view.index, ...)  # the pieces searched as one
+    index = merge_on_disk(trained, files, folder / "index.ivfdata")
+
+The coarse quantizer (and PQ) is trained once by the caller; every piece is a copy of that empty
+index filled with the rows of some store shards, written to its own file, so pieces can be filled
+in any order, by any process that reads the store. `merge_on_disk` (faiss.contrib.ondisk) copies
+their inverted lists into one index.ivfdata; the index searches it memory-mapped. Ids are the
+store's row numbers, so the merged index answers as one filled in one process from the same
+trained index (faiss's demo_ondisk_ivf.py is the model).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msfkit.index.faiss_ops import add_rows, normalized, quiet_stdout
+from msfkit.store import Store, open_store
+
+PIECE_ROWS = 1 << 20  # vectors per piece (at least one store shard): what one worker fills at once
+BATCH_ROWS = 65536  # vectors read and added per step
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Store shards [first, last) (counted across the store's parts), holding rows [start, end)."""
+
+    number: int
+    first: int
+    last: int
+    start: int
+    end: int
+
+
+def plan_pieces(store: Store, piece_rows: int = PIECE_ROWS) -> list[Piece]:
+    """Consecutive runs of whole shards of about `piece_rows` rows each, covering the store."""
+    sizes = [s.rows for p in store.parts for s in p.shards]
+    pieces: list[Piece] = []
+    first, start, rows = 0, 0, 0
+    for k, size in enumerate(sizes):
+        rows += size
+        if rows >= piece_rows or k == len(sizes) - 1:
+            pieces.append(Piece(len(pieces), first, k + 1, start, start + rows))
+            first, start, rows = k + 1, start + rows, 0
+    return pieces
+
+
+def fill_piece(trained: np.ndarray, stores: list[str], piece: Piece, skip: np.ndarray, out: str) -> int:
+    """Fill a copy of the `trained` empty index (faiss.serialize_index bytes) with the rows of `piece`
+    of the store at `stores` but the sorted ids `skip`, and write it to `out`; returns its count.
+
+    The same function fills a piece in the building process and in a Ray worker."""
+    import faiss
+
+    index = faiss.deserialize_index(trained)
+    store = open_store(stores)
+    arrays = store.shard_vectors()[piece.first : piece.last]
+    starts = piece.start + np.cumsum([0, *(len(a) for a in arrays)])
+    blocks = (
+        (int(first) + i, np.asarray(array[i : i + BATCH_ROWS]))
+        for first, array in zip(starts, arrays, strict=False)
+        for i in range(0, len(array), BATCH_ROWS)
+    )
+    add_rows(index, blocks, skip, store)
+    faiss.write_index(index, out)
+    return int(index.ntotal)
+
+
+def write_piece(trained: Any, vectors: np.ndarray, ids: np.ndarray, out: Path) -> Path:
+    """A piece of the given vectors (the held-out recall queries, added after tuning) at `out`."""
+    import faiss
+
+    index = faiss.clone_index(trained)
+    index.add_with_ids(normalized(vectors), np.asarray(ids, dtype=np.int64))
+    faiss.write_index(index, str(out))
+    return out
+
+
+class Stacked:
+    """The written pieces searched as one index, their lists memory-mapped, without merging them
+    (to tune the search parameters before the held-out piece joins). Close it (or use `with`)
+    before the files go."""
+
+    def __init__(self, trained: Any, files: list[Path]) -> None:
+        import faiss
+
+        self._pieces = [faiss.read_index(str(f), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY) for f in files]
+        self._lists = faiss.InvertedListsPtrVector()
+        for piece in self._pieces:
+            self._lists.push_back(faiss.extract_index_ivf(piece).invlists)
+        self._stack = faiss.HStackInvertedLists(self._lists.size(), self._lists.data())
+        self.index = faiss.clone_index(trained)
+        ivf = faiss.extract_index_ivf(self.index)
+        ivf.replace_invlists(self._stack, False)
+        ivf.ntotal = self.index.ntotal = sum(int(p.ntotal) for p in self._pieces)
+
+    def __enter__(self) -> Stacked:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the stacked index first, then the pieces whose lists it reads."""
+        self.index = self._stack = self._lists = None
+        self._pieces = []
+
+
+def merge_on_disk(trained: Any, files: list[Path], ivfdata: Path) -> Any:
+    """A copy of the `trained` empty index holding every piece's lists, written to `ivfdata`."""
+    import faiss
+    from faiss.contrib.ondisk import merge_ondisk
+
+    index = faiss.clone_index(trained)
+    with quiet_stdout():  # faiss prints the file's resizing
+        merge_ondisk(index, [str(f) for f in files], str(ivfdata))
+    return index

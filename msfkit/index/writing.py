@@ -1,0 +1,121 @@
+"""Writing an index folder: who may replace `out`, the lock beside it, and the staged write.
+
+with locked(out):
+    check_replaceable(out, overwrite)
+    with staged(out) as tmp:                       # a temporary folder beside `out`
+        ...                                        # large files (index.ivfdata) made in place
+        write_files(tmp, index, info, rows)        # renamed into place when the block ends
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msfkit.index.folder import FILES, INDEX_FILE, INFO_FILE, IVFDATA_FILE, ROWS_FILE
+from msfkit.models.errors import MsfkitError
+from msfkit.models.files import is_disk_full
+
+
+def check_replaceable(out: Path, overwrite: bool) -> None:
+    """A build may write `out` when it does not exist, or with `overwrite` when it is an msfkit index
+    folder or empty; anything else (a store, a folder of the user's files) is refused untouched."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not overwrite:
+        raise MsfkitError(f"{out}: already exists; remove it or pass --force")
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() and not out.is_symlink() else None
+    if entries is None or set(entries) - set(FILES):
+        what = "not a folder" if entries is None else f"holds {', '.join(entries[:5])}"
+        raise MsfkitError(f"{out}: {what}, not an msfkit index; --force only replaces an index folder")
+
+
+@contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold the lock of the index folder `out`: a file beside it (the folder itself is replaced by a
+    rename), removed when released. A lock file that was removed while we waited counts as taken."""
+    import fcntl
+
+    out = out.absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.with_name(f".{out.name}.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not path.exists() or os.stat(path).st_ino != os.fstat(fd).st_ino:
+            raise BlockingIOError  # its holder finished and removed it between our open and our lock
+    except BlockingIOError:
+        os.close(fd)
+        raise MsfkitError(f"{out} is being written by another msfkit index; let it finish") from None
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A temporary folder beside `out`, renamed into place (replacing the old index) when the block
+    ends without an error, removed otherwise.
+
+    Temporaries a killed run left beside `out` are removed first; a full disk is one line, and the
+    old index (if any) stays whole. The caller holds `locked(out)` and has checked the replacement.
+    """
+    out = out.absolute()
+    for stale in out.parent.glob(f".{out.name}.tmp*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in out.parent.glob(f".{out.name}.old*"):  # a replaced index a killed run did not remove
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True)
+    try:
+        try:
+            yield tmp
+        except (OSError, RuntimeError) as e:  # faiss reports a failed write as RuntimeError
+            if is_disk_full(e, tmp):
+                raise MsfkitError(f"disk full: cannot write the index {out}; free space, run again") from None
+            raise
+        if out.exists():
+            old = out.with_name(f".{out.name}.old{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_folder(out: Path, index: Any, info: dict[str, Any], rows) -> None:
+    """The index folder `out` written whole: `staged`, then `write_files`."""
+    with staged(out) as tmp:
+        write_files(tmp, index, info, rows)
+
+
+def write_files(folder: Path, index: Any, info: dict[str, Any], rows) -> None:
+    """index.faiss, rows.parquet and, last, index.json (with the byte size of every other file)."""
+    import faiss
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    faiss.write_index(index, str(folder / INDEX_FILE))
+    labels = [v if isinstance(v, str) else None for v in rows["label"]]
+    table = pa.table(
+        {
+            "source": pa.array(rows["source"].to_numpy(np.int32)),
+            "path": pa.array(rows["path"].tolist(), pa.string()),
+            "label": pa.array(labels, pa.string()),
+        }
+    )
+    pq.write_table(table, folder / ROWS_FILE)
+    names = (INDEX_FILE, ROWS_FILE, IVFDATA_FILE)
+    info["files"] = {name: (folder / name).stat().st_size for name in names if (folder / name).exists()}
+    (folder / INFO_FILE).write_text(json.dumps(info, indent=1, default=str) + "\n")

@@ -1,0 +1,72 @@
+"""`msfkit index` on disk and with --engine ray, run by the installed command: clean JSON on stdout
+(faiss's own prints kept out of it), and one `Error:` line, with nothing written, when Ray is missing
+or its cluster does not answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.msfkit.index_stores import clustered_vectors, write_vector_store
+
+MSFKIT = str(Path(sys.executable).with_name("msfkit"))
+
+
+def msfkit(*args, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [MSFKIT, *map(str, args)], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    x = clustered_vectors(2000, 16, clusters=10, seed=0)
+    return write_vector_store(tmp_path_factory.mktemp("store") / "s", x, shard_rows=500)
+
+
+def test_an_index_on_disk_is_built_and_searched_with_clean_json(store, tmp_path):
+    r = msfkit("index", store, "-o", tmp_path / "ix", "--on-disk", "--memory", "1MB", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["storage"] == "disk" and info["type"] == "ivf" and info["build"]["engine"] == "local"
+    assert info["files"]["index.ivfdata"] == (tmp_path / "ix" / "index.ivfdata").stat().st_size
+    r = msfkit("search", tmp_path / "ix", f"{store}:0,7", "-k", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    hits = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(hits) == 6 and [h["row"] for h in hits if h["rank"] == 1] == [0, 7]
+    r = msfkit("index", store, "-o", tmp_path / "ix2", "--on-disk")
+    assert r.returncode == 0, r.stderr
+    assert "on disk," in r.stdout and "in RAM when searched" in r.stdout
+
+
+def test_without_ray_the_engine_is_one_line_naming_the_extra(store, tmp_path):
+    shadow = tmp_path / "no-ray" / "ray"  # an environment where `import ray` fails, as without the extra
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\", name='ray')\n")
+    r = msfkit("index", store, "-o", tmp_path / "ix", "--engine", "ray", env={"PYTHONPATH": shadow.parent})
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "Error: --engine ray needs Ray (ray is missing): pip install 'msfkit[ray]'"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-ray"]
+
+
+def test_a_ray_cluster_that_does_not_answer_is_one_line_at_once(store, tmp_path):
+    pytest.importorskip("ray")
+    for address, message in [
+        ("127.0.0.1:1", "Error: cannot reach the Ray cluster at 127.0.0.1:1 (Connection refused)"),
+        ("nowhere", "Error: Ray address 'nowhere': expected auto or HOST:PORT"),
+    ]:
+        r = msfkit("index", store, "-o", tmp_path / "ix", "--engine", "ray", "--address", address)
+        assert r.returncode == 1 and r.stderr.strip().splitlines() == [message], r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_on_disk_and_engine_apply_to_builds_only(store, tmp_path):
+    r = msfkit("index", "--add", tmp_path / "ix", store, "--on-disk")
+    assert r.returncode == 2 and "--on-disk and --engine apply to a build" in r.stderr
