@@ -62,10 +62,10 @@ def fill_piece(trained: np.ndarray, stores: list[str], piece: Piece, skip: np.nd
     index = faiss.deserialize_index(trained)
     store = open_store(stores)
     arrays = store.shard_vectors()[piece.first : piece.last]
-    starts = piece.start + np.cumsum([0, *(len(a) for a in arrays)])
+    starts = piece.start + np.cumsum([0, *(len(a) for a in arrays[:-1])])
     blocks = (
         (int(first) + i, np.asarray(array[i : i + BATCH_ROWS]))
-        for first, array in zip(starts, arrays, strict=False)
+        for first, array in zip(starts, arrays, strict=True)
         for i in range(0, len(array), BATCH_ROWS)
     )
     add_rows(index, blocks, skip, store)

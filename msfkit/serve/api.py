@@ -45,9 +45,7 @@ def routes(backend: Backend, cache) -> list[Route]:
     async def image(request: Request) -> Response:
         data, kind = await run_in_threadpool(image_bytes, backend, request.path_params["row"])
         headers = {"Cache-Control": "private, max-age=3600"}
-        if isinstance(data, bytes):
-            return Response(data, media_type=kind, headers=headers)
-        return FileResponse(data, media_type=kind, headers=headers)
+        return Response(data, media_type=kind, headers=headers)
 
     async def thumb(request: Request) -> Response:
         size = _int(request, "size", DEFAULT_THUMB)

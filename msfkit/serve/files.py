@@ -1,17 +1,21 @@
 """The files the server reads and writes: a row's image bytes, its cached thumbnail, uploaded images.
 
-Every file read is a row of the index's stores, found by row number (`Rows.path`); the only
-folder written is `cache` (thumbnails, and each upload for the moment it is decoded).
+Every file read is a row of the index's stores, found by row number (`Rows.path`) and read only
+through `msfkit.data.row_files` (under its store's source root, and still the file embedded); the
+only folder written is `cache` (thumbnails, and each upload for the moment it is decoded).
 """
 
 from __future__ import annotations
 
 import hashlib
 import mimetypes
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
+from msfkit.data.paths import UnsafePath
+from msfkit.data.row_files import RowFile, check_row_file, read_row_file
 from msfkit.models.files import atomic_write
 from msfkit.serve.errors import NotFound, Refused
 
@@ -24,48 +28,55 @@ THUMB_SIZES = range(32, 513)  # longest side in pixels
 THUMB_QUALITY = 85
 
 
-def image_bytes(backend: Backend, row: int) -> tuple[bytes | Path, str]:
-    """(the file, or a tar member's bytes; its media type) of an indexed row."""
-    from msfkit.data.archives import read_member, split_member
+def row_file(backend: Backend, row: int) -> RowFile:
+    """The file of an indexed row as its store recorded it: source root, path, size and mtime."""
+    row = backend.rows.check(row)
+    index, facts = backend.index, backend.rows.meta.iloc[row]
+    source = index.info["sources"][int(index.rows["source"].iat[row])]
+    mtime_ns = facts["mtime_ns"]
+    return RowFile(
+        root=source.get("source_root"),
+        rel=str(index.rows["path"].iat[row]),
+        bytes=int(facts["bytes"]),
+        mtime=float(facts["mtime"]),
+        mtime_ns=None if pd.isna(mtime_ns) else int(mtime_ns),  # null in shards older than the column
+    )
 
-    path = Path(backend.rows.path(row))
-    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    if path.is_file():
-        return path, kind
-    member = split_member(path)
-    if member is not None:
-        try:
-            return read_member(*member)[0], kind
-        except OSError:
-            pass
-    raise NotFound(f"row {row}: its file {path} is gone")
+
+def image_bytes(backend: Backend, row: int) -> tuple[bytes, str]:
+    """(the bytes of an indexed row's file, or tar member; its media type), sent only while the file
+    lies under its store's source root and is the one embedded (`msfkit.data.row_files`)."""
+    f = row_file(backend, row)
+    kind = mimetypes.guess_type(Path(f.rel).name)[0] or "application/octet-stream"
+    try:
+        return read_row_file(f), kind
+    except UnsafePath as e:
+        raise NotFound(f"row {row}: {e}") from None
 
 
 def thumbnail(backend: Backend, row: int, size: int, cache: Path) -> Path:
     """A JPEG of the row's image with its longest side `size` (made once, then read from `cache`).
 
-    The cache file is named by the file's path, size on disk and mtime, so a changed file gets a
-    new thumbnail. Fitted as the contact sheets' tiles are (`msfkit.retrieval.render.fit_image`):
-    photos shrink, tiny images (a 28 px digit) grow with sharp pixels."""
-    from msfkit.data.images import BadImageError, load_image
+    The file is checked as for sending (`image_bytes`) on every request; the cache file is named by
+    the row's path, size and mtime as embedded. Fitted as the contact sheets' tiles are
+    (`msfkit.retrieval.render.fit_image`): photos shrink, tiny images (a 28 px digit) grow with sharp
+    pixels."""
+    from msfkit.data.images import BadImageError, decode_image
     from msfkit.retrieval.render import fit_image
 
     if size not in THUMB_SIZES:
         raise Refused(f"thumbnail size {size}: between {THUMB_SIZES.start} and {THUMB_SIZES.stop - 1}")
-    path = backend.rows.path(row)
-    try:
-        st = os.stat(path)
-        stamp = f"{st.st_size}:{st.st_mtime_ns}"
-    except OSError:
-        stamp = "member"  # a tar member: its archive's own stat is checked when it is read
-    name = hashlib.sha256(f"{path}\0{stamp}\0{size}".encode()).hexdigest()[:24]
+    f = row_file(backend, row)
+    stamp = f"{f.root}\0{f.rel}\0{f.bytes}:{f.mtime_ns or f.mtime}\0{size}"
+    name = hashlib.sha256(stamp.encode()).hexdigest()[:24]
     out = cache / name[:2] / f"{name}.jpg"
-    if out.is_file():
-        return out
     try:
-        im = load_image(path, draft_size=size)
-    except BadImageError as e:
-        raise NotFound(f"row {row}: {path}: {e}") from None
+        if out.is_file():
+            check_row_file(f)
+            return out
+        im = decode_image(read_row_file(f), draft_size=size).image
+    except (UnsafePath, BadImageError) as e:
+        raise NotFound(f"row {row}: {e}") from None
     im = fit_image(im, size)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(out, lambda tmp: im.save(tmp, format="JPEG", quality=THUMB_QUALITY))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from msfkit._version import __version__
+from msfkit.data.paths import check_row_names
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 
@@ -158,7 +159,9 @@ def read_meta(root: Path, k: int):
     """The meta table of committed shard `k`, in today's schema (see `conform_meta`)."""
     import pyarrow.parquet as pq
 
-    return conform_meta(pq.read_table(Path(root) / "meta" / f"{shard_name(k)}.parquet"))
+    table = conform_meta(pq.read_table(Path(root) / "meta" / f"{shard_name(k)}.parquet"))
+    check_row_names(table["path"].to_pylist(), root)  # a path that would leave the source root: edited
+    return table
 
 
 def check_shards(root: Path, shards: list) -> list[dict[str, Any]]:

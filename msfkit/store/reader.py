@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from msfkit.data.paths import row_paths
 from msfkit.models.errors import MsfkitError
 from msfkit.store.format import (
     ERRORS,
@@ -221,10 +222,9 @@ class Store:
 
         out = []
         for p in self.parts:
-            root = Path(p.manifest["source_root"])
             for s in p.shards:
                 meta = pq.read_table(p.root / "meta" / f"{s['name']}.parquet", columns=["path"])
-                out += [root / rel for rel in meta["path"].to_pylist()]
+                out += row_paths(p.manifest["source_root"], meta["path"].to_pylist(), p.root)
         return out
 
     def _load(self, root: Path, shard: dict[str, Any]) -> np.ndarray:

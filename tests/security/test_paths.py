@@ -1,0 +1,131 @@
+"""The path boundary (threat: a data set from the internet, a store or index edited by hand): a row's
+file is sent only while it resolves, symlinks too, under its store's source root and is still the
+file that was embedded; a row path that climbs out refuses the store. Through the installed `msfkit`
+command and real HTTP to the served index."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.msfkit.serve.server import Server, msfkit_command, server_env
+
+
+def _msfkit(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*msfkit_command(), *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory, photo_paths, tiny_model_dir):
+    """base/data (three photos) embedded into base/st; base/secret.jpg, another photo, outside it."""
+    base = tmp_path_factory.mktemp("paths")
+    (base / "data").mkdir()
+    for i, photo in enumerate(photo_paths[:3]):
+        shutil.copy(photo, base / "data" / f"p{i}.jpg")
+    shutil.copy(photo_paths[7], base / "secret.jpg")
+    run = _msfkit(
+        "embed", str(base / "data"), "-m", str(tiny_model_dir), "-o", str(base / "st"), "--workers", "0"
+    )
+    assert run.returncode == 0, run.stderr
+    return base
+
+
+def _index(store: Path, out: Path) -> subprocess.CompletedProcess:
+    return _msfkit("index", str(store), "-o", str(out))
+
+
+def _served(index: Path, tmp_path_factory):
+    return Server(index, server_env(tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("hf")))
+
+
+def _refused(r: httpx.Response, says: str) -> None:
+    assert r.status_code == 404, (r.status_code, r.content[:80])
+    assert r.headers["content-type"] == "application/json"
+    error = r.json()["error"]
+    assert says in error and "\n" not in error, error
+
+
+def test_a_symlink_or_a_changed_file_swapped_in_after_indexing_is_not_sent(collection, tmp_path_factory):
+    """The rows are checked when a file is sent, not once at start: the swaps happen while it serves."""
+    data = collection / "data"
+    originals = {i: (data / f"p{i}.jpg").read_bytes() for i in range(3)}
+    index = collection / "ix"
+    assert _index(collection / "st", index).returncode == 0
+    with _served(index, tmp_path_factory) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        assert [client.get(f"/api/rows/{i}/image").content for i in range(3)] == list(originals.values())
+        (data / "p1.jpg").unlink()
+        (data / "p1.jpg").symlink_to(collection / "secret.jpg")  # an image outside the source root
+        (data / "p2.jpg").unlink()
+        (data / "p2.jpg").symlink_to("/etc/passwd")
+        for route in ("image", "thumb?size=64"):
+            _refused(client.get(f"/api/rows/1/{route}"), "outside the source root")
+            _refused(client.get(f"/api/rows/2/{route}"), "outside the source root")
+        (data / "p2.jpg").unlink()
+        (data / "p2.jpg").write_bytes(originals[0])  # another file, inside the root
+        _refused(client.get("/api/rows/2/image"), "changed since it was embedded")
+        r = client.get("/api/rows/0/image")
+        assert r.status_code == 200 and r.content == originals[0]
+    for i in (1, 2):
+        (data / f"p{i}.jpg").unlink()
+        (data / f"p{i}.jpg").write_bytes(originals[i])
+
+
+def _edit(store: Path, root: str, rel: str) -> None:
+    """The store's manifest pointed at `root`, its first row's path at `rel`."""
+    manifest = json.loads((store / "manifest.json").read_text())
+    (store / "manifest.json").write_text(json.dumps(dict(manifest, source_root=root)))
+    meta = store / "meta" / "00000.parquet"
+    table = pq.read_table(meta)
+    paths = table["path"].to_pylist()
+    column = table.schema.get_field_index("path")
+    pq.write_table(table.set_column(column, "path", pa.array([rel, *paths[1:]], pa.string())), meta)
+
+
+def test_a_manifest_edited_to_point_at_the_filesystem_root_is_not_served(collection, tmp_path_factory):
+    store = collection / "edited"
+    shutil.copytree(collection / "st", store)
+    _edit(store, "/", "etc/passwd")
+    index = collection / "ix-edited"
+    assert _index(store, index).returncode == 0  # a row path under its root: the send decides
+    with _served(index, tmp_path_factory) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        assert client.get("/api/rows/0").json()["path"] == "/etc/passwd"
+        _refused(client.get("/api/rows/0/image"), "changed since it was embedded")
+        _refused(client.get("/api/rows/0/thumb?size=64"), "changed since it was embedded")
+
+
+@pytest.mark.parametrize(
+    ("rel", "says"),
+    [
+        ("../../../etc/passwd", "'../../../etc/passwd' is unsafe (has a '..' part)"),
+        ("/etc/passwd", "'/etc/passwd' is unsafe (absolute)"),
+    ],
+)
+def test_a_store_whose_row_paths_leave_their_root_is_refused_in_one_line(collection, tmp_path, rel, says):
+    store = tmp_path / "edited"
+    shutil.copytree(collection / "st", store)
+    _edit(store, str(collection / "data"), rel)
+    _one_line_error(_index(store, tmp_path / "ix"), f"{store}: row path {says}")
+    assert not os.path.exists(tmp_path / "ix")
+
+
+def test_a_store_whose_source_root_is_not_absolute_is_refused_where_its_paths_are_read(collection, tmp_path):
+    store = tmp_path / "edited"
+    shutil.copytree(collection / "st", store)
+    _edit(store, "etc", "passwd")
+    assert _index(store, tmp_path / "ix").returncode == 0  # vectors only: no file is named
+    run = _msfkit("search", str(tmp_path / "ix"), f"{store}:0", "--json")
+    _one_line_error(run, "its source root 'etc' is not an absolute path")
+
+
+def _one_line_error(run: subprocess.CompletedProcess, says: str) -> None:
+    assert run.returncode == 1, run.stdout
+    assert run.stderr.startswith("Error: ") and run.stderr.count("\n") == 1, run.stderr
+    assert says in run.stderr, run.stderr
