@@ -6,9 +6,9 @@
 
 A cell holds the encoded file (binary), a `{"bytes": ..., "path": ...}` struct as `datasets.Image`
 writes it (the bytes when present, else the path), or a path (text). A path is relative to the
-table's folder and stays inside it: an absolute one, one with a `..` part, or (on disk) one that a
-symlink takes out of the folder is refused with a short reason (`CellError`), so the row becomes an
-error row of the run, never a file read from elsewhere.
+table's folder and stays inside it: an unsafe name (`msfkit.data.paths.name_problem`: absolute, a
+`..` part), or on disk a name that a symlink takes out of the folder, is refused with a short
+reason (`CellError`), so the row becomes an error row of the run, never a file read from elsewhere.
 
 Parquet is read one row group at a time (a remote one by ranged reads: the table is never copied
 whole); an `.arrow` file (as `datasets.save_to_disk` writes) is memory-mapped, on a local disk only.
@@ -22,6 +22,7 @@ import os
 from functools import lru_cache
 from typing import Any
 
+from msfkit.data.paths import name_problem
 from msfkit.data.storage import Location, is_url, locate
 from msfkit.models.errors import MsfkitError
 
@@ -89,8 +90,9 @@ def parquet_file(table: str, stamp: float):
 def _read_beside(table: str, name: str) -> tuple[bytes, float]:
     """The bytes and time of the file `name` (relative, '/'-separated) in the table's folder."""
     base = table.rsplit("/", 1)[0] if is_url(table) else os.path.dirname(table)
-    if not name or "\0" in name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
-        raise CellError(f"unsafe path in the table {os.path.basename(table)}: {name!r} leaves its folder")
+    problem = name_problem(name)
+    if problem is not None:
+        raise CellError(f"unsafe path in the table {os.path.basename(table)}: {problem} ({name!r})")
     if is_url(table):
         where = _location(base, os.getpid()).child(name)
         try:

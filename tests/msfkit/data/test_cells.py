@@ -87,9 +87,9 @@ def test_paths_that_leave_the_tables_folder_are_refused(tmp_path, photo_paths):
             read_cell(table, "image", row)
         reasons.append(str(e.value))
     assert reasons == [
-        f"unsafe path in the table t.parquet: {str(outside / 'x.jpg')!r} leaves its folder",
-        "unsafe path in the table t.parquet: '../secret/x.jpg' leaves its folder",
-        "unsafe path in the table t.parquet: 'a/../../secret/x.jpg' leaves its folder",
+        f"unsafe path in the table t.parquet: absolute ({str(outside / 'x.jpg')!r})",
+        "unsafe path in the table t.parquet: has a '..' part ('../secret/x.jpg')",
+        "unsafe path in the table t.parquet: has a '..' part ('a/../../secret/x.jpg')",
         "unsafe path in the table t.parquet: 'link.jpg' resolves outside its folder",
         "no such file beside the table: missing.jpg",
         "empty image cell",
@@ -124,5 +124,5 @@ def test_a_remote_parquets_cells_and_the_files_beside_it_are_read(s3_bucket, pho
     table = f"s3://{s3_bucket}/tables/t.parquet"
     assert [read_cell(*split_cell(f"{table}/image/{row:09d}"))[0] for row in range(5)] == photos[:5]
     assert read_cell(table, "image", 5)[0] == photo_paths[1].read_bytes()
-    with pytest.raises(CellError, match="'../outside.jpg' leaves its folder"):
+    with pytest.raises(CellError, match=r"has a '..' part \('../outside.jpg'\)"):
         read_cell(table, "image", 6)
