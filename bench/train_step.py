@@ -12,8 +12,8 @@ The two steps alternate round by round so that load from other processes hits bo
     .venv/bin/python bench/train_step.py --pipeline --stem imagenet --batch-size 128   # the input pipeline
 
 `--pipeline` measures instead, alternating round by round: (a) the MSF step alone on views already
-made, (b) `train_one_epoch` fed as `augment_on=workers` feeds it (PIL views in `--workers` loader
-processes), (c) fed as `augment_on=device` does (uint8 batches, views made on the device), each
+made, (b) the training loop's step fed as `augment_on=workers` feeds it (PIL views in `--workers`
+loader processes), (c) fed as `augment_on=device` does (uint8 batches, views made on the device), each
 with the CPU threads `msfkit train` would give it; the first step of each round is not timed.
 """
 
@@ -127,7 +127,7 @@ def pipeline(args) -> None:
     from msfkit.training.batches import EpochBatches, make_loader
     from msfkit.training.config import make_config
     from msfkit.training.data import first, open_dataset
-    from msfkit.training.loop import train_one_epoch
+    from msfkit.training.distributed import all_finite
 
     device, bf16, batch = torch.device(args.device), args.precision == "bf16", args.batch_size
     cores = len(os.sched_getaffinity(0))
@@ -139,7 +139,6 @@ def pipeline(args) -> None:
         device, memory_format=torch.channels_last
     )
     opt = torch.optim.SGD([*model.online.parameters(), *model.predictor.parameters()], lr=0.05, momentum=0.9)
-    lrs, momentums = np.full(args.steps + 1, 0.05), np.full(args.steps + 1, 0.99)
     g = torch.Generator().manual_seed(0)
     shape = (batch, 3, args.image_size, args.image_size)
     x_t, x_q = (torch.randn(shape, generator=g).to(device, memory_format=torch.channels_last) for _ in "tq")
@@ -158,14 +157,17 @@ def pipeline(args) -> None:
             views.set_epoch(epoch)
             stamps: list[float] = []
 
-            def on_step(at: int, out) -> bool:
+            model.train()
+            for target, query, labels in loader:  # the step of training.loop.train_one_epoch
+                target = target.to(device, non_blocking=True, memory_format=torch.channels_last)
+                query = query.to(device, non_blocking=True, memory_format=torch.channels_last)
+                loss = model(target, query, labels.to(device), 0.99, bf16).loss
+                if not all_finite(loss):
+                    raise SystemExit(f"non-finite loss ({loss.item()})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
                 stamps.append(time.perf_counter())
-                return False
-
-            train_one_epoch(
-                model, loader, opt, lrs=lrs, momentums=momentums, step=0, device=device, cfg=cfg,
-                on_step=on_step,
-            )
             return (len(stamps) - 1) * batch / (stamps[-1] - stamps[0])
 
         return rate

@@ -86,11 +86,30 @@ def evaluating(module: nn.Module, device: torch.device | None = None) -> Iterato
         module.train(was_training)
 
 
-def autocast_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast or not: as asked, and for "auto" on CUDA and on CPUs that compute bf16 natively."""
+def use_bf16(precision: str, device: torch.device, what: str = "precision") -> bool:
+    """bf16 or not for `precision` (auto, fp32 or bf16): as asked; "auto" takes bf16 where `device`
+    computes it natively, CUDA or a CPU with AVX512-BF16 or AMX. The one answer for every caller:
+    training's autocast, the k-NN's shortlist. `what` names the setting in the error."""
+    check_precision(precision, ("auto", *PRECISIONS), what)
     if precision != "auto":
         return precision == "bf16"
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
+
+
+@contextmanager
+def float32_sums() -> Iterator[None]:
+    """bf16 matrix products that sum in float32 inside the block: on CUDA, cuBLAS may otherwise
+    reduce split-K partial sums in bf16, beyond an error bound proved for float32 sums (on the
+    CPU, bf16 products always sum in float32)."""
+    import torch
+
+    matmul = torch.backends.cuda.matmul
+    before = matmul.allow_bf16_reduced_precision_reduction
+    matmul.allow_bf16_reduced_precision_reduction = False
+    try:
+        yield
+    finally:
+        matmul.allow_bf16_reduced_precision_reduction = before
 
 
 def slow_bf16_warning(precision: str, device: torch.device, faster: str = "precision=auto") -> str:

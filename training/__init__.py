@@ -7,7 +7,8 @@ One concept per module: `config` (TrainConfig, presets), `augment` (weak/strong 
 `views` (the same views, batched on the device), `data` (folders and named datasets),
 `bad_files` (unreadable images skipped and recorded), `batches` (the seeded order, the loader),
 `bank` (memory bank), `loss`, `ema`, `msf` (the model and its step),
-`loop` (train_one_epoch, the run), `schedules` (lr, EMA),
+`run` (a run's objects, built by `start_run`), `loop` (the epochs and `train_one_epoch`),
+`meters` (training minutes, images/s), `schedules` (lr, EMA),
 `progress` (the bar, start and stop lines), `monitor` (metrics.csv, TensorBoard, k-NN),
 `checkpoint`, `distributed` (DDP), `export` (checkpoints and runs -> model folders).
 Names load on first use.

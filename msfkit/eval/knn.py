@@ -13,7 +13,7 @@ Classes are the sorted unique train labels (any values: ints with gaps, strings)
 L2-normalised here (cosine). The work is chunked so that one similarity block never exceeds
 `memory_budget_bytes`; k is never clamped: a k larger than the train set is an error.
 
-`precision="bf16"` (the default "auto" picks it on CPUs with bf16 dot products: AVX512-BF16, AMX)
+`precision="bf16"` (the default "auto" picks it where training would: CUDA, AVX512-BF16 or AMX)
 shortlists candidates with bf16 similarities and redoes with float32 candidates every query
 whose shortlist a bf16 error bound cannot prove complete: same neighbours, up to 2x faster on
 CPUs with bf16 dot products. When neighbours are too close for bf16 (over a quarter of the first
@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from msfkit.eval.knn_search import as_unit_rows, budget_cells, top_neighbours, use_bf16
+from msfkit.eval.knn_search import as_unit_rows, budget_cells, top_neighbours
 from msfkit.eval.labels import class_indices
 from msfkit.models.errors import MsfkitError
+from msfkit.models.runtime import use_bf16
 
 PROTOCOLS = ("msf", "dino")
 DEFAULT_KS = {"msf": (1, 20), "dino": (20,)}
@@ -91,7 +92,7 @@ def knn_scores(
     train = as_unit_rows(train_feats, device)
     query = as_unit_rows(query_feats, device)
     ks = _check(train, train_idx, query, ks, protocol, temperature)
-    bf16 = use_bf16(precision, train.device)
+    bf16 = use_bf16(precision, train.device, "k-NN precision")
     fast = train.bfloat16() if bf16 else None
     labels_t = torch.as_tensor(train_idx, device=train.device)
     top = min(top, len(classes))

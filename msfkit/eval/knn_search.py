@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from msfkit.models.errors import MsfkitError
-from msfkit.models.runtime import PRECISIONS, check_precision, cpu_has_fast_bf16
+from msfkit.models.runtime import float32_sums
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes for one query x train similarity block
 SHORTLIST_MARGIN = 64  # extra bf16 candidates per query before the float64 re-ranking
@@ -34,7 +34,8 @@ def top_neighbours(
         cand_i = _merge_blocks(query, train, k + EXACT_MARGIN, t_rows)[1]
         return (*_rescored(query, train, cand_i, k, cells), 0)
     short = k + max(k, SHORTLIST_MARGIN)
-    cand_s, cand_i = _merge_blocks(query.bfloat16(), fast, short, t_rows)
+    with float32_sums():  # the error bound below holds for float32 sums
+        cand_s, cand_i = _merge_blocks(query.bfloat16(), fast, short, t_rows)
     # float32 on the whole shortlist, float64 only on the k + EXACT_MARGIN best of it (the costly part)
     step = max(1, cells // (cand_i.shape[1] * train.shape[1]))
     s32 = torch.cat(
@@ -97,15 +98,6 @@ def _bf16_error_bound(dim: int) -> float:
     (dim * 2^-24) and the result rounded to bf16 (u)."""
     u = 2.0**-9
     return 1.25 * (3 * u + u * u + dim * 2.0**-24 * (1 + u) ** 2)
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    check_precision(precision, ("auto", *PRECISIONS), "k-NN precision")
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type != "cpu":  # GPUs do float32 fast enough, and may reduce bf16 GEMMs in bf16
-        return False
-    return cpu_has_fast_bf16()
 
 
 def budget_cells(budget: int | None) -> int:

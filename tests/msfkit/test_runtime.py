@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
+from msfkit.eval.knn import knn_scores
 from msfkit.models.errors import MsfkitError
 from msfkit.models.runtime import (
-    autocast_bf16,
     check_precision,
     cpu_has_fast_bf16,
     evaluating,
     resolve_device,
     slow_bf16_warning,
+    use_bf16,
 )
 from msfkit.runtime import Ranks, format_bytes, parse_size
 
@@ -71,8 +74,24 @@ def test_bf16_counts_as_native_only_with_the_cpus_avx512_bf16_or_amx_flag():
 
 def test_auto_precision_takes_bf16_where_it_is_native_and_says_when_asked_bf16_is_emulated():
     cpu, native = torch.device("cpu"), cpu_has_fast_bf16()
-    assert autocast_bf16("auto", cpu) is native
-    assert autocast_bf16("bf16", cpu) and not autocast_bf16("fp32", cpu)
-    assert autocast_bf16("auto", torch.device("cuda"))  # a device, not a GPU: nothing runs on it
+    assert use_bf16("auto", cpu) is native
+    assert use_bf16("bf16", cpu) and not use_bf16("fp32", cpu)
+    assert use_bf16("auto", torch.device("cuda"))  # a device, not a GPU: nothing runs on it
     assert ("no native bf16" in slow_bf16_warning("bf16", cpu)) is not native
     assert slow_bf16_warning("auto", cpu) == slow_bf16_warning("fp32", cpu) == ""
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])  # devices, not GPUs: nothing runs on them
+def test_training_and_the_knn_take_one_answer_for_auto(device):
+    expected, where = device == "cuda" or cpu_has_fast_bf16(), torch.device(device)
+    assert use_bf16("auto", where) is use_bf16("auto", where, "k-NN precision") is expected
+    with pytest.raises(MsfkitError, match="k-NN precision must be one of auto, fp32, bf16"):
+        knn_scores(torch.eye(2), [0, 1], torch.eye(2), ks=(1,), precision="fp16")
+
+
+def test_no_other_module_decides_bf16_from_the_cpus_flags():
+    """The k-NN once said float32 on CUDA where training said bf16: one rule, models/runtime.py."""
+    root = Path(__file__).resolve().parents[2]  # the repository
+    sources = [p for folder in ("msfkit", "models", "training", "cli") for p in (root / folder).rglob("*.py")]
+    deciders = [p.relative_to(root).as_posix() for p in sources if "cpu_has_fast_bf16()" in p.read_text()]
+    assert deciders == ["models/runtime.py"]
