@@ -1,12 +1,12 @@
 """Images held in tables: Parquet files (on disk or in object storage) and Hugging Face `datasets`
 folders (`save_to_disk`, on disk).
 
-    table_rows("photos.parquet", TableOptions())
-        # [("/data/photos.parquet/image/000000000", "cat"), ...]: (cell name, label), in table order
+    table_rows("/data/photos.parquet", TableOptions())
+        # [("image/000000000", "cat"), ...]: (cell name in the table, label), in table order
     table_rows("s3://bucket/photos.parquet", TableOptions(image_column="jpg", label_column="class"))
 
-A table's rows become members of it, named as an archive's are: `TABLE/COLUMN/ROW` (see
-`msfkit.data.cells`, which reads a cell back by that name). Listing reads the table's footer and its
+A table's rows become members of it, named as an archive's are: `TABLE/COLUMN/ROW` is a cell's
+full name, which `msfkit.data.cells` reads back. Listing reads the table's footer and its
 label column only, never the images.
 
 The image column is `TableOptions.image_column`, or else the one column of images (a struct with a
@@ -80,10 +80,23 @@ def image_column(table: str, opts: TableOptions) -> str | None:
     return images[0] if images else None
 
 
+def holds_images(path: str | os.PathLike, opts: TableOptions) -> bool:
+    """Whether listing reads `path` as a table of images: a `datasets` folder or an .arrow file
+    always; a Parquet file when its image column is named or found (else it may be a table of
+    paths, which `msfkit.data.inputs` reads)."""
+    text = os.fspath(path)
+    if not is_table(text):
+        return False
+    return not text.lower().endswith(".parquet") or image_column(text, opts) is not None
+
+
 def table_rows(path: str | os.PathLike, opts: TableOptions) -> list[tuple[str, str | None]]:
-    """(cell name `TABLE/COLUMN/ROW`, label) of every row of the table(s) at `path`, in order."""
+    """(cell name relative to `path`, label) of every row of the table(s) at `path`, in order, as
+    archive members are named relative to their archive: `COLUMN/ROW` for a table file,
+    `DATA_FILE/COLUMN/ROW` in a `datasets` folder; `f"{path}/{name}"` is the cell's full name."""
+    base = os.fspath(path).rstrip("/")
     out = []
-    for table in table_files(path):
+    for table in table_files(base):
         column = image_column(table, opts)
         if column is None:
             raise MsfkitError(f"{table}: no column holds images; name it (--image-column)")
@@ -91,7 +104,9 @@ def table_rows(path: str | os.PathLike, opts: TableOptions) -> list[tuple[str, s
             raise MsfkitError(
                 f"{table}: column {column!r} holds no images (encoded bytes, {{bytes, path}} structs, paths)"
             )
-        out += [(cell_name(table, column, row), label) for row, label in enumerate(_labels(table, opts))]
+        inner = table[len(base) + 1 :]  # the data file's name in a datasets folder; "" for the file itself
+        for row, label in enumerate(_labels(table, opts)):
+            out.append((cell_name(inner, column, row).lstrip("/"), label))
     return out
 
 

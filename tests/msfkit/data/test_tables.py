@@ -12,7 +12,7 @@ import pytest
 
 from msfkit.data.cells import read_cell, split_cell
 from msfkit.data.storage import locate
-from msfkit.data.tables import TableOptions, image_column, is_table, table_files, table_rows
+from msfkit.data.tables import TableOptions, holds_images, image_column, is_table, table_files, table_rows
 from msfkit.models.errors import MsfkitError
 
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # what datasets.Image writes
@@ -39,21 +39,30 @@ def test_rows_list_in_table_order_with_their_labels(tmp_path, photos):
     )
     assert is_table(table) and table_files(table) == [table]
     rows = table_rows(table, TableOptions())
-    assert rows == [(f"{table}/image/{i:09d}", label or None) for i, label in enumerate(labels)]
-    assert [read_cell(*split_cell(name))[0] for name, _ in rows] == photos
+    assert rows == [(f"image/{i:09d}", label or None) for i, label in enumerate(labels)]
+    assert [read_cell(*split_cell(f"{table}/{name}"))[0] for name, _ in rows] == photos
 
 
 def test_a_binary_column_is_found_as_the_image_column(tmp_path, photos):
     table = _parquet(tmp_path / "t.parquet", {"id": [1, 2], "jpeg": pa.array(photos[:2], pa.binary())})
     assert image_column(table, TableOptions()) == "jpeg"
-    assert table_rows(table, TableOptions()) == [(f"{table}/jpeg/{i:09d}", None) for i in range(2)]
+    assert table_rows(table, TableOptions()) == [(f"jpeg/{i:09d}", None) for i in range(2)]
 
 
 def test_a_column_of_paths_must_be_named(tmp_path):
     table = _parquet(tmp_path / "t.parquet", {"file": ["a.jpg"], "cls": ["x"]})
     assert image_column(table, TableOptions()) is None
     listed = table_rows(table, TableOptions(image_column="file", label_column="cls"))
-    assert listed == [(f"{table}/file/000000000", "x")]
+    assert listed == [("file/000000000", "x")]
+
+
+def test_which_tables_listing_reads_as_tables_of_images(tmp_path, photos):
+    images = _parquet(tmp_path / "images.parquet", {"image": pa.array(photos[:1], pa.binary())})
+    paths = _parquet(tmp_path / "paths.parquet", {"path": ["a.jpg"]})
+    (tmp_path / "a.jpg").write_bytes(photos[0])
+    assert holds_images(images, TableOptions()) and not holds_images(paths, TableOptions())
+    assert holds_images(paths, TableOptions(image_column="path"))  # named: its cells are paths
+    assert not holds_images(tmp_path / "a.jpg", TableOptions()) and not holds_images(tmp_path, TableOptions())
 
 
 def test_class_indices_read_as_the_names_datasets_records(tmp_path, photos):
@@ -79,12 +88,14 @@ def test_a_saved_datasets_folder_lists_its_arrow_files_and_splits(tmp_path, phot
     files = table_files(tmp_path / "ds")
     assert files == [str(tmp_path / "ds" / f"data-0000{i}-of-00002.arrow") for i in range(2)]
     listed = table_rows(tmp_path / "ds", TableOptions())
+    assert listed[0][0] == "data-00000-of-00002.arrow/image/000000000"
     assert [label for _, label in listed] == ["a", "b", "b", "a"]
-    assert [read_cell(*split_cell(name))[0] for name, _ in listed] == photos[:4]
+    assert [read_cell(*split_cell(f"{tmp_path}/ds/{name}"))[0] for name, _ in listed] == photos[:4]
     datasets.DatasetDict({"train": ds, "test": ds.select([3])}).save_to_disk(tmp_path / "dd")
     listed = table_rows(tmp_path / "dd", TableOptions())
-    assert [name.split("/dd/")[1].split("/")[0] for name, _ in listed] == ["train"] * 4 + ["test"]
-    assert read_cell(*split_cell(listed[-1][0]))[0] == photos[3]
+    assert [name.split("/", 1)[0] for name, _ in listed] == ["train"] * 4 + ["test"]
+    assert listed[0][0] == "train/data-00000-of-00001.arrow/image/000000000"
+    assert read_cell(*split_cell(f"{tmp_path}/dd/{listed[-1][0]}"))[0] == photos[3]
 
 
 def test_a_parquet_written_by_datasets_reads_as_one(tmp_path, photos):
@@ -95,7 +106,7 @@ def test_a_parquet_written_by_datasets_reads_as_one(tmp_path, photos):
     )
     ds.to_parquet(tmp_path / "t.parquet")
     [(name, label)] = table_rows(tmp_path / "t.parquet", TableOptions())
-    assert label == "b" and read_cell(*split_cell(name))[0] == photos[0]
+    assert label == "b" and read_cell(*split_cell(f"{tmp_path}/t.parquet/{name}"))[0] == photos[0]
 
 
 def test_a_remote_parquet_lists_from_its_footer_and_labels(s3_bucket, photos):
@@ -105,8 +116,8 @@ def test_a_remote_parquet_lists_from_its_footer_and_labels(s3_bucket, photos):
     table = f"s3://{s3_bucket}/t.parquet"
     assert is_table(table) and table_files(table) == [table]
     listed = table_rows(table, TableOptions(label_column="class"))
-    assert listed == [(f"{table}/jpg/{i:09d}", label) for i, label in enumerate(["a", "b", None, "a"])]
-    assert [read_cell(*split_cell(name))[0] for name, _ in listed] == photos[:4]
+    assert listed == [(f"jpg/{i:09d}", label) for i, label in enumerate(["a", "b", None, "a"])]
+    assert [read_cell(*split_cell(f"{table}/{name}"))[0] for name, _ in listed] == photos[:4]
     with pytest.raises(MsfkitError, match=rf"^s3://{s3_bucket}/none.parquet: no such table$"):
         table_rows(f"s3://{s3_bucket}/none.parquet", TableOptions())
 
