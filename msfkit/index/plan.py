@@ -81,7 +81,7 @@ def choose_index(
         return plan
     if kind == "ivfpq":
         return _pq_plan(n, d, nlist, memory, on_disk=False)
-    if n * d <= FLAT_MAX_FLOATS:
+    if n * d <= FLAT_MAX_FLOATS and fits["flat"].bytes <= memory:  # every choice keeps to the budget
         plan = fits["flat"]
         plan.reason = f"N x D = {n * d} <= {FLAT_MAX_FLOATS}: exact search is cheap"
     elif n <= HNSW_MAX_ROWS and fits["hnsw"].bytes <= memory:

@@ -34,6 +34,20 @@ def test_a_forced_type_over_the_budget_is_refused():
         parse_size("lots")
 
 
+@pytest.mark.parametrize("memory", ["0", "1B", "1KB"])
+def test_a_budget_nothing_fits_is_refused_for_every_type_auto_too(memory):
+    for kind in ("auto", "flat", "hnsw", "ivf", "ivfpq"):
+        with pytest.raises(MsfkitError, match="over the memory budget|do not fit in"):
+            choose_index(N, D, parse_size(memory), kind)
+
+
+def test_auto_never_chooses_exact_search_over_the_budget():
+    exact = choose_index(N, D, parse_size("4GB"))
+    assert exact.type == "flat"
+    plan = choose_index(N, D, exact.bytes - 1)  # cheap enough for exact search, but over the budget
+    assert plan.type == "ivfpq" and plan.bytes < exact.bytes
+
+
 @pytest.mark.parametrize(
     ("n", "d", "memory", "kind"),
     [
