@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from msfkit.embedding import EmbedOptions, embed  # noqa: E402
-from msfkit.embedding.pipeline import Forward  # noqa: E402
+from msfkit.embedding.forward import Forward  # noqa: E402
 from msfkit.models import Encoder, EncoderConfig  # noqa: E402
 from msfkit.store import open_store  # noqa: E402
 

@@ -90,7 +90,8 @@ def clouds(centres: np.ndarray, n: int, seed: int, rank: int = 32) -> np.ndarray
 
 def write_store(root: Path, vectors: np.ndarray) -> None:
     """An embedding store of `vectors` written with msfkit.store's writer (paths are placeholders)."""
-    from msfkit.store.format import FORMAT_VERSION, shard_info, write_manifest
+    from msfkit.store.format import Manifest, ModelRecord, write_manifest
+    from msfkit.store.shards import shard_info
     from msfkit.store.writer import merge_errors, write_shard
 
     shards = []
@@ -106,22 +107,10 @@ def write_store(root: Path, vectors: np.ndarray) -> None:
         write_shard(root, k, vectors[s:e], meta, [])
         shards.append(shard_info(root, k))
     merge_errors(root, range(len(shards)))
-    model = {"name": None, "revision": None, "fingerprint": "bench", "config": {}}
-    write_manifest(
-        root,
-        {
-            "format_version": FORMAT_VERSION,
-            "model": model,
-            "dim": int(vectors.shape[1]),
-            "dtype": "float32",
-            "normalized": True,
-            "source_root": str(root),
-            "part": None,
-            "counts": {"embedded": len(vectors), "failed": 0},
-            "shards": shards,
-            "complete": True,
-        },
-    )
+    model = ModelRecord(None, None, "bench", {})
+    counts = (len(vectors), 0)
+    manifest = Manifest(model, int(vectors.shape[1]), str(root), counts=counts, shards=shards, complete=True)
+    write_manifest(root, manifest)
 
 
 # -- one method, in its own process ------------------------------------------------------------------

@@ -1,12 +1,13 @@
-"""Images -> vectors: `pipeline` (the one feature path: decode, preprocess, forward) and `run`
-(a resumable, sharded run that writes an embedding store).
+"""Images -> vectors: `pipeline` (the one embedding loop, over `decode` and `forward`), `plan` (which
+store shards hold which files) and `run` (a resumable, sharded run that writes an embedding store).
 
 Named `embedding`, not `embed`: `msfkit.embed` is the public function, and a subpackage of that
 name would replace it as an attribute of `msfkit` as soon as it was imported.
 """
 
 from msfkit.embedding.pipeline import EmbedOptions, embed_items
-from msfkit.embedding.run import StoreOptions, embed
+from msfkit.embedding.plan import StoreOptions
+from msfkit.embedding.run import embed
 from msfkit.embedding.summary import EmbedSummary
 
 __all__ = ["EmbedOptions", "EmbedSummary", "StoreOptions", "embed", "embed_items"]

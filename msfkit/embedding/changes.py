@@ -14,11 +14,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from msfkit.data.inputs import Listing, SourceFile
-from msfkit.store.format import read_meta
+from msfkit.embedding.pipeline import Embedded
 from msfkit.store.replace import replace_rows
+from msfkit.store.shards import read_meta
 
 
 @dataclass
@@ -55,18 +54,17 @@ def find_changes(out: Path, shards: list[int], listing: Listing) -> Changes:
     return found
 
 
-def commit_replacement(out: Path, k: int, files: list[SourceFile], rows: list) -> int:
-    """Replace the rows of shard `k` for `files` with the (position, vector, info, reason) `rows`
-    just computed; a file that cannot be embedded now keeps its old row, with a warning. The
-    number of rows replaced."""
-    done = {files[i].rel: (v, info) for i, v, info, _ in rows if v is not None}
-    for i, _, _, reason in rows:
-        if reason is not None:
-            print(
-                f"warning: {files[i].rel} changed since it was embedded but cannot be embedded now "
-                f"({reason}); its old vector stays",
-                file=sys.stderr,
-            )
+def commit_replacement(out: Path, k: int, files: list[SourceFile], part: Embedded) -> int:
+    """Replace the rows of shard `k` for `files` with the `part` just computed from them; a file that
+    cannot be embedded now keeps its old row, with a warning. The number of rows replaced."""
+    for i, reason in part.failed:
+        print(
+            f"warning: {files[i].rel} changed since it was embedded but cannot be embedded now "
+            f"({reason}); its old vector stays",
+            file=sys.stderr,
+        )
+    rows = zip(part.index, part.vectors, part.facts, strict=True)
+    done = {files[i].rel: (vector, facts) for i, vector, facts in rows}
     if done:
-        replace_rows(out, k, {rel: (np.asarray(v), tuple(info)) for rel, (v, info) in done.items()})
+        replace_rows(out, k, done)
     return len(done)

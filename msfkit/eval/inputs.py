@@ -94,7 +94,7 @@ def load_inputs(
             opts = dataclasses.replace(opts, announce=JobLine(todo, encoder.config.arch, device))
         work = _Work(opts, folder)
         stores = {split: _as_store(Path(path), split, encoder, work) for split, path in given.items()}
-        fps = {split: store.model.get("fingerprint") for split, store in stores.items()}
+        fps = {split: store.model.fingerprint for split, store in stores.items()}
         if fps["train"] != fps["val"]:
             raise MsfkitError(
                 f"train and val features come from different models ({fps['train']} vs {fps['val']}); "
@@ -108,7 +108,7 @@ def load_inputs(
         splits = {split: _store_split(store, split, given[split]) for split, store in stores.items()}
         train_store = stores["train"]
         train_paths = train_store.absolute_paths() if train_store.source_root is not None else None
-        name = train_store.model.get("name") or (encoder.name if encoder is not None else None)
+        name = train_store.model.name or (encoder.name if encoder is not None else None)
     kinds = {"store" if is_store(Path(p)) else "folder" for p in (train, val)}
     labels = splits["train"][1]
     inputs = EvalInputs(
@@ -184,7 +184,10 @@ def _store_dir(path: Path, split: str, encoder: Encoder, features_dir: Path) -> 
 def _to_embed(path: Path, out: Path) -> int:
     """About how many images embedding the folder `path` into `out` takes: none for a store, or
     when `out` is complete already (a rerun only adds what changed), else every image listed."""
-    if not path.is_dir() or is_store(path) or (read_manifest(out) or {}).get("complete"):
+    if not path.is_dir() or is_store(path):
+        return 0
+    manifest = read_manifest(out)
+    if manifest is not None and manifest.complete:
         return 0
     try:
         return len(list_inputs([path]).files)

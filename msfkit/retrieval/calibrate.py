@@ -142,9 +142,9 @@ def _copy_distances(index: IndexFolder, encoder, pick: np.ndarray, device):
     import tempfile
 
     from msfkit.data.images import BadImageError, load_image
-    from msfkit.embedding.pipeline import EmbedOptions, embed_items
+    from msfkit.embedding.pipeline import embed_items
+    from msfkit.retrieval.search import query_options
 
-    draft = bool(index.info.get("embed_settings", {}).get("draft", False))
     rows, files = [], []
     with tempfile.TemporaryDirectory(prefix="msfkit-calibrate-") as tmp:
         for row, path in zip(pick.tolist(), index.absolute_paths(pick), strict=True):
@@ -156,7 +156,7 @@ def _copy_distances(index: IndexFolder, encoder, pick: np.ndarray, device):
             files += _write_copies(image, Path(tmp) / f"{row}")
         if len(rows) < 2:
             raise MsfkitError("threshold auto: fewer than 2 indexed images could be read back; give a number")
-        vectors, bad = embed_items(encoder, files, EmbedOptions(device=device, draft=draft))
+        vectors, bad = embed_items(encoder, files, query_options(index, device))
     if bad:
         raise MsfkitError(f"threshold auto: a copy could not be embedded ({bad[0][1]}); give a number")
     originals = index.store.take(np.array(rows))

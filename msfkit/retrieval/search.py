@@ -29,6 +29,7 @@ from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
 from msfkit.store import is_store, open_store
+from msfkit.store.format import EmbedSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -116,7 +117,7 @@ def resolve_queries(
     for n, item in enumerate(queries):
         if isinstance(item, (Image.Image, np.ndarray)):  # an image in memory: the one feature path
             encoder = encoder or query_encoder(index, model)
-            vectors = encoder.embed(item, device=device)
+            vectors = encoder.embed(item, device=device, precision=query_options(index, device).precision)
             out.add([f"image {n}"] * len(vectors), [None] * len(vectors), vectors)
             continue
         if not isinstance(item, (str, os.PathLike)):
@@ -178,9 +179,9 @@ def parse_rows(text: str, n: int, where: Path | str) -> list[int]:
 
 def _add_store_rows(out: Queries, index: IndexFolder, path: Path, spec: str | None) -> None:
     store = open_store(path)
-    if store.model.get("fingerprint") != index.model["fingerprint"]:
+    if store.model.fingerprint != index.model["fingerprint"]:
         raise MsfkitError(
-            f"{path}: embedded with model {store.model.get('name')} ({store.model.get('fingerprint')}), "
+            f"{path}: embedded with model {store.model.name} ({store.model.fingerprint}), "
             f"not this index's {index.model.get('name')} ({index.model['fingerprint']})"
         )
     rows = list(range(len(store))) if spec is None else parse_rows(spec, len(store), path)
@@ -203,10 +204,14 @@ def _image_files(item: str | os.PathLike) -> list[str]:
     return [str(path)]
 
 
+def query_options(index: IndexFolder, device: str | None = None) -> EmbedOptions:
+    """How query images are embedded: as the index's collection was (precision, draft decoding), so
+    that a stored image searched as a query finds its own row first."""
+    return EmbedOptions.like(EmbedSettings.from_dict(index.info.get("embed_settings")), device=device)
+
+
 def _add_images(out: Queries, index: IndexFolder, encoder: Encoder, files: list[str], device) -> None:
-    settings = index.info.get("embed_settings", {})  # embed queries as the collection was
-    opts = EmbedOptions(device=device, draft=bool(settings.get("draft", False)))
-    vectors, bad = embed_items(encoder, files, opts)
+    vectors, bad = embed_items(encoder, files, query_options(index, device))
     failed = {i for i, _ in bad}
     good = [f for i, f in enumerate(files) if i not in failed]
     out.add(good, good, vectors)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from msfkit.retrieval.search import query_options
 from msfkit.serve.duplicates import DuplicatesView
 from msfkit.serve.errors import Refused
 from msfkit.serve.rows import Rows
@@ -51,8 +52,8 @@ class Backend:
         self.limits: Limits = options.get("limits") or Limits()
         self.model_note: str | None = options.get("model_note")
         self.rows = Rows.of(index)  # paths, labels, file facts and vectors, shared with `duplicates`
-        draft = bool(index.info.get("embed_settings", {}).get("draft"))  # decode uploads as the collection
-        self.draft_size = encoder.preprocess.resize if draft and encoder is not None else None
+        self.query = query_options(index, self.device)  # uploads embedded as the collection was
+        self.draft_size = encoder.preprocess.resize if self.query.draft and encoder is not None else None
         # dedup groups and the auto threshold, made when first asked
         self.duplicates = DuplicatesView(index, self.rows, page_limit=self.limits.page)
 
@@ -118,7 +119,9 @@ class Backend:
         if len(images) > self.limits.upload_files:
             raise Refused(f"at most {self.limits.upload_files} images per request")
         start = time.perf_counter()
-        vectors = self.encoder.embed([im for _, im in images], device=self.device)
+        vectors = self.encoder.embed(
+            [im for _, im in images], device=self.device, precision=self.query.precision
+        )
         embedded = time.perf_counter()
         found = self._search(vectors, [name for name, _ in images], (offset, limit))
         if timings is not None:

@@ -53,7 +53,7 @@ def _parquet(store, tmp: Path) -> None:
 def _schema(dim: int):
     import pyarrow as pa
 
-    from msfkit.store.format import meta_schema
+    from msfkit.store.shards import meta_schema
 
     return meta_schema().append(pa.field("vector", pa.list_(pa.float32(), dim)))
 

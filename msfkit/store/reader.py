@@ -1,107 +1,75 @@
 """Reading embedding stores: `Store` (vectors, metadata, errors) and `open_store`.
 
-    store = open_store("store")          # or open_store(["a", "b"]), or a folder of --shard parts
-    store.vectors                        # (N, D) float32, memory-mapped
-    store.meta, store.errors             # pandas DataFrames, rows aligned with the vectors
-    store.take(rows), store.iter_batches(65536)     # some rows; blocks, in order (no joined copy)
+store = open_store("store")          # or open_store(["a", "b"]), or a folder of --shard parts
+store.vectors                        # (N, D) float32, memory-mapped
+store.meta, store.errors             # pandas DataFrames, rows aligned with the vectors
+store.take(rows), store.iter_batches(65536)     # some rows; blocks, in order (no joined copy)
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from msfkit.data.paths import row_paths
 from msfkit.models.errors import MsfkitError
-from msfkit.store.format import (
-    ERRORS,
-    MANIFEST,
-    PART_NAME,
-    check_shards,
-    committed_shards,
-    error_schema,
-    meta_schema,
-    parts_hash,
-    read_manifest,
-    read_meta,
-    shard_info,
-)
-
-
-@dataclass
-class _Part:
-    """One store folder and the shards committed in it."""
-
-    root: Path
-    manifest: dict[str, Any]
-    shards: list[dict[str, Any]]  # {"name", "rows", "failed"} in row order
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.manifest.get("complete"))
+from msfkit.models.identity import check_same_model
+from msfkit.store.format import ERRORS, EmbedSettings, ModelRecord, ShardEntry, parts_hash
+from msfkit.store.parts import Part, has_parts, open_parts
+from msfkit.store.shards import error_schema, meta_schema, read_meta
 
 
 class Store:
     """One embedding store, or several read as one (rows in the order the stores were given)."""
 
-    def __init__(self, parts: list[_Part]) -> None:
+    def __init__(self, parts: list[Part]) -> None:
         if not parts:
             raise MsfkitError("no embedding store given")
         first = parts[0]
         for other in parts[1:]:
             for key in ("dim", "dtype", "normalized"):
-                if other.manifest.get(key) != first.manifest.get(key):
+                if getattr(other.manifest, key) != getattr(first.manifest, key):
                     raise MsfkitError(
                         f"stores {first.root} and {other.root} differ in {key}; they cannot be read as one"
                     )
-            if other.manifest["model"].get("fingerprint") != first.manifest["model"].get("fingerprint"):
-                raise MsfkitError(
-                    f"stores {first.root} and {other.root} were made with different models; "
-                    "they cannot be read as one"
-                )
+            check_same_model(
+                first.manifest.model,
+                other.manifest.model,
+                f"the store {first.root}",
+                f"the store {other.root}",
+                "they cannot be read as one",
+            )
         self.parts = parts
         self.run = None  # the EmbedSummary of the run that wrote it, when `msfkit.embed` returns it
 
     # manifest-level facts
     @property
-    def manifest(self) -> dict[str, Any]:
-        """The manifest; for several stores, the first one's with counts, shards and parts combined."""
-        if len(self.parts) == 1:
-            return self.parts[0].manifest
-        merged = dict(self.parts[0].manifest)
-        merged["source_root"] = self.source_root
-        merged["counts"] = {
-            "embedded": sum(s["rows"] for p in self.parts for s in p.shards),
-            "failed": sum(s["failed"] for p in self.parts for s in p.shards),
-        }
-        merged["shards"] = [{"part": i, **s} for i, p in enumerate(self.parts) for s in p.shards]
-        merged["parts"] = [str(p.root) for p in self.parts]
-        merged["complete"] = self.complete
-        return merged
+    def settings(self) -> EmbedSettings:
+        """How the (first store's) vectors were computed; queries are embedded the same way."""
+        return self.parts[0].manifest.settings or EmbedSettings()
 
     @property
     def dim(self) -> int:
-        return int(self.parts[0].manifest["dim"])
+        return self.parts[0].manifest.dim
 
     @property
-    def model(self) -> dict[str, Any]:
-        """{"name" (loadable by msfkit.load, or None), "revision", "fingerprint", "config"}."""
-        return self.parts[0].manifest["model"]
+    def model(self) -> ModelRecord:
+        """Which model made the vectors: name (loadable by msfkit.load, or None), revision,
+        fingerprint, config."""
+        return self.parts[0].manifest.model
 
     @property
     def normalized(self) -> bool:
-        return bool(self.parts[0].manifest["normalized"])
+        return self.parts[0].manifest.normalized
 
     @property
     def source_root(self) -> Path | None:
         """The folder the metadata paths are relative to; None when several stores disagree."""
-        roots = {p.manifest.get("source_root") for p in self.parts}
+        roots = {p.manifest.source_root for p in self.parts}
         return Path(roots.pop()) if len(roots) == 1 and None not in roots else None
 
     @property
@@ -119,16 +87,16 @@ class Store:
         once a row it had was replaced). `rows`, the rows it held then (index.json records them),
         picks the one prefix of shards to hash; without it every prefix is tried."""
         m, shards = self.parts[0].manifest, self.parts[0].shards
-        ends = np.cumsum([0, *(s["rows"] for s in shards)])
+        ends = np.cumsum([0, *(s.rows for s in shards)])
         prefixes = [n for n in range(len(shards), -1, -1) if rows is None or ends[n] == rows]
         return any(parts_hash([(m, shards[:n])]) == manifest_hash for n in prefixes)
 
     def __len__(self) -> int:
-        return sum(s["rows"] for p in self.parts for s in p.shards)
+        return sum(s.rows for p in self.parts for s in p.shards)
 
     def __repr__(self) -> str:
         where = self.parts[0].root if len(self.parts) == 1 else f"{len(self.parts)} stores"
-        return f"Store({where}, {len(self)} x {self.dim}, model {self.model.get('name')})"
+        return f"Store({where}, {len(self)} x {self.dim}, model {self.model.name})"
 
     # vectors
     def shard_vectors(self) -> list[np.ndarray]:
@@ -196,7 +164,7 @@ class Store:
         """pandas DataFrame, one row per vector: path, label, width, height, bytes, mtime, mtime_ns."""
         import pyarrow as pa
 
-        tables = [read_meta(p.root, int(s["name"])) for p in self.parts for s in p.shards]
+        tables = [read_meta(p.root, int(s.name)) for p in self.parts for s in p.shards]
         df = pa.concat_tables([meta_schema().empty_table(), *tables]).to_pandas()
         df["label"] = df["label"].astype(object).where(df["label"].notna(), None)  # None, not NaN
         df["mtime_ns"] = df["mtime_ns"].astype("Int64")  # null in shards written before the column
@@ -213,7 +181,7 @@ class Store:
             if p.complete and (p.root / ERRORS).is_file():
                 tables.append(pq.read_table(p.root / ERRORS))
             else:
-                tables += [pq.read_table(p.root / "errors" / f"{s['name']}.parquet") for s in p.shards]
+                tables += [pq.read_table(p.root / "errors" / f"{s.name}.parquet") for s in p.shards]
         return pa.concat_tables([error_schema().empty_table(), *tables]).to_pandas()
 
     def absolute_paths(self) -> list[Path]:
@@ -223,78 +191,29 @@ class Store:
         out = []
         for p in self.parts:
             for s in p.shards:
-                meta = pq.read_table(p.root / "meta" / f"{s['name']}.parquet", columns=["path"])
-                out += row_paths(p.manifest["source_root"], meta["path"].to_pylist(), p.root)
+                meta = pq.read_table(p.root / "meta" / f"{s.name}.parquet", columns=["path"])
+                out += row_paths(p.manifest.source_root, meta["path"].to_pylist(), p.root)
         return out
 
-    def _load(self, root: Path, shard: dict[str, Any]) -> np.ndarray:
-        path = root / "emb" / f"{shard['name']}.npy"
-        if shard["rows"] == 0:  # numpy cannot memory-map an empty array
+    def _load(self, root: Path, shard: ShardEntry) -> np.ndarray:
+        path = root / "emb" / f"{shard.name}.npy"
+        if shard.rows == 0:  # numpy cannot memory-map an empty array
             return np.zeros((0, self.dim), dtype=np.float32)
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as e:
             raise MsfkitError(f"{path}: unreadable shard ({e})") from None
-        if array.shape != (shard["rows"], self.dim):
-            raise MsfkitError(f"{path}: shape {array.shape}, expected ({shard['rows']}, {self.dim})")
+        if array.shape != (shard.rows, self.dim):
+            raise MsfkitError(f"{path}: shape {array.shape}, expected ({shard.rows}, {self.dim})")
         return array
 
 
 def open_store(path: str | os.PathLike | Sequence[str | os.PathLike]) -> Store:
     """Open a store folder, several (read as one), or a folder holding the parts of `--shard i/n` runs."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    parts: list[_Part] = []
-    for p in paths:
-        parts += _open_parts(Path(p))
-    return Store(parts)
+    return Store([part for p in paths for part in open_parts(Path(p))])
 
 
 def is_store(path: str | os.PathLike) -> bool:
     """Whether `open_store` reads `path`: a store folder, or a folder of stores (e.g. `--shard` parts)."""
-    path = Path(path)
-    return path.is_dir() and ((path / MANIFEST).is_file() or bool(_sub_stores(path)))
-
-
-def _sub_stores(root: Path) -> list[Path]:
-    return sorted((d for d in root.iterdir() if d.is_dir() and (d / MANIFEST).is_file()), key=_part_key)
-
-
-def _open_parts(root: Path) -> list[_Part]:
-    if not root.is_dir():
-        raise MsfkitError(f"{root}: no such store folder")
-    manifest = read_manifest(root)
-    if manifest is not None:
-        return [_open_one(root, manifest)]
-    subs = _sub_stores(root)
-    if not subs:
-        raise MsfkitError(f"{root}: not an embedding store (no {MANIFEST}, and no sub-folder has one)")
-    parts = [_open_one(d, read_manifest(d)) for d in subs]
-    counts = {p.manifest["part"]["count"] for p in parts if p.manifest.get("part")}
-    if len(counts) > 1:
-        raise MsfkitError(f"{root}: holds parts of different --shard splits ({sorted(counts)})")
-    if counts:
-        (count,) = counts
-        have = {p.manifest["part"]["index"] for p in parts if p.manifest.get("part")}
-        missing = sorted(set(range(count)) - have)
-        if missing:
-            listed = ", ".join(str(i) for i in missing[:10])
-            raise MsfkitError(
-                f"{root}: parts {listed} of {count} are missing (embed them with --shard i/{count})"
-            )
-    return parts
-
-
-def _open_one(root: Path, manifest: dict[str, Any]) -> _Part:
-    if not manifest.get("complete"):  # killed mid-run: the committed shards are the ones on disk
-        shards = [shard_info(root, k) for k in committed_shards(root)]
-        plan = manifest.get("plan") or {}
-        for s in (s for s in shards if s["name"] in plan.get("replace", ())):
-            s["replacing"] = plan.get("run")  # it may hold new vectors already: another hash
-        return _Part(root, manifest, shards)
-    return _Part(root, manifest, check_shards(root, manifest["shards"]))
-
-
-def _part_key(d: Path) -> tuple[int, str]:
-    m = PART_NAME.match(d.name)
-    return (int(m[1]) if m else -1, d.name)
-
+    return has_parts(Path(path))

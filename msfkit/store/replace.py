@@ -1,6 +1,6 @@
 """Replacing rows of a committed shard in place: a changed file's new vector keeps its row id.
 
-    replace_rows(root, 3, {"photos/a.jpg": (vector, (width, height, bytes, mtime, mtime_ns))})
+    replace_rows(root, 3, {"photos/a.jpg": (vector, FileFacts(width, height, bytes, mtime, mtime_ns))})
 
 The shard's two files are rewritten whole under temporary names, flushed to disk and renamed
 into place (`atomic_write(durable=True)`): `emb/NNNNN.npy` first, then `meta/NNNNN.parquet`,
@@ -15,20 +15,18 @@ into place.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
-from msfkit.store.format import GENERATION, META_COLUMNS, conform_meta, meta_schema, shard_name
+from msfkit.store.format import shard_name
+from msfkit.store.shards import FACT_COLUMNS, GENERATION, META_COLUMNS, FileFacts, conform_meta, meta_schema
 from msfkit.store.writer import save_npy
 
-FACTS = ("width", "height", "bytes", "mtime", "mtime_ns")  # the meta columns a replacement rewrites
 
-
-def replace_rows(root: Path, k: int, rows: dict[str, tuple[np.ndarray, tuple[Any, ...]]]) -> None:
-    """Give the rows of shard `k` whose paths are the keys of `rows` their new (vector, FACTS)."""
+def replace_rows(root: Path, k: int, rows: dict[str, tuple[np.ndarray, FileFacts]]) -> None:
+    """Give the rows of shard `k` whose paths are the keys of `rows` their new (vector, file facts)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -47,12 +45,11 @@ def replace_rows(root: Path, k: int, rows: dict[str, tuple[np.ndarray, tuple[Any
         if not np.isfinite(vector).all():
             raise MsfkitError(f"{root}: the model gave a non-finite vector for {path}; check its weights")
         vectors[i] = vector
-        for column, value in zip(FACTS, facts, strict=True):
-            columns[column][i] = value
+        for column in FACT_COLUMNS:
+            columns[column][i] = getattr(facts, column)
     new = pa.table({c: columns[c] for c in META_COLUMNS}, schema=meta_schema())
     new = new.replace_schema_metadata({GENERATION: str(generation).encode()})
     # each flushed to disk before and after its rename: a crash of the machine, too, leaves the
     # old file or the new one
     atomic_write(emb, lambda tmp: save_npy(tmp, vectors), durable=True)
     atomic_write(meta_path, lambda tmp: pq.write_table(new, tmp), durable=True)
-

@@ -19,17 +19,14 @@ from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 from msfkit.store.format import (
     ERRORS,
-    META_COLUMNS,
     STORE_ENTRIES,
-    committed_shards,
-    error_schema,
-    meta_schema,
+    Manifest,
     now,
     read_manifest,
-    shard_info,
     shard_name,
     write_manifest,
 )
+from msfkit.store.shards import META_COLUMNS, committed_shards, error_schema, meta_schema, shard_info
 
 _LOCKS: dict[Path, int] = {}  # store folder -> descriptor holding its lock
 
@@ -122,17 +119,13 @@ def release_inherited_locks() -> None:
             os.close(fd)
 
 
-def finish(out: Path) -> dict[str, Any]:
+def finish(out: Path) -> Manifest:
     """Write errors.parquet and the final manifest (counts, shard list); the store is complete."""
     shards = committed_shards(out)
     merge_errors(out, shards)
     manifest = read_manifest(out)
-    infos = [shard_info(out, k) for k in shards]
-    manifest.update(
-        shards=infos,
-        counts={"embedded": sum(s["rows"] for s in infos), "failed": sum(s["failed"] for s in infos)},
-        complete=True,
-        updated=now(),
-    )
+    manifest.shards = [shard_info(out, k) for k in shards]
+    manifest.counts = (sum(s.rows for s in manifest.shards), sum(s.failed for s in manifest.shards))
+    manifest.complete, manifest.updated = True, now()
     write_manifest(out, manifest)
     return manifest

@@ -80,7 +80,7 @@ def test_a_store_of_another_model_or_source_is_a_one_line_error(runner, photos_d
     result = runner.invoke(cli, ["embed", str(photos_dir), "-m", str(other), "-o", out])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and result.output.startswith(
-        f"Error: {out} was embedded with another model"
+        f"Error: the store {out} and this run's model come from different models: "
     )
     copy = tmp_path / "copy"
     shutil.copytree(photos_dir, copy)

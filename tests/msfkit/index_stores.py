@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from msfkit.store.format import FORMAT_VERSION, shard_info, write_manifest
+from msfkit.store.format import Manifest, ModelRecord, write_manifest
+from msfkit.store.shards import shard_info
 from msfkit.store.writer import merge_errors, write_shard
 
 
@@ -28,7 +29,9 @@ def write_vector_store(
 ) -> Path:
     """A complete store at `root` holding `vectors` for the files `prefix`_00000.jpg, ... (not created)."""
     root = Path(root)
-    model = model or {"name": None, "revision": None, "fingerprint": "synthetic", "config": {}}
+    record = ModelRecord(
+        **{"name": None, "revision": None, "fingerprint": "synthetic", "config": {}, **(model or {})}
+    )
     n = len(vectors)
     paths = [f"{prefix}_{i:05d}.jpg" for i in range(n)]
     shards = []
@@ -45,18 +48,9 @@ def write_vector_store(
         write_shard(root, k, vectors[start:end], meta, [])
         shards.append(shard_info(root, k))
     merge_errors(root, range(len(shards)))
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "model": model,
-        "dim": int(vectors.shape[1]),
-        "dtype": "float32",
-        "normalized": True,
-        "source_root": str(source_root or root / "images"),
-        "part": None,
-        "counts": {"embedded": n, "failed": 0},
-        "shards": shards,
-        "complete": True,
-    }
+    source = str(source_root or root / "images")
+    counts = (n, 0)
+    manifest = Manifest(record, int(vectors.shape[1]), source, counts=counts, shards=shards, complete=True)
     write_manifest(root, manifest)
     return root
 

@@ -13,9 +13,13 @@ import torch
 from PIL import Image
 
 import msfkit
+from msfkit.embedding import EmbedOptions
+from msfkit.embedding.pipeline import Embedder
+from msfkit.embedding.plan import StoreOptions, plan_run
+from msfkit.embedding.run import commit_job
 from msfkit.models import Encoder, EncoderConfig, MsfkitError
-from msfkit.store import open_store
-from msfkit.store.format import part_name
+from msfkit.store import open_store, writer
+from msfkit.store.format import EmbedSettings, part_name, read_manifest
 from tests.bad_images import write_bad_files, write_odd_images
 from tests.runs import embed, embed_files
 
@@ -57,8 +61,9 @@ def test_bad_files_are_recorded_with_reasons_and_never_stop_the_run(exact_store,
     assert set(meta["label"]) == {"a", "b"}
     rotated = meta[meta["path"] == "b/rotated.jpg"].iloc[0]
     assert (rotated["width"], rotated["height"]) == (64, 96)
-    assert store.manifest["counts"] == {"embedded": 19, "failed": 6}
-    assert len(store.manifest["shards"]) == 7  # 25 files in shards of 4
+    manifest = read_manifest(out)
+    assert manifest.counts == (19, 6) and manifest.complete
+    assert len(manifest.shards) == 7  # 25 files in shards of 4
 
 
 def test_vectors_match_encoder_embed_on_the_same_images(exact_store, mixed_dir, tiny_model_dir):
@@ -71,10 +76,10 @@ def test_vectors_match_encoder_embed_on_the_same_images(exact_store, mixed_dir, 
 
 def test_manifest_names_the_model_so_it_can_be_loaded_and_checked(exact_store, tiny_model_dir):
     store = open_store(exact_store[0])
-    model = msfkit.load(store.model["name"])
-    assert store.model["name"] == str(tiny_model_dir.resolve())
-    assert model.fingerprint == store.model["fingerprint"]
-    assert EncoderConfig.from_dict(store.model["config"]) == model.config
+    model = msfkit.load(store.model.name)
+    assert store.model.name == str(tiny_model_dir.resolve())
+    assert model.fingerprint == store.model.fingerprint
+    assert EncoderConfig.from_dict(store.model.config) == model.config
     assert store.dim == 512 and store.normalized
 
 
@@ -138,7 +143,7 @@ def test_another_model_source_or_precision_is_refused_unless_overwrite(tmp_path,
     embed([photos_dir], str(tiny_model_dir), out, workers=0)
     torch.manual_seed(1)
     other = Encoder(EncoderConfig(arch="resnet18", stem="cifar", image_size=32, resize=32))
-    with pytest.raises(MsfkitError, match=r"embedded with another model .* use --force"):
+    with pytest.raises(MsfkitError, match=r"and this run's model come from different models: .* use --force"):
         embed([photos_dir], other, out, workers=0)
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(photos_dir, elsewhere)
@@ -147,7 +152,7 @@ def test_another_model_source_or_precision_is_refused_unless_overwrite(tmp_path,
     with pytest.raises(MsfkitError, match="precision=fp32, not bf16"):
         embed([photos_dir], str(tiny_model_dir), out, workers=0, precision="bf16")
     summary = embed([elsewhere], other, out, workers=0, overwrite=True)
-    assert summary.embedded == 8 and open_store(out).model["fingerprint"] == other.fingerprint
+    assert summary.embedded == 8 and open_store(out).model.fingerprint == other.fingerprint
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("x")
     with pytest.raises(MsfkitError, match="not an embedding store"):
@@ -227,3 +232,29 @@ def test_overwrite_replaces_a_store_but_never_other_files(tmp_path, photos_dir, 
     assert (out / "notes.txt").read_text() == "mine" and len(open_store(out)) == 8
     (out / "notes.txt").unlink()
     assert embed([other], str(tiny_model_dir), out, workers=0, overwrite=True).embedded == 8
+
+
+def test_shards_embedded_one_at_a_time_by_separate_embedders_make_the_same_store(
+    tmp_path, mixed_dir, exact_store, tiny_model_dir
+):
+    """The split a distributed engine uses: the driver plans and commits, each shard is embedded by
+    its own `Embedder` (a worker holding the model), in any order. The store is the local run's."""
+    out = tmp_path / "by-shard"
+    encoder = msfkit.load(str(tiny_model_dir))
+    opts = EmbedOptions(batch_size=3, workers=0)  # exact_store's batches, decoded in this process
+    plan = plan_run([mixed_dir[0]], encoder, out, StoreOptions(shard_rows=4), EmbedSettings("fp32", False, 4))
+    try:
+        for job in reversed(plan.jobs):  # as workers happen to finish
+            paths = [f.path for f in job.files]
+            (part,) = Embedder(encoder, opts, len(paths)).run(paths, [len(paths)])
+            commit_job(out, job, part)
+        writer.finish(out)
+    finally:
+        writer.unlock(out)
+    local = exact_store[0]
+    files = sorted(
+        p.relative_to(local) for p in local.rglob("*") if p.is_file() and p.name != "manifest.json"
+    )
+    assert len(files) == 3 * 7 + 1
+    assert [f for f in files if (out / f).read_bytes() != (local / f).read_bytes()] == []
+    assert read_manifest(out).shards == read_manifest(local).shards

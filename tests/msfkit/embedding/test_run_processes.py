@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from msfkit.cli.main import cli
 from msfkit.store import open_store
-from msfkit.store.format import committed_shards, shard_info, shard_paths
+from msfkit.store.format import read_manifest
+from msfkit.store.shards import committed_shards, shard_info, shard_paths
 from tests.bad_images import write_bad_files
 from tests.runs import embed
 
@@ -56,7 +57,7 @@ def test_a_killed_run_resumes_with_every_image_exactly_once(tmp_path, photo_path
     manifest = json.loads((out / "manifest.json").read_text())
     assert not manifest["complete"] and 2 <= len(committed_shards(out)) < 9
     done = sum(len(shard_paths(out, k)) for k in committed_shards(out))
-    done_failed = sum(shard_info(out, k)["failed"] for k in committed_shards(out))
+    done_failed = sum(shard_info(out, k).failed for k in committed_shards(out))
 
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
@@ -82,7 +83,7 @@ def test_two_torchrun_ranks_write_the_same_store_as_one_process(tmp_path, photo_
     assert len(lines) == 1 and lines[0].startswith("embedded 16, failed 6, skipped 0 ")  # both ranks, once
     embed([src], str(tiny_model_dir), tmp_path / "single", shard_rows=3, workers=0, progress=False)
     _assert_same_store(tmp_path / "ranks", tmp_path / "single")
-    assert len(open_store(tmp_path / "ranks").manifest["shards"]) == 8
+    assert len(read_manifest(tmp_path / "ranks").shards) == 8
 
 
 @pytest.mark.slow

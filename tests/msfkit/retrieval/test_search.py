@@ -90,3 +90,32 @@ def test_store_row_ranges_are_checked_before_they_are_expanded(photo_index, rows
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 50 * 2**20  # a billion row numbers would be gigabytes
+
+def test_a_bf16_store_searched_with_its_own_images_finds_them_at_similarity_one(
+    photos_dir, tiny_model_dir, tmp_path
+):
+    """Queries are embedded with the settings the store was built with (its precision here): a
+    stored image searched as a query gives its own row back, at similarity 1 to float rounding."""
+    from click.testing import CliRunner
+
+    import msfkit
+    from msfkit.cli.main import cli
+    from msfkit.embedding import EmbedOptions, embed_items
+    from msfkit.models.runtime import cpu_has_fast_bf16
+    from msfkit.retrieval.search import query_options
+
+    if not cpu_has_fast_bf16():
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16 or AMX): a bf16 store takes minutes here")
+    store = tmp_path / "store"
+    args = ["embed", str(photos_dir), "-m", str(tiny_model_dir), "-o", str(store), "--precision", "bf16"]
+    result = CliRunner().invoke(cli, [*args, "--workers", "0", "-q"])
+    assert result.exit_code == 0, result.output
+    index = msfkit.build_index(store, tmp_path / "index", kind="flat")
+    assert query_options(index).precision == "bf16"
+    files = [str(p) for p in sorted(photos_dir.glob("*.jpg"))]
+    first = search(index, files, k=1)
+    assert first["path"].tolist() == files
+    assert np.abs(first["score"].to_numpy() - 1).max() <= 1e-6
+    # the same photos embedded in fp32 are measurably off their rows: the check above has teeth
+    fp32, _ = embed_items(msfkit.load(tiny_model_dir), files, EmbedOptions(precision="fp32"))
+    assert np.abs((fp32 * open_store(store).vectors).sum(1) - 1).max() > 1e-6

@@ -26,6 +26,8 @@ STORE_DAMAGE = {
     "manifest is a list": (lambda s: (s / "manifest.json").write_text("[1, 2]"), "a JSON object, not list"),
     "manifest without model": (lambda s: edit_json(s / "manifest.json", lambda m: {**m, "model": None}),
                                "field 'model' must be a dict"),
+    "format of a newer msfkit": (lambda s: edit_json(s / "manifest.json", lambda m: {**m, "format_version": 99}),
+                                 "store format_version 99; this msfkit reads (1, 2); upgrade msfkit to read it"),
     "dim is text": (lambda s: edit_json(s / "manifest.json", lambda m: {**m, "dim": "abc"}), "field 'dim' must be a int"),
     "meta is garbage": (lambda s: (s / "meta" / "00000.parquet").write_bytes(b"PAR1 not really"),
                         "shard 00000 is missing or damaged"),

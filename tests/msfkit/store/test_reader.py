@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,23 +13,22 @@ import pytest
 
 from msfkit.models import MsfkitError
 from msfkit.store import open_store
-from msfkit.store.format import FORMAT_VERSION, committed_shards, part_name, shard_info, write_manifest
+from msfkit.store.format import (
+    FORMAT_VERSION,
+    EmbedSettings,
+    Manifest,
+    ModelRecord,
+    part_name,
+    read_manifest,
+    write_manifest,
+)
+from msfkit.store.shards import committed_shards, shard_info
 from msfkit.store.writer import merge_errors, write_shard
 
 
 def _manifest(fingerprint="abc", root="/photos", dim=4, part=None, complete=True):
-    return {
-        "format_version": FORMAT_VERSION,
-        "model": {"name": "/models/m", "revision": None, "fingerprint": fingerprint, "config": {}},
-        "dim": dim,
-        "dtype": "float32",
-        "normalized": True,
-        "source_root": root,
-        "part": part,
-        "shards": [],
-        "counts": {},
-        "complete": complete,
-    }
+    model = ModelRecord("/models/m", None, fingerprint, {})
+    return Manifest(model, dim, root, part=part, complete=complete)
 
 
 def _meta(paths, label=None):
@@ -49,7 +50,7 @@ def _write_store(root, sizes, seed=0, **manifest):
     m = _manifest(**manifest)
     blocks = []
     for k, n in enumerate(sizes):
-        v = rng.standard_normal((n, m["dim"])).astype(np.float32)
+        v = rng.standard_normal((n, m.dim)).astype(np.float32)
         write_shard(
             root,
             k,
@@ -58,7 +59,7 @@ def _write_store(root, sizes, seed=0, **manifest):
             [(f"bad{k}.jpg", "zero bytes")],
         )
         blocks.append(v)
-    m["shards"] = [shard_info(root, k) for k in range(len(sizes))]
+    m.shards = [shard_info(root, k) for k in range(len(sizes))]
     merge_errors(root, range(len(sizes)))
     write_manifest(root, m)
     return np.concatenate(blocks)
@@ -89,15 +90,14 @@ def test_labels_missing_are_none(tmp_path):
     root = tmp_path / "s"
     root.mkdir()
     write_shard(root, 0, np.zeros((2, 4), np.float32), _meta(["a.jpg", "b.jpg"]), [])
-    write_manifest(root, dict(_manifest(complete=False)))
+    write_manifest(root, _manifest(complete=False))
     assert open_store(root).meta["label"].tolist() == [None, None]
 
 
 def test_an_interrupted_store_shows_only_committed_shards(tmp_path):
     root = tmp_path / "s"
     _write_store(root, [2, 3])
-    manifest = json.loads((root / "manifest.json").read_text())
-    write_manifest(root, {**manifest, "complete": False, "shards": []})
+    write_manifest(root, dataclasses.replace(read_manifest(root), complete=False, shards=[]))
     # a run killed between renaming the vectors and the metadata of shard 2
     np.save(root / "emb" / "00002.npy", np.ones((7, 4), np.float32))
     (root / "meta" / ".00003.parquet.tmp123").write_bytes(b"half a file")
@@ -110,27 +110,27 @@ def test_manifest_hash_ignores_timestamps_but_not_content(tmp_path):
     root = tmp_path / "s"
     _write_store(root, [2])
     first = open_store(root).manifest_hash
-    manifest = json.loads((root / "manifest.json").read_text())
-    write_manifest(root, {**manifest, "updated": "later"})
+    manifest = read_manifest(root)
+    write_manifest(root, dataclasses.replace(manifest, updated="later", settings=EmbedSettings("bf16")))
     assert open_store(root).manifest_hash == first
-    write_manifest(root, {**manifest, "source_root": "/elsewhere"})
+    write_manifest(root, dataclasses.replace(manifest, source_root="/elsewhere"))
     assert open_store(root).manifest_hash != first
 
 
 def test_several_stores_and_a_folder_of_parts_read_as_one(tmp_path):
-    a = _write_store(tmp_path / "parts" / part_name(0, 2), [2, 1], seed=1, part={"index": 0, "count": 2})
-    b = _write_store(tmp_path / "parts" / part_name(1, 2), [3], seed=2, part={"index": 1, "count": 2})
+    a = _write_store(tmp_path / "parts" / part_name(0, 2), [2, 1], seed=1, part=(0, 2))
+    b = _write_store(tmp_path / "parts" / part_name(1, 2), [3], seed=2, part=(1, 2))
     store = open_store(tmp_path / "parts")
     np.testing.assert_array_equal(store.vectors, np.concatenate([a, b]))
     assert len(store.meta) == 6 and len(store.errors) == 3
-    assert store.manifest["counts"] == {"embedded": 6, "failed": 3}
+    assert len(store) == 6 and [len(p.shards) for p in store.parts] == [2, 1]
     assert store.source_root is not None and str(store.source_root) == "/photos"
     listed = open_store([tmp_path / "parts" / part_name(1, 2), tmp_path / "parts" / part_name(0, 2)])
     np.testing.assert_array_equal(listed.vectors, np.concatenate([b, a]))
 
 
 def test_a_missing_part_is_an_error(tmp_path):
-    _write_store(tmp_path / "parts" / part_name(1, 3), [1], part={"index": 1, "count": 3})
+    _write_store(tmp_path / "parts" / part_name(1, 3), [1], part=(1, 3))
     with pytest.raises(MsfkitError, match="parts 0, 2 of 3 are missing"):
         open_store(tmp_path / "parts")
 
@@ -149,9 +149,38 @@ def test_not_a_store_and_future_format_are_one_line_errors(tmp_path):
     root = tmp_path / "future"
     _write_store(root, [1])
     manifest = json.loads((root / "manifest.json").read_text())
-    write_manifest(root, {**manifest, "format_version": FORMAT_VERSION + 1})
-    with pytest.raises(MsfkitError, match="format_version"):
+    (root / "manifest.json").write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(MsfkitError, match=f"format_version {FORMAT_VERSION + 1}; .* upgrade msfkit"):
         open_store(root)
+
+
+def _documented_hash(manifest: dict) -> str:
+    """docs/formats.md's manifest hash of a complete store, computed from its manifest.json."""
+    shards = manifest["shards"]
+    counts = {"embedded": sum(s["rows"] for s in shards), "failed": sum(s["failed"] for s in shards)}
+    manifest = {**manifest, "counts": counts}
+    keys = ("format_version", "model", "dim", "dtype", "normalized", "source_root", "counts", "shards")
+    text = json.dumps({k: manifest.get(k) for k in keys}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_a_version_1_store_reads_with_its_hash_and_is_rewritten_as_today_s(tmp_path):
+    root = tmp_path / "old"
+    _write_store(root, [2, 3])
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["format_version"] == FORMAT_VERSION == 2
+    old = {
+        **manifest,
+        "format_version": 1,
+        "settings": {"precision": "bf16", "draft": False, "shard_rows": 2},
+    }
+    (root / "manifest.json").write_text(json.dumps(old))
+    store = open_store(root)
+    assert store.manifest_hash == _documented_hash(old) != _documented_hash(manifest)
+    assert len(store) == 5 and store.settings == EmbedSettings("bf16", False, 2)
+    write_manifest(root, read_manifest(root))  # what a run continuing it does
+    assert json.loads((root / "manifest.json").read_text())["format_version"] == FORMAT_VERSION
+    assert open_store(root).manifest_hash == _documented_hash(manifest)
 
 
 def test_vectors_of_many_shards_are_one_memory_map_copied_once(tmp_path, monkeypatch):
