@@ -1,8 +1,7 @@
-"""Building an index folder from embedding stores, and adding stores to one.
+"""Building an index folder from embedding stores (`msfkit.index.add` adds stores to one).
 
     info = build_index(["store"], "index")            # type chosen from N, D and the memory budget
     info = build_index(["store"], "index", on_disk=True, engine="ray")   # in pieces, merged on disk
-    add_to_index("index", ["new-store"])              # stream another store's vectors in
 
 `auto` picks exact search while it is cheap, HNSW while the graph builds quickly, IVF-Flat while the
 vectors fit in the memory budget, IVF-PQ beyond (see `msfkit.index.plan`). IVF and PQ are trained on a
@@ -27,24 +26,21 @@ from typing import Any
 
 import faiss
 import numpy as np
-import pandas as pd
-from tqdm import tqdm
 
 from msfkit.index import recall as index_recall
-from msfkit.index.distributed import connect, fill_on_ray
-from msfkit.index.faiss_ops import add_rows, normalized, to_cpu, to_device
-from msfkit.index.folder import FORMAT_VERSION, IVFDATA_FILE, open_folder
-from msfkit.index.pieces import PIECE_ROWS, Stacked, fill_piece, merge_on_disk, plan_pieces, write_piece
+from msfkit.index.distributed import connect
+from msfkit.index.faiss_ops import normalized, to_cpu, to_device
+from msfkit.index.fill import check_complete, fill, fill_pieces, rows_table
+from msfkit.index.folder import FORMAT_VERSION, IVFDATA_FILE
+from msfkit.index.pieces import PIECE_ROWS, Stacked, merge_on_disk, write_piece
 from msfkit.index.plan import DEFAULT_MEMORY, IndexPlan, choose_index
-from msfkit.index.sources import Source, joined, source_entry
+from msfkit.index.sources import source_entry
 from msfkit.index.writing import check_replaceable, locked, staged, write_files, write_folder
 from msfkit.models.errors import MsfkitError
-from msfkit.models.identity import check_same_model
 from msfkit.runtime import parse_size
 from msfkit.store import Store, open_store
 
 DEFAULT_RECALL = 0.95
-BATCH_ROWS = 65536  # vectors read and added per step while filling
 ENGINES = ("local", "ray")
 
 
@@ -94,7 +90,7 @@ def build_index(
 
 def _build(stores, out: Path, opts: BuildOptions) -> dict[str, Any]:
     store = open_store(stores)
-    _check_complete(store)
+    check_complete(store)
     memory = parse_size(opts.memory, "memory budget")
     n, d = len(store), store.dim
     plan = choose_index(n, d, memory, opts.kind, opts.on_disk)
@@ -107,9 +103,9 @@ def _build(stores, out: Path, opts: BuildOptions) -> dict[str, Any]:
     work = to_device(index)
     trained_on = _train(work, store, plan, held_out, opts.seed)
     info = _info(plan, store, memory, trained_on, "disk" if opts.on_disk else "memory")
-    rows = _rows_table(store, source_offset=0)
+    rows = rows_table(store, source_offset=0)
     if not opts.on_disk:
-        _fill(work, store, opts.progress, skip=held_out)
+        fill(work, store, opts.progress, skip=held_out)
         seconds = time.perf_counter() - t0
         tuned = index_recall.tune(work, grid, store, held_out, opts.recall)
         work.add_with_ids(normalized(store.take(held_out)), held_out)
@@ -120,7 +116,16 @@ def _build(stores, out: Path, opts: BuildOptions) -> dict[str, Any]:
     with staged(out) as tmp:
         scratch = tmp / ".pieces"  # removed before the folder is renamed into place
         scratch.mkdir()
-        files = _fill_pieces(trained, store, held_out, scratch, opts)
+        files = fill_pieces(
+            trained,
+            store,
+            held_out,
+            scratch,
+            piece_rows=opts.piece_rows,
+            engine=opts.engine,
+            address=opts.address,
+            progress=opts.progress,
+        )
         seconds = time.perf_counter() - t0
         with Stacked(trained, files) as view:
             tuned = index_recall.tune(view.index, grid, store, held_out, opts.recall)
@@ -144,24 +149,6 @@ def _train(index: Any, store: Store, plan: IndexPlan, held_out: np.ndarray, seed
     train = np.sort(rng.choice(pool, size=min(plan.train_rows, len(pool)), replace=False))
     index.train(normalized(store.take(train)))
     return len(train)
-
-
-def _fill_pieces(
-    trained: Any, store: Store, skip: np.ndarray, folder: Path, opts: BuildOptions
-) -> list[Path]:
-    """Every row but `skip` in piece files under `folder`, filled here or in Ray tasks."""
-    pieces = plan_pieces(store, opts.piece_rows)
-    files = [folder / f"{p.number:05d}.faiss" for p in pieces]
-    blob = faiss.serialize_index(trained)
-    paths = [str(p.root) for p in store.parts]
-    if opts.engine == "ray":
-        fill_on_ray(blob, paths, pieces, skip, files, address=opts.address, progress=opts.progress)
-    else:
-        for piece, file in tqdm(
-            list(zip(pieces, files, strict=True)), unit="piece", desc="indexing", disable=not opts.progress
-        ):
-            fill_piece(blob, paths, piece, skip, str(file))
-    return files
 
 
 def _info(plan: IndexPlan, store: Store, memory: int, trained_on: int, storage: str) -> dict[str, Any]:
@@ -198,92 +185,3 @@ def _timed(
     info["build"]["tune_seconds"] = round(tune_seconds, 3)  # exact neighbours, tuning, timing
     info["search_params"] = tuned.pop("search_params")
     info["recall"] = dict(tuned, seed=seed)
-
-
-def add_to_index(
-    index_dir: str | os.PathLike,
-    stores: str | os.PathLike | Sequence[str | os.PathLike],
-    *,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Add the vectors of other stores to an existing index folder; returns the new index.json.
-
-    The search parameters are tuned again when every store the index holds can still be opened;
-    otherwise the old parameters stay and the recorded recall is marked stale. The folder is
-    locked meanwhile: a concurrent `add` or build on it stops at once, so no store is lost.
-    """
-    with locked(Path(index_dir)):
-        return _add(Path(index_dir), stores, progress)
-
-
-def _add(index_dir: Path, stores, progress: bool) -> dict[str, Any]:
-    old = open_folder(index_dir)
-    if old.info["storage"] == "disk":
-        listed = " ".join(s["store"] for s in old.info["sources"])
-        raise MsfkitError(
-            f"{index_dir} is stored on disk and cannot be added to; build it again with the new stores: "
-            f"msfkit index {listed} STORE... -o {index_dir} --on-disk --force"
-        )
-    store = open_store(stores)
-    _check_complete(store)
-    if store.dim != old.dim:
-        raise MsfkitError(f"store holds {store.dim}-dimensional vectors; the index {old.dim}")
-    check_same_model(store.model, old.model, "the store", f"the index {index_dir}", "rebuild or embed again")
-    held = {s["manifest_hash"] for s in old.info["sources"]}
-    parts = store.split()
-    new_sources = [source_entry(s) for s in parts]
-    again = [s["store"] for s in new_sources if s["manifest_hash"] in held]
-    if again:
-        raise MsfkitError(f"{again[0]}: this store is already in the index")
-    if len(store) == 0:
-        raise MsfkitError(f"{store}: holds no vectors; nothing to add")
-    index, offset = old.index, len(old)
-    seed = old.info["recall"]["seed"]
-    held_out = offset + index_recall.query_rows(len(store), seed)  # measured as at build, from the new rows
-    _fill(index, store, progress, skip=held_out, offset=offset)
-    info = dict(old.info)
-    info["sources"] = old.info["sources"] + new_sources
-    everything = joined(old.sources + [Source(e, s) for e, s in zip(new_sources, parts, strict=True)])
-    if everything is None:
-        info["recall"] = dict(old.info["recall"], stale=True)
-    else:
-        grid = index_recall.param_grid(to_cpu(index), info["type"])
-        tuned = index_recall.tune(index, grid, everything, held_out, old.info["recall"]["target"])
-        info["search_params"] = tuned.pop("search_params")
-        info["recall"] = dict(tuned, seed=seed)
-    index.add_with_ids(normalized(store.take(held_out - offset)), held_out)
-    index = to_cpu(index)
-    info["count"] = int(index.ntotal)
-    rows = pd.concat(
-        [old.rows, _rows_table(store, source_offset=len(old.info["sources"]))], ignore_index=True
-    )
-    write_folder(Path(index_dir), index, info, rows)
-    return info
-
-
-def _check_complete(store) -> None:
-    if not store.complete:
-        raise MsfkitError(
-            f"{store}: the embedding run has not finished; run msfkit embed again to complete it"
-        )
-
-
-def _rows_table(store, source_offset: int):
-    """index row -> (source, path, label) for every vector of `store`, in store order."""
-    frames = []
-    for i, part in enumerate(store.split()):
-        meta = part.meta
-        frames.append(
-            pd.DataFrame(
-                {"source": np.int32(source_offset + i), "path": meta["path"], "label": meta["label"]}
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
-
-
-def _fill(index: Any, store, progress: bool, skip: np.ndarray, offset: int = 0) -> None:
-    """Add every row of `store` but the sorted ids `skip`, as ids `offset + row`, one batch at a time."""
-    with tqdm(total=len(store), unit="vec", desc="indexing", disable=not progress, leave=False) as bar:
-        for start, block in store.iter_batches(BATCH_ROWS):
-            add_rows(index, [(start, block)], skip, store, offset)
-            bar.update(len(block))

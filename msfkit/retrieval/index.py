@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from msfkit.index.build import add_to_index
+from msfkit.index.add import add_to_index
 from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.retrieval.dedup import DEFAULT_K, DEFAULT_THRESHOLD, dedup
 from msfkit.retrieval.search import search

@@ -1,11 +1,11 @@
-"""msfkit.index.build: every index type on stores of chosen vectors, the recorded recall, --add."""
+"""msfkit.index.build: every index type on stores of chosen vectors, the recorded recall."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from msfkit.index import add_to_index, build_index, open_folder
+from msfkit.index import build_index, open_folder
 from msfkit.index.recall import measure_recall, query_rows
 from msfkit.models.errors import MsfkitError
 from tests.msfkit.index_stores import clustered_vectors, write_vector_store
@@ -90,38 +90,6 @@ def test_held_out_queries_are_not_in_the_ivf_training_sample(data, tmp_path, mon
     sample = trained[0]
     assert len(sample) == info["build"]["train_rows"]
     assert not (np.abs(sample @ x[rows].T - 1) < 1e-6).any()
-
-
-@pytest.mark.parametrize("kind", ["flat", "ivf"])
-def test_add_gives_the_results_of_building_from_both_stores(tmp_path, kind):
-    x = clustered_vectors(1500, D, clusters=10, seed=3)
-    a = write_vector_store(tmp_path / "a", x[:1000], prefix="a")
-    b = write_vector_store(tmp_path / "b", x[1000:], prefix="b", source_root=tmp_path / "other")
-    both = build_index([a, b], tmp_path / "both", kind=kind, recall=1.0)
-    build_index(a, tmp_path / "grown", kind=kind, recall=1.0)
-    grown = add_to_index(tmp_path / "grown", b)
-    assert grown["count"] == both["count"] == 1500
-    assert [s["manifest_hash"] for s in grown["sources"]] == [s["manifest_hash"] for s in both["sources"]]
-    q = clustered_vectors(30, D, clusters=10, seed=3)
-    ia, ib = open_folder(tmp_path / "both"), open_folder(tmp_path / "grown")
-    _, ra = ia.search_vectors(q, 10)
-    _, rb = ib.search_vectors(q, 10)
-    np.testing.assert_array_equal(np.sort(ra, 1), np.sort(rb, 1))
-    assert ia.absolute_paths(ra[0]) == ib.absolute_paths(ra[0])
-    assert ib.absolute_paths([1200])[0] == str(tmp_path / "other" / "b_00200.jpg")
-    assert grown["recall"]["recall_at_10"] == 1.0 and not grown["recall"]["stale"]
-
-
-def test_add_refuses_a_store_of_another_model_and_one_already_held(data, tmp_path):
-    store, x, _ = data
-    build_index(store, tmp_path / "ix", kind="flat")
-    other = write_vector_store(tmp_path / "o", x[:10], model={"name": None, "fingerprint": "other"})
-    different = "^the store and the index .* come from different models: fingerprint other "
-    with pytest.raises(MsfkitError, match=different):
-        add_to_index(tmp_path / "ix", other)
-    with pytest.raises(MsfkitError, match="already in the index"):
-        add_to_index(tmp_path / "ix", store)
-    assert open_folder(tmp_path / "ix").info["count"] == N
 
 
 def test_an_existing_folder_is_kept_unless_forced_and_no_temporary_is_left(data, tmp_path):

@@ -11,7 +11,7 @@ import faiss
 import numpy as np
 import pytest
 
-from msfkit.index import add_to_index, build_index, open_folder
+from msfkit.index import build_index, open_folder
 from msfkit.models.errors import MsfkitError
 from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 
@@ -72,16 +72,6 @@ def test_lists_of_another_index_or_none_are_refused(data, tmp_path):
     (tmp_path / "a" / "index.ivfdata").unlink()
     with pytest.raises(MsfkitError, match="stored on disk, but index.ivfdata is missing"):
         open_folder(tmp_path / "a")
-
-
-def test_add_to_an_index_on_disk_is_refused_untouched(data, tmp_path):
-    store, _ = data
-    other = write_vector_store(tmp_path / "o", clustered_vectors(100, D, 3, seed=9), prefix="o")
-    build_index(store, tmp_path / "ix", kind="ivf", on_disk=True)
-    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ix").iterdir()}
-    with pytest.raises(MsfkitError, match="stored on disk and cannot be added to; build it again"):
-        add_to_index(tmp_path / "ix", other)
-    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "ix").iterdir()} == before
 
 
 def test_flat_and_hnsw_cannot_be_stored_on_disk(data, tmp_path):
