@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 COLUMNS = ("query", "query_path", "rank", "score", "row", "path", "label")
-_ROWS = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")  # one part of a STORE:ROWS selector
 
 
 @dataclass
@@ -156,25 +156,37 @@ def store_rows_spec(item: str | os.PathLike) -> tuple[Path, str | None] | None:
     text = os.fspath(item)
     path, rows = Path(text), None
     head, sep, tail = text.rpartition(":")
-    if sep and _ROWS.match(tail) and is_store(Path(head)):
+    if sep and not os.path.lexists(text) and is_store(Path(head)):  # a selector, checked by parse_rows
         path, rows = Path(head), tail
     return (path, rows) if is_store(path) else None
 
 
 def parse_rows(text: str, n: int, where: Path | str) -> list[int]:
     """'3', '0,5,9', '10-20' -> row numbers; every range is checked against the `n` rows of the store
-    before it is expanded (so `0-999999999` is an error, not gigabytes of row numbers)."""
+    before it is expanded (so `0-999999999` is an error, not gigabytes of row numbers), and a selector
+    that is not one says what is wrong with it (`5-2` reversed, `-5` no first row, `a-b` no numbers)."""
     rows: list[int] = []
     for part in text.split(","):
-        first, _, last = part.partition("-")
-        lo, hi = int(first), int(last or first)
-        if hi >= n or lo > hi:
-            bad = hi if hi >= n else part
-            raise MsfkitError(f"{where}: row {bad} is past the end (the store holds {n} rows)")
+        m = _RANGE.fullmatch(part)
+        if m is None:
+            raise MsfkitError(f"{where}:{text}: {_selector_problem(part)}; select rows as 3, 0-9 or 0,5,9-12")
+        lo, hi = int(m[1]), int(m[2] or m[1])
+        if lo > hi:
+            raise MsfkitError(f"{where}:{text}: the range {part} is reversed; write {hi}-{lo}")
+        if hi >= n:
+            raise MsfkitError(f"{where}: row {hi} is past the end (the store holds {n} rows)")
         rows += range(lo, hi + 1)
         if len(rows) > n * 16:  # repeating rows is fine; unbounded repetition is not
             raise MsfkitError(f"{where}: more than {n * 16} query rows")
     return rows
+
+
+def _selector_problem(part: str) -> str:
+    if not part:
+        return "an empty selector part"
+    if part.startswith("-"):
+        return f"'{part}' has no first row (rows count from 0, not from the end)"
+    return f"'{part}' is not a row number or a range of them"
 
 
 def _add_store_rows(out: Queries, index: IndexFolder, path: Path, spec: str | None) -> None:

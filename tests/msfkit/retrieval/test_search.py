@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -74,11 +76,9 @@ def test_store_rows_of_another_model_are_refused(photo_index, tmp_path):
         search(index, [f"{other}:0"])
 
 
-
-
 @pytest.mark.parametrize(
     ("rows", "message"),
-    [("0-999999999", "row 999999999 is past the end"), ("21", "row 21 is past the end"), ("5-2", "row 5-2")],
+    [("0-999999999", "row 999999999 is past the end"), ("21", "row 21 is past the end")],
 )
 def test_store_row_ranges_are_checked_before_they_are_expanded(photo_index, rows, message):
     import tracemalloc
@@ -90,6 +90,23 @@ def test_store_row_ranges_are_checked_before_they_are_expanded(photo_index, rows
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 50 * 2**20  # a billion row numbers would be gigabytes
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("5-2", "the range 5-2 is reversed; write 2-5"),
+        ("-5", "'-5' has no first row (rows count from 0, not from the end)"),
+        ("a-b", "'a-b' is not a row number or a range of them"),
+        ("0,,3", "an empty selector part"),
+        ("3-", "'3-' is not a row number or a range of them"),
+    ],
+)
+def test_a_store_row_selector_that_is_not_one_says_what_is_wrong(photo_index, rows, message):
+    index, store, _, _ = photo_index
+    with pytest.raises(MsfkitError, match=re.escape(f"{store}:{rows}: {message}")):
+        search(index, [f"{store}:{rows}"])
+
 
 def test_a_bf16_store_searched_with_its_own_images_finds_them_at_similarity_one(
     photos_dir, tiny_model_dir, tmp_path
