@@ -17,6 +17,7 @@ trained index (faiss's demo_ondisk_ivf.py is the model).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ def fill_piece(trained: np.ndarray, stores: list[str], piece: Piece, skip: np.nd
 
     index = faiss.deserialize_index(trained)
     store = open_store(stores)
-    arrays = store.shard_vectors()[piece.first : piece.last]
+    arrays = _shard_arrays(store, piece)
     starts = piece.start + np.cumsum([0, *(len(a) for a in arrays[:-1])])
     blocks = (
         (int(first) + i, np.asarray(array[i : i + BATCH_ROWS]))
@@ -76,6 +77,17 @@ def fill_piece(trained: np.ndarray, stores: list[str], piece: Piece, skip: np.nd
     add_rows(index, blocks, skip, store, piece.offset)
     faiss.write_index(index, out)
     return int(index.ntotal)
+
+
+def _shard_arrays(store: Store, piece: Piece) -> list[np.ndarray]:
+    """The piece's shards, memory-mapped; only those (a store of many shards is never mapped whole)."""
+    parts, first = [], 0
+    for part in store.parts:
+        lo, hi = max(piece.first - first, 0), min(piece.last - first, len(part.shards))
+        if lo < hi:
+            parts.append(dataclasses.replace(part, shards=part.shards[lo:hi]))
+        first += len(part.shards)
+    return Store(parts).shard_vectors()
 
 
 def write_piece(trained: Any, vectors: np.ndarray, ids: np.ndarray, out: Path) -> Path:

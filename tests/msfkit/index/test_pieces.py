@@ -62,3 +62,21 @@ def test_pieces_merged_on_disk_answer_as_the_index_filled_in_one_process(data, t
         np.testing.assert_array_equal(a, b)  # ids and distances, exactly
     _, found = merged.search(normalized(x[held]), 1)
     np.testing.assert_array_equal(found[:, 0], held)
+
+
+def test_a_piece_may_span_two_stores(data, tmp_path):
+    _, x, q, trained = data
+    a = write_vector_store(tmp_path / "a", x[:700], shard_rows=400, prefix="a")
+    b = write_vector_store(tmp_path / "b", x[700:1300], shard_rows=400, prefix="b")
+    store = open_store([a, b])
+    pieces = plan_pieces(store, piece_rows=1000)
+    assert [(p.first, p.last, p.start, p.end) for p in pieces] == [(0, 3, 0, 1100), (3, 4, 1100, 1300)]
+    files = [tmp_path / f"{p.number}.faiss" for p in pieces]
+    blob = faiss.serialize_index(trained)
+    for piece, file in zip(pieces, files, strict=True):
+        fill_piece(blob, [str(a), str(b)], piece, np.zeros(0, np.int64), str(file))
+    merged = merge_on_disk(trained, files, tmp_path / "index.ivfdata")
+    one = faiss.clone_index(trained)
+    one.add_with_ids(normalized(x[:1300]), np.arange(1300))
+    for got, want in zip(merged.search(q, 10), one.search(q, 10), strict=True):
+        np.testing.assert_array_equal(got, want)
