@@ -1,4 +1,3 @@
-# ruff: noqa: E501 - the damage tables read best one case per line
 """msfkit.index.folder: a malformed index.json or rows.parquet is one `Error:` line naming the file,
 a non-zero exit, and nothing changed (read by the installed command)."""
 
@@ -26,13 +25,30 @@ def folders(tmp_path_factory):
 
 INDEX_DAMAGE = {
     "index.json is a list": (lambda i: (i / "index.json").write_text("[]"), "format_version None"),
-    "no search_params": (lambda i: edit_json(i / "index.json", lambda m: {k: v for k, v in m.items() if k != "search_params"}),
-                         "field 'search_params' must be a dict"),
-    "no sources": (lambda i: edit_json(i / "index.json", lambda m: {k: v for k, v in m.items() if k != "sources"}),
-                   "field 'sources' must be a list"),
-    "rows point outside": (lambda i: pq.write_table(pq.read_table(i / "rows.parquet").set_column(
-        0, "source", pa.array(np.full(120, 5, np.int32))), i / "rows.parquet"), "rows point outside"),
-}  # fmt: skip
+    "no search_params": (
+        lambda i: edit_json(i / "index.json", lambda m: {k: v for k, v in m.items() if k != "search_params"}),
+        "field 'search_params' must be a dict",
+    ),
+    "no sources": (
+        lambda i: edit_json(i / "index.json", lambda m: {k: v for k, v in m.items() if k != "sources"}),
+        "field 'sources' must be a list",
+    ),
+    "storage unknown": (
+        lambda i: edit_json(i / "index.json", lambda m: {**m, "storage": "tape"}),
+        "field 'storage' must be one of memory, disk, not 'tape'",
+    ),
+    "storage on disk without its lists": (
+        lambda i: edit_json(i / "index.json", lambda m: {**m, "storage": "disk"}),
+        "an index stored on disk, but index.ivfdata is missing",
+    ),
+    "rows point outside": (
+        lambda i: pq.write_table(
+            pq.read_table(i / "rows.parquet").set_column(0, "source", pa.array(np.full(120, 5, np.int32))),
+            i / "rows.parquet",
+        ),
+        "rows point outside",
+    ),
+}
 
 
 @pytest.mark.parametrize("damage", sorted(INDEX_DAMAGE))
