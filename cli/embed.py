@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from msfkit.cli.common import (
@@ -96,11 +98,21 @@ def embed(
     if not quiet:
         warn_slow_bf16(precision, device)
     store = msfkit.embed(
-        list(images), model, out, batch_size=batch_size, workers=workers, precision=precision,
-        device=device, shard=shard, overwrite=overwrite, progress=not quiet and not as_json, draft=draft,
+        list(images),
+        model,
+        out,
+        batch_size=batch_size,
+        workers=workers,
+        precision=precision,
+        device=device,
+        draft=draft,
+        max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+        shard=shard,
+        overwrite=overwrite,
+        shard_rows=shard_rows,
+        progress=not quiet and not as_json,
         announce=not quiet,
-        max_pixels=max_pixels or DEFAULT_MAX_PIXELS, shard_rows=shard_rows,
-    )  # fmt: skip
+    )
     summary = store.run
     if _is_rank0():
         if as_json:
@@ -113,6 +125,4 @@ def embed(
 
 def _is_rank0() -> bool:
     """Under torchrun only rank 0 reports, so the counts are printed once."""
-    import os
-
     return os.environ.get("RANK", "0") == "0"
