@@ -27,9 +27,13 @@ _NOT_WRITTEN = (".pth", ".tar", ".bin", ".safetensors", ".tflite", ".h5", ".pb",
     help="Which MSF network to export: the online backbone (as the paper evaluates) or the EMA target.",
 )
 @click.option(
-    "--image-size", type=int, help="Centre-crop size for the config (default: 224, or 32 for a cifar stem)."
+    "--image-size",
+    type=int,
+    help="Centre-crop size for the config (default: the run's; 224, or 32 for a cifar stem, otherwise).",
 )
-@click.option("--resize", type=int, help="Shorter side before the crop (default: image size x 256/224).")
+@click.option(
+    "--resize", type=int, help="Shorter side before the crop (default: the size up to 64 px, else x 256/224)."
+)
 @json_option
 def export(source: str, out: str, fmt: str | None, network: str, image_size, resize, as_json: bool):
     """Write SOURCE as a model folder OUT, or a model as ONNX / TorchScript for deployment.

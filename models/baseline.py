@@ -21,19 +21,22 @@ def init_model_folder(
 ) -> tuple[Path, str]:
     """Write the model folder `out` and return (its path, the encoder's fingerprint).
 
+    Its config is a trained model's of the same arch, stem and image size (the default resize
+    included), so that the two differ in weights and provenance only.
+
     `weights`: a torchvision state dict (read with weights_only=True; its `fc.*` head is dropped,
     every other key must match). Without it the backbone is torchvision's initialisation under
     `seed`, so the same command always gives the same baseline.
     """
     import torch
 
-    from msfkit.models.config import EncoderConfig
+    from msfkit.models.config import EncoderConfig, default_resize
     from msfkit.models.encoder import CONFIG_NAME, Encoder, check_state_dict
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (force and (out / CONFIG_NAME).is_file()):
         raise MsfkitError(f"{out}: exists; --force replaces a model folder, nothing else")
-    resize = resize or round(image_size * 8 / 7)
+    resize = default_resize(image_size) if resize is None else resize  # a trained model's, by the same rule
     method = "torchvision weights" if weights else "random init"
     provenance = {"method": method, "seed": None if weights else seed, "weights": weights and str(weights)}
     config = EncoderConfig(arch=arch, stem=stem, image_size=image_size, resize=resize, provenance=provenance)

@@ -22,6 +22,14 @@ FORMAT_VERSION = 1
 NETWORKS = ("online", "target")
 FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
 STEMS = ("imagenet", "cifar", "cifar-maxpool", "cifar-s2")  # models/backbones.py says what each is
+WHOLE_UP_TO = 64  # px: images up to this size are evaluated whole (resize = crop), larger ones cropped
+
+
+def default_resize(image_size: int) -> int:
+    """The shorter side before the centre crop of `image_size` when a config does not say: the
+    image whole up to 64 px (Fashion-MNIST, CIFAR: evaluated as trained), else the ImageNet way,
+    size x 256/224. The one rule for `msfkit train`, `msfkit export` and `msfkit models init`."""
+    return image_size if image_size <= WHOLE_UP_TO else round(image_size * 256 / 224)
 
 
 def feature_dim(arch: str) -> int:

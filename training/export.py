@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from msfkit.models import Encoder, EncoderConfig
+from msfkit.models.config import default_resize
 from msfkit.models.encoder import check_state_dict
 from msfkit.models.errors import MsfkitError
 from msfkit.training.checkpoint import (
@@ -126,7 +127,12 @@ def export_checkpoint(
     image_size: int | None = None,
     resize: int | None = None,
 ) -> Encoder:
-    """Convert a checkpoint file (or an msfkit run folder) to a model folder at `out`; returns the encoder."""
+    """Convert a checkpoint file (or an msfkit run folder) to a model folder at `out`; returns the encoder.
+
+    `image_size` and `resize` replace the preprocessing the checkpoint implies (for a reference
+    checkpoint: 224, or 32 for a cifar stem; resize by `default_resize`). The config is checked
+    whole, with them, before anything is written.
+    """
     path = find_checkpoint(path)
     ckpt = read_checkpoint(path)
     if is_training_checkpoint(ckpt):
@@ -137,38 +143,49 @@ def export_checkpoint(
     arch, stem = infer_arch(state)
     if image_size is None:
         image_size = 32 if stem == "cifar" else 224
-    if resize is None:
-        resize = image_size if stem == "cifar" else round(image_size * 256 / 224)
     config = EncoderConfig(
         arch=arch,
         stem=stem,
         network=network,
         image_size=image_size,
-        resize=resize,
+        resize=default_resize(image_size) if resize is None else resize,
         provenance=reference_provenance(ckpt, layout, Path(path).name),
     )
+    return _write_model_folder(config, state, out, source=str(path))
+
+
+def _write_model_folder(
+    config: EncoderConfig, state: dict[str, torch.Tensor], out: str | Path, source: str
+) -> Encoder:
+    """The model folder of a checked `config` and a backbone `state` that must fit it key for key."""
     encoder = Encoder(config)
-    check_state_dict(state, encoder.backbone.state_dict(), source=str(path))
+    check_state_dict(state, encoder.backbone.state_dict(), source=source)
     encoder.backbone.load_state_dict(state)
     encoder.save_pretrained(out)
     return encoder.eval()
 
 
 def encoder_config(
-    cfg: TrainConfig, network: str = "online", provenance: dict[str, Any] | None = None
+    cfg: TrainConfig,
+    network: str = "online",
+    provenance: dict[str, Any] | None = None,
+    *,
+    image_size: int | None = None,
+    resize: int | None = None,
 ) -> EncoderConfig:
-    """The model-folder config of a run: its architecture and its eval preprocessing.
+    """The model-folder config of a run: its architecture and its eval preprocessing, checked.
 
-    Small images (64 px or less, e.g. Fashion-MNIST) are evaluated whole, as they were trained;
-    larger ones the ImageNet way, Resize(size x 256/224) -> CenterCrop(size).
+    The run's image size, evaluated by the one default rule (`default_resize`: whole up to 64 px,
+    as trained; larger the ImageNet way, Resize(size x 256/224) -> CenterCrop(size)); `image_size`
+    and `resize` replace them (`msfkit export --image-size/--resize`).
     """
-    resize = cfg.image_size if cfg.image_size <= 64 else round(cfg.image_size * 256 / 224)
+    image_size = cfg.image_size if image_size is None else image_size
     return EncoderConfig(
         arch=cfg.arch,
         stem=cfg.stem,
         network=network,
-        image_size=cfg.image_size,
-        resize=resize,
+        image_size=image_size,
+        resize=default_resize(image_size) if resize is None else resize,
         provenance=provenance or {},
     )
 
@@ -242,16 +259,8 @@ def export_training_checkpoint(
         raise MsfkitError(f"network must be 'online' or 'target', not {network!r}")
     cfg = saved_config(ckpt["config"], source)
     prov = run_provenance(cfg, ckpt["step"], ckpt["steps_per_epoch"], ckpt.get("metrics", {}))
-    config = encoder_config(cfg, network, prov)
-    if image_size is not None:
-        config.image_size = image_size
-    if resize is not None:
-        config.resize = resize
+    config = encoder_config(cfg, network, prov, image_size=image_size, resize=resize)
     prefix = f"{network}.backbone."
     state = {k[len(prefix) :]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
-    encoder = Encoder(config)
     where = f"{source}: training checkpoint field 'model' ({network} backbone)"
-    check_state_dict(state, encoder.backbone.state_dict(), source=where)
-    encoder.backbone.load_state_dict(state)
-    encoder.save_pretrained(out)
-    return encoder.eval()
+    return _write_model_folder(config, state, out, source=where)

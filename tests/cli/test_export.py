@@ -1,6 +1,7 @@
 # ruff: noqa: E501 - command lines read best unbroken
 """`msfkit export`: a model as ONNX and TorchScript that give the PyTorch model's vectors on real photos
-(any batch size); formats it cannot write refused in one line; a user's folder never overwritten."""
+(any batch size); formats it cannot write refused in one line; a user's folder never overwritten;
+a checkpoint's config checked whole, sizes included, before anything is written."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from PIL import Image
 
 import msfkit
 from msfkit.models import Encoder, EncoderConfig
+from tests.training.run_checkpoints import write_run_checkpoint
+from tests.training.test_export import reference_checkpoint
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 AGREE = 1e-4
@@ -81,3 +84,31 @@ def test_a_checkpoint_into_a_folder_that_is_not_a_model_folder_is_refused(tmp_pa
     assert (mine / "README.md").read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == ["README.md"]
     deploy = run("export", tmp_path / "r18.pth", tmp_path / "x.onnx")
     assert deploy.returncode == 1 and "make it a model folder first" in deploy.stderr
+
+
+@pytest.mark.parametrize("kind", ["training run", "reference checkpoint"])
+def test_an_image_size_the_config_refuses_is_one_line_and_writes_nothing(tmp_path, kind):
+    if kind == "training run":
+        source = write_run_checkpoint(tmp_path / "run").parent
+    else:
+        source = tmp_path / "ckpt.pth.tar"
+        reference_checkpoint(source, "resnet18")
+    for size in ("0", "5000"):
+        r = run("export", source, tmp_path / "model", "--image-size", size)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        assert r.stderr.startswith(f"Error: config: image_size must be a whole number of pixels in 8..4096, not {size}")
+        assert not (tmp_path / "model").exists()
+    bad_resize = run("export", source, tmp_path / "model", "--image-size", "64", "--resize", "0")
+    assert bad_resize.returncode == 1 and "config: resize must be" in bad_resize.stderr
+    assert not (tmp_path / "model").exists()
+
+
+def test_both_kinds_of_checkpoint_take_the_one_default_resize(tmp_path):
+    reference_checkpoint(tmp_path / "ckpt.pth.tar", "resnet18")
+    runs = write_run_checkpoint(tmp_path / "run").parent
+    for source in (tmp_path / "ckpt.pth.tar", runs):
+        for size, resize in ((48, 48), (96, 110)):
+            out = tmp_path / f"{source.name}-{size}"
+            assert run("export", source, out, "--image-size", size).returncode == 0
+            config = json.loads((out / "config.json").read_text())
+            assert (config["image_size"], config["resize"]) == (size, resize)

@@ -11,10 +11,12 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
 import torch
 
 import msfkit
 from msfkit.eval.report import write_card
+from tests.training.run_checkpoints import write_run_checkpoint
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 
@@ -31,9 +33,21 @@ def test_init_writes_the_same_random_baseline_for_the_same_seed(tmp_path):
     info = json.loads(a.stdout)
     ea, eb, ec = (msfkit.load(tmp_path / n) for n in "abc")
     assert info["fingerprint"] == ea.fingerprint == eb.fingerprint != ec.fingerprint
-    assert ea.config.provenance["method"] == "random init" and ea.config.resize == 37
+    assert ea.config.provenance["method"] == "random init" and ea.config.resize == 32  # whole, as trained
     again = run("models", "init", "resnet18", tmp_path / "a")
-    assert again.returncode == 1 and "exists; --force replaces a model folder" in again.stderr
+    assert again.returncode == 1
+    assert again.stderr == f"Error: {tmp_path / 'a'}: already exists; remove it or pass --force\n"
+
+
+@pytest.mark.parametrize("size", [32, 96])
+def test_init_makes_the_twin_of_a_trained_model_with_the_same_settings(tmp_path, size):
+    trained, twin = tmp_path / "trained", tmp_path / "twin"
+    assert run("export", write_run_checkpoint(tmp_path / "run", size).parent, trained).returncode == 0
+    init = run("models", "init", "resnet18", twin, "--stem", "cifar", "--image-size", size)
+    assert init.returncode == 0, init.stderr
+    configs = [json.loads((folder / "config.json").read_text()) for folder in (trained, twin)]
+    assert configs[0].pop("provenance")["method"] == "msf" and configs[1].pop("provenance")["method"] == "random init"
+    assert configs[0] == configs[1] and configs[0]["image_size"] == size
 
 
 def test_init_from_torchvision_weights_keeps_them_and_refuses_a_pickle(tmp_path):

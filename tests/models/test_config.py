@@ -49,3 +49,10 @@ def test_an_unreadable_config_is_one_error_naming_the_file(tmp_path, tiny_model_
     r = subprocess.run([MSFKIT, "models", "info", folder], capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith(f"Error: {folder / 'config.json'}: {message}")
+
+
+def test_the_default_resize_keeps_small_images_whole_and_crops_larger_ones_the_imagenet_way():
+    from msfkit.models.config import default_resize
+
+    assert [default_resize(s) for s in (8, 32, 64)] == [8, 32, 64]
+    assert [default_resize(s) for s in (65, 96, 224, 448)] == [74, 110, 256, 512]
