@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from msfkit.eval.labels import class_indices, holdout_split
 from msfkit.models.errors import MsfkitError
+from msfkit.models.files import atomic_write
 from msfkit.models.runtime import evaluating
 
 PRESETS = ("fast", "msf")
@@ -70,22 +72,23 @@ class LinearHead(nn.Module):
         return self.linear(self.standardize(feats))
 
     def save(self, directory: str | Path) -> Path:
-        """Write head.safetensors (mean, std, weight, bias) and head.json (classes, recipe, scores)."""
-        from safetensors.torch import save_file
-
+        """Write head.safetensors (mean, std, weight, bias) and head.json (classes, recipe, scores);
+        a write that fails leaves the old head as it was, both files."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / HEAD_WEIGHTS))
         config = {"classes": [str(c) for c in self.classes], **self.info}
-        (directory / HEAD_CONFIG).write_text(json.dumps(config, indent=2, default=str) + "\n")
+
+        def write_config(tmp: Path) -> None:  # renamed into place once the weights were
+            tmp.write_text(json.dumps(config, indent=2, default=str) + "\n")
+            atomic_write(directory / HEAD_WEIGHTS, lambda weights: save_file(state, str(weights)))
+
+        atomic_write(directory / HEAD_CONFIG, write_config)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> LinearHead:
         """A head written by `save` (safetensors, never pickle)."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         for name in (HEAD_WEIGHTS, HEAD_CONFIG):
             if not (directory / name).is_file():

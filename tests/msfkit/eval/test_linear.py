@@ -4,6 +4,9 @@ and the saved head."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -170,3 +173,32 @@ def test_val_class_unknown_to_the_head_is_an_error(feats):
         evaluate_head(head, vx, vy)
     with pytest.raises(MsfkitError, match="train split is empty"):
         train_linear_fast(tx[:0], ty[:0])
+
+
+SAVE_UNDER_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys, torch
+from msfkit.eval.linear import LinearHead
+head = LinearHead(torch.ones(512), torch.full((512,), 2.0), 10)
+head.info = {"notes": "x" * int(sys.argv[2])}
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), mid-file
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+head.save(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize(
+    ("notes", "limit"),
+    [
+        pytest.param(40_000, 30_000, id="head.json fails"),
+        pytest.param(0, 12_000, id="head.safetensors fails"),
+    ],
+)  # the weights are 25 kB
+def test_a_save_that_fails_mid_write_leaves_the_old_head_whole(tmp_path, notes, limit):
+    old = LinearHead(torch.zeros(512), torch.ones(512), 10)
+    old.save(tmp_path / "head")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "head").iterdir()}
+    args = [sys.executable, "-c", SAVE_UNDER_A_FILE_SIZE_LIMIT, tmp_path / "head", notes, limit]
+    r = subprocess.run(list(map(str, args)), capture_output=True, text=True)
+    assert r.returncode == 1 and "too large" in r.stderr.lower(), r.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "head").iterdir()} == before  # no temp file left
+    torch.testing.assert_close(LinearHead.load(tmp_path / "head").mean, old.mean)
