@@ -15,6 +15,9 @@ model_option = click.option(
     show_envvar=True,
     help="Model folder or Hub id org/name[@revision].",
 )
+force_option = click.option(
+    "--force", is_flag=True, help="Replace output files that exist (never a store, index or model's files)."
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable: one JSON object.")
 json_lines_option = click.option(
     "--json", "as_json", is_flag=True, help="Machine-readable output: JSON Lines, one object per row."
@@ -33,6 +36,15 @@ device_option = click.option(
     show_default=True,
     help="Where to run the model.",
 )
+
+
+def check_outputs(force: bool, *paths: str | None) -> None:
+    """The output guard (`msfkit.outputs.check_output`) on each file output given, before any work."""
+    from msfkit.outputs import check_output
+
+    for path in paths:
+        if path is not None and path != "-":
+            check_output(path, force=force)
 
 
 def to_json(obj: Any) -> str:

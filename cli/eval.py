@@ -10,6 +10,7 @@ import click
 from msfkit.cli.common import (
     device_option,
     echo_json,
+    force_option,
     json_option,
     model_option,
     precision_option,
@@ -87,12 +88,13 @@ from msfkit.models.errors import MsfkitError
     type=click.Path(path_type=Path),
     help="Write the results into this model folder's card.",
 )
+@force_option
 @device_option
 @json_option
 def eval_cmd(
     model, train, val, dataset, knn, linear, protocols, ks, temperature, preset, lrs, epochs, train_fraction,
-    head_out, features_dir, memory_budget, batch_size, workers, precision, seed, plot_dir, card_dir, device,
-    as_json,
+    head_out, features_dir, memory_budget, batch_size, workers, precision, seed, plot_dir, card_dir, force,
+    device, as_json,
 ) -> None:  # fmt: skip
     """Evaluate a model with the MSF paper's k-NN and linear protocols.
 
@@ -124,7 +126,7 @@ def eval_cmd(
     report = msfkit.evaluate(
         model, dataset=dataset, train=train, val=val, knn=protocols if knn or not linear else False,
         linear=preset if linear else None, features_dir=features_dir or cache_dir("eval-features"),
-        plot_dir=plot_dir, card=card_dir,
+        plot_dir=plot_dir, card=card_dir, force=force,
         device=device, temperature=temperature, epochs=epochs, train_fraction=train_fraction,
         head_out=head_out, batch_size=batch_size, workers=workers, precision=precision, seed=seed,
         progress=sys.stderr.isatty(), announce=True, **options,

@@ -66,6 +66,7 @@ def index(stores, out, add_to, kind, memory, on_disk, engine, address, recall, f
       msfkit index --add index new-store
     """
     import msfkit
+    from msfkit.outputs import INDEX, check_output
     from msfkit.runtime import format_bytes
 
     if add_to and (on_disk or engine != "local"):
@@ -76,6 +77,7 @@ def index(stores, out, add_to, kind, memory, on_disk, engine, address, recall, f
         info = msfkit.open_index(add_to).add(list(stores)).info
         where = add_to
     elif out:
+        check_output(out, force=force, kind=INDEX)
         opts = {"kind": kind, "memory": memory, "recall": recall, "progress": not as_json}
         opts |= {"on_disk": on_disk, "engine": engine, "address": address}
         info = msfkit.build_index(list(stores), out, force=force, **opts).info

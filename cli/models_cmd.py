@@ -92,7 +92,9 @@ def init(arch, out, stem, image_size, resize, weights, seed, force, as_json) -> 
       msfkit models init resnet50 tv-r50 --weights resnet50-11ad3fa6.pth
     """
     from msfkit.models.baseline import init_model_folder
+    from msfkit.outputs import MODEL, check_output
 
+    check_output(out, force=force, kind=MODEL)
     path, fingerprint = init_model_folder(
         arch, out, stem=stem, image_size=image_size, resize=resize, weights=weights, seed=seed, force=force
     )

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from msfkit.cli.common import device_option, echo_json_lines, json_lines_option, model_option
+from msfkit.cli.common import (
+    check_outputs,
+    device_option,
+    echo_json_lines,
+    force_option,
+    json_lines_option,
+    model_option,
+)
 
 
 @click.command("search", context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,22 +27,27 @@ from msfkit.cli.common import device_option, echo_json_lines, json_lines_option,
 )
 @click.option("--grid", type=click.Path(dir_okay=False), help="Write a contact sheet PNG here.")
 @click.option("--html", type=click.Path(dir_okay=False), help="Write a self-contained HTML gallery here.")
-def search(index, queries, k, model, device, as_json, as_csv, output, grid, html):
+@force_option
+def search(index, queries, k, model, device, as_json, as_csv, output, grid, html, force):
     """Find the K nearest indexed images of each QUERY.
 
     A QUERY is an image, a folder of images, a store folder, or STORE:ROWS (e.g. store:0,5,10-20).
     Images are embedded with the index's own model; -m, when given, must be that model.
+    --csv is for spreadsheets (names that start like a formula get a leading '); --json keeps the
+    exact names, for scripts.
 
     \b
       msfkit search index cat.jpg -k 5
       msfkit search index queries/ --grid sheet.png --html gallery.html
     """
     import msfkit
+    from msfkit.csv_writer import write_csv
     from msfkit.models.errors import MsfkitError
     from msfkit.models.runtime import resolve_device
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")
+    check_outputs(force, output, grid, html)
     df = msfkit.open_index(index).search(list(queries), k=k, model=model, device=resolve_device(device))
     for query, reason in df.attrs["errors"]:
         click.echo(f"skipped query {query}: {reason}", err=True)
@@ -53,7 +65,7 @@ def search(index, queries, k, model, device, as_json, as_csv, output, grid, html
         if as_json:
             echo_json_lines(df.to_dict("records"), file=out)
         elif as_csv:
-            df.to_csv(out, index=False)
+            write_csv(df, out)
         else:
             _table(df, out)
     if output:

@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from msfkit.eval.inputs import load_inputs
+from msfkit.eval.linear import HEAD_CONFIG, HEAD_WEIGHTS
 from msfkit.eval.report import write_card, write_plots
-from msfkit.eval.run import EvalOptions
+from msfkit.eval.run import KNN_CURVE_KS, EvalOptions
 from msfkit.eval.run import evaluate as run_protocols
+from msfkit.models.errors import MsfkitError
 from msfkit.models.runtime import resolve_device
+from msfkit.outputs import Kind, check_output, is_model_folder
 
 
 def evaluate(
@@ -30,6 +33,7 @@ def evaluate(
     plot_dir: str | Path | None = None,
     card: str | Path | None = None,
     device: str = "auto",
+    force: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """The report of the k-NN protocols `knn` (True: "msf"; or names) and the linear preset `linear`
@@ -39,13 +43,16 @@ def evaluate(
     train_fraction, head_out, memory_budget_bytes, batch_size, workers, precision, seed, progress,
     announce).
     `plot_dir` writes accuracy-over-k and confusion-matrix PNGs; `card` writes the results into
-    that model folder's README.
+    that model folder's README. Every output is checked by the output guard before any work
+    (`msfkit.outputs`): `force` replaces an existing plots folder or linear-head folder, nothing else.
     """
     protocols = ("msf",) if knn is True else tuple(knn or ())
     if not protocols and linear is None:
         protocols = ("msf",)
     dev = str(resolve_device(device))
-    opts = EvalOptions(knn_protocols=protocols, linear_preset=linear, device=dev, **options)
+    curve = KNN_CURVE_KS if plot_dir is not None else ()
+    opts = EvalOptions(knn_protocols=protocols, linear_preset=linear, device=dev, curve_ks=curve, **options)
+    _check_outputs(plot_dir, opts.head_out, card, force)
     inputs, encoder = load_inputs(
         model=model, train=train, val=val, dataset=dataset, features_dir=features_dir, device=dev,
         batch_size=opts.batch_size, workers=opts.workers, precision=opts.precision, progress=opts.progress,
@@ -53,7 +60,30 @@ def evaluate(
     )  # fmt: skip
     report, predictions = run_protocols(inputs, opts, encoder=encoder)
     if plot_dir is not None:
-        report["plots"] = write_plots(Path(plot_dir), inputs, report, predictions, opts)
+        report["plots"] = write_plots(Path(plot_dir), inputs, report, predictions)
     if card is not None:
         report["card"] = str(write_card(card, report))
     return report
+
+
+def _is_plots_folder(folder: Path) -> bool:
+    return all(p.is_file() and p.suffix == ".png" for p in folder.iterdir())
+
+
+def _is_head_folder(folder: Path) -> bool:
+    return {p.name for p in folder.iterdir()} <= {HEAD_CONFIG, HEAD_WEIGHTS}
+
+
+PLOTS = Kind("a folder of plots (PNG files only)", _is_plots_folder)
+HEAD = Kind("a linear-head folder", _is_head_folder)
+
+
+def _check_outputs(plot_dir, head_out, card, force: bool) -> None:
+    """The output guard on every output, before the (slow) features: the plots and head folders;
+    the card goes into a model folder, and only into one (`write_card` then checks it is the model)."""
+    if plot_dir is not None:
+        check_output(plot_dir, force=force, kind=PLOTS)
+    if head_out is not None:
+        check_output(head_out, force=force, kind=HEAD)
+    if card is not None and not is_model_folder(Path(card)):
+        raise MsfkitError(f"--card {card}: not an msfkit model folder")

@@ -29,6 +29,7 @@ from msfkit.eval.features import extract_features
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
+from msfkit.models.identity import check_same_model
 from msfkit.store import is_store, open_store
 from msfkit.store.format import check_finite, read_manifest
 
@@ -94,17 +95,10 @@ def load_inputs(
             opts = dataclasses.replace(opts, announce=JobLine(todo, encoder.config.arch, device))
         work = _Work(opts, folder)
         stores = {split: _as_store(Path(path), split, encoder, work) for split, path in given.items()}
-        fps = {split: store.model.fingerprint for split, store in stores.items()}
-        if fps["train"] != fps["val"]:
-            raise MsfkitError(
-                f"train and val features come from different models ({fps['train']} vs {fps['val']}); "
-                "embed both with the same model"
-            )
-        if encoder is not None and encoder.fingerprint != fps["train"]:
-            raise MsfkitError(
-                f"the stores were embedded with model {fps['train']}, "
-                f"not with {encoder.name or 'the given model'} ({encoder.fingerprint})"
-            )
+        fix = "embed both splits with the model evaluated"
+        check_same_model(stores["train"].model, stores["val"].model, "the train split", "the val split", fix)
+        if encoder is not None:
+            check_same_model(stores["train"].model, encoder, "the stores", "the model given", fix)
         splits = {split: _store_split(store, split, given[split]) for split, store in stores.items()}
         train_store = stores["train"]
         train_paths = train_store.absolute_paths() if train_store.source_root is not None else None
@@ -114,7 +108,7 @@ def load_inputs(
     inputs = EvalInputs(
         *splits["train"],
         *splits["val"],
-        model={"name": name, "fingerprint": fps["train"]},
+        model={"name": name, "fingerprint": train_store.model.fingerprint},
         source={"kind": "stores" if kinds == {"store"} else "folders", "train": str(train), "val": str(val)},
         train_images=(lambda tf: FileImageDataset(train_paths, labels, tf)) if train_paths else None,
     )

@@ -5,7 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from msfkit.eval.run import percent, prediction_name
 from msfkit.models.errors import MsfkitError
+from msfkit.models.files import atomic_write
+from msfkit.models.identity import check_same_model
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -73,42 +78,41 @@ def write_card(model_dir: str | Path, report: dict[str, Any]) -> Path:
     if not model_dir.is_dir():
         raise MsfkitError(f"--card {model_dir}: not a model folder")
     encoder = Encoder.from_pretrained(model_dir)
-    if encoder.fingerprint != report["model"].get("fingerprint"):
-        raise MsfkitError(
-            f"--card {model_dir}: that folder holds model {encoder.fingerprint}, but the results are of "
-            f"{report['model'].get('fingerprint')}"
-        )
+    check_same_model(
+        encoder, report["model"], f"--card {model_dir}", "the results", "card the model evaluated"
+    )
     card_path = model_dir / CARD_NAME
     card = card_path.read_text() if card_path.is_file() else render_card(encoder.config)
-    card_path.write_text(replace_results(card, results_markdown(report)))
-    return card_path
+    text = replace_results(card, results_markdown(report))
+    return atomic_write(card_path, lambda tmp: tmp.write_text(text))
 
 
 def _fmt(value, spec: str = "g") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def write_plots(plot_dir: Path, inputs, report: dict[str, Any], predictions: dict, opts) -> list[str]:
-    """Accuracy-over-k for each k-NN protocol and a confusion matrix per result, as PNGs in `plot_dir`."""
-    import numpy as np
+def write_plots(plot_dir: Path, inputs, report: dict[str, Any], predictions: dict) -> list[str]:
+    """Accuracy-over-k of each k-NN protocol and a confusion matrix per result, as PNGs in `plot_dir`.
 
+    Drawn from the `predictions` of the evaluation itself (`EvalOptions.curve_ks`): the curve passes
+    through the report's numbers, on the same train rows, seed and memory budget."""
     from msfkit.eval.plots import plot_confusion, plot_knn_curve
-    from msfkit.eval.run import knn_curve
 
     plot_dir.mkdir(parents=True, exist_ok=True)
     title = f"{report['model'].get('name')} on {report['source']['val']}"
     written = []
-    if opts.knn_protocols:
-        curves = {
-            f"knn-{p}": knn_curve(
-                inputs, p, temperature=opts.temperature, train_fraction=report["train_fraction"],
-                device=opts.device,
-            )  # fmt: skip
-            for p in opts.knn_protocols
-        }
+    curves: dict[str, dict[int, float]] = {}
+    for name, pred in predictions.items():
+        protocol, sep, k = name.rpartition("-k")
+        if sep and protocol.startswith("knn-") and k.isdigit():
+            curves.setdefault(protocol, {})[int(k)] = percent(pred == inputs.val_labels)
+    if curves:
         written.append(plot_knn_curve(curves, plot_dir / "knn_accuracy_over_k.png", title))
     classes = np.unique(inputs.train_labels)
-    for name, pred in predictions.items():
+    for row in report["results"]:
+        name = prediction_name(row["protocol"], row["k"])
         path = plot_dir / f"confusion_{name}.png"
-        written.append(plot_confusion(inputs.val_labels, pred, classes, path, f"{name} — {title}"))
+        written.append(
+            plot_confusion(inputs.val_labels, predictions[name], classes, path, f"{name} — {title}")
+        )
     return [str(p) for p in written]

@@ -35,6 +35,7 @@ class EvalOptions:
     epochs: int = 40
     train_fraction: float | None = None  # per-class share of train labels (semi-supervised rows)
     head_out: str | Path | None = None  # save the linear head here
+    curve_ks: Sequence[int] = ()  # more k for the k-NN predictions (the accuracy-over-k plot), no rows
     device: str = "cpu"
     memory_budget_bytes: int | None = None  # the largest k-NN similarity block
     batch_size: int = 256
@@ -66,8 +67,9 @@ class _Train:
 def evaluate(
     inputs: EvalInputs, options: EvalOptions | None = None, *, encoder=None, **overrides: Any
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(report, predicted val labels per result name). The report's "results" rows each name
-    their protocol, k, temperature and split sizes."""
+    """(report, predicted val labels per `prediction_name`). The report's "results" rows each
+    name their protocol, k, temperature and split sizes; the k-NN predictions also hold every k of
+    `curve_ks` that is not above the train size."""
     from msfkit.eval.knn import DEFAULT_KS, knn_scores
     from msfkit.eval.labels import class_indices, sample_per_class
 
@@ -84,31 +86,34 @@ def evaluate(
     predictions: dict[str, np.ndarray] = {}
     for protocol in o.knn_protocols:
         use_ks = tuple(o.ks) if o.ks else DEFAULT_KS[protocol]
+        curve_ks = {k for k in o.curve_ks if k <= n_train}
         ranked = knn_scores(
             train_x,
             train_y,
             inputs.val_feats,
-            ks=use_ks,
+            ks=sorted(set(use_ks) | curve_ks),  # one neighbour search: the curve holds the report's numbers
             protocol=protocol,
             temperature=o.temperature,
             memory_budget_bytes=o.memory_budget_bytes,
             device=o.device,
         )
         for k, r in sorted(ranked.items()):
+            predictions[prediction_name(f"knn-{protocol}", k)] = r[:, 0]
+            if k not in use_ks:
+                continue
             rows.append(
                 {
                     "protocol": f"knn-{protocol}",
                     "k": k,
                     "temperature": o.temperature if protocol == "dino" else None,
-                    "top1": _pct(r[:, 0] == inputs.val_labels),
-                    "top5": _pct((r[:, :5] == inputs.val_labels[:, None]).any(1))
+                    "top1": percent(r[:, 0] == inputs.val_labels),
+                    "top5": percent((r[:, :5] == inputs.val_labels[:, None]).any(1))
                     if protocol == "dino"
                     else None,
                     "n_train": n_train,
                     "n_val": n_val,
                 }
             )
-            predictions[f"knn-{protocol}-k{k}"] = r[:, 0]
     if o.linear_preset is not None:
         row, pred = _linear(inputs, _Train(picked, train_x, train_y), o, encoder)
         rows.append(row)
@@ -126,37 +131,9 @@ def evaluate(
     return report, predictions
 
 
-def knn_curve(
-    inputs: EvalInputs,
-    protocol: str,
-    *,
-    ks: Sequence[int] = KNN_CURVE_KS,
-    temperature: float = 0.07,
-    train_fraction: float | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    memory_budget_bytes: int | None = None,
-) -> dict[int, float]:
-    """Top-1 % for each k (those not above the train size) from one neighbour search: the plot's data."""
-    from msfkit.eval.knn import knn_classify
-    from msfkit.eval.labels import sample_per_class
-
-    train_x, train_y = inputs.train_feats, inputs.train_labels
-    if train_fraction is not None:
-        picked = sample_per_class(train_y, train_fraction, seed)
-        train_x, train_y = train_x[picked], train_y[picked]
-    use = [k for k in ks if k <= len(train_y)]
-    preds = knn_classify(
-        train_x,
-        train_y,
-        inputs.val_feats,
-        ks=use,
-        protocol=protocol,
-        temperature=temperature,
-        memory_budget_bytes=memory_budget_bytes,
-        device=device,
-    )
-    return {k: _pct(p == inputs.val_labels) for k, p in sorted(preds.items())}
+def prediction_name(protocol: str, k: int | None) -> str:
+    """The key of a result's predictions: 'knn-msf-k20', or the protocol alone ('linear-fast')."""
+    return protocol if k is None else f"{protocol}-k{k}"
 
 
 def _linear(inputs: EvalInputs, train: _Train, o: EvalOptions, encoder) -> tuple[dict[str, Any], np.ndarray]:
@@ -225,6 +202,6 @@ def _linear(inputs: EvalInputs, train: _Train, o: EvalOptions, encoder) -> tuple
     return row, pred
 
 
-def _pct(hits: np.ndarray) -> float:
+def percent(hits: np.ndarray) -> float:
     """Percent of hits, to the 0.01 a report means (70.2, not 70.19999999999999)."""
     return round(float(np.mean(hits) * 100), 2)

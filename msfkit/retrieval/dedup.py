@@ -186,7 +186,11 @@ def find_duplicates(
         return Duplicates(groups, removals, calibration)
 
 
-def dedup_any(source: IndexFolder | str | os.PathLike, *, keep: str | None = None, **options) -> pd.DataFrame:
-    """The groups (or, with `keep`, the removal list) of `find_duplicates`."""
-    found = find_duplicates(source, keep=keep, **options)
-    return found.groups if keep is None else found.removals
+def path_lines(paths) -> str:
+    """The exact `paths`, one a line (a removal list for `xargs -d '\\n'`); a name holding a line
+    break cannot be one line, and is refused rather than split into two other names."""
+    paths = [str(p) for p in paths]
+    for path in paths:
+        if "\n" in path:
+            raise MsfkitError(f"{path!r}: a file name with a line break cannot be one line; use --json")
+    return "".join(f"{p}\n" for p in paths)

@@ -28,6 +28,7 @@ from msfkit.embedding.pipeline import EmbedOptions, embed_items
 from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
+from msfkit.models.identity import check_same_model
 from msfkit.store import is_store, open_store
 from msfkit.store.format import EmbedSettings
 
@@ -143,11 +144,9 @@ def query_encoder(index: IndexFolder, model: Encoder | str | None = None) -> Enc
         encoder = Encoder.from_pretrained(str(model))
     else:
         encoder = model
-    if encoder.fingerprint != want["fingerprint"]:
-        raise MsfkitError(
-            f"model {encoder.name or 'given'} (fingerprint {encoder.fingerprint}) is not the model this "
-            f"index was built with ({want.get('name')}, fingerprint {want['fingerprint']}); use that model"
-        )
+    check_same_model(
+        encoder, want, "the query model", f"the index {index.path}", "search with the index's model"
+    )
     return encoder
 
 
@@ -191,11 +190,13 @@ def _selector_problem(part: str) -> str:
 
 def _add_store_rows(out: Queries, index: IndexFolder, path: Path, spec: str | None) -> None:
     store = open_store(path)
-    if store.model.fingerprint != index.model["fingerprint"]:
-        raise MsfkitError(
-            f"{path}: embedded with model {store.model.name} ({store.model.fingerprint}), "
-            f"not this index's {index.model.get('name')} ({index.model['fingerprint']})"
-        )
+    check_same_model(
+        store.model,
+        index.model,
+        f"the query store {path}",
+        f"the index {index.path}",
+        "embed the queries with the index's model",
+    )
     rows = list(range(len(store))) if spec is None else parse_rows(spec, len(store), path)
     order = np.array(rows, dtype=np.int64)
     unique, back = np.unique(order, return_inverse=True)

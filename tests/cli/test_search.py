@@ -108,7 +108,7 @@ def test_another_model_and_a_damaged_index_are_one_line_errors(photo_index, tiny
     index, _, photos, _ = photo_index
     r = run("search", index, photos / "bear.jpg", "-m", tiny_model_dir)
     assert r.exit_code == 1 and len(r.output.splitlines()) == 1
-    assert "is not the model this index was built with" in r.output
+    assert f"Error: the query model and the index {index} come from different models: " in r.output
     r = run("search", photos, photos / "bear.jpg")
     assert r.exit_code == 1 and r.output.startswith("Error: ") and "not an msfkit index folder" in r.output
 

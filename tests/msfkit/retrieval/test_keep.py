@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from msfkit.retrieval.dedup import dedup_any
+from msfkit.retrieval.dedup import find_duplicates
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 
@@ -20,10 +20,10 @@ def _removed(df) -> set[str]:
 
 def test_keep_first_largest_newest_choose_the_survivor_of_each_group(photo_index, photo_paths):
     index, _, _, _ = photo_index
-    first = dedup_any(index, threshold=0.995, keep="first")
+    first = find_duplicates(index, threshold=0.995, keep="first").removals
     assert _removed(first) == {f"{p.stem}_{c}.jpg" for p in photo_paths[:3] for c in ("q40", "half")}
     assert {Path(k).name for k in first["kept"]} == {p.name for p in photo_paths[:3]}
-    largest = dedup_any(index, threshold=0.995, keep="largest")  # the half-size copy is never kept
+    largest = find_duplicates(index, threshold=0.995, keep="largest").removals  # never the half-size copy
     assert all(not Path(k).name.endswith("_half.jpg") for k in largest["kept"])
     assert len(largest) == 6 and set(largest["reason"]) == {"keep largest"}
 
@@ -37,7 +37,8 @@ def test_newest_and_largest_follow_the_recorded_metadata():
     meta = pd.DataFrame({"width": [100, 200, 200], "height": [100, 100, 100], "bytes": [5, 7, 9],
                          "mtime": [30.0, 10.0, 20.0]})  # fmt: skip
     assert list(removal_list(groups, meta, "newest")["path"]) == ["b.jpg", "c.jpg"]
-    assert list(removal_list(groups, meta, "largest")["path"]) == ["a.jpg", "b.jpg"]  # c: most pixels, then bytes
+    largest = removal_list(groups, meta, "largest")["path"]  # c: the most pixels, then bytes
+    assert list(largest) == ["a.jpg", "b.jpg"]
     assert set(removal_list(groups, meta, "first")["kept"]) == {"a.jpg"}
 
 

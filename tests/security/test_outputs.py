@@ -1,0 +1,115 @@
+"""The output boundary (threat: a mistyped path in a script): every file a command writes goes
+through one output guard. A path inside a store, index or model folder is refused with or without
+--force; an existing file is replaced only with --force; --force on a folder replaces only a folder
+of the kind the command writes. One line of error, nothing written. Through the installed command,
+on private copies of the photo index (the shared one is never written to)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MSFKIT = str(Path(sys.executable).with_name("msfkit"))
+
+
+def msfkit(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([MSFKIT, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def refused(r: subprocess.CompletedProcess, *words: str) -> None:
+    """Exit 1 with one line of error naming `words`, and no traceback."""
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def own_index(photo_index, tmp_path_factory):
+    """(index, store, query photo, model) of this module: a copy of the photo store and model, indexed
+    (so that a guard that lets a write through breaks these copies, never the shared folders)."""
+    from msfkit.index import build_index
+
+    _, store, photos, model = photo_index
+    root = tmp_path_factory.mktemp("own_index")
+    shutil.copytree(store, root / "store")
+    shutil.copytree(model, root / "model")
+    build_index(root / "store", root / "index")
+    return root / "index", root / "store", photos / "audio_mixer.jpg", root / "model"
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_dedup_never_writes_into_the_store_it_reads(own_index, force):
+    index, store, _, _ = own_index
+    before = snapshot(store)
+    r = msfkit("dedup", index, "--threshold", "0.99", "-o", store / "manifest.json", *force)
+    refused(r, f"{store / 'manifest.json'}: inside an embedding store", "which msfkit reads")
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_search_never_writes_into_the_index_or_the_model_it_reads(own_index, force):
+    index, _, query, model = own_index
+    before = snapshot(index), snapshot(model)
+    r = msfkit("search", index, query, "-k", "2", "-o", index / "index.json", *force)
+    refused(r, f"{index / 'index.json'}: inside an index folder")
+    r = msfkit("search", index, query, "-k", "2", "-m", model, "--html", model / "README.md", *force)
+    refused(r, f"{model / 'README.md'}: inside a model folder")
+    assert (snapshot(index), snapshot(model)) == before
+
+
+def test_a_link_is_judged_by_where_it_lands(own_index, tmp_path):
+    index, store, query, _ = own_index
+    link = tmp_path / "results.csv"
+    link.symlink_to(store / "manifest.json")
+    before = snapshot(store)
+    refused(msfkit("search", index, query, "--csv", "-o", link, "--force"), "inside an embedding store")
+    assert snapshot(store) == before
+
+
+def test_an_existing_file_is_replaced_only_with_force(own_index, tmp_path):
+    index, _, query, _ = own_index
+    photo, notes = tmp_path / "photo.png", tmp_path / "notes.txt"
+    photo.write_bytes(b"a user's picture")
+    notes.write_text("a user's notes\n")
+    refused(msfkit("dedup", index, "--threshold", "0.99", "-o", photo), f"{photo}: already exists", "--force")
+    refused(msfkit("search", index, query, "-k", "2", "--grid", notes), f"{notes}: already exists")
+    assert photo.read_bytes() == b"a user's picture" and notes.read_text() == "a user's notes\n"
+    r = msfkit("dedup", index, "--threshold", "0.99", "-o", photo, "--force")
+    assert r.returncode == 0, r.stderr
+    assert photo.read_text().startswith("group,size,row,path,label,score\n")
+
+
+def test_index_is_never_built_inside_the_store_it_reads(own_index):
+    _, store, _, _ = own_index
+    before = snapshot(store)
+    refused(msfkit("index", store, "-o", store / "index"), f"{store / 'index'}: inside an embedding store")
+    assert snapshot(store) == before
+
+
+def test_models_init_force_replaces_a_model_folder_and_nothing_else(tmp_path, tiny_model_dir):
+    app = tmp_path / "webapp"
+    app.mkdir()
+    (app / "config.json").write_text('{"port": 8080}\n')
+    (app / "README.md").write_text("my web app\n")
+    before = snapshot(app)
+    args = ("models", "init", "resnet18", "--stem", "cifar", "--image-size", "32")
+    refused(
+        msfkit(*args, app, "--force"), f"{app}: not a model folder", "--force only replaces a model folder"
+    )
+    assert snapshot(app) == before
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    before = snapshot(model)
+    refused(msfkit(*args, "--seed", "1", model), f"{model}: already exists")
+    assert snapshot(model) == before
+    r = msfkit(*args, "--seed", "1", model, "--force")
+    assert r.returncode == 0, r.stderr
+    assert snapshot(model)["model.safetensors"] != before["model.safetensors"]
