@@ -39,8 +39,6 @@ CARD_NAME = "README.md"
 _HTTP_LIBRARIES = ("httpx", "httpx2", "httpcore", "requests", "urllib3")  # what huggingface_hub may use
 
 
-
-
 class Encoder(nn.Module):
     """Backbone + preprocessing config. `forward` gives pooled (N, D) features, not normalised."""
 
@@ -109,7 +107,7 @@ class Encoder(nn.Module):
             feats = self.backbone(x)
         return F.normalize(feats.float(), dim=1)
 
-    def save_pretrained(self, directory: str | os.PathLike, card: str | None = None) -> Path:
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write config.json, model.safetensors and README.md into `directory` (atomically per file).
 
         An existing folder is replaced only when it is a model folder (has a config.json) or empty:
@@ -127,7 +125,7 @@ class Encoder(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in self.backbone.state_dict().items()}
         config_text = json.dumps(self.config.to_dict(), indent=2) + "\n"
-        card_text = card if card is not None else render_card(self.config)
+        card_text = render_card(self.config)
         try:
             atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata=WEIGHTS_META))
             atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(config_text))
@@ -152,22 +150,6 @@ class Encoder(nn.Module):
         encoder.backbone.load_state_dict(load_weights(weights_path, encoder.backbone))
         encoder.name, encoder.revision = str(name), revision
         return encoder.eval()
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        private: bool = False,
-        token: str | None = None,
-        commit_message: str = "Upload msfkit encoder",
-        card: str | None = None,
-    ) -> str:
-        """Create `repo_id` if needed and upload the model folder; returns the commit's URL."""
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp, card=card)
-            return push_folder(tmp, repo_id, private=private, token=token, commit_message=commit_message)
 
 
 def push_folder(
