@@ -118,6 +118,10 @@ def s3_server():
 def s3_bucket(s3_server, monkeypatch) -> str:
     """A fresh bucket on the session's S3 server, with the standard AWS variables pointing this
     process and its children at the server (test credentials, AWS_ENDPOINT_URL)."""
+    from tests.s3_server import USER_VARIABLES
+
+    for name in USER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     for name, value in s3_server.environment().items():
         monkeypatch.setenv(name, value)
     return s3_server.new_bucket()

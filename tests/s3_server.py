@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 
 TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+USER_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN")  # a test must not inherit them
 _NAMES = itertools.count()
 
 
@@ -44,6 +46,8 @@ class S3Server:
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_EC2_METADATA_DISABLED": "true",  # never ask a cloud's metadata service for credentials
+            "AWS_CONFIG_FILE": os.devnull,  # nor read the user's profiles (a region, an endpoint)
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         }
 
     def new_bucket(self) -> str:
