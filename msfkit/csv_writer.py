@@ -8,12 +8,15 @@ where scripts read them: JSON / JSON Lines (`--json`) and plain path lists (`ded
     write_csv(groups, "groups.csv")        # atomically, to a file
     write_csv(groups, sys.stdout)          # to an open text stream
     csv_text(removals)                     # the text itself (a download)
+    write_row = row_writer(f)              # row by row, for a table streamed in blocks
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -56,3 +59,10 @@ def write_csv(df: pd.DataFrame, out: str | os.PathLike | IO[str]) -> Path | None
         table.to_csv(out, index=False, lineterminator="\n")
         return None
     return atomic_write(out, lambda tmp: table.to_csv(tmp, index=False, lineterminator="\n"))
+
+
+def row_writer(f: IO[str]) -> Callable[[Sequence[Any]], None]:
+    """A function writing one row of cells to the open text stream `f` (quoted as needed, cells
+    neutralised, numbers as Python writes them): for writers that stream a table too big to hold."""
+    writer = csv.writer(f, lineterminator="\n")
+    return lambda cells: writer.writerow([safe_cell(c) for c in cells])

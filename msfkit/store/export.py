@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from msfkit.csv_writer import row_writer
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 
@@ -62,17 +63,13 @@ def _csv(store, tmp: Path) -> None:
     meta = store.meta
     header = ["filenames", *(f"embedding_{i}" for i in range(store.dim)), "labels"]
     with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(",".join(header) + "\n")
+        write_row = row_writer(f)  # the one CSV writer: a file name that starts like a formula is not run
+        write_row(header)
         for start, block in store.iter_batches(BLOCK_ROWS):
             paths = meta["path"].iloc[start : start + len(block)]
             labels = meta["label"].iloc[start : start + len(block)]
             for path, label, row in zip(paths, labels, block, strict=True):
-                cells = [_csv_cell(path), *(repr(float(v)) for v in row), _csv_cell(label or "")]
-                f.write(",".join(cells) + "\n")
-
-
-def _csv_cell(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+                write_row([path, *row.tolist(), label or ""])
 
 
 def _npy(store, tmp: Path) -> None:

@@ -39,7 +39,7 @@ def json_lines(r: subprocess.CompletedProcess) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def formula_index(photo_index, photo_paths, tmp_path_factory):
-    """(index, class folder): one photo under five formula names in the class folder LABEL, beside
+    """(index, class folder, store): one photo under five formula names in the class folder LABEL, beside
     eight other photos in `plain/`, embedded with the photo index's model."""
     from msfkit.index import build_index
     from tests.runs import embed
@@ -55,7 +55,7 @@ def formula_index(photo_index, photo_paths, tmp_path_factory):
         shutil.copy(p, plain / p.name)
     embed([root / "photos"], str(model), root / "store", draft=True)
     build_index(root / "store", root / "index")
-    return root / "index", folder
+    return root / "index", folder, root / "store"
 
 
 def test_every_formula_start_is_neutralised_and_nothing_else():
@@ -68,7 +68,7 @@ def test_every_formula_start_is_neutralised_and_nothing_else():
 
 
 def test_dedup_csv_neutralises_labels_and_json_and_paths_keep_them_exact(formula_index):
-    index, folder = formula_index
+    index, folder, _ = formula_index
     r = msfkit("dedup", index, "--threshold", "0.999")
     assert r.returncode == 0, r.stderr
     got = rows(r.stdout)
@@ -84,7 +84,7 @@ def test_dedup_csv_neutralises_labels_and_json_and_paths_keep_them_exact(formula
 
 
 def test_search_csv_neutralises_query_names_and_labels(formula_index):
-    index, folder = formula_index
+    index, folder, _ = formula_index
     r = msfkit("search", index, "=cmd.jpg", "+copy.jpg", "-k", "2", "--csv", cwd=folder)
     assert r.returncode == 0, r.stderr
     got = rows(r.stdout)
@@ -92,3 +92,16 @@ def test_search_csv_neutralises_query_names_and_labels(formula_index):
     assert {row["label"] for row in got} == {"'" + LABEL}
     exact = json_lines(msfkit("search", index, "=cmd.jpg", "-k", "2", "--json", cwd=folder))
     assert {row["query"] for row in exact} == {"=cmd.jpg"} and {row["label"] for row in exact} == {LABEL}
+
+
+def test_store_export_csv_neutralises_file_names_and_labels(formula_index, tmp_path):
+    _, _, store = formula_index
+    r = msfkit("store", "export", store, tmp_path / "embeddings.csv")
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "embeddings.csv", newline="") as f:
+        table = list(csv.reader(f))
+    names = {row[0] for row in table[1:] if row[-1] != "plain"}
+    assert names == {f"'{LABEL}/{name}" for name in NAMES}  # relative names: the formula comes first
+    assert {row[-1] for row in table[1:]} == {"'" + LABEL, "plain"}
+    vectors = [cell for row in table[1:] for cell in row[1:-1]]
+    assert len(vectors) == (len(table) - 1) * 512 and all(v[0].isdigit() for v in vectors)  # numbers
