@@ -76,7 +76,11 @@ def list_models(folders: tuple[str, ...], as_json: bool) -> None:
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--stem", default="imagenet", show_default=True, help="imagenet, or cifar for 32-64 px images.")
 @click.option("--image-size", type=click.IntRange(8, 4096), default=224, show_default=True)
-@click.option("--resize", type=click.IntRange(8, 4096), help="Shorter side before the crop [8/7 size].")
+@click.option(
+    "--resize",
+    type=click.IntRange(8, 4096),
+    help="Shorter side before the crop [a trained model's: the size up to 64 px, else 8/7 of it].",
+)
 @click.option("--weights", type=click.Path(exists=True, dir_okay=False), help="A torchvision state dict.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random initialisation.")
 @click.option("--force", is_flag=True, help="Replace OUT if it is a model folder.")

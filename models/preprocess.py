@@ -95,11 +95,6 @@ class Preprocess:
         return self.normalize(self.crop(to_rgb(image))[None])[0]
 
 
-def eval_transform(image_size: int, resize: int, interpolation: str, mean, std) -> Preprocess:
-    """The eval transform of a config: PIL image -> normalised (3, S, S) tensor (a `Preprocess`)."""
-    return Preprocess(image_size, resize, interpolation, tuple(mean), tuple(std))
-
-
 def _resized(size: tuple[int, int], shorter: int) -> tuple[int, int]:
     """(width, height) after torchvision's Resize(shorter): the shorter side to `shorter`, the longer
     one scaled and rounded down."""
