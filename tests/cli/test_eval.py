@@ -82,6 +82,32 @@ def test_eval_table_plots_and_card(exported, tiny_model_dir, tmp_path):
     assert "| knn-msf | 20 | - | 50 | 50 |" in card
 
 
+def test_eval_outputs_are_guarded_before_any_work(exported, tiny_model_dir, tmp_path):
+    import os
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine\n")
+    plots = "a folder of plots (PNG files only)"
+    cases = [
+        (["--plot", model / "plots"], f"{model / 'plots'}: inside a model folder, {model}, which msfkit"),
+        (["--plot", notes], f"{notes}: already exists; remove it or pass --force"),
+        (["--plot", notes, "--force"], f"{notes}: not {plots}; --force only replaces {plots}"),
+        (["--head-out", notes, "--force"], f"{notes}: not a linear-head folder; --force only replaces a"),
+        (["--card", notes], f"--card {notes}: not an msfkit model folder"),
+    ]
+    for extra, message in cases:
+        args = ["eval", "-m", model, "--train", exported / "train", "--val", exported / "test", *extra]
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+        assert result.exit_code == 1 and result.output.startswith(f"Error: {message}"), result.output
+        assert result.output.count("\n") == 1
+    assert [p.name for p in notes.iterdir()] == ["todo.txt"] and sorted(os.listdir(model)) == sorted(
+        os.listdir(tiny_model_dir)
+    )
+    assert not list(Path(os.environ["MSFKIT_CACHE"]).glob("eval-features/*/emb/*.npy"))  # nothing embedded
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
