@@ -48,6 +48,17 @@ def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
 )
 @click.option("--strict", is_flag=True, help="Exit 1 when any file could not be embedded.")
 @click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="ray: Ray workers (one per GPU, else per CPU) embed the shards; this process plans and commits.",
+)
+@click.option(
+    "--address",
+    help="Ray cluster: auto (the one running here) or HOST:PORT; default RAY_ADDRESS or a new one.",
+)
+@click.option(
     "--draft/--no-draft",
     default=False,
     show_default=True,
@@ -75,6 +86,8 @@ def embed(
     shard: tuple[int, int] | None,
     overwrite: bool,
     strict: bool,
+    engine: str,
+    address: str | None,
     draft: bool,
     max_pixels: int | None,
     shard_rows: int,
@@ -86,8 +99,9 @@ def embed(
     Bad files (empty, truncated, not images, too many pixels, broken links) never stop the run:
     each is recorded with its reason in OUT/errors.parquet. Run the same command again after an
     interruption and it carries on where it stopped. Under torchrun, ranks share the work and
-    write one store. The last line counts embedded / failed / skipped files; the exit code is 1
-    when the store holds no embedding, or with --strict when any file failed.
+    write one store; with --engine ray, Ray workers do (the store is the same either way). The
+    last line counts embedded / failed / skipped files; the exit code is 1 when the store holds
+    no embedding, or with --strict when any file failed.
     """
     import msfkit
     from msfkit.data.images import DEFAULT_MAX_PIXELS
@@ -95,6 +109,8 @@ def embed(
 
     if not model:
         raise MsfkitError("no model: pass -m/--model or set MSFKIT_MODEL")
+    if address and engine != "ray":
+        raise click.UsageError("--address names a Ray cluster: use it with --engine ray")
     if not quiet:
         warn_slow_bf16(precision, device)
     store = msfkit.embed(
@@ -110,6 +126,8 @@ def embed(
         shard=shard,
         overwrite=overwrite,
         shard_rows=shard_rows,
+        engine=engine,
+        address=address,
         progress=not quiet and not as_json,
         announce=not quiet,
     )

@@ -40,6 +40,7 @@ from msfkit.store.format import (
 from msfkit.store.shards import committed_shards, shard_paths
 
 DEFAULT_SHARD_ROWS = 4096
+ENGINES = ("local", "ray")  # who embeds the shards: this process (and its torchrun ranks), or Ray workers
 
 
 @dataclass
@@ -50,8 +51,12 @@ class StoreOptions:
     overwrite: bool = False  # replace a store of another model, source or settings
     strict: bool = False  # raise after the run when any file could not be embedded
     shard_rows: int = DEFAULT_SHARD_ROWS  # files per committed shard
+    engine: str = "local"  # or "ray": shards embedded by Ray workers, committed here (ray_engine.py)
+    address: str | None = None  # the Ray cluster: "auto", HOST:PORT; None: RAY_ADDRESS or a new one
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise MsfkitError(f"engine {self.engine!r}: expected one of {', '.join(ENGINES)}")
         s = self.shard
         if s is not None and not (s[1] >= 1 and 0 <= s[0] < s[1]):
             raise MsfkitError(f"--shard {s[0]}/{s[1]}: expected i/n with 0 <= i < n")

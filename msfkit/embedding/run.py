@@ -10,7 +10,9 @@ the replaced rows of changed files), and rank 0 writes the final manifest (`writ
 Under `torchrun`, rank r does shards base + r, base + r + world, ...; rank 0 plans, locks the store,
 and writes the final manifest after a barrier. No features travel between ranks. `shard=(i, n)`
 (`--shard i/n`) instead takes the i-th of n contiguous slices of the file list, for machines that
-share no process group, and writes the store `out/part-0000i-of-0000n`.
+share no process group, and writes the store `out/part-0000i-of-0000n`. `engine="ray"`
+(`--engine ray`) has Ray workers embed the shards while this process plans and commits
+(`ray_engine`); the store is the one a local run writes.
 """
 
 from __future__ import annotations
@@ -47,15 +49,22 @@ def embed(
     out = Path(out) / part_name(*store.shard) if store.shard is not None else Path(out)
     ranks = Ranks.from_env(timeout=EMBED_TIMEOUT)
     try:
-        dev = ranks.device(str(opts.device) if opts.device is not None else "auto")
+        if store.engine == "ray":  # a missing extra or an unreachable cluster stops here, before any write
+            _connect_ray(store.address, ranks)
+        else:  # (Ray workers choose their own devices)
+            opts = dataclasses.replace(opts, device=ranks.device(str(opts.device or "auto")))
         encoder = model if isinstance(model, Encoder) else Encoder.from_pretrained(str(model))
         # what must not change between a run and its resumption (the vectors or the plan would differ)
         settings = EmbedSettings(opts.precision, opts.draft, store.shard_rows)
         plan: Planned = ranks.from_rank0(lambda: plan_run(inputs, encoder, out, store, settings))
         jobs = plan.for_rank(ranks.rank, ranks.world)
-        embedded, failed, changed = ranks.sum(
-            _embed_jobs(encoder, jobs, out, dataclasses.replace(opts, device=dev), ranks)
-        )
+        if store.engine == "ray":
+            from msfkit.embedding.ray_engine import embed_on_ray
+
+            counts = embed_on_ray(encoder, jobs, out, opts, store.address)
+        else:
+            counts = _embed_jobs(encoder, jobs, out, opts, ranks)
+        embedded, failed, changed = ranks.sum(counts)
         ranks.barrier()
         if ranks.rank == 0:
             manifest = writer.finish(out)
@@ -79,6 +88,15 @@ def embed(
     if store.strict and summary.store_failed:
         raise MsfkitError(f"{summary.store_failed} files could not be embedded (see {out}/errors.parquet)")
     return summary
+
+
+def _connect_ray(address: str | None, ranks: Ranks) -> None:
+    """Connect this driver to the Ray cluster at `address` (ray_engine.embed_on_ray's)."""
+    if ranks.world > 1:
+        raise MsfkitError("--engine ray runs from one driver process; start it without torchrun")
+    from msfkit.index.distributed import connect
+
+    connect(address)
 
 
 def _embed_jobs(

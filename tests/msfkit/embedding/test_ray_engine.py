@@ -1,0 +1,159 @@
+"""msfkit.embedding.ray_engine: shards embedded by Ray workers make the store a local run makes, a
+killed worker's shard is retried, a stopped driver's rerun embeds only the rest; without Ray or a
+cluster, one line and nothing written."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from msfkit.embedding import ray_engine
+from msfkit.store.format import read_manifest
+from tests.bad_images import write_bad_files
+from tests.runs import embed
+
+MSFKIT = Path(sys.executable).with_name("msfkit")
+ROWS = 4  # files per shard: 14 files -> 4 shards
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, photo_paths) -> Path:
+    """8 real photos in two labelled folders and 6 bad files (error rows)."""
+    root = tmp_path_factory.mktemp("ray") / "photos"
+    for i, p in enumerate(photo_paths[:8]):
+        (root / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, root / "ab"[i % 2] / p.name)
+    write_bad_files(root, photo_paths[8])
+    return root
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory, folder, tiny_model_dir) -> Path:
+    """The folder embedded by a local run."""
+    out = tmp_path_factory.mktemp("stores") / "local"
+    summary = embed([folder], str(tiny_model_dir), out, shard_rows=ROWS)
+    assert (summary.embedded, summary.failed) == (8, 6)
+    return out
+
+
+def assert_same_store(got: Path, want: Path) -> None:
+    """Every shard file byte for byte (vectors, meta, errors) and the manifest but for its times and
+    run id."""
+    files = sorted(p.relative_to(want) for p in want.rglob("*") if p.is_file() and p.name != "manifest.json")
+    assert (
+        sorted(p.relative_to(got) for p in got.rglob("*") if p.is_file() and p.name != "manifest.json")
+        == files
+    )
+    assert [f for f in files if (got / f).read_bytes() != (want / f).read_bytes()] == []
+    a, b = read_manifest(got), read_manifest(want)
+    assert untimed(a) == untimed(b) and a.complete
+
+
+def untimed(manifest):
+    plan = dataclasses.replace(manifest.plan, run="")
+    return dataclasses.replace(manifest, created=None, updated=None, plan=plan)
+
+
+@pytest.mark.ray
+def test_a_ray_run_writes_the_store_a_local_run_writes(ray_local, tmp_path, folder, clean, tiny_model_dir):
+    summary = embed([folder], str(tiny_model_dir), tmp_path / "ray", shard_rows=ROWS, engine="ray")
+    assert (summary.embedded, summary.failed, summary.skipped) == (8, 6, 0)
+    assert_same_store(tmp_path / "ray", clean)
+
+
+@pytest.mark.ray
+def test_a_worker_killed_in_a_shard_is_retried(
+    ray_local, tmp_path, monkeypatch, folder, clean, tiny_model_dir
+):
+    marker = tmp_path / "shard-2-crashed"
+    monkeypatch.setattr(ray_engine, "CRASH_ONCE", (2, str(marker)))
+    summary = embed([folder], str(tiny_model_dir), tmp_path / "ray", shard_rows=ROWS, engine="ray")
+    assert marker.exists()  # the worker holding shard 2 did die (os._exit) in its first attempt
+    assert summary.embedded + summary.failed == 14
+    assert_same_store(tmp_path / "ray", clean)
+
+
+@pytest.mark.ray
+def test_a_stopped_drivers_rerun_embeds_only_the_uncommitted_shards(
+    ray_local, tmp_path, monkeypatch, folder, clean, tiny_model_dir
+):
+    commit, committed = ray_engine.commit_job, []
+
+    def stop_after_two(out, job, part):  # the driver stops (Ctrl-C) after two commits
+        if len(committed) == 2:
+            raise KeyboardInterrupt
+        committed.append(job.shard)
+        return commit(out, job, part)
+
+    monkeypatch.setattr(ray_engine, "commit_job", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        embed([folder], str(tiny_model_dir), tmp_path / "ray", shard_rows=ROWS, engine="ray")
+    first, committed = committed, []
+    monkeypatch.setattr(ray_engine, "commit_job", lambda *job: committed.append(job[1].shard) or commit(*job))
+    summary = embed([folder], str(tiny_model_dir), tmp_path / "ray", shard_rows=ROWS, engine="ray")
+    assert sorted(first + committed) == [0, 1, 2, 3]  # each shard embedded once, over the two runs
+    assert summary.skipped == sum(min(ROWS, 14 - ROWS * k) for k in first)
+    assert_same_store(tmp_path / "ray", clean)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(MSFKIT), "embed", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_without_ray_the_engine_is_one_line_naming_the_extra(tmp_path, folder, tiny_model_dir):
+    shim = tmp_path / "no-ray"
+    (shim / "ray").mkdir(parents=True)
+    (shim / "ray" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'ray'\", name='ray')\n"
+    )
+    out = tmp_path / "store"
+    r = run_cli(
+        str(folder),
+        "-m",
+        str(tiny_model_dir),
+        "-o",
+        str(out),
+        "--engine",
+        "ray",
+        env={"PYTHONPATH": str(shim)},
+    )
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.splitlines() == [
+        "Error: --engine ray needs Ray (ray is missing): pip install 'msfkit[ray]'"
+    ]
+    assert not out.exists()
+
+
+def test_an_unreachable_cluster_is_one_line_and_nothing_written(tmp_path, folder, tiny_model_dir):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "store"
+    r = run_cli(
+        str(folder),
+        "-m",
+        str(tiny_model_dir),
+        "-o",
+        str(out),
+        "--engine",
+        "ray",
+        "--address",
+        f"127.0.0.1:{port}",
+    )
+    assert r.returncode == 1 and r.stdout == ""
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"Error: cannot reach the Ray cluster at 127.0.0.1:{port}")
+    assert not out.exists()
