@@ -29,6 +29,7 @@ COMMANDS = {
     "datasets": "datasets:datasets",
     "store": "store_cmd:store",
     "serve": "serve:serve",
+    "curate": "curate:curate",
 }
 
 # Spellings of the previous release, still accepted for one release with a line on stderr.

@@ -7,6 +7,9 @@
     index = msfkit.build_index(store, "index")             # faiss, tuned to recall@10 >= 0.95
     index.search(image, k=10)                              # a DataFrame: rank, score, path, label
     index.dedup(threshold=0.95)                            # near-duplicate groups
+    msfkit.outliers("index", top=20)                       # images that do not belong
+    msfkit.label_issues("index")                           # labels their neighbours vote against
+    msfkit.select("index", budget=100).rows                # 100 images that cover the collection
     report = msfkit.evaluate(encoder, dataset="fashion-mnist", knn=True, linear="fast")
     msfkit.datasets.export("fashion-mnist", "data/fm")     # a labelled folder of PNG files
 
@@ -24,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 from msfkit._version import __version__
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from msfkit.curate import Selection
     from msfkit.models import Encoder
     from msfkit.retrieval import Index
     from msfkit.store import Store
@@ -34,9 +40,12 @@ __all__ = [
     "datasets",
     "embed",
     "evaluate",
+    "label_issues",
     "load",
     "open_index",
     "open_store",
+    "outliers",
+    "select",
 ]
 
 PathLike = str | os.PathLike
@@ -114,6 +123,31 @@ def evaluate(model: Encoder | PathLike | None = None, **options: Any) -> dict[st
     from msfkit.eval.api import evaluate as _evaluate
 
     return _evaluate(model, **options)
+
+
+def outliers(
+    source: PathLike, k: int = 10, top: int | None = None, *, progress: bool = False
+) -> pd.DataFrame:
+    """Images of an index or store ranked most foreign first (see `msfkit.curate.outliers`)."""
+    from msfkit.curate import outliers as _outliers
+
+    return _outliers(source, k=k, top=top, progress=progress)
+
+
+def label_issues(source: PathLike, k: int = 10, *, progress: bool = False) -> pd.DataFrame:
+    """Images whose k nearest neighbours vote against their label (see `msfkit.curate.label_issues`)."""
+    from msfkit.curate import label_issues as _label_issues
+
+    return _label_issues(source, k=k, progress=progress)
+
+
+def select(
+    source: PathLike, budget: int, strategy: str = "coverage", *, seed: int = 0, progress: bool = False
+) -> Selection:
+    """`budget` images chosen by `strategy`: coverage, centres or random (see `msfkit.curate.select`)."""
+    from msfkit.curate import select as _select
+
+    return _select(source, budget, strategy=strategy, seed=seed, progress=progress)
 
 
 def __getattr__(name: str):

@@ -21,7 +21,7 @@ LAYERS = [
     ("msfkit.data",),
     ("msfkit.store",),
     ("msfkit.embedding", "msfkit.index"),
-    ("msfkit.retrieval", "msfkit.eval"),
+    ("msfkit.retrieval", "msfkit.eval", "msfkit.curate"),
     ("msfkit",),  # the public API (msfkit/__init__.py)
     ("msfkit.training", "msfkit.serve"),
     ("msfkit.cli",),

@@ -26,8 +26,10 @@ def write_vector_store(
     source_root: Path | None = None,
     shard_rows: int = 1000,
     prefix: str = "img",
+    labels: list[str | None] | None = None,
 ) -> Path:
-    """A complete store at `root` holding `vectors` for the files `prefix`_00000.jpg, ... (not created)."""
+    """A complete store at `root` holding `vectors` for the files `prefix`_00000.jpg, ... (not created),
+    labelled with `labels` (none by default)."""
     root = Path(root)
     record = ModelRecord(
         **{"name": None, "revision": None, "fingerprint": "synthetic", "config": {}, **(model or {})}
@@ -39,7 +41,7 @@ def write_vector_store(
         end = min(n, start + shard_rows)
         meta = {
             "path": paths[start:end],
-            "label": [None] * (end - start),
+            "label": [None] * (end - start) if labels is None else list(labels[start:end]),
             "width": [32] * (end - start),
             "height": [32] * (end - start),
             "bytes": [100] * (end - start),

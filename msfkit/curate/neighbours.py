@@ -1,0 +1,81 @@
+"""What every curation question starts from: an index (or a store, searched exactly) and each image's
+k nearest other images, streamed block by block.
+
+    with opened("index") as index:                      # an index folder or an embedding store
+        for start, sims, rows, valid in neighbour_blocks(index, 10, "index"):
+            ...                                          # (block, k) similarities and neighbour rows
+
+Memory is the index and one block of vectors: the vectors are read back from the index's stores one
+block at a time, never all at once. An image's own row is never among its neighbours, even where an
+exact copy of it ties with it for first place.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from msfkit.index.folder import IndexFolder, open_folder
+from msfkit.models.errors import MsfkitError
+
+BLOCK_ROWS = 8192
+Source = IndexFolder | str | os.PathLike
+
+
+def source_name(source: Source) -> str:
+    """How messages name `source`: the folder the user gave (never a temporary index)."""
+    return str(source.path if isinstance(source, IndexFolder) else source)
+
+
+@contextmanager
+def opened(source: Source) -> Iterator[IndexFolder]:
+    """`source` as an open index folder: an `IndexFolder` as it is, an index folder opened, an embedding
+    store through a temporary exact (flat) index, removed on leaving."""
+    from msfkit.index.build import build_index
+    from msfkit.store import is_store
+
+    if isinstance(source, IndexFolder):
+        yield source
+        return
+    if not is_store(source):
+        yield open_folder(source)
+        return
+    with tempfile.TemporaryDirectory(prefix="msfkit-curate-") as tmp:
+        build_index(source, Path(tmp) / "index", kind="flat", recall=1.0)
+        yield open_folder(Path(tmp) / "index")
+
+
+def neighbour_count(index: IndexFolder, k: int, name: str) -> int:
+    """`k`, or fewer where the index holds fewer other images; a user error for k < 1 or < 2 images."""
+    if k < 1:
+        raise MsfkitError(f"k must be >= 1, not {k}")
+    if len(index) < 2:
+        raise MsfkitError(f"{name}: holds {len(index)} image(s); curation needs at least 2")
+    return min(k, len(index) - 1)
+
+
+def neighbour_blocks(
+    index: IndexFolder, k: int, name: str, progress: bool = False, desc: str = "neighbours"
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(first row, similarities, neighbour rows, valid) for each block of indexed vectors, each array
+    (block, k): the k nearest other images, best first; `valid` is False where an approximate index
+    found fewer (those similarities are NaN, those rows -1). `name` names the source in errors."""
+    from tqdm import tqdm
+
+    k = neighbour_count(index, k, name)
+    with tqdm(total=len(index), unit="img", desc=desc, disable=not progress, leave=False) as bar:
+        for start, block in index.store.iter_batches(BLOCK_ROWS):
+            sims, rows = index.search_vectors(block, k + 1)
+            own = np.arange(start, start + len(block))[:, None]
+            keep = (rows >= 0) & (rows != own)
+            first = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the kept ones, in rank order
+            valid = np.take_along_axis(keep, first, axis=1)
+            sims = np.where(valid, np.take_along_axis(sims, first, axis=1), np.nan).astype(np.float32)
+            rows = np.where(valid, np.take_along_axis(rows, first, axis=1), -1).astype(np.int64)
+            yield start, sims, rows, valid
+            bar.update(len(block))

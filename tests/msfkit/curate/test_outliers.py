@@ -1,0 +1,63 @@
+"""msfkit.curate.outliers: planted foreign vectors come first; on real photos, those without copies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pandas.testing import assert_frame_equal
+
+import msfkit
+from msfkit.curate.outliers import COLUMNS, outliers
+from msfkit.index import build_index
+from msfkit.models.errors import MsfkitError
+from tests.msfkit.curate.planted import clusters, with_far_points
+from tests.msfkit.index_stores import write_vector_store
+
+
+@pytest.fixture
+def planted(tmp_path):
+    x, _ = clusters(40, 4, seed=0)
+    x, far = with_far_points(x, 3)
+    return write_vector_store(tmp_path / "s", x, shard_rows=50), far
+
+
+def test_planted_far_points_rank_first_and_are_nobodys_neighbour(planted):
+    store, far = planted
+    table = outliers(store, k=5)
+    assert tuple(table.columns) == COLUMNS and len(table) == 163
+    assert sorted(table["row"][:3]) == list(far)
+    assert (table["score"][:3] > 0.8).all() and (table["score"][3:] < 0.1).all()
+    assert (table["in_degree"][:3] == 0).all()
+    assert list(table["rank"]) == list(range(1, 164)) and table["score"].is_monotonic_decreasing
+    assert table["in_degree"].sum() == 163 * 5  # every image names 5 neighbours
+    assert [Path(p).name for p in table["path"]] == [f"img_{r:05d}.jpg" for r in table["row"]]
+
+
+def test_the_score_is_the_mean_cosine_distance_to_the_k_nearest(planted):
+    store, _ = planted
+    x = msfkit.open_store(store).vectors
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    expected = 1 - np.sort(sims, axis=1)[:, ::-1][:, :5].mean(axis=1)
+    table = outliers(store, k=5).sort_values("row")
+    assert np.allclose(table["score"], expected, atol=1e-5)
+
+
+def test_top_keeps_the_first_rows_and_an_index_answers_as_its_store(planted, tmp_path):
+    store, _ = planted
+    build_index(store, tmp_path / "ix", kind="flat")
+    top = msfkit.outliers(tmp_path / "ix", k=5, top=4)
+    assert_frame_equal(top, outliers(store, k=5).head(4))
+    with pytest.raises(MsfkitError, match="top must be >= 1"):
+        outliers(store, top=0)
+
+
+def test_on_real_photos_the_photos_without_copies_are_the_outliers(photo_index, photo_paths):
+    index, _, _, _ = photo_index
+    table = outliers(index, k=3)  # a photo with 3 planted copies has 3 near neighbours
+    copied = {p.stem for p in photo_paths[:3]}
+    alone = {Path(p).name for p in table["path"][:9]}
+    assert alone == {p.name for p in photo_paths[3:12]}
+    assert not any(Path(p).stem.split("_")[0] in copied for p in table["path"][:9])
