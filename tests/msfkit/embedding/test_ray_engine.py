@@ -157,3 +157,42 @@ def test_an_unreachable_cluster_is_one_line_and_nothing_written(tmp_path, folder
     (line,) = r.stderr.splitlines()
     assert line.startswith(f"Error: cannot reach the Ray cluster at 127.0.0.1:{port}")
     assert not out.exists()
+
+
+# A Ray cluster of two nodes on this machine (ray.cluster_utils.Cluster, one CPU each, so the two
+# workers are on different nodes) embeds the folder; in its own process, as Ray allows one cluster
+# per driver.
+TWO_NODES = """
+import sys
+
+import ray
+from ray.cluster_utils import Cluster
+
+import msfkit
+
+folder, model, out, rows = sys.argv[1:]
+small = {"num_cpus": 1, "object_store_memory": 100 * 2**20}
+cluster = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
+cluster.add_node(**small)
+ray.init(address=cluster.address, log_to_driver=False)
+try:
+    print(len([n for n in ray.nodes() if n["Alive"]]))
+    msfkit.embed([folder], model, out, shard_rows=int(rows), engine="ray")
+finally:
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_cluster_of_two_nodes_writes_the_local_runs_store(tmp_path, folder, clean, tiny_model_dir):
+    pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'msfkit[ray]'")
+    out = tmp_path / "ray"
+    args = [folder, tiny_model_dir, out, ROWS]
+    r = subprocess.run(
+        [sys.executable, "-c", TWO_NODES, *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split() == ["2"]  # both nodes were up while the shards were embedded
+    assert_same_store(out, clean)
