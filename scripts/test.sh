@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (see setup.sh) and run the linter and the whole test suite on the CPU.
+# Set up (see setup.sh), run the linter, then the test suite on the CPU. Arguments go to pytest:
+# none is the whole suite, as CI runs it (.ci/run); -m "not slow" is the inner loop (README).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

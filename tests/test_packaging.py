@@ -46,6 +46,7 @@ def wheel_build(tmp_path_factory) -> tuple[set[str], str]:
     return set(zipfile.ZipFile(wheel).namelist()), r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_every_module_and_data_file(wheel_build):
     packed, _ = wheel_build
     assert {"msfkit/serve/static/index.html", "msfkit/serve/static/app.js"} <= packed
@@ -53,6 +54,7 @@ def test_the_wheel_holds_every_module_and_data_file(wheel_build):
     assert not missing, f"not in the wheel (pyproject [tool.setuptools] packages / package-data): {missing}"
 
 
+@pytest.mark.slow
 def test_the_wheel_builds_without_a_setuptools_warning(wheel_build):
     _, output = wheel_build
     assert "Successfully built msfkit" in output  # the verbose output, where the warnings would be

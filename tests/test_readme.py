@@ -17,6 +17,7 @@ def _python_example() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S)[1]
 
 
+@pytest.mark.slow
 def test_the_python_api_example_runs(tmp_path, monkeypatch, photo_paths, tiny_model_dir, capsys):
     shutil.copytree(tiny_model_dir, tmp_path / "my-model")
     (tmp_path / "photos").mkdir()

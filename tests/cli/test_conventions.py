@@ -66,6 +66,7 @@ def test_every_command_follows_the_conventions(name):
         assert "--model" in options["-m"].opts and options["-m"].envvar == "MSFKIT_MODEL"
 
 
+@pytest.mark.slow
 def test_old_spellings_still_work_for_a_release_with_one_line(tmp_path, photos_dir, tiny_model_dir):
     r = msfkit("embed", photos_dir, "-m", tiny_model_dir, "--out", tmp_path / "s", "-q", "--json")
     assert r.returncode == 0, r.stderr

@@ -44,6 +44,7 @@ def test_last_line_counts_embedded_failed_skipped(runner, photos_dir, tiny_model
     assert again.stdout.splitlines()[-1].startswith("embedded 0, failed 0, skipped 9 in ")
 
 
+@pytest.mark.slow
 def test_json_output_and_model_from_the_environment(
     runner, photos_dir, tiny_model_dir, tmp_path, monkeypatch
 ):
@@ -90,6 +91,7 @@ def test_a_store_of_another_model_or_source_is_a_one_line_error(runner, photos_d
     assert result.output == f"Error: {out} holds images of {photos_dir}, not {copy}; {fix}\n"
 
 
+@pytest.mark.slow
 def test_usage_errors(runner, photos_dir, tiny_model_dir, tmp_path):
     base = ["embed", str(photos_dir), "-o", str(tmp_path / "s")]
     result = runner.invoke(cli, base)
@@ -122,6 +124,7 @@ def _eight_pixel_model(folder):
     return Encoder(config).save_pretrained(folder)
 
 
+@pytest.mark.slow
 def test_a_long_job_says_how_many_images_and_about_how_long_on_stderr_only(tmp_path):
     import subprocess
     import sys
@@ -138,6 +141,7 @@ def test_a_long_job_says_how_many_images_and_about_how_long_on_stderr_only(tmp_p
     assert lines[0].endswith((" s", " min")), lines[0]
 
 
+@pytest.mark.slow
 def test_an_unreadable_sub_folder_is_reported_and_recorded_and_the_rest_embeds(photo_paths, tiny_model_dir):
     """Run as an unprivileged user (root reads a chmod 000 folder anyway): the folder is a warning
     line, an errors.parquet record and a count; every readable image is embedded."""
@@ -179,6 +183,7 @@ def test_an_unreadable_sub_folder_is_reported_and_recorded_and_the_rest_embeds(p
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_bf16_on_a_cpu_that_only_emulates_it_is_one_warning_line(photos_dir, tiny_model_dir, tmp_path):
     import subprocess
     import sys

@@ -38,6 +38,7 @@ def test_export_writes_class_folders_of_the_real_images(exported):
     assert len(list((exported / "train").glob("*/*.png"))) == 50
 
 
+@pytest.mark.slow
 def test_eval_json_knn_and_fast_linear(exported, tiny_model_dir, tmp_path):
     result = run(
         "eval", "-m", tiny_model_dir, "--train", exported / "train", "--val", exported / "test",
@@ -61,6 +62,7 @@ def test_eval_json_knn_and_fast_linear(exported, tiny_model_dir, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_eval_table_plots_and_card(exported, tiny_model_dir, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
@@ -133,6 +135,7 @@ def test_bad_input_is_one_line(exported, tiny_model_dir, photos_dir, extra, mess
     assert line.startswith(message.replace("FLAT", str(photos_dir)))
 
 
+@pytest.mark.slow
 def test_eval_writes_nothing_in_the_current_folder_unasked(exported, tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run("eval", "-m", tiny_model_dir, "--train", exported / "train", "--val", exported / "test",
@@ -141,6 +144,7 @@ def test_eval_writes_nothing_in_the_current_folder_unasked(exported, tiny_model_
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_eval_reuses_the_features_of_the_same_model_and_folder(exported, tiny_model_dir, tmp_path):
     import os
 
@@ -155,6 +159,7 @@ def test_eval_reuses_the_features_of_the_same_model_and_folder(exported, tiny_mo
     assert [p.stat().st_mtime_ns for p in shards] == stamps  # read again, not embedded again
 
 
+@pytest.mark.slow
 def test_eval_of_two_image_folders_first_says_how_many_images_and_about_how_long(tmp_path):
     import subprocess
     import sys

@@ -39,6 +39,7 @@ def model_and_pixels(tmp_path_factory, photo_paths):
     return folder, encoder, pixels, encoder.embed(images)
 
 
+@pytest.mark.slow
 def test_torchscript_gives_the_models_vectors_for_any_batch(model_and_pixels, tmp_path):
     folder, _, pixels, expected = model_and_pixels
     r = run("export", folder, tmp_path / "enc.pt", "--json")
@@ -52,6 +53,7 @@ def test_torchscript_gives_the_models_vectors_for_any_batch(model_and_pixels, tm
     assert sidecar["model"]["fingerprint"] == msfkit.load(folder).fingerprint
 
 
+@pytest.mark.slow
 def test_onnx_gives_the_models_vectors_for_any_batch(model_and_pixels, tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is the optional `onnx` extra")
     folder, _, pixels, expected = model_and_pixels

@@ -93,6 +93,7 @@ def test_models_info_reads_the_model_from_the_environment(tiny_model_dir, monkey
         (["frobnicate"], "Error: No such command 'frobnicate'"),
     ],
 )
+@pytest.mark.slow
 def test_user_errors_are_one_line_and_non_zero_through_the_real_console_script(args, message, tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "msfkit.cli", *args], capture_output=True, text=True, cwd=tmp_path

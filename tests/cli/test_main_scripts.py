@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 
 
@@ -25,6 +27,7 @@ def strict_json(line: str):
     return json.loads(line, parse_constant=refuse)
 
 
+@pytest.mark.slow
 def test_embed_exits_1_when_nothing_embeds_and_with_strict_failures(tmp_path, photos_dir, tiny_model_dir):
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -40,6 +43,7 @@ def test_embed_exits_1_when_nothing_embeds_and_with_strict_failures(tmp_path, ph
     assert strict.returncode == 1
 
 
+@pytest.mark.slow
 def test_json_output_is_strict_json_with_null_for_a_missing_label(photo_index):
     index, _, photos, _ = photo_index  # flat photos: no class folder, so no label
     r = msfkit("search", index, photos / "bear.jpg", "-k", "3", "--json")
@@ -50,6 +54,7 @@ def test_json_output_is_strict_json_with_null_for_a_missing_label(photo_index):
     assert d.returncode == 0 and all(strict_json(line)["label"] is None for line in d.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_a_reader_that_stops_early_is_a_quiet_successful_end(photo_index):
     index, _, photos, _ = photo_index
     proc = subprocess.Popen(

@@ -40,6 +40,7 @@ def test_init_writes_the_same_random_baseline_for_the_same_seed(tmp_path):
 
 
 @pytest.mark.parametrize("size", [32, 96])
+@pytest.mark.slow
 def test_init_makes_the_twin_of_a_trained_model_with_the_same_settings(tmp_path, size):
     trained, twin = tmp_path / "trained", tmp_path / "twin"
     assert run("export", write_run_checkpoint(tmp_path / "run", size).parent, trained).returncode == 0
@@ -50,6 +51,7 @@ def test_init_makes_the_twin_of_a_trained_model_with_the_same_settings(tmp_path,
     assert configs[0] == configs[1] and configs[0]["image_size"] == size
 
 
+@pytest.mark.slow
 def test_init_from_torchvision_weights_keeps_them_and_refuses_a_pickle(tmp_path):
     import torchvision
 
@@ -65,6 +67,7 @@ def test_init_from_torchvision_weights_keeps_them_and_refuses_a_pickle(tmp_path)
     assert bad.returncode == 1 and "not a state dict read safely" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_list_shows_cached_models_and_folders_with_their_results(tmp_path, tiny_model_dir, monkeypatch):
     hf_home = tmp_path / "hf"
     snapshot = hf_home / "hub" / "models--org--tiny" / "snapshots" / ("a" * 40)
@@ -91,6 +94,7 @@ def test_list_shows_cached_models_and_folders_with_their_results(tmp_path, tiny_
     assert not_model.returncode == 1 and "not an msfkit model folder" in not_model.stderr
 
 
+@pytest.mark.slow
 def test_info_reads_no_torch_and_gives_the_loaders_fingerprint(tiny_model_dir):
     code = (
         "import sys; from msfkit.cli.main import main; sys.argv = ['msfkit', 'models', 'info', sys.argv[1], '--json']\n"

@@ -23,6 +23,7 @@ def embed(encoder) -> np.ndarray:
     return encoder.embed(torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
 
 
+@pytest.mark.slow
 def test_push_uploads_the_folder_and_load_reads_it_back(local_hub, tiny_model_dir):
     r = CliRunner().invoke(cli, ["push", str(tiny_model_dir), "org/pushed"])
 
@@ -56,6 +57,7 @@ def _drop_a_tensor(folder):
     ],
     ids=["no weights file", "a missing tensor", "unreadable config"],
 )
+@pytest.mark.slow
 def test_push_of_a_broken_model_folder_is_one_line_and_uploads_nothing(
     local_hub, tiny_model_dir, tmp_path, breakage, message
 ):
@@ -72,6 +74,7 @@ def test_push_of_a_broken_model_folder_is_one_line_and_uploads_nothing(
     assert "org/broken" not in local_hub.repos
 
 
+@pytest.mark.slow
 def test_push_of_a_card_whose_front_matter_the_hub_rejects_is_one_line(local_hub, tiny_model_dir, tmp_path):
     folder = tmp_path / "bad-card"
     shutil.copytree(tiny_model_dir, folder)
@@ -85,6 +88,7 @@ def test_push_of_a_card_whose_front_matter_the_hub_rejects_is_one_line(local_hub
     assert local_hub.files("org/bad-card") in ([], [".gitattributes"])
 
 
+@pytest.mark.slow
 def test_push_with_no_network_is_one_line_and_exit_1(tmp_path, tiny_model_dir, monkeypatch):
     import socket
     import subprocess

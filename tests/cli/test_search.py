@@ -6,6 +6,7 @@ import io
 import json
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -59,6 +60,7 @@ def test_search_prints_a_table_per_query(photo_index):
     assert len(lines) == 4 and lines[3].startswith("     2   0.99")
 
 
+@pytest.mark.slow
 def test_search_json_lines_and_csv_hold_the_same_results(photo_index):
     index, store, photos, _ = photo_index
     queries = [index, photos / "dusk.jpg", f"{store}:0", "-k", "3"]
@@ -72,6 +74,7 @@ def test_search_json_lines_and_csv_hold_the_same_results(photo_index):
     assert [r["rank"] for r in records] == [1, 2, 3, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_search_draws_a_contact_sheet_and_a_gallery(photo_index, tmp_path):
     from msfkit.retrieval.render import sheet_size
 
@@ -93,6 +96,7 @@ def test_search_draws_a_contact_sheet_and_a_gallery(photo_index, tmp_path):
     assert (tmp_path / "g.html").read_text().count("<img ") == 2 * 6
 
 
+@pytest.mark.slow
 def test_unreadable_queries_are_one_line_each_and_the_rest_answered(photo_index, tmp_path):
     index, _, photos, _ = photo_index
     (tmp_path / "bad.jpg").write_text("not an image")

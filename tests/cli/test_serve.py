@@ -23,11 +23,13 @@ def test_help_loads_neither_torch_nor_the_web_framework():
     assert out.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 def test_a_missing_index_is_one_error_line(tmp_path):
     r = subprocess.run([*msfkit_command(), "serve", str(tmp_path / "nope")], capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.strip() == f"Error: {tmp_path / 'nope'}: no such index folder"
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_one_error_line(photo_paths, tmp_path_factory, tmp_path):
     index = photo_index_folders(photo_paths, tmp_path_factory)[0]
     with socket.socket() as taken:
@@ -44,6 +46,7 @@ def test_a_port_in_use_is_one_error_line(photo_paths, tmp_path_factory, tmp_path
 
 
 @pytest.mark.parametrize("name", ["*", "bad host"])
+@pytest.mark.slow
 def test_a_malformed_allowed_host_is_one_error_line(photo_index, tmp_path, name):
     argv = [*msfkit_command(), "serve", str(photo_index[0]), "--port", "0", "--allowed-host", name]
     env = server_env(tmp_path / "cache", tmp_path / "hf")
@@ -52,6 +55,7 @@ def test_a_malformed_allowed_host_is_one_error_line(photo_index, tmp_path, name)
     assert (r.returncode, r.stderr.strip(), r.stdout) == (1, expected, "")
 
 
+@pytest.mark.slow
 def test_json_prints_the_url_as_one_object(photo_paths, tmp_path_factory, tmp_path):
     import json
 

@@ -23,6 +23,7 @@ MSFKIT = str(Path(sys.executable).with_name("msfkit"))
      ("image_size", "32", "image_size must be"), ("mean", [0.5, 0.5], "mean must be three finite numbers"),
      ("resize", 1e9, "resize must be")],
 )  # fmt: skip
+@pytest.mark.slow
 def test_a_config_with_bad_values_is_one_error_on_load(tmp_path, tiny_model_dir, key, value, message):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model_dir, folder)
@@ -42,6 +43,7 @@ def test_a_config_with_bad_values_is_one_error_on_load(tmp_path, tiny_model_dir,
         (b"{not json", "unreadable config (JSONDecodeError"),
     ],
 )
+@pytest.mark.slow
 def test_an_unreadable_config_is_one_error_naming_the_file(tmp_path, tiny_model_dir, content, message):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model_dir, folder)

@@ -22,6 +22,7 @@ from msfkit.models import (
 from msfkit.models.preprocess import to_rgb
 
 
+@pytest.mark.slow
 def test_save_then_load_gives_identical_embeddings(tiny_model_dir, photo_paths):
     images = [Image.open(p) for p in photo_paths[:4]]
     first = msfkit.load(str(tiny_model_dir))
@@ -33,6 +34,7 @@ def test_save_then_load_gives_identical_embeddings(tiny_model_dir, photo_paths):
     assert first.fingerprint == again.fingerprint
 
 
+@pytest.mark.slow
 def test_round_trip_preserves_weights_and_config(tmp_path):
     torch.manual_seed(1)
     enc = Encoder(
@@ -46,6 +48,7 @@ def test_round_trip_preserves_weights_and_config(tmp_path):
     assert {p.name for p in (tmp_path / "m").iterdir()} == {"config.json", "model.safetensors", "README.md"}
 
 
+@pytest.mark.slow
 def test_embed_accepts_pil_images_and_tensor_batches_alike(tiny_model_dir, photo_paths):
     enc = msfkit.load(str(tiny_model_dir))
     images = [Image.open(p) for p in photo_paths[:3]]
@@ -54,12 +57,14 @@ def test_embed_accepts_pil_images_and_tensor_batches_alike(tiny_model_dir, photo
     assert enc.embed([]).shape == (0, 512)
 
 
+@pytest.mark.slow
 def test_embed_leaves_training_mode_and_grad_alone(tiny_model_dir):
     enc = msfkit.load(str(tiny_model_dir)).train()
     out = enc.embed(torch.randn(2, 3, 32, 32))
     assert enc.training and out.shape == (2, 512)
 
 
+@pytest.mark.slow
 def test_bf16_embeddings_stay_close_to_fp32(tiny_model_dir):
     enc = msfkit.load(str(tiny_model_dir))
     x = torch.randn(8, 3, 32, 32)
@@ -121,6 +126,7 @@ def test_heads_have_the_papers_dimensions(arch, dims):
     assert isinstance(proj[1], torch.nn.BatchNorm1d) and len(proj) == 4
 
 
+@pytest.mark.slow
 def test_backbone_keys_are_torchvisions_without_fc():
     import torchvision
 
@@ -133,6 +139,7 @@ def test_backbone_keys_are_torchvisions_without_fc():
 @pytest.mark.parametrize(
     ("stem", "layer1_side"), [("imagenet", 8), ("cifar", 32), ("cifar-maxpool", 16), ("cifar-s2", 16)]
 )
+@pytest.mark.slow
 def test_stems_set_layer1_resolution_and_save_in_the_model_folder(tmp_path, stem, layer1_side):
     net = build_backbone("resnet18", stem)
     seen = []

@@ -44,6 +44,7 @@ def other_model_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.mark.slow
 def test_load_from_the_hub_gives_the_local_folders_embeddings(local_hub, tiny_model_dir):
     local_hub.create_repo("org/name")
     sha = local_hub.commit("org/name", folder_files(tiny_model_dir))
@@ -58,6 +59,7 @@ def test_load_from_the_hub_gives_the_local_folders_embeddings(local_hub, tiny_mo
     assert local_hub.storage_requests == [("GET", f"/{weights}")]  # the weights came the LFS way
 
 
+@pytest.mark.slow
 def test_a_second_load_comes_from_the_cache_offline_or_with_the_hub_gone(local_hub, hf_env, tiny_model_dir):
     local_hub.create_repo("org/name")
     sha = local_hub.commit("org/name", folder_files(tiny_model_dir))
@@ -78,6 +80,7 @@ def test_a_second_load_comes_from_the_cache_offline_or_with_the_hub_gone(local_h
     assert msfkit.load(f"org/name@{sha}").revision == sha
 
 
+@pytest.mark.slow
 def test_pinned_revisions_get_that_revisions_weights(local_hub, tiny_model_dir, other_model_dir):
     local_hub.create_repo("org/name")
     first = local_hub.commit("org/name", folder_files(tiny_model_dir), message="v1")
@@ -118,6 +121,7 @@ def test_hub_misses_are_one_clear_line(local_hub, tiny_model_dir, name, message)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_cli_models_info_of_a_missing_repo_is_one_error_line(local_hub):
     r = subprocess.run(
         [sys.executable, "-m", "msfkit.cli", "models", "info", "org/missing"],

@@ -21,6 +21,7 @@ def test_import_msfkit_loads_neither_torch_nor_faiss():
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_embed_build_index_search_and_dedup_return_rich_objects(tmp_path, photos_dir, tiny_model_dir):
     store = msfkit.embed(photos_dir, tiny_model_dir, tmp_path / "store", workers=0)
     assert isinstance(store, Store) and len(store) == 8
@@ -52,6 +53,7 @@ def test_wrong_types_and_options_are_one_clear_error(tmp_path, photos_dir, tiny_
         msfkit.embed(photos_dir, tiny_model_dir, tmp_path / "s3", precision="fp8")
 
 
+@pytest.mark.slow
 def test_datasets_export_writes_class_folders_evaluate_reads(tmp_path, tiny_model_dir):
     counts = msfkit.datasets.export("fashion-mnist", tmp_path / "fm", per_class=3)
     assert counts == {"train": 30, "test": 30}

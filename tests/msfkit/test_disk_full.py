@@ -25,6 +25,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(disk)], check=True)
 
 
+@pytest.mark.slow
 def test_an_index_that_does_not_fit_is_one_line_and_leaves_nothing(tmp_path, tiny_disk):
     store = write_vector_store(tmp_path / "store", clustered_vectors(20_000, 32, 8, seed=0))  # 2.5 MB
     r = subprocess.run([MSFKIT, "index", store, "-o", tiny_disk / "ix", "--type", "flat"],
@@ -44,6 +45,7 @@ def test_a_store_shard_that_does_not_fit_is_one_line_and_leaves_no_temporary(tin
     assert not [p for p in tiny_disk.rglob("*") if ".tmp" in p.name]
 
 
+@pytest.mark.slow
 def test_a_model_folder_that_does_not_fit_is_one_line_and_leaves_no_temporary(tiny_disk):
     """safetensors reports a short write as its own error, not an OSError: still "disk full"."""
     out = tiny_disk / "baseline"

@@ -20,6 +20,7 @@ from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 
 
+@pytest.mark.slow
 def test_a_model_with_nan_weights_writes_no_vector_and_exits_1(tmp_path, photos_dir):
     enc = Encoder(EncoderConfig(arch="resnet18", stem="cifar", image_size=32, resize=32))
     with torch.no_grad():

@@ -46,6 +46,7 @@ def _port(server) -> int:
         "[::2]:{port}",
     ],
 )
+@pytest.mark.slow
 def test_a_foreign_host_header_is_400_json_and_no_data(client, server, host):
     host = host.format(port=_port(server))
     for path in ("/api/rows/0", "/api/rows/0/image", "/api/search?row=0", "/"):
@@ -57,6 +58,7 @@ def test_a_foreign_host_header_is_400_json_and_no_data(client, server, host):
         assert list(r.json()) == ["error"] and r.headers["x-content-type-options"] == "nosniff"
 
 
+@pytest.mark.slow
 def test_a_request_without_a_host_header_is_400_json(server):
     """HTTP/1.0 allows leaving Host out; such a request names none of the server's names either."""
     url = httpx.URL(server.url)
@@ -80,6 +82,7 @@ def test_a_request_without_a_host_header_is_400_json(server):
         "a.lan.example:{port}",  # --allowed-host *.lan.example
     ],
 )
+@pytest.mark.slow
 def test_the_loopback_names_the_host_value_and_allowed_hosts_are_answered(client, server, host, photo_index):
     r = client.get("/api/rows/0", headers={"Host": host.format(port=_port(server))})
     assert r.status_code == 200, r.text
@@ -112,6 +115,7 @@ def test_the_loopback_names_the_host_value_and_allowed_hosts_are_answered(client
         ('{"vector": ' + "[" * 500 + "]" * 500 + "}", "vector[0]: a finite number is expected"),
     ],
 )
+@pytest.mark.slow
 def test_a_bad_json_body_is_400_with_one_line_naming_the_field(client, body, field):
     r = client.post("/api/search", content=body, headers={"Content-Type": "application/json"})
     assert (r.status_code, r.headers["content-type"]) == (400, "application/json"), r.text
@@ -119,6 +123,7 @@ def test_a_bad_json_body_is_400_with_one_line_naming_the_field(client, body, fie
     assert error.startswith(field) and "\n" not in error and len(error) < 300, error
 
 
+@pytest.mark.slow
 def test_bad_bodies_leave_no_traceback_in_the_log_and_good_ones_still_search(client, server):
     for body in ('{"row": 1, "offset": "abc"}', '{"row": 1, "limit": null}', "[" * 100_000):
         assert client.post(

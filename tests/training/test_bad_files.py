@@ -77,6 +77,7 @@ def test_the_count_follows_what_other_processes_append(tmp_path):
     assert counter.count() == 3 == len(counter.read())
 
 @pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.slow
 def test_bad_files_are_skipped_recorded_and_a_resume_is_exact(tmp_path, workers):
     root = _folder(tmp_path)
     common = [*TINY, f"data={root}", f"workers={workers}", "max_bad_share=0.25"]
@@ -101,6 +102,7 @@ def test_bad_files_are_skipped_recorded_and_a_resume_is_exact(tmp_path, workers)
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
+@pytest.mark.slow
 def test_more_bad_files_than_the_allowed_share_stop_the_run_with_one_line(tmp_path):
     root = _folder(tmp_path)
     cfg = load_config(overrides=[*TINY, f"data={root}", "workers=0", f"out={tmp_path / 'run'}"])

@@ -71,6 +71,7 @@ def test_a_field_of_the_wrong_type_is_one_line_on_resume_and_on_export(tmp_path,
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 def test_a_model_that_does_not_fit_names_the_tensors_through_the_installed_command(tmp_path):
     ckpt = _write(tmp_path)  # the right types, but not the run's tensors
     field = f"Error: {ckpt}: training checkpoint field 'model'"

@@ -72,6 +72,7 @@ def test_an_older_header_is_rewritten_as_this_ones_even_over_no_rows(tmp_path, o
     assert [r.split(",")[0] for r in rows[1:]] == ["10"] * len(old_rows) + ["21"]
     assert all(len(r.split(",")) == len(METRICS) for r in rows)
 
+@pytest.mark.slow
 def test_resume_names_the_key_that_cannot_change(tmp_path):
     run = tmp_path / "run"
     base = ["data=fashion-mnist", "limit=16", "arch=resnet18", "stem=cifar", "image_size=32", "batch_size=8",

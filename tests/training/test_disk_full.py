@@ -36,6 +36,7 @@ def _temporaries(disk: Path) -> list[Path]:
     return [p for p in disk.rglob("*") if ".tmp" in p.name]
 
 
+@pytest.mark.slow
 def test_train_and_export_on_a_full_disk_are_one_line_and_leave_no_temporary(tmp_path, tiny_disk):  # noqa: F811
     run = tiny_disk / "run"  # a ResNet18 checkpoint is some 100 MB: the first save fails
     assert _error("train", *RUN, f"out={run}") == (

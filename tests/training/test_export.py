@@ -44,6 +44,7 @@ def reference_checkpoint(path, arch: str, stem: str = "imagenet"):
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+@pytest.mark.slow
 def test_reference_checkpoint_exports_exactly_for_both_networks(tmp_path, arch):
     online, target = reference_checkpoint(tmp_path / "ckpt.pth.tar", arch)
     x = torch.randn(2, 3, 64, 64)
@@ -60,6 +61,7 @@ def test_reference_checkpoint_exports_exactly_for_both_networks(tmp_path, arch):
     assert enc.config.image_size == 224 and enc.config.provenance["epochs_trained"] == 7
 
 
+@pytest.mark.slow
 def test_cli_exports_reference_checkpoint_and_torchvision_state_dict(tmp_path):
     online, _ = reference_checkpoint(tmp_path / "ref.pth", "resnet18", stem="cifar")
     runner = CliRunner()

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -33,6 +34,7 @@ def _assert_started_from(ckpt: dict, encoder) -> None:
         torch.testing.assert_close(ckpt["model"][f"online.backbone.{name}"], weight, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_a_run_starts_from_a_model_folder_records_it_and_resumes_without_it(tmp_path):
     base = tmp_path / "base"
     made = subprocess.run(
@@ -70,6 +72,7 @@ def test_a_run_starts_from_a_model_folder_records_it_and_resumes_without_it(tmp_
     assert msfkit.load(str(run / "model")).config.provenance["init"] == record
 
 
+@pytest.mark.slow
 def test_a_run_starts_from_a_hub_model_at_its_revision(tmp_path, local_hub, tiny_model_dir):
     local_hub.create_repo("org/base")
     sha = local_hub.commit("org/base", {p.name: p.read_bytes() for p in tiny_model_dir.iterdir()})

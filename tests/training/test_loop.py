@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -25,6 +26,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_a_few_steps_on_real_photos_give_a_model_folder_that_msfkit_loads(tmp_path, photos_dir, photo_paths):
     run = tmp_path / "run"
     args = ["train", *TINY, f"data={photos_dir}", f"out={run}", "epochs=1", "knn_every=0", "-q", "--json"]
@@ -63,6 +65,7 @@ def test_a_few_steps_on_real_photos_give_a_model_folder_that_msfkit_loads(tmp_pa
     assert r.exit_code == 1 and "already holds a run: pass --resume" in r.output
 
 
+@pytest.mark.slow
 def test_k1_run_is_recorded_as_byol_asym(tmp_path, photos_dir):
     run = tmp_path / "run"
     args = ["train", *TINY, "k=1", "max_steps=1", f"data={photos_dir}", f"out={run}", "knn_every=0", "-q"]
@@ -71,6 +74,7 @@ def test_k1_run_is_recorded_as_byol_asym(tmp_path, photos_dir):
     assert msfkit.load(str(run / "model")).config.provenance["method"] == "byol-asym"
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, photos_dir):
     run = tmp_path / "run"
     # lr 1e20 leaves finite but enormous weights after step 1; BatchNorm overflows at step 2
@@ -96,6 +100,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     assert not (run / "model").exists()
 
 
+@pytest.mark.slow
 def test_knn_monitor_scores_the_online_backbone_on_the_val_set(tmp_path):
     from msfkit.data.datasets import ArrayImageDataset, load_fashion_mnist
     from msfkit.eval.features import extract_features
@@ -126,6 +131,7 @@ def test_knn_monitor_scores_the_online_backbone_on_the_val_set(tmp_path):
     assert rows[-1].startswith("2,1,") and rows[-1].endswith(f",{expected}")
 
 
+@pytest.mark.slow
 def test_the_monitor_scores_random_init_at_step_0_then_every_n_steps_against_training_minutes(tmp_path):
     import csv
 

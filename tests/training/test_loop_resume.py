@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -40,6 +41,7 @@ def _kill_at_first_checkpoint(out) -> int:
     return load_checkpoint(ckpt)["step"]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_an_uninterrupted_run(tmp_path):
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     saved = _kill_at_first_checkpoint(killed)

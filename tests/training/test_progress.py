@@ -56,6 +56,7 @@ def _continue_command(stderr: str, reason: str, step: int) -> list[str]:
     return argv[2:]
 
 
+@pytest.mark.slow
 def test_a_stopped_run_says_why_and_its_continue_command_resumes_it(tmp_path):
     out = "runs/my run"  # relative to the working directory, with a space: quoted in the command
     first = _train([*RUN, f"out={out}", "max_minutes=0.0001", "-q"], cwd=tmp_path)
@@ -83,6 +84,7 @@ def test_a_stopped_run_says_why_and_its_continue_command_resumes_it(tmp_path):
     ("sig", "code", "word"),
     [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")],  # Ctrl-C; a scheduler's stop
 )
+@pytest.mark.slow
 def test_ctrl_c_or_sigterm_says_which_step_the_checkpoint_holds_and_how_to_resume(tmp_path, sig, code, word):
     import signal
 
@@ -108,6 +110,7 @@ def test_ctrl_c_or_sigterm_says_which_step_the_checkpoint_holds_and_how_to_resum
     )
 
 
+@pytest.mark.slow
 def test_bf16_asked_for_on_a_cpu_that_only_emulates_it_says_so_in_one_line(tmp_path):
     from msfkit.models.runtime import cpu_has_fast_bf16
 

@@ -50,6 +50,7 @@ def _ks(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize(("h", "w"), [(28, 28), (40, 60), (20, 200)])  # 20 x 200: often the centre crop
+@pytest.mark.slow
 def test_crop_area_ratio_and_position_follow_random_resized_crops(h, w):
     p = draw_params(SPECS["weak"], _sizes(N, h, w), batch_generator(1, 2, 3), image_size=32)
     top, left, ch, cw = p.box.numpy().T
@@ -207,6 +208,7 @@ def test_a_crop_of_a_gradient_lands_where_the_box_says():
     assert torch.allclose(z[0, :2, 2:-2, 2:-2], y[0, :2, 2:-2, 2:-2], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_weak_view_keeps_colours_and_strong_view_changes_them():
     n = 2000
     colours = torch.randint(

@@ -39,6 +39,7 @@ def test_braces_expand_like_webdataset():
     assert archives("{a,b}-{1..2}.tar") == ["a-1.tar", "a-2.tar", "b-1.tar", "b-2.tar"]
 
 
+@pytest.mark.slow
 def test_shards_embed_like_the_same_files_with_their_labels(tmp_path, photo_paths, tiny_model_dir):
     (tmp_path / "shards").mkdir()
     _shard(tmp_path / "shards" / "train-0.tar", photo_paths[:3], ["cat", "dog", "cat"])

@@ -113,6 +113,7 @@ def test_only_cell_names_are_split(tmp_path, photos):
     assert split_cell("s3://b/t.parquet/image/000000012") == ("s3://b/t.parquet", "image", 12)
 
 
+@pytest.mark.slow
 def test_a_remote_parquets_cells_and_the_files_beside_it_are_read(s3_bucket, photo_paths, photos):
     root = locate(f"s3://{s3_bucket}/tables")
     cells = [{"bytes": b, "path": None} for b in photos[:5]] + [{"bytes": None, "path": "img/b.jpg"}]

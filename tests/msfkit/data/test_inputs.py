@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from msfkit.data.datasets import image_folder
@@ -41,6 +42,7 @@ def test_a_folder_with_loose_files_has_no_labels_for_training(tmp_path):
     assert ds.classes == [] and np.all(ds.labels == -1)
 
 
+@pytest.mark.slow
 def test_csv_and_parquet_tables_name_files_and_labels(tmp_path, photos_dir, tiny_model_dir):
     import pandas as pd
 

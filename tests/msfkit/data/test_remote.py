@@ -41,6 +41,7 @@ def test_a_prefix_is_walked_as_a_folder(bucket_photos):
     ]
 
 
+@pytest.mark.slow
 def test_an_object_reads_back_whole_with_its_time(bucket_photos, photo_paths):
     started = time.time()
     data, mtime = read_image(locate(bucket_photos).child("dogs/b.jpg"))

@@ -81,6 +81,7 @@ def test_the_memory_store_reads_what_was_written():
         store.child("meta", "00002.parquet").read_bytes()
 
 
+@pytest.mark.slow
 def test_s3_objects_round_trip_through_s3fs(s3_bucket):
     store = locate(f"s3://{s3_bucket}/stores/photos")
     assert not store.exists() and store.listdir() == []
@@ -105,6 +106,7 @@ def test_a_listing_sees_what_another_client_wrote_since(s3_bucket):
     assert reader.child("commits/00001.json").exists()
 
 
+@pytest.mark.slow
 def test_storage_options_reach_the_filesystem(s3_bucket, s3_server, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL")  # the server is found only through the option
     options = parse_storage_options([f"client_kwargs.endpoint_url={s3_server.endpoint}"])
@@ -113,6 +115,7 @@ def test_storage_options_reach_the_filesystem(s3_bucket, s3_server, monkeypatch)
     assert locate(f"s3://{s3_bucket}/store", options).child("a").read_bytes() == b"1"
 
 
+@pytest.mark.slow
 def test_options_in_use_reach_filesystems_opened_without_them(s3_bucket, s3_server, monkeypatch, tmp_path):
     """What a command does with --storage-option: every later filesystem of the URL's protocol, in
     this process and in a forked one (a decoding worker), is opened with them."""

@@ -109,6 +109,7 @@ def test_a_parquet_written_by_datasets_reads_as_one(tmp_path, photos):
     assert label == "b" and read_cell(*split_cell(f"{tmp_path}/t.parquet/{name}"))[0] == photos[0]
 
 
+@pytest.mark.slow
 def test_a_remote_parquet_lists_from_its_footer_and_labels(s3_bucket, photos):
     out = io.BytesIO()
     pq.write_table(pa.table({"jpg": pa.array(photos[:4], pa.binary()), "class": ["a", "b", None, "a"]}), out)

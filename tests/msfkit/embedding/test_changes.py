@@ -48,6 +48,7 @@ def _embed_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([MSFKIT, "embed", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_changed_file_is_embedded_again_in_place_and_a_gone_one_is_counted(
     tmp_path, photo_paths, tiny_model_dir
 ):
@@ -90,6 +91,7 @@ def test_a_changed_file_is_embedded_again_in_place_and_a_gone_one_is_counted(
     assert (again.changed, again.gone, again.skipped) == (0, 1, 7)
 
 
+@pytest.mark.slow
 def test_an_index_stays_usable_when_its_store_only_grew(tmp_path, photo_paths, tiny_model_dir):
     src, out = _source(tmp_path / "src", photo_paths), tmp_path / "store"
     embed([src], str(tiny_model_dir), out, workers=0, shard_rows=3)
@@ -109,6 +111,7 @@ def test_an_index_stays_usable_when_its_store_only_grew(tmp_path, photo_paths, t
     assert not open_store(out).grew_from(then, rows=8) and not open_store(out).grew_from(then)
 
 
+@pytest.mark.slow
 def test_a_store_written_before_mtime_ns_is_checked_by_its_float_mtime(tmp_path, photo_paths, tiny_model_dir):
     src, out = _source(tmp_path / "src", photo_paths), tmp_path / "store"
     embed([src], str(tiny_model_dir), out, workers=0, shard_rows=3)
@@ -131,6 +134,7 @@ class _Crash(BaseException):
 
 
 @pytest.mark.parametrize("writes_before_crash", [0, 1], ids=["before-any-rename", "between-the-renames"])
+@pytest.mark.slow
 def test_a_crash_during_a_replacement_leaves_a_usable_store_that_the_next_run_finishes(
     tmp_path, photo_paths, tiny_model_dir, monkeypatch, writes_before_crash
 ):

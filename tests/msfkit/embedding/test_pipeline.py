@@ -44,6 +44,7 @@ def _console_script() -> str:
     return str(Path(sys.executable).with_name("msfkit"))
 
 
+@pytest.mark.slow
 def test_cli_python_api_encoder_and_eval_features_agree(tmp_path, photos, model_dir):
     files = sorted(photos.glob("*.jpg"))
     encoder = msfkit.load(model_dir)
@@ -67,6 +68,7 @@ def test_cli_python_api_encoder_and_eval_features_agree(tmp_path, photos, model_
         assert np.abs(vectors - from_cli).max() <= SAME, name
 
 
+@pytest.mark.slow
 def test_draft_decoding_is_an_option_that_changes_the_vectors(tmp_path, photos, model_dir):
     """Draft decoding (opt-in) really differs on these photos, so the agreement above is not vacuous."""
     encoder = msfkit.load(model_dir)
@@ -76,6 +78,7 @@ def test_draft_decoding_is_an_option_that_changes_the_vectors(tmp_path, photos, 
     assert (draft * exact).sum(1).min() > 0.95
 
 
+@pytest.mark.slow
 def test_notebook_inputs_embed_alike_and_a_wrong_type_is_one_error(photo_paths, model_dir):
     encoder = msfkit.load(model_dir)
     image = Image.open(photo_paths[0])

@@ -83,6 +83,7 @@ def test_manifest_names_the_model_so_it_can_be_loaded_and_checked(exact_store, t
     assert store.dim == 512 and store.normalized
 
 
+@pytest.mark.slow
 def test_draft_decoding_and_bf16_stay_close_to_exact(tmp_path, exact_store, mixed_dir, tiny_model_dir):
     exact = open_store(exact_store[0]).vectors
     for precision in ("fp32", "bf16"):
@@ -119,6 +120,7 @@ def test_a_rerun_skips_what_is_done_and_embeds_only_new_files(tmp_path, photo_pa
     assert sorted(paths) == sorted(p.name for p in photo_paths[:8])  # each exactly once
 
 
+@pytest.mark.slow
 def test_an_interrupted_plan_is_resumed_with_the_same_shards(tmp_path, mixed_dir, tiny_model_dir):
     full = embed([mixed_dir[0]], str(tiny_model_dir), tmp_path / "full", shard_rows=4, workers=0)
     out = tmp_path / "cut"
@@ -138,6 +140,7 @@ def test_an_interrupted_plan_is_resumed_with_the_same_shards(tmp_path, mixed_dir
     assert a.meta.equals(b.meta) and a.errors.equals(b.errors)
 
 
+@pytest.mark.slow
 def test_another_model_source_or_precision_is_refused_unless_overwrite(tmp_path, photos_dir, tiny_model_dir):
     out = tmp_path / "out"
     embed([photos_dir], str(tiny_model_dir), out, workers=0)
@@ -173,6 +176,7 @@ def test_path_lists_and_single_files_are_inputs_too(tmp_path, photos_dir, photo_
         embed([tmp_path / "nowhere"], str(tiny_model_dir), tmp_path / "o2")
 
 
+@pytest.mark.slow
 def test_shard_parts_read_as_one_equal_a_single_run(tmp_path, mixed_dir, exact_store, tiny_model_dir):
     out = tmp_path / "parts"
     for i in range(3):
@@ -197,6 +201,7 @@ def test_embed_files_gives_vectors_for_good_files_and_reasons_for_bad(mixed_dir,
     ]
 
 
+@pytest.mark.slow
 def test_the_frozen_cpu_graph_gives_the_same_vectors(mixed_dir, tiny_model_dir):
     encoder = msfkit.load(str(tiny_model_dir))
     paths = sorted((mixed_dir[0] / "a").iterdir()) + sorted((mixed_dir[0] / "b").iterdir())
@@ -221,6 +226,7 @@ def test_a_store_being_written_by_another_run_is_refused(tmp_path, photos_dir, t
     assert embed([photos_dir], str(tiny_model_dir), out, workers=0).embedded == 8
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_store_but_never_other_files(tmp_path, photos_dir, tiny_model_dir):
     out = tmp_path / "out"
     embed([photos_dir], str(tiny_model_dir), out, workers=0)

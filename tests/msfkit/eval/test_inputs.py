@@ -51,6 +51,7 @@ def stores(folders, tiny_model_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_folders_embed_with_the_models_centre_crop(folders, tiny_model_dir, tmp_path):
     inputs, encoder = load_inputs(
         model=str(tiny_model_dir), train=folders / "train", val=folders / "val", features_dir=tmp_path
@@ -68,6 +69,7 @@ def test_folders_embed_with_the_models_centre_crop(folders, tiny_model_dir, tmp_
     assert len(list(tmp_path.glob(f"train-{encoder.fingerprint}-*/manifest.json"))) == 1  # kept for reuse
 
 
+@pytest.mark.slow
 def test_the_feature_folder_keeps_each_sources_features_apart(folders, tiny_model_dir, tmp_path):
     kept = tmp_path / "features"
     first, _ = load_inputs(model=str(tiny_model_dir), train=folders / "train", val=folders / "val",
@@ -83,6 +85,7 @@ def test_the_feature_folder_keeps_each_sources_features_apart(folders, tiny_mode
     assert len(list(kept.glob("val-*"))) == 2 and len(list(kept.glob("train-*"))) == 1
 
 
+@pytest.mark.slow
 def test_stores_need_no_model_and_match_the_folders(folders, stores, tiny_model_dir, tmp_path):
     from_stores, encoder = load_inputs(train=stores / "train", val=stores / "val")
     assert encoder is None and from_stores.source["kind"] == "stores"
@@ -138,6 +141,7 @@ def test_card_gets_the_results_of_its_own_model_only(stores, tiny_model_dir, tmp
         write_card(tmp_path / "other", report)
 
 
+@pytest.mark.slow
 def test_named_dataset_with_cached_features(tiny_model_dir, tmp_path, monkeypatch):
     """--dataset reads the train/test splits (here a real 60/30-image cut of the IDX files)."""
     src = load_fashion_mnist.__globals__["fashion_mnist_dir"]()
@@ -168,12 +172,14 @@ def test_named_dataset_with_cached_features(tiny_model_dir, tmp_path, monkeypatc
     )
 
 
+@pytest.mark.slow
 def test_store_without_labels(photos_dir, tiny_model_dir, stores, tmp_path):
     embed([photos_dir], str(tiny_model_dir), tmp_path / "flat", progress=False, device="cpu")
     with pytest.raises(MsfkitError, match="have no label"):
         load_inputs(train=tmp_path / "flat", val=stores / "val")
 
 
+@pytest.mark.slow
 def test_features_of_different_models(stores, tmp_path, folders):
     torch.manual_seed(2)
     Encoder(EncoderConfig(arch="resnet18", stem="cifar", image_size=32, resize=32)).save_pretrained(
@@ -187,6 +193,7 @@ def test_features_of_different_models(stores, tmp_path, folders):
         load_inputs(model=str(tmp_path / "m2"), train=stores / "train", val=stores / "val")
 
 
+@pytest.mark.slow
 def test_val_class_unknown_to_train(stores, folders, tiny_model_dir, tmp_path):
     val = tmp_path / "val"
     shutil.copytree(folders / "val", val)

@@ -33,6 +33,7 @@ def feats():
     return tx, ty, vx, vy
 
 
+@pytest.mark.slow
 def test_features_are_unit_rows_with_their_labels(feats):
     tx, ty, _, _ = feats
     assert tx.shape == (N_TRAIN, 512) and tx.dtype == np.float32
@@ -42,6 +43,7 @@ def test_features_are_unit_rows_with_their_labels(feats):
 
 @pytest.mark.parametrize("k", [1, 20])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.slow
 def test_msf_protocol_agrees_with_sklearn(feats, k, precision):
     tx, ty, vx, _ = feats
     ours = knn_classify(tx, ty, vx, ks=(k,), protocol="msf", precision=precision)[k]
@@ -60,6 +62,7 @@ def test_msf_protocol_agrees_with_sklearn(feats, k, precision):
     assert (~tied).sum() > N_VAL // 2
 
 
+@pytest.mark.slow
 def test_dino_protocol_matches_the_formula(feats):
     tx, ty, vx, _ = feats
     t, k = 0.07, 20
@@ -73,6 +76,7 @@ def test_dino_protocol_matches_the_formula(feats):
     np.testing.assert_array_equal(got, expected_top5)
 
 
+@pytest.mark.slow
 def test_accuracy_reports_top1_and_top5_per_k(feats):
     tx, ty, vx, vy = feats
     acc = knn_accuracy(tx, ty, vx, vy, ks=(10, 20), protocol="dino")
@@ -86,6 +90,7 @@ def test_accuracy_reports_top1_and_top5_per_k(feats):
 
 
 @pytest.mark.parametrize("budget", [4 * 250, 4 * N_TRAIN * 7, None])
+@pytest.mark.slow
 def test_answers_do_not_depend_on_the_memory_budget(feats, budget):
     tx, ty, vx, _ = feats
     vx = vx[:50]  # a budget below one train row means one query at a time
@@ -95,6 +100,7 @@ def test_answers_do_not_depend_on_the_memory_budget(feats, budget):
         np.testing.assert_array_equal(chunked[k], whole[k])
 
 
+@pytest.mark.slow
 def test_any_label_values(feats):
     tx, ty, vx, _ = feats
     base = knn_classify(tx, ty, vx, ks=(1, 20))
@@ -113,12 +119,14 @@ def test_any_label_values(feats):
     assert set(np.unique(knn_classify(tx, sparse, vx, ks=(20,))[20])) <= set(np.unique(sparse))
 
 
+@pytest.mark.slow
 def test_single_class_predicts_it(feats):
     tx, _, vx, _ = feats
     acc = knn_accuracy(tx, np.full(N_TRAIN, 5), vx, np.full(N_VAL, 5), ks=(1, 20))
     assert acc["top1"] == {1: 100.0, 20: 100.0} and acc["n_classes"] == 1
 
 
+@pytest.mark.slow
 def test_ties_go_to_the_class_of_the_nearest_voter():
     train = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=np.float32)
     labels = np.array([3, 3, 8, 8])
@@ -129,6 +137,7 @@ def test_ties_go_to_the_class_of_the_nearest_voter():
     assert one_each.tolist() == [8, 3]
 
 
+@pytest.mark.slow
 def test_k_larger_than_train_set_is_an_error(feats):
     tx, ty, vx, _ = feats
     with pytest.raises(MsfkitError, match="larger than the train set"):
@@ -148,6 +157,7 @@ def test_k_larger_than_train_set_is_an_error(feats):
         (lambda x, y, v, w: knn_classify(x, y, v, ks=(0,)), "at least 1"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_clear_error(feats, call, message):
     with pytest.raises(MsfkitError, match=message):
         call(*feats)
@@ -155,6 +165,7 @@ def test_bad_input_is_one_clear_error(feats, call, message):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.slow
 def test_cuda_gives_the_cpu_answers(feats):
     tx, ty, vx, _ = feats
     cpu = knn_scores(tx, ty, vx, ks=(1, 20), protocol="dino", precision="fp32")

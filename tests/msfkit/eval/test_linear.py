@@ -53,6 +53,7 @@ def feats(encoder, fmnist):
     return tx, ty, vx, vy
 
 
+@pytest.mark.slow
 def test_msf_preset_matches_a_plain_loop(encoder, fmnist):
     """The reference recipe, written out by hand here, gives the same head and the same accuracy."""
     xi, yi, xt, yt = fmnist
@@ -109,6 +110,7 @@ def test_msf_preset_matches_a_plain_loop(encoder, fmnist):
     np.testing.assert_array_equal(pred, plain)
 
 
+@pytest.mark.slow
 def test_lr_sweep_in_one_pass_equals_separate_runs(feats):
     tx, ty, _, _ = feats
     mean, std = standardization(tx)
@@ -122,6 +124,7 @@ def test_lr_sweep_in_one_pass_equals_separate_runs(feats):
         torch.testing.assert_close(b, b1, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_fast_picks_its_lr_on_train_only(feats):
     tx, ty, vx, vy = feats
     head = train_linear_fast(tx, ty, lrs=(0.001, 0.03, 1.0), recipe=LinearRecipe(epochs=8))
@@ -137,6 +140,7 @@ def test_fast_picks_its_lr_on_train_only(feats):
     assert top1 > 50 and top5 >= top1 and pred.shape == vy.shape
 
 
+@pytest.mark.slow
 def test_fast_with_one_lr_uses_all_of_train(feats):
     tx, ty, _, _ = feats
     head = train_linear_fast(tx, ty, lrs=(0.01,), recipe=LinearRecipe(epochs=2))
@@ -155,6 +159,7 @@ def test_sample_per_class_is_deterministic_and_per_class():
         sample_per_class(labels, 0)
 
 
+@pytest.mark.slow
 def test_saved_head_predicts_the_same(feats, tmp_path):
     tx, ty, vx, vy = feats
     labels = np.array([f"class-{c}" for c in ty])
@@ -166,6 +171,7 @@ def test_saved_head_predicts_the_same(feats, tmp_path):
     assert again.classes == [f"class-{c}" for c in range(10)] and again.info["preset"] == "fast"
 
 
+@pytest.mark.slow
 def test_val_class_unknown_to_the_head_is_an_error(feats):
     tx, ty, vx, vy = feats
     head = train_linear_fast(tx[ty < 5], ty[ty < 5], lrs=(0.03,), recipe=LinearRecipe(epochs=1))

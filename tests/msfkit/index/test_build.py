@@ -47,6 +47,7 @@ def test_ivfpq_finds_the_stored_vector_a_near_copy_came_from(data, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+@pytest.mark.slow
 def test_recorded_recall_is_what_an_independent_measurement_gives(data, tmp_path, kind):
     store, x, _ = data
     info = build_index(store, tmp_path / "ix", kind=kind, recall=0.9)

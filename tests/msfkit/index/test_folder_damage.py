@@ -52,6 +52,7 @@ INDEX_DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", sorted(INDEX_DAMAGE))
+@pytest.mark.slow
 def test_a_damaged_index_is_one_line(folders, tmp_path, damage):
     index = tmp_path / "index"
     shutil.copytree(folders / "index", index)

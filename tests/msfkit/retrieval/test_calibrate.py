@@ -51,6 +51,7 @@ def test_copies_are_the_four_edits_of_the_image():
     assert half.size == (75, 50) and cropped.size == (144, 96) and all_three.size == (72, 48)
 
 
+@pytest.mark.slow
 def test_auto_finds_every_planted_copy_and_no_distinct_photo(photo_index, photo_paths):
     index, _, _, _ = photo_index
     found = find_duplicates(index, threshold="auto")
@@ -61,6 +62,7 @@ def test_auto_finds_every_planted_copy_and_no_distinct_photo(photo_index, photo_
     assert cal.explain().startswith("threshold auto: 0.") and not cal.misses_edits
 
 
+@pytest.mark.slow
 def test_auto_with_a_plain_random_init_encoder_groups_no_distinct_photo_and_says_what_it_misses(photo_paths, plain_model, tmp_path):
     """A plain random network (ImageNet stem, 224 px, default batch-norm statistics) squeezes every
     photo toward one direction: two distinct photos (black cat, controller) score higher than a photo
@@ -85,6 +87,7 @@ def test_auto_with_a_plain_random_init_encoder_groups_no_distinct_photo_and_says
     assert cal.misses_edits and "will be missed" in cal.explain()
 
 
+@pytest.mark.slow
 def test_when_distinct_images_are_closer_than_copies_it_says_so(tmp_path, plain_model):
     """Noise images: to a random network, re-encoding destroys a noise texture more than two noise
     images differ, so no threshold separates copies from distinct images."""
@@ -99,6 +102,7 @@ def test_when_distinct_images_are_closer_than_copies_it_says_so(tmp_path, plain_
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_the_command_prints_why_and_draws_the_groups(photo_index, photo_paths, tmp_path):
     _, store, _, _ = photo_index
     sheet, page = tmp_path / "out" / "groups.png", tmp_path / "out" / "groups.html"

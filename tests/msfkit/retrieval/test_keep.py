@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from msfkit.retrieval.dedup import find_duplicates
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
@@ -42,6 +44,7 @@ def test_newest_and_largest_follow_the_recorded_metadata():
     assert set(removal_list(groups, meta, "first")["kept"]) == {"a.jpg"}
 
 
+@pytest.mark.slow
 def test_the_command_writes_a_removal_list_for_a_store_and_deletes_nothing(photo_index, tmp_path):
     _, store, photos, _ = photo_index
     before = sorted(p.name for p in photos.iterdir())

@@ -8,12 +8,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from msfkit.retrieval.render import BACKGROUND, MISSING, PAD, contact_sheet, gallery_html, sheet_size
 from msfkit.retrieval.search import search
 
 
+@pytest.mark.slow
 def test_contact_sheet_has_the_expected_size_and_a_tile_per_result(photo_index, tmp_path):
     index, _, photos, _ = photo_index
     df = search(index, [photos / "bear.jpg", photos / "dusk.jpg"], k=3)

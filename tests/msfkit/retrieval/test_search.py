@@ -60,6 +60,7 @@ def test_unreadable_queries_are_reported_and_the_others_answered(photo_index, tm
     assert all(r and "\n" not in r for r in reasons.values())
 
 
+@pytest.mark.slow
 def test_another_model_is_refused(photo_index, tiny_model_dir):
     index, _, photos, model = photo_index
     different = (

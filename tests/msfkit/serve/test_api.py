@@ -35,6 +35,7 @@ def _jpeg(path: Path) -> bytes:
     return path.read_bytes()
 
 
+@pytest.mark.slow
 def test_health_info_and_the_default_loopback_address(server, client, index):
     assert urlsplit(server.url).hostname == "127.0.0.1"
     assert client.get("/api/health").json() == {"status": "ok", "rows": len(index), "model": True}
@@ -49,6 +50,7 @@ def test_health_info_and_the_default_loopback_address(server, client, index):
     )
 
 
+@pytest.mark.slow
 def test_an_uploaded_image_finds_what_the_library_finds(client, index, photo_index):
     photo = sorted(photo_index[2].glob(f"*_{PLANTED[0]}.jpg"))[0]  # a re-encoded copy
     r = client.post("/api/search", params={"limit": 5}, files={"image": (photo.name, _jpeg(photo))})
@@ -66,6 +68,7 @@ def test_an_uploaded_image_finds_what_the_library_finds(client, index, photo_ind
     assert _rows(raw.json()) == _rows(body)  # the raw body is the same query
 
 
+@pytest.mark.slow
 def test_two_uploads_in_one_request_answer_in_order(client, photo_index):
     a, b = sorted(photo_index[2].glob("*.jpg"))[:2]
     files = [("image", (a.name, _jpeg(a))), ("image", (b.name, _jpeg(b)))]
@@ -74,6 +77,7 @@ def test_two_uploads_in_one_request_answer_in_order(client, photo_index):
     assert [q["results"][0]["path"] for q in body["queries"]] == [str(a), str(b)]
 
 
+@pytest.mark.slow
 def test_row_search_and_neighbours_of_a_row(client, index):
     found = client.get("/api/search", params={"row": 0, "limit": 4}).json()
     assert _rows(found)[0] == 0 and found["queries"][0]["results"][0]["score"] == pytest.approx(1.0, abs=1e-5)
@@ -85,6 +89,7 @@ def test_row_search_and_neighbours_of_a_row(client, index):
     assert _rows(posted, 0) == _rows(found) and _rows(posted, 1)[0] == 5
 
 
+@pytest.mark.slow
 def test_pages_join_into_the_whole_list(client, index):
     whole = client.get("/api/search", params={"row": 7, "limit": 21}).json()
     assert len(_rows(whole)) == 21 and not whole["more"]
@@ -99,6 +104,7 @@ def test_pages_join_into_the_whole_list(client, index):
     assert [h["rank"] for h in pages] == list(range(1, 22))
 
 
+@pytest.mark.slow
 def test_a_vector_query(client, index, photo_index):
     vector = msfkit.open_store(photo_index[1]).take(np.array([4]))[0]
     body = client.post("/api/search", json={"vector": vector.tolist(), "limit": 3}).json()
@@ -107,6 +113,7 @@ def test_a_vector_query(client, index, photo_index):
     assert wrong.status_code == 400 and f"vectors of {index.dim} numbers" in wrong.json()["error"]
 
 
+@pytest.mark.slow
 def test_image_bytes_and_cached_thumbnails(client, index, server_cache):
     path = Path(index.absolute_paths([3])[0])
     r = client.get("/api/rows/3/image")
@@ -124,6 +131,7 @@ def test_image_bytes_and_cached_thumbnails(client, index, server_cache):
     assert bad.status_code == 400 and "thumbnail size" in bad.json()["error"]
 
 
+@pytest.mark.slow
 def test_dedup_groups_and_the_removal_list(client, index):
     body = client.get("/api/dedup", params={"threshold": 0.96}).json()
     expected = index.dedup(threshold=0.96)
@@ -143,6 +151,7 @@ def test_dedup_groups_and_the_removal_list(client, index):
     assert other.status_code == 400 and "is not in group 1" in other.json()["error"]
 
 
+@pytest.mark.slow
 def test_every_threshold_is_a_cut_of_one_graph_with_the_groups_of_dedup(client, index):
     for t in (0.9, 0.995, 0.85, 0.96, 0.5):  # 0.5 is below the graph's floor: built again, lower
         body = client.get("/api/dedup", params={"threshold": t, "limit": 200}).json()
@@ -153,6 +162,7 @@ def test_every_threshold_is_a_cut_of_one_graph_with_the_groups_of_dedup(client, 
         assert got == want and body["images"] == len(expected), t
 
 
+@pytest.mark.slow
 def test_the_auto_threshold_is_measured_once_as_msfkit_dedup_measures_it(client, index):
     from msfkit.retrieval.calibrate import calibrate
 
@@ -171,6 +181,7 @@ def test_the_auto_threshold_is_measured_once_as_msfkit_dedup_measures_it(client,
     assert groups["groups_total"] == 3 and groups["images"] == 12  # the planted copies, nothing else
 
 
+@pytest.mark.slow
 def test_bad_uploads_are_refused_with_a_message(client, tmp_path, photo_index):
     def post(data: bytes, name: str = "x.jpg"):
         r = client.post("/api/search", files={"image": (name, data)})
@@ -194,6 +205,7 @@ def test_bad_uploads_are_refused_with_a_message(client, tmp_path, photo_index):
     assert none.status_code == 400
 
 
+@pytest.mark.slow
 def test_bad_parameters_are_4xx_with_a_message(client):
     for url, status, words in [
         ("/api/search?row=0&limit=0", 400, "limit between"),
@@ -226,6 +238,7 @@ def test_bad_parameters_are_4xx_with_a_message(client):
         "/static//etc/passwd",
     ],
 )
+@pytest.mark.slow
 def test_path_traversal_attempts_are_404(server, path):
     """Sent byte for byte (http.client does not tidy `..` away as browsers and httpx do)."""
     url = urlsplit(server.url)
@@ -238,11 +251,13 @@ def test_path_traversal_attempts_are_404(server, path):
     assert b"root:" not in body
 
 
+@pytest.mark.slow
 def test_a_query_parameter_never_names_a_file(client, index):
     r = client.get("/api/rows/0/image", params={"path": "/etc/passwd"})
     assert r.status_code == 200 and r.content == Path(index.absolute_paths([0])[0]).read_bytes()
 
 
+@pytest.mark.slow
 def test_nothing_is_written_outside_the_cache(server, client, photo_index, server_cache):
     folders = [photo_index[0], photo_index[1], photo_index[2]]
     before = {p: p.stat().st_mtime_ns for f in folders for p in f.rglob("*")}

@@ -50,6 +50,7 @@ def shot(page, tmp_path, name: str):
     return path
 
 
+@pytest.mark.slow
 def test_upload_shows_neighbours_and_a_click_explores_from_a_result(page, index, photo_index, tmp_path):
     photo = sorted(photo_index[2].glob(f"*_{PLANTED[1]}.jpg"))[0]
     page.set_input_files("#file", str(photo))
@@ -74,6 +75,7 @@ def test_upload_shows_neighbours_and_a_click_explores_from_a_result(page, index,
     page.wait_for_function("!location.hash.startsWith('#row=')")
 
 
+@pytest.mark.slow
 def test_a_dropped_image_is_searched(page, index, photo_index):
     photo = sorted(photo_index[2].glob("*.jpg"))[4]
     data = base64.b64encode(photo.read_bytes()).decode()
@@ -91,6 +93,7 @@ def test_a_dropped_image_is_searched(page, index, photo_index):
     assert tile_rows(page)[0] == index.search([str(photo)], k=1)["row"].iloc[0]
 
 
+@pytest.mark.slow
 def test_results_come_page_by_page_as_one_scrolls(page, server):
     asked = []
     page.on("request", lambda r: asked.append(r.url) if "/neighbors?" in r.url else None)
@@ -107,6 +110,7 @@ def test_results_come_page_by_page_as_one_scrolls(page, server):
     page.wait_for_function("document.querySelector('#more').hidden")  # the end: no more to ask for
 
 
+@pytest.mark.slow
 def test_a_file_that_is_not_an_image_shows_the_servers_message(page, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a picture\n" * 20)
@@ -115,6 +119,7 @@ def test_a_file_that_is_not_an_image_shows_the_servers_message(page, tmp_path):
     assert page.inner_text("#status").startswith("notes.txt: not an image")
 
 
+@pytest.mark.slow
 def test_duplicates_view_choose_what_to_keep_and_download_the_list(page, index, server, tmp_path):
     page.click("#tab-dedup")
     page.wait_for_function("document.querySelectorAll('.group').length > 0")
@@ -151,6 +156,7 @@ def test_duplicates_view_choose_what_to_keep_and_download_the_list(page, index, 
     assert page.locator(".group").count() == strict["group"].nunique() < 3
 
 
+@pytest.mark.slow
 def test_where_copies_and_distinct_images_overlap_the_slider_stays_and_the_page_says_why(chromium, tmp_path):
     """Noise images and a plain random-init network: re-encoding changes a noise texture more than
     two noise images differ (tests/msfkit/retrieval/test_calibrate.py), so there is no threshold."""

@@ -30,6 +30,7 @@ def store(tmp_path_factory, photo_paths, tiny_model_dir):
     return msfkit.embed(root / "photos", tiny_model_dir, root / "store", workers=0, shard_rows=4)
 
 
+@pytest.mark.slow
 def test_emb_npy_files_in_glob_order_are_the_store_in_store_order(store):
     """docs/formats.md: STORE/emb/*.npy is an embeddings folder numpy (and autofaiss) read directly."""
     root = store.parts[0].root
@@ -40,6 +41,7 @@ def test_emb_npy_files_in_glob_order_are_the_store_in_store_order(store):
     assert list(meta["path"]) == list(store.meta["path"])
 
 
+@pytest.mark.slow
 def test_parquet_csv_and_npy_hold_the_same_rows(store, tmp_path):
     table = pq.read_table(store.export(tmp_path / "e.parquet"))
     assert table.column_names == ["path", "label", "width", "height", "bytes", "mtime", "mtime_ns", "vector"]
@@ -56,6 +58,7 @@ def test_parquet_csv_and_npy_hold_the_same_rows(store, tmp_path):
     np.testing.assert_array_equal(np.load(store.export(tmp_path / "v.npy")), store.vectors)
 
 
+@pytest.mark.slow
 def test_the_command_refuses_a_format_it_cannot_write_in_one_line(store, tmp_path):
     root = store.parts[0].root
     ok = subprocess.run([MSFKIT, "store", "export", root, tmp_path / "x.parquet"], capture_output=True, text=True)

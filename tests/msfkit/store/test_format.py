@@ -43,6 +43,7 @@ def folders(tmp_path_factory):
 
 
 @pytest.mark.parametrize("damage", sorted(STORE_DAMAGE))
+@pytest.mark.slow
 def test_a_damaged_store_is_one_line_and_builds_nothing(folders, tmp_path, damage):
     store = tmp_path / "store"
     shutil.copytree(folders / "store", store)
