@@ -16,9 +16,9 @@ from torchvision.transforms import functional as TF
 from msfkit.cli.main import cli
 from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from msfkit.runtime import Ranks
+from msfkit.training.batches import EpochBatches
 from msfkit.training.checkpoint import load_checkpoint
 from msfkit.training.data import UInt8Batches, as_batch, first, open_dataset
-from msfkit.training.loop import EpochBatches
 from msfkit.training.views import (
     SPECS,
     DeviceViews,
