@@ -14,6 +14,7 @@ import click
 from msfkit.cli.common import check_outputs, echo_json_lines, force_option, json_lines_option
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
+GALLERY_NEIGHBOURS = 8  # neighbours drawn beside each outlier
 
 index_argument = click.argument("index", type=click.Path())
 k_option = click.option(
@@ -38,9 +39,14 @@ def curate() -> None:
 @click.option(
     "-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the CSV (or --json) here."
 )
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False),
+    help="Write an HTML gallery here: each outlier framed, then its nearest neighbours.",
+)
 @force_option
 @json_lines_option
-def outliers(index, k, top, out, force, as_json):
+def outliers(index, k, top, out, html, force, as_json):
     """List the images of INDEX least like the rest, most foreign first.
 
     One CSV row per image: rank, row, path, label, score, in_degree. score is the mean cosine
@@ -48,12 +54,14 @@ def outliers(index, k, top, out, force, as_json):
     own k nearest (a foreign image is rarely anyone's neighbour).
 
     \b
-      msfkit curate outliers index --top 50 -o outliers.csv
+      msfkit curate outliers index --top 50 -o outliers.csv --html outliers.html
     """
     import msfkit
 
-    check_outputs(force, out)
+    check_outputs(force, out, html)
     table = msfkit.outliers(index, k=k, top=top, progress=sys.stderr.isatty())
+    if html:
+        _gallery(index, table, k, html)
     _write_rows(table, out, as_json, f"{len(table)} outliers")
 
 
@@ -124,6 +132,32 @@ def select(index, budget, strategy, seed, out, force, as_json):
             f.write(lines)
     where = f" -> {out}" if out else ""
     click.echo(f"{strategy}: {len(chosen)} images, coverage radius {chosen.radius:.4f}{where}", err=True)
+
+
+def _gallery(index, table, k: int, html: str) -> None:
+    """The outliers as search results (each one the query, its k nearest neighbours the hits), drawn
+    as one HTML page."""
+    import pandas as pd
+
+    from msfkit.curate import neighbours_of
+    from msfkit.retrieval.render import gallery_html
+
+    hits = neighbours_of(index, table["row"], min(k, GALLERY_NEIGHBOURS))
+    outlier = table.set_index("row").loc[hits["row"]]
+    names = [f"{o.rank}. score {o.score:.3f}, neighbour of {o.in_degree}" for o in outlier.itertuples()]
+    results = pd.DataFrame(
+        {
+            "query": names,
+            "query_path": list(outlier["path"]),
+            "rank": hits["rank"],
+            "score": hits["score"],
+            "row": hits["neighbour"],
+            "path": hits["path"],
+            "label": hits["label"],
+        }
+    )
+    gallery_html(results, html, title="msfkit curate outliers")
+    click.echo(f"gallery -> {html}", err=True)
 
 
 def _write_rows(table, out: str | None, as_json: bool, what: str) -> None:

@@ -3,7 +3,8 @@
 holds what they share (an index or a store opened, each image's k nearest others streamed)."""
 
 from msfkit.curate.label_issues import label_issues
+from msfkit.curate.neighbours import neighbours_of
 from msfkit.curate.outliers import outliers
 from msfkit.curate.select import STRATEGIES, Selection, select
 
-__all__ = ["STRATEGIES", "Selection", "label_issues", "outliers", "select"]
+__all__ = ["STRATEGIES", "Selection", "label_issues", "neighbours_of", "outliers", "select"]

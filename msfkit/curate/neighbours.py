@@ -17,11 +17,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.models.errors import MsfkitError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 BLOCK_ROWS = 8192
 Source = IndexFolder | str | os.PathLike
@@ -70,12 +74,43 @@ def neighbour_blocks(
     k = neighbour_count(index, k, name)
     with tqdm(total=len(index), unit="img", desc=desc, disable=not progress, leave=False) as bar:
         for start, block in index.store.iter_batches(BLOCK_ROWS):
-            sims, rows = index.search_vectors(block, k + 1)
-            own = np.arange(start, start + len(block))[:, None]
-            keep = (rows >= 0) & (rows != own)
-            first = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the kept ones, in rank order
-            valid = np.take_along_axis(keep, first, axis=1)
-            sims = np.where(valid, np.take_along_axis(sims, first, axis=1), np.nan).astype(np.float32)
-            rows = np.where(valid, np.take_along_axis(rows, first, axis=1), -1).astype(np.int64)
-            yield start, sims, rows, valid
+            yield start, *_others(index, block, np.arange(start, start + len(block)), k)
             bar.update(len(block))
+
+
+def _others(index: IndexFolder, vectors: np.ndarray, own: np.ndarray, k: int) -> tuple[np.ndarray, ...]:
+    """(similarities, rows, valid), each (len(own), k): the k nearest images to `vectors` other than
+    their own rows `own`, best first; NaN, -1 and False past what the index found."""
+    sims, rows = index.search_vectors(vectors, k + 1)
+    keep = (rows >= 0) & (rows != own[:, None])
+    first = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the kept ones, in rank order
+    valid = np.take_along_axis(keep, first, axis=1)
+    sims = np.where(valid, np.take_along_axis(sims, first, axis=1), np.nan).astype(np.float32)
+    rows = np.where(valid, np.take_along_axis(rows, first, axis=1), -1).astype(np.int64)
+    return sims, rows, valid
+
+
+def neighbours_of(source: Source, rows, k: int) -> pd.DataFrame:
+    """The k nearest other images of each of `rows` (in the order given): one line per pair, with
+    row, rank (from 1), neighbour, path, label and score (cosine similarity), for a gallery."""
+    import pandas as pd
+
+    rows = np.asarray(rows, dtype=np.int64)
+    with opened(source) as index:
+        k = neighbour_count(index, k, source_name(source))
+        order = np.argsort(rows, kind="stable")
+        vectors = np.empty((len(rows), index.dim), dtype=np.float32)
+        vectors[order] = index.store.take(rows[order])
+        sims, found, valid = _others(index, vectors, rows, k)
+        which, rank = np.nonzero(valid)
+        neighbour = found[which, rank]
+        return pd.DataFrame(
+            {
+                "row": rows[which],
+                "rank": rank + 1,
+                "neighbour": neighbour,
+                "path": index.absolute_paths(neighbour),
+                "label": index.rows["label"].to_numpy()[neighbour],
+                "score": sims[which, rank].astype(float),
+            }
+        )

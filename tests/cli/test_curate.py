@@ -64,6 +64,20 @@ def test_outliers_lists_the_planted_ones_first_as_csv_json_and_a_file(far, tmp_p
     assert len(pd.read_csv(out)) == 5
 
 
+def test_outliers_draws_each_outlier_beside_its_neighbours_in_a_gallery(photo_index, tmp_path):
+    index, _, _, _ = photo_index
+    page = tmp_path / "outliers.html"
+    r = msfkit("curate", "outliers", index, "--top", "3", "-k", "4", "--html", page)
+    assert r.returncode == 0 and r.stderr.strip() == f"gallery -> {page}"
+    text = page.read_text()
+    assert text.count("<section>") == 3 and text.count('class="hit"') == 3 * 4
+    assert "1. score " in text and "msfkit curate outliers" in text
+    r = msfkit("curate", "outliers", index, "--html", page)
+    assert r.returncode == 1 and r.stderr.splitlines() == [
+        f"Error: {page}: already exists; remove it or pass --force"
+    ]
+
+
 def test_label_issues_finds_the_flips_and_neutralises_formula_labels_in_csv(flipped, tmp_path):
     store, rows = flipped
     r = msfkit("curate", "label-issues", store, "-k", "8")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from msfkit.curate.neighbours import neighbour_blocks, opened, source_name
+from msfkit.curate.neighbours import neighbour_blocks, neighbours_of, opened, source_name
 from msfkit.index import build_index, open_folder
 from msfkit.models.errors import MsfkitError
 from tests.msfkit.curate.planted import clusters
@@ -58,3 +60,20 @@ def test_k_is_cut_to_the_other_images_and_one_image_is_refused(tmp_path):
     one = pytest.raises(MsfkitError, match=r"^one: holds 1 image\(s\); curation needs at least 2$")
     with opened(write_vector_store(tmp_path / "one", x[:1])) as index, one:
         next(neighbour_blocks(index, 10, "one"))
+
+
+def test_neighbours_of_rows_in_the_order_given_are_the_nearest_others(tmp_path):
+    x, _ = clusters(10, 3, seed=5)
+    store = write_vector_store(tmp_path / "s", x, shard_rows=8)
+    asked = [17, 3, 17, 29]  # unsorted, one twice
+    pairs = neighbours_of(store, asked, 4)
+    assert list(pairs["row"]) == [r for r in asked for _ in range(4)]
+    assert list(pairs["rank"]) == [1, 2, 3, 4] * 4
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    for i, r in enumerate(asked):
+        group = pairs.iloc[4 * i : 4 * i + 4]
+        best = np.argsort(-sims[r], kind="stable")[:4]
+        assert set(group["neighbour"]) == set(best) and r not in set(group["neighbour"])
+        assert np.allclose(group["score"], sims[r, best], atol=1e-5)
+    assert [Path(p).name for p in pairs["path"]] == [f"img_{n:05d}.jpg" for n in pairs["neighbour"]]
