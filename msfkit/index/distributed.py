@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from msfkit.index.pieces import Piece, fill_piece
 from msfkit.models.errors import MsfkitError
@@ -33,7 +34,7 @@ def connect(address: str | None) -> Any:
     """The `ray` module, connected to the cluster at `address` (None: RAY_ADDRESS or a new local one;
     "auto": the one running here) unless this process is connected already."""
     try:
-        import ray
+        import ray  # optional extra: ray
     except ImportError as e:
         raise MsfkitError(ray_missing(e.name)) from None
     if not ray.is_initialized():
@@ -70,8 +71,6 @@ def fill_on_ray(
     progress: bool = False,
 ) -> None:
     """Fill each piece into its file in a Ray task (one CPU each); returns when all are written."""
-    from tqdm import tqdm
-
     ray = connect(address)
     task = ray.remote(num_cpus=1, max_retries=RETRIES)(fill_piece)
     trained_ref, skip_ref = ray.put(trained), ray.put(skip)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import faiss
 import numpy as np
 
 from msfkit.store.format import check_finite
@@ -18,8 +19,6 @@ FEW_QUERIES = 16  # fewer queries than this are searched on one thread
 
 def to_device(index: Any) -> Any:
     """The index on the GPU when faiss sees one and has a GPU version of the type; else unchanged."""
-    import faiss
-
     if faiss.get_num_gpus() == 0:
         return index
     try:
@@ -30,14 +29,10 @@ def to_device(index: Any) -> Any:
 
 def to_cpu(index: Any) -> Any:
     """A CPU copy of a GPU index (what faiss can write); a CPU index unchanged."""
-    import faiss
-
     return faiss.index_gpu_to_cpu(index) if _on_gpu(index) else index
 
 
 def _on_gpu(index: Any) -> bool:
-    import faiss
-
     return type(faiss.downcast_index(index)).__name__.startswith("Gpu")
 
 
@@ -47,8 +42,6 @@ def search_index(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, n
     faiss opens OpenMP regions even for a single query (IndexIDMap translates ids in one); on a busy
     machine waiting for the other threads costs milliseconds, far more than the search itself.
     """
-    import faiss
-
     if len(queries) >= FEW_QUERIES:
         return index.search(queries, k)
     threads = faiss.omp_get_max_threads()
@@ -61,8 +54,6 @@ def search_index(index: Any, queries: np.ndarray, k: int) -> tuple[np.ndarray, n
 
 def set_search_params(index: Any, params: dict[str, int]) -> None:
     """Apply nprobe / efSearch to a CPU or GPU index."""
-    import faiss
-
     space = faiss.GpuParameterSpace() if _on_gpu(index) else faiss.ParameterSpace()
     for name, value in params.items():
         space.set_index_parameter(index, name, value)

@@ -27,7 +27,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
+import pyarrow.parquet as pq
 
 from msfkit.data.paths import row_paths
 from msfkit.index.faiss_ops import (
@@ -107,8 +109,6 @@ def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -
     """Open an index folder, refusing one with missing, foreign or inconsistent files.
 
     An index stored on disk is opened memory-mapped: its inverted lists stay in index.ivfdata."""
-    import pyarrow.parquet as pq
-
     root = Path(path)
     info = _read_info(root)
     for name, size in info.get("files", {}).items():
@@ -140,8 +140,6 @@ def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -
 def read_faiss(root: Path, storage: str) -> Any:
     """index.faiss read into memory, or, stored on disk, with its lists memory-mapped from index.ivfdata
     (read only; found beside index.faiss wherever the folder was moved)."""
-    import faiss
-
     flags = faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY if storage == "disk" else 0
     try:
         with quiet_stdout():  # faiss prints where it found index.ivfdata

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from msfkit.index.faiss_ops import add_rows, normalized, quiet_stdout
@@ -63,8 +64,6 @@ def fill_piece(trained: np.ndarray, stores: list[str], piece: Piece, skip: np.nd
     of the store at `stores` but the sorted ids `skip`, and write it to `out`; returns its count.
 
     The same function fills a piece in the building process and in a Ray worker."""
-    import faiss
-
     index = faiss.deserialize_index(trained)
     store = open_store(stores)
     arrays = _shard_arrays(store, piece)
@@ -92,8 +91,6 @@ def _shard_arrays(store: Store, piece: Piece) -> list[np.ndarray]:
 
 def write_piece(trained: Any, vectors: np.ndarray, ids: np.ndarray, out: Path) -> Path:
     """A piece of the given vectors (the held-out recall queries, added after tuning) at `out`."""
-    import faiss
-
     index = faiss.clone_index(trained)
     index.add_with_ids(normalized(vectors), np.asarray(ids, dtype=np.int64))
     faiss.write_index(index, str(out))
@@ -103,8 +100,6 @@ def write_piece(trained: Any, vectors: np.ndarray, ids: np.ndarray, out: Path) -
 def empty_copy(index: Any) -> Any:
     """A copy of a trained IVF index without its vectors, also for one whose lists are on disk (which
     faiss cannot clone): the lists are set aside for the copy and put back."""
-    import faiss
-
     ivf = faiss.extract_index_ivf(index)
     lists, owned, count = ivf.invlists, ivf.own_invlists, index.ntotal
     empty = faiss.ArrayInvertedLists(ivf.nlist, ivf.code_size)
@@ -125,8 +120,6 @@ class Stacked:
     before the held-out piece joins. Close it (or use `with`) before the files go."""
 
     def __init__(self, trained: Any, files: list[Path], base: Any | None = None) -> None:
-        import faiss
-
         self._indexes = _with_pieces(base, files)
         self._lists = _lists(self._indexes)
         self._stack = faiss.HStackInvertedLists(self._lists.size(), self._lists.data())
@@ -151,8 +144,6 @@ def merge_on_disk(trained: Any, files: list[Path], ivfdata: Path, base: Any | No
     """A copy of the `trained` empty index holding the lists of `base` (an open index, or none) and of
     every piece, in that order, written to `ivfdata` (faiss.contrib.ondisk.merge_ondisk's method,
     taking an open index's lists too)."""
-    import faiss
-
     indexes = _with_pieces(base, files)
     lists = _lists(indexes)
     index = faiss.clone_index(trained)
@@ -167,16 +158,12 @@ def merge_on_disk(trained: Any, files: list[Path], ivfdata: Path, base: Any | No
 
 def _with_pieces(base: Any | None, files: list[Path]) -> list[Any]:
     """`base` (if any) and the piece files, read with their lists memory-mapped."""
-    import faiss
-
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
     return ([base] if base is not None else []) + [faiss.read_index(str(f), flags) for f in files]
 
 
 def _lists(indexes: list[Any]) -> Any:
     """faiss's vector of the indexes' inverted lists (the indexes must outlive it)."""
-    import faiss
-
     out = faiss.InvertedListsPtrVector()
     for index in indexes:
         out.push_back(faiss.extract_index_ivf(index).invlists)

@@ -18,6 +18,7 @@ import statistics
 import time
 from typing import Any
 
+import faiss
 import numpy as np
 
 from msfkit.index.faiss_ops import normalized, search_index, set_search_params
@@ -39,8 +40,6 @@ def query_rows(n: int, seed: int) -> np.ndarray:
 
 def param_grid(index: Any, kind: str) -> list[dict[str, int]]:
     """Search parameters to try, cheapest first."""
-    import faiss
-
     if kind == "hnsw":
         return [{"efSearch": ef} for ef in EF_SEARCH]
     if kind in ("ivf", "ivfpq"):

@@ -9,6 +9,7 @@ with locked(out):
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -17,7 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from msfkit.index.folder import FILES, INDEX_FILE, INFO_FILE, IVFDATA_FILE, ROWS_FILE
 from msfkit.models.errors import MsfkitError
@@ -41,8 +45,6 @@ def check_replaceable(out: Path, overwrite: bool) -> None:
 def locked(out: Path) -> Iterator[None]:
     """Hold the lock of the index folder `out`: a file beside it (the folder itself is replaced by a
     rename), removed when released. A lock file that was removed while we waited counts as taken."""
-    import fcntl
-
     out = out.absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     path = out.with_name(f".{out.name}.lock")
@@ -102,10 +104,6 @@ def write_folder(out: Path, index: Any, info: dict[str, Any], rows) -> None:
 
 def write_files(folder: Path, index: Any, info: dict[str, Any], rows) -> None:
     """index.faiss, rows.parquet and, last, index.json (with the byte size of every other file)."""
-    import faiss
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     faiss.write_index(index, str(folder / INDEX_FILE))
     labels = [v if isinstance(v, str) else None for v in rows["label"]]
     table = pa.table(
