@@ -14,10 +14,13 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from msfkit.csv_writer import row_writer
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
+from msfkit.store.shards import meta_schema
 
 FORMATS = (".parquet", ".csv", ".npy")
 BLOCK_ROWS = 65536
@@ -38,9 +41,6 @@ def export_store(store, out: str | os.PathLike) -> Path:
 
 
 def _parquet(store, tmp: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     meta = store.meta
     with pq.ParquetWriter(tmp, _schema(store.dim)) as writer:
         for start, block in store.iter_batches(BLOCK_ROWS):
@@ -52,10 +52,6 @@ def _parquet(store, tmp: Path) -> None:
 
 
 def _schema(dim: int):
-    import pyarrow as pa
-
-    from msfkit.store.shards import meta_schema
-
     return meta_schema().append(pa.field("vector", pa.list_(pa.float32(), dim)))
 
 

@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from msfkit._version import __version__
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
@@ -245,8 +247,6 @@ def now() -> str:
 
 def check_finite(vectors, first_row: int, where: object) -> None:
     """A one-line error naming the rows of `vectors` (numbered from `first_row`) that hold NaN or inf."""
-    import numpy as np
-
     bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
     if len(bad):
         shown = ", ".join(str(first_row + int(r)) for r in bad[:5]) + (" ..." if len(bad) > 5 else "")

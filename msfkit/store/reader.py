@@ -14,10 +14,14 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from msfkit.data.paths import row_paths
 from msfkit.models.errors import MsfkitError
 from msfkit.models.identity import check_same_model
+from msfkit.store.cache import joined_vectors
+from msfkit.store.export import export_store
 from msfkit.store.format import ERRORS, EmbedSettings, ModelRecord, ShardEntry, parts_hash
 from msfkit.store.parts import Part, has_parts, open_parts
 from msfkit.store.shards import error_schema, meta_schema, read_meta
@@ -112,8 +116,6 @@ class Store:
             return arrays[0]
         if not arrays:
             return np.zeros((0, self.dim), dtype=np.float32)
-        from msfkit.store.cache import joined_vectors
-
         return joined_vectors(arrays, self.manifest_hash, (len(self), self.dim))
 
     def iter_batches(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -150,8 +152,6 @@ class Store:
 
     def export(self, out: str | os.PathLike) -> Path:
         """The store as one .parquet, .csv or .npy table (see `msfkit.store.export`)."""
-        from msfkit.store.export import export_store
-
         return export_store(self, out)
 
     def split(self) -> list[Store]:
@@ -162,8 +162,6 @@ class Store:
     @cached_property
     def meta(self):
         """pandas DataFrame, one row per vector: path, label, width, height, bytes, mtime, mtime_ns."""
-        import pyarrow as pa
-
         tables = [read_meta(p.root, int(s.name)) for p in self.parts for s in p.shards]
         df = pa.concat_tables([meta_schema().empty_table(), *tables]).to_pandas()
         df["label"] = df["label"].astype(object).where(df["label"].notna(), None)  # None, not NaN
@@ -173,9 +171,6 @@ class Store:
     @property
     def errors(self):
         """pandas DataFrame of the files that could not be embedded: path, reason."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
         tables = []
         for p in self.parts:
             if p.complete and (p.root / ERRORS).is_file():
@@ -186,8 +181,6 @@ class Store:
 
     def absolute_paths(self) -> list[Path]:
         """The source file of each row (metadata paths joined to their own store's source root)."""
-        import pyarrow.parquet as pq
-
         out = []
         for p in self.parts:
             for s in p.shards:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
@@ -27,9 +29,6 @@ from msfkit.store.writer import save_npy
 
 def replace_rows(root: Path, k: int, rows: dict[str, tuple[np.ndarray, FileFacts]]) -> None:
     """Give the rows of shard `k` whose paths are the keys of `rows` their new (vector, file facts)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     root, name = Path(root), shard_name(k)
     emb, meta_path = root / "emb" / f"{name}.npy", root / "meta" / f"{name}.parquet"
     table = pq.read_table(meta_path)

@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from msfkit.data.paths import check_row_names
 from msfkit.models.errors import MsfkitError
 from msfkit.store.format import ShardEntry, shard_name
@@ -46,8 +49,6 @@ def committed_shards(root: Path) -> list[int]:
 def shard_info(root: Path, k: int) -> ShardEntry:
     """The entry of committed shard `k`, read from the parquet footers (its generation too, so the
     manifest hash changes with replaced vectors)."""
-    import pyarrow.parquet as pq
-
     name = shard_name(k)
     meta = pq.read_metadata(Path(root) / "meta" / f"{name}.parquet")
     failed = pq.read_metadata(Path(root) / "errors" / f"{name}.parquet").num_rows
@@ -57,8 +58,6 @@ def shard_info(root: Path, k: int) -> ShardEntry:
 
 def shard_paths(root: Path, k: int) -> list[str]:
     """Every source path shard `k` accounts for: embedded and failed."""
-    import pyarrow.parquet as pq
-
     name = shard_name(k)
     paths = pq.read_table(Path(root) / "meta" / f"{name}.parquet", columns=["path"])["path"].to_pylist()
     failed = pq.read_table(Path(root) / "errors" / f"{name}.parquet", columns=["path"])["path"].to_pylist()
@@ -67,8 +66,6 @@ def shard_paths(root: Path, k: int) -> list[str]:
 
 def read_meta(root: Path, k: int):
     """The meta table of committed shard `k`, in today's schema (see `conform_meta`)."""
-    import pyarrow.parquet as pq
-
     table = conform_meta(pq.read_table(Path(root) / "meta" / f"{shard_name(k)}.parquet"))
     check_row_names(table["path"].to_pylist(), root)  # a path that would leave the source root: edited
     return table
@@ -92,16 +89,12 @@ def check_shards(root: Path, shards: list[ShardEntry]) -> list[ShardEntry]:
 
 def meta_schema():
     """The arrow schema of meta/NNNNN.parquet."""
-    import pyarrow as pa
-
     types = [pa.string(), pa.string(), pa.int32(), pa.int32(), pa.int64(), pa.float64(), pa.int64()]
     return pa.schema(list(zip(META_COLUMNS, types, strict=True)))
 
 
 def conform_meta(table):
     """A meta table in today's schema: a shard written before `mtime_ns` existed gets it as nulls."""
-    import pyarrow as pa
-
     if "mtime_ns" not in table.column_names:
         table = table.append_column("mtime_ns", pa.nulls(len(table), pa.int64()))
     return table.select(list(META_COLUMNS)).replace_schema_metadata(None).cast(meta_schema())
@@ -109,6 +102,4 @@ def conform_meta(table):
 
 def error_schema():
     """The arrow schema of errors/NNNNN.parquet and errors.parquet."""
-    import pyarrow as pa
-
     return pa.schema([(c, pa.string()) for c in ERROR_COLUMNS])

@@ -7,6 +7,7 @@ any moment leaves whole shards only, and the next run redoes the one it was writ
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 from collections.abc import Sequence
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
@@ -39,9 +42,6 @@ def write_shard(
     errors: Sequence[tuple[str, str]],
 ) -> None:
     """Write shard `k` (vectors, their metadata, the shard's errors); meta goes last and commits it."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     root, name = Path(root), shard_name(k)
     bad = ~np.isfinite(vectors).all(axis=1) if len(vectors) else np.zeros(0, bool)
     if bad.any():
@@ -64,9 +64,6 @@ def write_shard(
 
 def merge_errors(root: Path, shards: Sequence[int]) -> None:
     """Write errors.parquet: the error parts of `shards`, in shard order."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     root = Path(root)
     tables = [pq.read_table(root / "errors" / f"{shard_name(k)}.parquet") for k in shards]
     table = pa.concat_tables([error_schema().empty_table(), *tables])
@@ -80,8 +77,6 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 
 def lock(out: Path) -> None:
     """Hold an exclusive lock on the store folder until `unlock`, so a second run on it stops at once."""
-    import fcntl
-
     fd = os.open(out, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
