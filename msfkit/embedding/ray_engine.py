@@ -71,6 +71,15 @@ class ShardWorker:
         return key, part
 
 
+def connect_cluster(address: str | None, device: object = None) -> Any:
+    """The `ray` module, connected to the cluster at `address`; one line (MsfkitError) for a
+    missing extra, an unreachable cluster, or device "cuda" on a cluster without GPUs."""
+    ray = connect(address)
+    if str(device or "auto").startswith("cuda") and not ray.cluster_resources().get("GPU"):
+        raise MsfkitError("--device cuda: the Ray cluster has no GPU (leave --device out for CPU workers)")
+    return ray
+
+
 def embed_on_ray(
     encoder: Encoder, jobs: list[ShardJob], out: Path, opts: EmbedOptions, address: str | None = None
 ) -> tuple[int, int, int]:
@@ -79,7 +88,7 @@ def embed_on_ray(
     `opts.device`: "cpu", "cuda" or None/"auto" (GPU workers where the cluster has GPUs)."""
     from ray.util import ActorPool
 
-    ray = connect(address)
+    ray = connect_cluster(address, opts.device)
     if not jobs:
         return 0, 0, 0
     # the model is put once and fetched by each worker; the driver holds it to the end, for restarts
@@ -87,7 +96,7 @@ def embed_on_ray(
     actors = _start_workers(ray, model, opts, jobs)
     pool = ActorPool(actors)
     for job in jobs:
-        pool.submit(lambda a, j: a.embed.remote((j.shard, j.replace), [str(f.path) for f in j.files]), job)
+        pool.submit(lambda a, j: a.embed.remote((j.shard, j.replace), [f.path for f in j.files]), job)
     by_key = {(job.shard, job.replace): job for job in jobs}
     counts = (0, 0, 0)
     files = sum(len(j.files) for j in jobs)
@@ -108,10 +117,7 @@ def embed_on_ray(
 def _start_workers(ray: Any, model: Any, opts: EmbedOptions, jobs: list[ShardJob]) -> list[Any]:
     """One actor per GPU of the cluster (or per CPU without GPUs, or with device "cpu"), no more
     than there are jobs, each holding the model once."""
-    device = "auto" if opts.device is None else str(opts.device)
-    gpus = 0 if device == "cpu" else int(ray.cluster_resources().get("GPU", 0))
-    if device.startswith("cuda") and not gpus:
-        raise MsfkitError("--device cuda: the Ray cluster has no GPU")
+    gpus = 0 if str(opts.device) == "cpu" else int(ray.cluster_resources().get("GPU", 0))
     per_node = max((int(n["Resources"].get("GPU", 0)) for n in ray.nodes() if n["Alive"]), default=0)
     count = min(gpus or int(ray.cluster_resources().get("CPU", 1)), len(jobs))
     worker = ray.remote(ShardWorker).options(

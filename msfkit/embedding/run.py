@@ -50,9 +50,10 @@ def embed(
     ranks = Ranks.from_env(timeout=EMBED_TIMEOUT)
     try:
         if store.engine == "ray":  # a missing extra or an unreachable cluster stops here, before any write
-            _connect_ray(store.address, ranks)
+            _connect_ray(store.address, opts.device, ranks)
         else:  # (Ray workers choose their own devices)
-            opts = dataclasses.replace(opts, device=ranks.device(str(opts.device or "auto")))
+            dev = ranks.device(str(opts.device) if opts.device is not None else "auto")
+            opts = dataclasses.replace(opts, device=dev)
         encoder = model if isinstance(model, Encoder) else Encoder.from_pretrained(str(model))
         # what must not change between a run and its resumption (the vectors or the plan would differ)
         settings = EmbedSettings(opts.precision, opts.draft, store.shard_rows)
@@ -90,13 +91,13 @@ def embed(
     return summary
 
 
-def _connect_ray(address: str | None, ranks: Ranks) -> None:
-    """Connect this driver to the Ray cluster at `address` (ray_engine.embed_on_ray's)."""
+def _connect_ray(address: str | None, device: object, ranks: Ranks) -> None:
+    """Connect this driver to the Ray cluster at `address` that `ray_engine.embed_on_ray` uses."""
     if ranks.world > 1:
         raise MsfkitError("--engine ray runs from one driver process; start it without torchrun")
-    from msfkit.index.distributed import connect
+    from msfkit.embedding.ray_engine import connect_cluster
 
-    connect(address)
+    connect_cluster(address, device)
 
 
 def _embed_jobs(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from msfkit.embedding import ray_engine
+from msfkit.models import MsfkitError
 from msfkit.store.format import read_manifest
 from tests.bad_images import write_bad_files
 from tests.runs import embed
@@ -101,6 +102,17 @@ def test_a_stopped_drivers_rerun_embeds_only_the_uncommitted_shards(
     assert sorted(first + committed) == [0, 1, 2, 3]  # each shard embedded once, over the two runs
     assert summary.skipped == sum(min(ROWS, 14 - ROWS * k) for k in first)
     assert_same_store(tmp_path / "ray", clean)
+
+
+@pytest.mark.ray
+def test_cuda_workers_on_a_cluster_without_gpus_is_one_line_before_any_write(
+    ray_local, tmp_path, folder, tiny_model_dir
+):
+    if ray_local.cluster_resources().get("GPU"):
+        pytest.skip("this Ray cluster has GPUs")
+    with pytest.raises(MsfkitError, match=r"^--device cuda: the Ray cluster has no GPU"):
+        embed([folder], str(tiny_model_dir), tmp_path / "ray", engine="ray", device="cuda")
+    assert not (tmp_path / "ray").exists()
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
