@@ -84,11 +84,11 @@ def coverage_radius(index: IndexFolder, rows: np.ndarray) -> float:
 
     chosen = faiss.IndexFlatIP(index.dim)
     chosen.add(normalized(index.store.take(np.unique(rows))))
-    worst = 0.0
+    worst = 0.0  # not below: an image chosen itself may read -1e-7
     for _, block in index.store.iter_batches(BLOCK_ROWS):
         sims, _ = chosen.search(normalized(block), 1)
         worst = max(worst, float(1.0 - sims.min()))
-    return max(worst, 0.0)  # an image chosen itself may read -1e-7
+    return worst
 
 
 def greedy_k_center(index: IndexFolder, budget: int, rng: np.random.Generator, progress: bool) -> list[int]:
@@ -99,14 +99,13 @@ def greedy_k_center(index: IndexFolder, budget: int, rng: np.random.Generator, p
     store = index.store
     nearest = np.full(len(index), np.inf)
     chosen = [int(rng.integers(len(index)))]
-    for _ in tqdm(range(budget), desc="select", unit="img", disable=not progress, leave=False):
+    for _ in tqdm(range(budget - 1), desc="select", unit="img", disable=not progress, leave=False):
         centre = normalized(store.take(np.array(chosen[-1:])))[0]
         for start, block in store.iter_batches(BLOCK_ROWS):
             part = nearest[start : start + len(block)]  # a view: lowered in place
             np.minimum(part, 1.0 - normalized(block) @ centre, out=part)
         nearest[chosen[-1]] = -np.inf  # never chosen twice, even among exact copies
-        if len(chosen) < budget:
-            chosen.append(int(np.argmax(nearest)))
+        chosen.append(int(np.argmax(nearest)))
     return chosen
 
 
