@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from msfkit.data.images import BadImageError, load_image
+from msfkit.data.inputs import list_inputs
 from msfkit.models.errors import MsfkitError
+from msfkit.models.files import atomic_write
 from msfkit.models.preprocess import to_rgb
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -87,8 +91,6 @@ class ArrayImageDataset:
 
     def image(self, i: int):
         """Item `i` as an 8-bit RGB PIL image, before any transform."""
-        from PIL import Image
-
         return to_rgb(Image.fromarray(self.images[i]))
 
     def __getitem__(self, i: int):
@@ -109,8 +111,6 @@ class FileImageDataset:
 
     def image(self, i: int):
         """Item `i` as an upright 8-bit RGB PIL image; a bad file raises BadImageError naming it."""
-        from msfkit.data.images import BadImageError, load_image
-
         try:
             return load_image(self.paths[i])
         except BadImageError as e:
@@ -124,8 +124,6 @@ class FileImageDataset:
 def image_folder(root: str | Path, transform=None) -> FileImageDataset:
     """Every image under `root`, walked by the one rule of `msfkit.data.inputs` (sorted, hidden files
     skipped). Labels are class indices of the first sub-folder when every image sits in one, else -1."""
-    from msfkit.data.inputs import list_inputs
-
     if not Path(root).is_dir():
         raise MsfkitError(f"{root}: no such folder, and not a named dataset ({', '.join(DATASETS)})")
     files = list_inputs([root]).files
@@ -181,10 +179,6 @@ def export(
     is renamed into place, so a killed export leaves no half file and a rerun finishes it.
     Returns the number of images of each split now in the folder.
     """
-    from PIL import Image
-
-    from msfkit.models.files import atomic_write
-
     counts = {}
     for split in splits:
         images, labels, class_names = load_dataset(name, split)
