@@ -60,7 +60,7 @@ def embed(
         plan: Planned = ranks.from_rank0(lambda: plan_run(inputs, encoder, out, store, settings))
         jobs = plan.for_rank(ranks.rank, ranks.world)
         if store.engine == "ray":
-            from msfkit.embedding.ray_engine import embed_on_ray
+            from msfkit.embedding.ray_engine import embed_on_ray  # here: ray_engine imports this module
 
             counts = embed_on_ray(encoder, jobs, out, opts, store.address)
         else:
@@ -95,7 +95,7 @@ def _connect_ray(address: str | None, device: object, ranks: Ranks) -> None:
     """Connect this driver to the Ray cluster at `address` that `ray_engine.embed_on_ray` uses."""
     if ranks.world > 1:
         raise MsfkitError("--engine ray runs from one driver process; start it without torchrun")
-    from msfkit.embedding.ray_engine import connect_cluster
+    from msfkit.embedding.ray_engine import connect_cluster  # here: ray_engine imports this module
 
     connect_cluster(address, device)
 
