@@ -26,15 +26,19 @@ even re-encoded copies, no threshold separates them and it says so rather than l
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from msfkit.data.images import BadImageError, load_image
+from msfkit.embedding.pipeline import embed_items
 from msfkit.index.folder import IndexFolder
 from msfkit.models.errors import MsfkitError
 from msfkit.retrieval.components import components
+from msfkit.retrieval.search import query_encoder, query_options
 
 SAMPLE = 200  # images read back and copied; the encoder sees 5x as many
 COPIES = ("re-encoded", "resized", "cropped", "all three")
@@ -100,8 +104,6 @@ def calibrate(
     seed: int = 0,
 ) -> Calibration:
     """Measure copies and distinct neighbours on up to `sample` images of `index` (see module doc)."""
-    from msfkit.retrieval.search import query_encoder
-
     encoder = query_encoder(index, model)
     pick = np.sort(np.random.default_rng(seed).choice(len(index), min(len(index), sample), replace=False))
     rows, originals, distances = _copy_distances(index, encoder, pick, device)
@@ -139,12 +141,6 @@ def calibrate(
 
 def _copy_distances(index: IndexFolder, encoder, pick: np.ndarray, device):
     """(rows read back, their stored vectors, (rows, COPIES) distances of each copy to its original)."""
-    import tempfile
-
-    from msfkit.data.images import BadImageError, load_image
-    from msfkit.embedding.pipeline import embed_items
-    from msfkit.retrieval.search import query_options
-
     rows, files = [], []
     with tempfile.TemporaryDirectory(prefix="msfkit-calibrate-") as tmp:
         for row, path in zip(pick.tolist(), index.absolute_paths(pick), strict=True):

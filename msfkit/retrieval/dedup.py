@@ -12,20 +12,21 @@ k + 1 is still found whole as long as its members are chained by edges, as copie
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
+from msfkit.index.build import build_index
 from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.models.errors import MsfkitError
+from msfkit.retrieval.calibrate import Calibration, calibrate
 from msfkit.retrieval.components import components
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from msfkit.retrieval.calibrate import Calibration
+from msfkit.retrieval.keep import removal_list
+from msfkit.store import is_store
 
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_K = 10
@@ -70,8 +71,6 @@ class SimilarityGraph:
         cls, index: IndexFolder | str | os.PathLike, floor: float = DEFAULT_THRESHOLD, k: int = DEFAULT_K,
         progress: bool = False,
     ) -> SimilarityGraph:  # fmt: skip
-        from tqdm import tqdm
-
         _check(floor, k)
         index = index if not isinstance(index, (str, os.PathLike)) else open_folder(index)
         store = index.store
@@ -97,8 +96,6 @@ class SimilarityGraph:
 
         `paths`: every indexed row's file (`index.absolute_paths`), when the caller holds them; else
         the members' are looked up, which is most of a cut's time when most rows are in a group."""
-        import pandas as pd
-
         _check(threshold, self.k)
         if threshold < self.floor:
             raise MsfkitError(f"threshold {threshold}: this graph holds edges down to {self.floor} only")
@@ -162,13 +159,6 @@ def find_duplicates(
 
     `threshold="auto"` measures the threshold first (`msfkit.retrieval.calibrate`) and raises a user
     error, saying why, when copies and distinct images overlap."""
-    import tempfile
-
-    from msfkit.index.build import build_index
-    from msfkit.retrieval.calibrate import calibrate
-    from msfkit.retrieval.keep import removal_list
-    from msfkit.store import is_store
-
     if isinstance(threshold, str) and threshold != "auto":
         raise MsfkitError(f"threshold {threshold!r}: a cosine similarity between -1 and 1, or 'auto'")
     with tempfile.TemporaryDirectory(prefix="msfkit-dedup-") as tmp:

@@ -8,14 +8,10 @@ pixels, then the most bytes; `newest`: the latest modification time. Ties go to 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+import pandas as pd
 
 from msfkit.models.errors import MsfkitError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 KEEP = ("first", "largest", "newest")
 COLUMNS = ("path", "group", "kept", "reason")
@@ -51,8 +47,6 @@ def removal_list(
     `keep` decides for every group (see `kept_rows`) except those in `chosen` ({group: row to keep}),
     where a person chose (reason "chosen"); a chosen row must be a member of its group.
     """
-    import pandas as pd
-
     kept = kept_rows(groups, meta, keep)
     for group, row in (chosen or {}).items():
         if row not in set(groups["row"][groups["group"] == group].tolist()):

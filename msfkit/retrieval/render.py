@@ -13,14 +13,13 @@ import html
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from msfkit.data.images import BadImageError, load_image
 from msfkit.models.files import atomic_write
-
-if TYPE_CHECKING:
-    import pandas as pd
+from msfkit.retrieval.search import COLUMNS
 
 THUMB = 128  # tile side in pixels
 PAD = 8  # space around tiles
@@ -85,10 +84,6 @@ def groups_as_results(groups: pd.DataFrame, limit: int | None = None) -> pd.Data
     """Dedup groups (`msfkit.retrieval.dedup`) in the shape of search results, for the two renderers:
     one line per group, its first image (index order) framed as the "query", the others after it
     with their best similarity in the group; at most `limit` images a line."""
-    import pandas as pd
-
-    from msfkit.retrieval.search import COLUMNS
-
     rows = []
     for group, members in groups.groupby("group", sort=True):
         members = members.sort_values("row")
@@ -153,8 +148,6 @@ class _Tiles:
         return self.uris[path]
 
     def _make(self, path: str | None) -> Image.Image:
-        from msfkit.data.images import BadImageError, load_image
-
         tile = Image.new("RGB", (self.size, self.size), MISSING)
         if path is None:  # a query given as a vector
             ImageDraw.Draw(tile).text((4, 4), "no image", fill=(0, 0, 0))

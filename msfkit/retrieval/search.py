@@ -19,11 +19,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
+from msfkit.data.inputs import list_inputs
 from msfkit.embedding.pipeline import EmbedOptions, embed_items
 from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.models import Encoder
@@ -31,9 +33,6 @@ from msfkit.models.errors import MsfkitError
 from msfkit.models.identity import check_same_model
 from msfkit.store import is_store, open_store
 from msfkit.store.format import EmbedSettings
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 COLUMNS = ("query", "query_path", "rank", "score", "row", "path", "label")
 _RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")  # one part of a STORE:ROWS selector
@@ -62,8 +61,6 @@ def search(
     device: str | None = None,
 ) -> pd.DataFrame:
     """The `k` nearest indexed images of every query, best first (see the module docstring)."""
-    import pandas as pd
-
     if k < 1:
         raise MsfkitError(f"k must be >= 1, not {k}")
     index = index if not isinstance(index, (str, os.PathLike)) else open_folder(index)
@@ -206,8 +203,6 @@ def _add_store_rows(out: Queries, index: IndexFolder, path: Path, spec: str | No
 
 
 def _image_files(item: str | os.PathLike) -> list[str]:
-    from msfkit.data.inputs import list_inputs
-
     path = Path(item)
     if path.is_dir():
         files = [f.path for f in list_inputs([path]).files]
