@@ -44,7 +44,6 @@ def test_last_line_counts_embedded_failed_skipped(runner, photos_dir, tiny_model
     assert again.stdout.splitlines()[-1].startswith("embedded 0, failed 0, skipped 9 in ")
 
 
-@pytest.mark.slow
 def test_json_output_and_model_from_the_environment(
     runner, photos_dir, tiny_model_dir, tmp_path, monkeypatch
 ):
@@ -91,7 +90,6 @@ def test_a_store_of_another_model_or_source_is_a_one_line_error(runner, photos_d
     assert result.output == f"Error: {out} holds images of {photos_dir}, not {copy}; {fix}\n"
 
 
-@pytest.mark.slow
 def test_usage_errors(runner, photos_dir, tiny_model_dir, tmp_path):
     base = ["embed", str(photos_dir), "-o", str(tmp_path / "s")]
     result = runner.invoke(cli, base)

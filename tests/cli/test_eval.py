@@ -126,6 +126,7 @@ def test_eval_outputs_are_guarded_before_any_work(exported, tiny_model_dir, tmp_
         (["--train", "TRAIN", "--val", "VAL", "--memory", "lots"], "Error: --memory 'lots'"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_line(exported, tiny_model_dir, photos_dir, extra, message):
     names = {"VAL": exported / "test", "TRAIN": exported / "train", "FLAT": photos_dir}
     args = [str(names.get(a, a)) for a in extra]

@@ -67,6 +67,7 @@ def test_onnx_gives_the_models_vectors_for_any_batch(model_and_pixels, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["x.tflite", "x.safetensors", "weights.pth"])
+@pytest.mark.slow
 def test_a_format_it_cannot_write_is_one_line_and_makes_nothing(model_and_pixels, tmp_path, name):
     folder = model_and_pixels[0]
     r = run("export", folder, tmp_path / name)
@@ -74,6 +75,7 @@ def test_a_format_it_cannot_write_is_one_line_and_makes_nothing(model_and_pixels
     assert not (tmp_path / name).exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_into_a_folder_that_is_not_a_model_folder_is_refused(tmp_path):
     import torchvision
 

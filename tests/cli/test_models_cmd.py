@@ -25,6 +25,7 @@ def run(*args, env=None):
     return subprocess.run([MSFKIT, *map(str, args)], capture_output=True, text=True, env=env)
 
 
+@pytest.mark.slow
 def test_init_writes_the_same_random_baseline_for_the_same_seed(tmp_path):
     a = run("models", "init", "resnet18", tmp_path / "a", "--stem", "cifar", "--image-size", "32", "--json")
     b = run("models", "init", "resnet18", tmp_path / "b", "--stem", "cifar", "--image-size", "32", "--seed", "0")
@@ -40,7 +41,6 @@ def test_init_writes_the_same_random_baseline_for_the_same_seed(tmp_path):
 
 
 @pytest.mark.parametrize("size", [32, 96])
-@pytest.mark.slow
 def test_init_makes_the_twin_of_a_trained_model_with_the_same_settings(tmp_path, size):
     trained, twin = tmp_path / "trained", tmp_path / "twin"
     assert run("export", write_run_checkpoint(tmp_path / "run", size).parent, trained).returncode == 0
@@ -94,7 +94,6 @@ def test_list_shows_cached_models_and_folders_with_their_results(tmp_path, tiny_
     assert not_model.returncode == 1 and "not an msfkit model folder" in not_model.stderr
 
 
-@pytest.mark.slow
 def test_info_reads_no_torch_and_gives_the_loaders_fingerprint(tiny_model_dir):
     code = (
         "import sys; from msfkit.cli.main import main; sys.argv = ['msfkit', 'models', 'info', sys.argv[1], '--json']\n"

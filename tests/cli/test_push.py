@@ -57,7 +57,6 @@ def _drop_a_tensor(folder):
     ],
     ids=["no weights file", "a missing tensor", "unreadable config"],
 )
-@pytest.mark.slow
 def test_push_of_a_broken_model_folder_is_one_line_and_uploads_nothing(
     local_hub, tiny_model_dir, tmp_path, breakage, message
 ):
@@ -74,7 +73,6 @@ def test_push_of_a_broken_model_folder_is_one_line_and_uploads_nothing(
     assert "org/broken" not in local_hub.repos
 
 
-@pytest.mark.slow
 def test_push_of_a_card_whose_front_matter_the_hub_rejects_is_one_line(local_hub, tiny_model_dir, tmp_path):
     folder = tmp_path / "bad-card"
     shutil.copytree(tiny_model_dir, folder)
