@@ -31,15 +31,20 @@ def datasets() -> None:
     type=click.IntRange(1),
     help="Write only the first N images of each class of each split (for quick demos).",
 )
+@click.option("--force", is_flag=True, help="Write into DIRECTORY even if an earlier export is there.")
 @json_option
-def export(name: str, directory: Path, splits: tuple[str, ...], per_class: int | None, as_json: bool) -> None:
+def export(
+    name: str, directory: Path, splits: tuple[str, ...], per_class: int | None, force: bool, as_json: bool
+) -> None:
     """Write dataset NAME under DIRECTORY as SPLIT/CLASS/NNNNN.png.
 
     Every folder-based command can then use it, e.g.
     `msfkit eval -m MODEL --train DIRECTORY/train --val DIRECTORY/test`.
     """
     import msfkit
+    from msfkit.outputs import DATASET, check_output
 
+    check_output(directory, force=force, kind=DATASET)
     counts = msfkit.datasets.export(name, directory, splits, per_class)
     if as_json:
         echo_json({"dataset": name, "directory": str(directory), "written": counts})

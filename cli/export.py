@@ -34,8 +34,11 @@ _NOT_WRITTEN = (".pth", ".tar", ".bin", ".safetensors", ".tflite", ".h5", ".pb",
 @click.option(
     "--resize", type=int, help="Shorter side before the crop (default: the size up to 64 px, else x 256/224)."
 )
+@click.option("--force", is_flag=True, help="Replace OUT if it is a model folder (or export file) already.")
 @json_option
-def export(source: str, out: str, fmt: str | None, network: str, image_size, resize, as_json: bool):
+def export(
+    source: str, out: str, fmt: str | None, network: str, image_size, resize, force: bool, as_json: bool
+):
     """Write SOURCE as a model folder OUT, or a model as ONNX / TorchScript for deployment.
 
     \b
@@ -52,8 +55,10 @@ def export(source: str, out: str, fmt: str | None, network: str, image_size, res
     """
     from msfkit.models.deploy import deploy_format
     from msfkit.models.errors import MsfkitError
+    from msfkit.outputs import FILE, MODEL, check_output
 
     deploy = None if fmt == "folder" else deploy_format(out, fmt)
+    check_output(out, force=force, kind=FILE if deploy is not None else MODEL)
     if deploy is not None:
         return _deploy(source, out, deploy, as_json)
     if fmt is None and out.lower().endswith(_NOT_WRITTEN):

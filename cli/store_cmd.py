@@ -15,8 +15,9 @@ def store() -> None:
 @store.command("export")
 @click.argument("store_dir", metavar="STORE", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @json_option
-def export(store_dir: str, out: str, as_json: bool) -> None:
+def export(store_dir: str, out: str, force: bool, as_json: bool) -> None:
     """Write STORE as one table OUT: .parquet (metadata + a vector column), .csv, or .npy (vectors).
 
     \b
@@ -25,7 +26,9 @@ def export(store_dir: str, out: str, as_json: bool) -> None:
       msfkit store export store vectors.npy
     """
     import msfkit
+    from msfkit.outputs import check_output
 
+    check_output(out, force=force)
     opened = msfkit.open_store(store_dir)
     path = opened.export(out)
     if as_json:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from msfkit.cli.common import echo_json, json_option
+from msfkit.models.errors import MsfkitError
 
 
 def _help_keys(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -70,8 +73,13 @@ def train(
     if show_config:
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False), nl=False)
         return
+    from msfkit.outputs import RUN, check_output, is_run_folder
     from msfkit.training.loop import train as run_training
 
+    out = Path(cfg.out)
+    if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
+        raise MsfkitError(f"{out}: holds files that are not a training run; choose another out=")
+    check_output(out, force=True, kind=RUN)  # never inside a store, an index or a model folder
     model_dir = run_training(cfg, resume=resume, progress=not quiet)
     if model_dir is None:  # a torchrun process other than rank 0
         return

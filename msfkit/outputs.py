@@ -54,10 +54,23 @@ def is_model_folder(folder: Path) -> bool:
     return describe(folder) is not None
 
 
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` is an `msfkit train` run folder (it holds a checkpoint or a metrics log)."""
+    return (folder / "checkpoint.pt").is_file() or (folder / "metrics.csv").is_file()
+
+
+def is_dataset_folder(folder: Path) -> bool:
+    """Whether `folder` is what `msfkit datasets export` writes: split folders and nothing else."""
+    entries = list(folder.iterdir())
+    return bool(entries) and all(e.is_dir() and e.name in ("train", "test") for e in entries)
+
+
 FILE = Kind("a file")
 STORE = Kind("an embedding store", is_store_folder)
 INDEX = Kind("an index folder", is_index_folder)
 MODEL = Kind("a model folder", is_model_folder)
+RUN = Kind("a training run folder", is_run_folder)
+DATASET = Kind("a dataset folder (split folders only)", is_dataset_folder)
 READ_KINDS = (STORE, INDEX, MODEL)  # the folders msfkit reads, never written into
 
 

@@ -84,8 +84,12 @@ def test_a_checkpoint_into_a_folder_that_is_not_a_model_folder_is_refused(tmp_pa
     mine.mkdir()
     (mine / "README.md").write_text("my notes")
     r = run("export", tmp_path / "r18.pth", mine)
-    assert r.returncode == 1 and "is not a model folder" in r.stderr and "Traceback" not in r.stderr
-    assert (mine / "README.md").read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == ["README.md"]
+    assert r.returncode == 1 and "already exists" in r.stderr and "Traceback" not in r.stderr
+    r = run("export", tmp_path / "r18.pth", mine, "--force")
+    assert r.returncode == 1 and "not a model folder" in r.stderr and "Traceback" not in r.stderr
+    assert (mine / "README.md").read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == [
+        "README.md"
+    ]
     deploy = run("export", tmp_path / "r18.pth", tmp_path / "x.onnx")
     assert deploy.returncode == 1 and "make it a model folder first" in deploy.stderr
 
@@ -100,7 +104,9 @@ def test_an_image_size_the_config_refuses_is_one_line_and_writes_nothing(tmp_pat
     for size in ("0", "5000"):
         r = run("export", source, tmp_path / "model", "--image-size", size)
         assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
-        assert r.stderr.startswith(f"Error: config: image_size must be a whole number of pixels in 8..4096, not {size}")
+        assert r.stderr.startswith(
+            f"Error: config: image_size must be a whole number of pixels in 8..4096, not {size}"
+        )
         assert not (tmp_path / "model").exists()
     bad_resize = run("export", source, tmp_path / "model", "--image-size", "64", "--resize", "0")
     assert bad_resize.returncode == 1 and "config: resize must be" in bad_resize.stderr

@@ -113,3 +113,51 @@ def test_models_init_force_replaces_a_model_folder_and_nothing_else(tmp_path, ti
     r = msfkit(*args, "--seed", "1", model, "--force")
     assert r.returncode == 0, r.stderr
     assert snapshot(model)["model.safetensors"] != before["model.safetensors"]
+
+
+def test_export_writes_a_model_folder_only_where_one_may_go(own_index, tmp_path):
+    _, store, _, model = own_index
+    webapp = tmp_path / "webapp"
+    webapp.mkdir()
+    (webapp / "config.json").write_text('{"port": 8080}')
+    (webapp / "README.md").write_text("my web app")
+    (webapp / "enc.onnx").write_text("my own onnx")
+    before = snapshot(store), snapshot(webapp)
+    for force in ([], ["--force"]):
+        refused(msfkit("export", model, store / "exported", *force), "inside an embedding store")
+    refused(msfkit("export", model, webapp / "enc.onnx"), "already exists", "--force")
+    refused(msfkit("export", model, webapp), "already exists", "--force")
+    refused(msfkit("export", model, webapp, "--force"), "not a model folder")
+    assert (snapshot(store), snapshot(webapp)) == before
+
+
+def test_store_export_replaces_a_file_only_with_force(own_index, tmp_path):
+    _, store, _, _ = own_index
+    table = tmp_path / "embeddings.csv"
+    table.write_text("mine")
+    refused(msfkit("store", "export", store, table), "already exists", "--force")
+    assert table.read_text() == "mine"
+    assert msfkit("store", "export", store, table, "--force").returncode == 0
+    assert table.read_text() != "mine"
+    refused(msfkit("store", "export", store, store / "emb.csv", "--force"), "inside an embedding store")
+
+
+def test_train_never_writes_into_a_folder_of_other_files(own_index, tmp_path):
+    _, store, _, _ = own_index
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    args = ["--preset", "demo", "max_steps=1", "knn_every=0"]
+    refused(msfkit("train", *args, f"out={mine}"), "not a training run")
+    refused(msfkit("train", *args, f"out={store / 'run'}"), "inside an embedding store")
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not (store / "run").exists()
+
+
+def test_datasets_export_writes_only_into_its_own_folder(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for force in ([], ["--force"]):
+        r = msfkit("datasets", "export", "fashion-mnist", mine, "--per-class", "1", *force)
+        refused(r, str(mine))
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
