@@ -26,10 +26,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.utils.data import DataLoader
+from torchvision import transforms as T
+from tqdm import tqdm
 
 from msfkit.eval.labels import class_indices, holdout_split
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
+from msfkit.models.preprocess import to_rgb
 from msfkit.models.runtime import evaluating
 
 PRESETS = ("fast", "msf")
@@ -207,9 +211,6 @@ def train_linear_msf(
     seeded with `seed`, and the global torch RNG (augmentations) is seeded right before the first
     batch.
     """
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
     recipe = recipe or LinearRecipe()
     device = torch.device(device)
     if len(train_dataset) == 0:
@@ -251,10 +252,6 @@ def train_linear_msf(
 
 def train_transform(config):
     """RandomResizedCrop(image_size) + horizontal flip + normalise: the reference's train views."""
-    from torchvision import transforms as T
-
-    from msfkit.models.preprocess import to_rgb
-
     return T.Compose(
         [
             T.Lambda(to_rgb),

@@ -1,4 +1,7 @@
-"""PNG plots of an evaluation: k-NN accuracy over k, and a confusion matrix. matplotlib loads on use."""
+"""PNG plots of an evaluation: k-NN accuracy over k, and a confusion matrix.
+
+Drawn on matplotlib `Figure`s, never pyplot: files only, no display, no global backend or figure
+list for the caller to inherit."""
 
 from __future__ import annotations
 
@@ -6,21 +9,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: never needs a display
-    import matplotlib.pyplot as plt
-
-    return plt
+from matplotlib.figure import Figure
 
 
 def plot_knn_curve(curves: Mapping[str, Mapping[int, float]], path: str | Path, title: str = "") -> Path:
     """One line per protocol: top-1 % against k (log scale)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.subplots()
     for name, points in curves.items():
         ks = sorted(points)
         ax.plot(ks, [points[k] for k in ks], marker="o", label=name)
@@ -33,7 +28,6 @@ def plot_knn_curve(curves: Mapping[str, Mapping[int, float]], path: str | Path, 
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
@@ -49,12 +43,12 @@ def confusion_matrix(truth, predicted, classes: Sequence) -> np.ndarray:
 
 def plot_confusion(truth, predicted, classes: Sequence, path: str | Path, title: str = "") -> Path:
     """Row-normalised confusion matrix as a heat map; counts written in the cells when C <= 20."""
-    plt = _pyplot()
     cm = confusion_matrix(truth, predicted, classes)
     rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     n = len(classes)
     size = min(4 + 0.45 * n, 16)
-    fig, ax = plt.subplots(figsize=(size, size), dpi=120)
+    fig = Figure(figsize=(size, size), dpi=120)
+    ax = fig.subplots()
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     names = [str(c) for c in classes]
     if n <= 50:
@@ -72,5 +66,4 @@ def plot_confusion(truth, predicted, classes: Sequence, path: str | Path, title:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
-    plt.close(fig)
     return path

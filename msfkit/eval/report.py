@@ -7,7 +7,10 @@ from typing import Any
 
 import numpy as np
 
+from msfkit.eval.plots import plot_confusion, plot_knn_curve
 from msfkit.eval.run import percent, prediction_name
+from msfkit.models.card import render_card, replace_results
+from msfkit.models.encoder import CARD_NAME, Encoder
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 from msfkit.models.identity import check_same_model
@@ -71,9 +74,6 @@ def results_markdown(report: dict[str, Any]) -> str:
 
 def write_card(model_dir: str | Path, report: dict[str, Any]) -> Path:
     """Put the results into MODEL_DIR/README.md; the folder must hold the evaluated model."""
-    from msfkit.models.card import render_card, replace_results
-    from msfkit.models.encoder import CARD_NAME, Encoder
-
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise MsfkitError(f"--card {model_dir}: not a model folder")
@@ -96,8 +96,6 @@ def write_plots(plot_dir: Path, inputs, report: dict[str, Any], predictions: dic
 
     Drawn from the `predictions` of the evaluation itself (`EvalOptions.curve_ks`): the curve passes
     through the report's numbers, on the same train rows, seed and memory budget."""
-    from msfkit.eval.plots import plot_confusion, plot_knn_curve
-
     plot_dir.mkdir(parents=True, exist_ok=True)
     title = f"{report['model'].get('name')} on {report['source']['val']}"
     written = []

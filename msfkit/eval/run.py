@@ -17,7 +17,20 @@ from typing import Any
 import numpy as np
 
 from msfkit._version import __version__
+from msfkit.data.datasets import Subset
 from msfkit.eval.inputs import EvalInputs
+from msfkit.eval.knn import DEFAULT_KS, knn_scores
+from msfkit.eval.labels import class_indices, sample_per_class
+from msfkit.eval.linear import (
+    FAST_LRS,
+    PRESETS,
+    LinearRecipe,
+    evaluate_head,
+    standardization,
+    train_linear_fast,
+    train_linear_msf,
+    train_transform,
+)
 from msfkit.models.errors import MsfkitError
 
 KNN_CURVE_KS = (1, 2, 5, 10, 20, 50, 100, 200)
@@ -70,9 +83,6 @@ def evaluate(
     """(report, predicted val labels per `prediction_name`). The report's "results" rows each
     name their protocol, k, temperature and split sizes; the k-NN predictions also hold every k of
     `curve_ks` that is not above the train size."""
-    from msfkit.eval.knn import DEFAULT_KS, knn_scores
-    from msfkit.eval.labels import class_indices, sample_per_class
-
     o = dataclasses.replace(options or EvalOptions(), **overrides)
     train_x, train_y = inputs.train_feats, inputs.train_labels
     picked = np.arange(len(train_y))
@@ -137,19 +147,6 @@ def prediction_name(protocol: str, k: int | None) -> str:
 
 
 def _linear(inputs: EvalInputs, train: _Train, o: EvalOptions, encoder) -> tuple[dict[str, Any], np.ndarray]:
-    from msfkit.data.datasets import Subset
-    from msfkit.eval.labels import class_indices
-    from msfkit.eval.linear import (
-        FAST_LRS,
-        PRESETS,
-        LinearRecipe,
-        evaluate_head,
-        standardization,
-        train_linear_fast,
-        train_linear_msf,
-        train_transform,
-    )
-
     preset, lrs, device, seed = o.linear_preset, o.lrs, o.device, o.seed
     train_x, train_y = train.x, train.y
 
