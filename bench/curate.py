@@ -1,0 +1,178 @@
+"""Curation against planted truth (issue 23 items 3-5): outliers, label issues and subsets on
+Fashion-MNIST with foreign images planted and labels flipped. Accuracy, not timing.
+
+    .venv/bin/python bench/curate.py random:resnet18@32                 # 3,000 images
+    .venv/bin/python bench/curate.py MODEL_DIR --images 60000 --flip 0.05
+
+The collection: --images Fashion-MNIST train images (the same number per class), written as
+CLASS/NNNNN.png; a --flip share of them moved into another class's folder, chosen at random (a label
+mistake as a folder data set has it); --foreign images planted in random class folders, grey and
+28 px like the clothes: the real photos (data/photos), scikit-image's bundled images, then uniform
+noise. It is embedded with the model's own preprocessing, into an exact (flat) index. Then:
+- outliers: precision@F of the F most foreign images (F = the number planted; recall@F is the same);
+- label issues: precision and recall of the images listed against the flipped ones (foreign images,
+  whose label means nothing, left out of both);
+- select, each strategy at each --budget share of the collection: the coverage radius, and the 20-NN
+  accuracy (msf vote) on the clean images not chosen of a classifier built from the chosen clothes
+  with their true labels (with fewer than 20 chosen, the vote is nearly the largest class's);
+- and, to say how well the encoder separates the classes at all: the 20-NN accuracy of the clean
+  images, half against the other half, true labels.
+`random:ARCH@SIZE` is a random-init ARCH (seed 0, cifar stem at SIZE px) whose batch-norm statistics
+are those of 512 images of the collection: with default statistics every image embeds almost alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import msfkit  # noqa: E402
+from msfkit.data.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
+from msfkit.index import build_index  # noqa: E402
+
+SKIMAGE = ("astronaut", "camera", "coins", "coffee", "chelsea", "horse", "moon", "page", "rocket", "text")
+
+
+def foreign_images(count: int, photos: Path, rng: np.random.Generator) -> list[Image.Image]:
+    """`count` grey 28 px images that are not clothes: photos, scikit-image's images, then noise."""
+    import skimage.data
+
+    found = [Image.open(p) for p in sorted(photos.glob("*.jpg"))]
+    found += [Image.fromarray(getattr(skimage.data, name)()) for name in SKIMAGE]
+    found += [Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)) for _ in range(count)]
+    return [im.convert("L").resize((28, 28), Image.BILINEAR) for im in found[:count]]
+
+
+def build_collection(root: Path, args, rng: np.random.Generator) -> tuple[dict[str, str], set[str]]:
+    """Write the collection under `root`; ({flipped file: its true class}, {foreign files}), as paths
+    relative to `root`."""
+    images, labels = load_fashion_mnist("train")
+    per_class = args.images // len(FASHION_MNIST_CLASSES)
+    rows = np.concatenate(
+        [np.flatnonzero(labels == c)[:per_class] for c in range(len(FASHION_MNIST_CLASSES))]
+    )
+    flipped = set(rng.choice(rows, size=round(args.flip * len(rows)), replace=False).tolist())
+    truth: dict[str, str] = {}
+    for i in rows:
+        true = FASHION_MNIST_CLASSES[labels[i]]
+        given = true
+        if i in flipped:
+            given = FASHION_MNIST_CLASSES[(labels[i] + rng.integers(1, len(FASHION_MNIST_CLASSES))) % 10]
+            truth[f"{given}/{i:05d}.png"] = true
+        (root / given).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i]).save(root / given / f"{i:05d}.png")
+    foreign = set()
+    for j, im in enumerate(foreign_images(args.foreign, Path(args.photos), rng)):
+        name = f"{FASHION_MNIST_CLASSES[rng.integers(10)]}/foreign_{j:03d}.png"
+        im.save(root / name)
+        foreign.add(name)
+    return truth, foreign
+
+
+def model_folder(spec: str, collection: Path, out: Path) -> Path:
+    """A model folder: `spec` itself, or `random:ARCH@SIZE` made here (see the module docstring)."""
+    if not spec.startswith("random:"):
+        return Path(spec)
+    import torch
+
+    from msfkit.models import Encoder, EncoderConfig
+
+    arch, _, size = spec.removeprefix("random:").partition("@")
+    torch.manual_seed(0)
+    enc = Encoder(EncoderConfig(arch=arch, stem="cifar", image_size=int(size or 32), resize=int(size or 32)))
+    files = sorted(collection.glob("*/*.png"))
+    sample = [files[i] for i in np.random.default_rng(0).choice(len(files), size=512, replace=False)]
+    tf = enc.transform()
+    x = torch.stack([tf(Image.open(p).convert("RGB")) for p in sample])
+    for m in enc.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the one pass
+    enc.train()
+    with torch.no_grad():
+        enc(x)
+    enc.eval().save_pretrained(out)
+    return out
+
+
+def precision_recall(found: set[str], planted: set[str]) -> str:
+    hit = len(found & planted)
+    precision = hit / len(found) if found else float("nan")
+    recall = hit / len(planted)
+    return (
+        f"precision {precision:.3f}, recall {recall:.3f} ({hit} of {len(planted)} found, {len(found)} listed)"
+    )
+
+
+def knn_accuracy(index, train: np.ndarray, query: np.ndarray, true: np.ndarray) -> float:
+    """20-NN accuracy (msf vote) on the `query` rows from the `train` rows, true labels."""
+    from msfkit.eval.knn import knn_classify
+
+    vectors = index.store.vectors
+    predicted = knn_classify(vectors[train], true[train], vectors[query], ks=(20,))[20]
+    return float((predicted == true[query]).mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="a model folder, or random:ARCH@SIZE")
+    ap.add_argument("--images", type=int, default=3000, help="Fashion-MNIST images (a multiple of 10)")
+    ap.add_argument("--flip", type=float, default=0.05, help="share of their labels flipped")
+    ap.add_argument("--foreign", type=int, default=30, help="foreign images planted")
+    ap.add_argument(
+        "--budget", default="0.01,0.05", help="shares of the collection selected, comma-separated"
+    )
+    ap.add_argument("-k", type=int, default=10, help="neighbours for outliers and label issues")
+    ap.add_argument("--photos", default=str(REPO / "data" / "photos"))
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+
+    with tempfile.TemporaryDirectory(prefix="msfkit-bench-curate-") as tmp:
+        tmp = Path(tmp)
+        truth, foreign = build_collection(tmp / "images", args, rng)
+        model = model_folder(args.model, tmp / "images", tmp / "model")
+        msfkit.embed([tmp / "images"], str(model), tmp / "store")
+        build_index(tmp / "store", tmp / "index", kind="flat", recall=1.0)
+        index = msfkit.open_index(tmp / "index")
+        paths = index.absolute_paths(range(len(index)))
+        names = np.array([str(Path(p).relative_to(tmp / "images")) for p in paths])
+        print(f"{len(index)} images ({len(foreign)} foreign, {len(truth)} flipped), encoder {args.model}")
+        report(index, names, truth, foreign, args)
+
+
+def report(index, names: np.ndarray, truth: dict[str, str], foreign: set[str], args) -> None:
+    """Print each command's score against the planted truth."""
+    clean = np.flatnonzero([n not in foreign for n in names])
+    true = np.array([truth.get(n, n.split("/")[0]) for n in names])
+    halves = np.random.default_rng(1).permutation(clean)
+    accuracy = knn_accuracy(index, halves[: len(clean) // 2], halves[len(clean) // 2 :], true)
+    print(f"encoder: 20-NN accuracy {accuracy:.3f} (clean images, half against half, true labels)")
+
+    top = msfkit.outliers(index, k=args.k, top=len(foreign))
+    listed = {names[r] for r in top["row"]}
+    print(f"outliers (k={args.k}): precision@{len(foreign)} {len(listed & foreign) / len(foreign):.3f}")
+
+    issues = msfkit.label_issues(index, k=args.k)
+    flagged = {names[r] for r in issues["row"]} - foreign
+    print(f"label issues (k={args.k}): {precision_recall(flagged, set(truth))}")
+
+    for share in map(float, args.budget.split(",")):
+        budget = max(1, round(share * len(index)))
+        for strategy in ("coverage", "centres", "random"):
+            chosen = msfkit.select(index, budget, strategy=strategy)
+            train = np.intersect1d(chosen.rows["row"].to_numpy(), clean)
+            accuracy = knn_accuracy(index, train, np.setdiff1d(clean, train), true)
+            radius = f"coverage radius {chosen.radius:.4f}"
+            print(f"select {strategy} ({budget} images): {radius}, 20-NN accuracy {accuracy:.3f}")
+
+
+if __name__ == "__main__":
+    main()
