@@ -106,6 +106,9 @@ def embed(
     import msfkit
     from msfkit.data.images import DEFAULT_MAX_PIXELS
     from msfkit.models.errors import MsfkitError
+    from msfkit.outputs import check_not_inside
+
+    check_not_inside(out)  # a store never lands inside a store, index or model folder
 
     if not model:
         raise MsfkitError("no model: pass -m/--model or set MSFKIT_MODEL")

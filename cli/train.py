@@ -73,13 +73,13 @@ def train(
     if show_config:
         click.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False), nl=False)
         return
-    from msfkit.outputs import RUN, check_output, is_run_folder
+    from msfkit.outputs import check_not_inside, is_run_folder
     from msfkit.training.loop import train as run_training
 
     out = Path(cfg.out)
     if out.is_dir() and any(out.iterdir()) and not is_run_folder(out):
         raise MsfkitError(f"{out}: holds files that are not a training run; choose another out=")
-    check_output(out, force=True, kind=RUN)  # never inside a store, an index or a model folder
+    check_not_inside(out)
     model_dir = run_training(cfg, resume=resume, progress=not quiet)
     if model_dir is None:  # a torchrun process other than rank 0
         return

@@ -69,15 +69,13 @@ FILE = Kind("a file")
 STORE = Kind("an embedding store", is_store_folder)
 INDEX = Kind("an index folder", is_index_folder)
 MODEL = Kind("a model folder", is_model_folder)
-RUN = Kind("a training run folder", is_run_folder)
 DATASET = Kind("a dataset folder (split folders only)", is_dataset_folder)
 READ_KINDS = (STORE, INDEX, MODEL)  # the folders msfkit reads, never written into
 
 
-def check_output(path: str | os.PathLike, *, force: bool = False, kind: Kind = FILE) -> Path:
-    """`path`, absolute, when the command may write a `kind` there; else a one-line `MsfkitError`.
-
-    Links are followed: an output is judged by where it would land."""
+def check_not_inside(path: str | os.PathLike) -> Path:
+    """The first rule alone, for commands that continue their own output (embed -o, train out=):
+    `path` resolved, or a one-line `MsfkitError` when it lies inside a store, index or model folder."""
     path = Path(path)
     where = path.resolve()
     for folder in where.parents:
@@ -86,6 +84,15 @@ def check_output(path: str | os.PathLike, *, force: bool = False, kind: Kind = F
                 raise MsfkitError(
                     f"{path}: inside {held.name}, {folder}, which msfkit reads; write it elsewhere"
                 )
+    return where
+
+
+def check_output(path: str | os.PathLike, *, force: bool = False, kind: Kind = FILE) -> Path:
+    """`path`, absolute, when the command may write a `kind` there; else a one-line `MsfkitError`.
+
+    Links are followed: an output is judged by where it would land."""
+    path = Path(path)
+    where = check_not_inside(path)
     if not (path.exists() or path.is_symlink()):
         return path.absolute()
     if kind.is_kind is None:

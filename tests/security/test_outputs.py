@@ -153,6 +153,14 @@ def test_train_never_writes_into_a_folder_of_other_files(own_index, tmp_path):
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not (store / "run").exists()
 
 
+def test_embed_never_puts_a_store_inside_a_store_an_index_or_a_model(own_index, photos_dir):
+    index, store, _, model = own_index
+    before = snapshot(store), snapshot(index), snapshot(model)
+    for inside in (store / "again", index / "store", model / "store"):
+        refused(msfkit("embed", photos_dir, "-m", model, "-o", inside, "--force"), "which msfkit reads")
+    assert (snapshot(store), snapshot(index), snapshot(model)) == before
+
+
 def test_datasets_export_writes_only_into_its_own_folder(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
