@@ -24,8 +24,8 @@ __all__ = ["Backend", "Limits", "NotFound", "Refused", "create_app", "run"]
 
 
 def __getattr__(name: str):
-    if name in ("create_app", "run"):  # the web framework loads only when an app is made
-        from msfkit.serve import app
+    if name in ("create_app", "run"):
+        from msfkit.serve import app  # optional extra: serve (starlette, uvicorn), loaded when an app is made
 
         return getattr(app, name)
     raise AttributeError(f"module 'msfkit.serve' has no attribute {name!r}")

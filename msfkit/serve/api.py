@@ -11,11 +11,12 @@ import time
 from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
-from starlette.formparsers import MultiPartParser
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from msfkit.csv_writer import csv_text
+from msfkit.data.csv_writer import csv_text
 from msfkit.serve.bodies import search_body
 from msfkit.serve.errors import Refused
 from msfkit.serve.files import decode_upload, image_bytes, thumbnail
@@ -134,9 +135,6 @@ class _InMemoryParser(MultiPartParser):
 
 
 async def _form_files(request: Request, most: int) -> list[tuple[str, bytes]]:
-    from starlette.datastructures import UploadFile
-    from starlette.formparsers import MultiPartException
-
     try:
         form = await _InMemoryParser(request.headers, request.stream(), max_files=most, max_fields=20).parse()
     except MultiPartException as e:

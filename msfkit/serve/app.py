@@ -13,12 +13,14 @@ build step or template engine, and uvicorn is its well-kept production server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -27,6 +29,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from msfkit.models.errors import MsfkitError
+from msfkit.runtime import cache_dir
 from msfkit.serve.api import routes
 from msfkit.serve.errors import NotFound, Refused
 from msfkit.serve.middleware import LOOPBACK_NAMES, Guard, HostCheck
@@ -46,8 +49,6 @@ def create_app(
 ) -> Starlette:
     """The page (/), its static files (/static) and the JSON API (/api), over `backend`, answering
     requests whose Host is one of `hosts` (`msfkit.serve.middleware.allowed_hosts`)."""
-    from msfkit.runtime import cache_dir
-
     cache = Path(cache) if cache is not None else cache_dir("serve", backend.key)
 
     async def home(request: Request):
@@ -110,8 +111,6 @@ def bind(host: str, port: int) -> socket.socket:
 
 def run(app: ASGIApp, host: str = "127.0.0.1", port: int = 8000, ready: Callable[[str], None] | None = None):
     """Serve `app` until interrupted; `ready(url)` is called once the server listens."""
-    import uvicorn
-
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{sock.getsockname()[1]}/"
@@ -128,8 +127,6 @@ def run(app: ASGIApp, host: str = "127.0.0.1", port: int = 8000, ready: Callable
 
         server.startup = announce
         await server.serve(sockets=[sock])
-
-    import asyncio
 
     try:
         asyncio.run(serve())

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from msfkit.retrieval.search import query_options
+from msfkit.retrieval import Index, open_index
+from msfkit.retrieval.search import query_encoder, query_options
 from msfkit.serve.duplicates import DuplicatesView
 from msfkit.serve.errors import Refused
 from msfkit.serve.rows import Rows
 
 if TYPE_CHECKING:
     from msfkit.models import Encoder
-    from msfkit.retrieval import Index
 
 
 @dataclass(frozen=True)
@@ -65,10 +65,7 @@ class Backend:
 
         Without a loadable model the server still answers row and vector queries; uploads are
         refused with `model_note`, which says why."""
-        import msfkit
-        from msfkit.retrieval.search import query_encoder
-
-        index = msfkit.open_index(path)
+        index = open_index(path)
         encoder, note = None, None
         if model is None and not index.model.get("name"):
             note = "this index records no loadable model; start msfkit serve with -m MODEL to search by image"

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from msfkit.data.images import BadImageError, decode_image
 from msfkit.data.paths import UnsafePath
 from msfkit.data.row_files import RowFile, check_row_file, read_row_file
 from msfkit.models.files import atomic_write
+from msfkit.retrieval.render import fit_image
 from msfkit.serve.errors import NotFound, Refused
 
 if TYPE_CHECKING:
@@ -61,9 +63,6 @@ def thumbnail(backend: Backend, row: int, size: int, cache: Path) -> Path:
     the row's path, size and mtime as embedded. Fitted as the contact sheets' tiles are
     (`msfkit.retrieval.render.fit_image`): photos shrink, tiny images (a 28 px digit) grow with sharp
     pixels."""
-    from msfkit.data.images import BadImageError, decode_image
-    from msfkit.retrieval.render import fit_image
-
     if size not in THUMB_SIZES:
         raise Refused(f"thumbnail size {size}: between {THUMB_SIZES.start} and {THUMB_SIZES.stop - 1}")
     f = row_file(backend, row)
@@ -87,8 +86,6 @@ def decode_upload(data: bytes, name: str, backend: Backend) -> Image.Image:
     """An uploaded file as `msfkit embed` read the index's images (`msfkit.data.images.decode_image`:
     the pixel limit checked from the header before decoding, EXIF orientation, RGB, JPEG draft
     decoding when the collection had it); a `Refused` that says why otherwise."""
-    from msfkit.data.images import BadImageError, decode_image
-
     if not data:
         raise Refused(f"{name}: empty upload")
     try:
