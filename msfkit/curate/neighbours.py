@@ -8,6 +8,10 @@ k nearest other images, streamed block by block.
 Memory is the index and one block of vectors: the vectors are read back from the index's stores one
 block at a time, never all at once. An image's own row is never among its neighbours, even where an
 exact copy of it ties with it for first place.
+
+An approximate index (HNSW, IVF) is searched WIDER times wider than its tuned parameters while it is
+open here: its parameters are tuned for recall@10 on average, and where a search misses an image's
+neighbourhood, the image reads as an outlier or its label as wrong. Curation asks about every image.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from msfkit.index.faiss_ops import set_search_params
 from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.models.errors import MsfkitError
 
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 BLOCK_ROWS = 8192
+WIDER = 4  # efSearch / nprobe times the index's own (faiss caps nprobe at the number of lists)
 Source = IndexFolder | str | os.PathLike
 
 
@@ -44,14 +50,27 @@ def opened(source: Source) -> Iterator[IndexFolder]:
     from msfkit.store import is_store
 
     if isinstance(source, IndexFolder):
-        yield source
-        return
-    if not is_store(source):
-        yield open_folder(source)
-        return
-    with tempfile.TemporaryDirectory(prefix="msfkit-curate-") as tmp:
-        build_index(source, Path(tmp) / "index", kind="flat", recall=1.0)
-        yield open_folder(Path(tmp) / "index")
+        with _searched_wider(source):
+            yield source
+    elif not is_store(source):
+        index = open_folder(source)
+        with _searched_wider(index):
+            yield index
+    else:
+        with tempfile.TemporaryDirectory(prefix="msfkit-curate-") as tmp:
+            build_index(source, Path(tmp) / "index", kind="flat", recall=1.0)
+            yield open_folder(Path(tmp) / "index")
+
+
+@contextmanager
+def _searched_wider(index: IndexFolder) -> Iterator[None]:
+    """The index searched WIDER times wider for the block, its own parameters back after."""
+    params = index.info["search_params"]
+    set_search_params(index.index, {name: value * WIDER for name, value in params.items()})
+    try:
+        yield
+    finally:
+        set_search_params(index.index, params)
 
 
 def neighbour_count(index: IndexFolder, k: int, name: str) -> int:

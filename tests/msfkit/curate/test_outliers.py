@@ -10,10 +10,10 @@ from pandas.testing import assert_frame_equal
 
 import msfkit
 from msfkit.curate.outliers import COLUMNS, outliers
-from msfkit.index import build_index
+from msfkit.index import build_index, open_folder
 from msfkit.models.errors import MsfkitError
 from tests.msfkit.curate.planted import clusters, with_far_points
-from tests.msfkit.index_stores import write_vector_store
+from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 
 
 @pytest.fixture
@@ -61,3 +61,16 @@ def test_on_real_photos_the_photos_without_copies_are_the_outliers(photo_index, 
     alone = {Path(p).name for p in table["path"][:9]}
     assert alone == {p.name for p in photo_paths[3:12]}
     assert not any(Path(p).stem.split("_")[0] in copied for p in table["path"][:9])
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_an_approximate_index_lists_the_outliers_an_exact_search_does(kind, tmp_path):
+    store = write_vector_store(tmp_path / "s", clustered_vectors(3000, 16, clusters=20, seed=0))
+    build_index(store, tmp_path / "ix", kind=kind)
+    folder = open_folder(tmp_path / "ix")
+    tuned = dict(folder.info["search_params"])
+    exact = outliers(store, top=20)
+    assert sorted(outliers(folder, top=20)["row"]) == sorted(
+        exact["row"]
+    )  # hnsw at its own efSearch: 19 of 20
+    assert folder.info["search_params"] == tuned  # and its own parameters are back
