@@ -162,7 +162,7 @@ def _gallery(index, table, k: int, html: str) -> None:
 
 def _write_rows(table, out: str | None, as_json: bool, what: str) -> None:
     """`table` as CSV (the one CSV writer) or JSON Lines, to `out` or stdout; a summary line on stderr."""
-    from msfkit.csv_writer import write_csv
+    from msfkit.data.csv_writer import write_csv
 
     with click.open_file(out or "-", "w", atomic=out is not None) as f:
         if as_json:

@@ -69,7 +69,7 @@ def dedup(index, threshold, k, out, keep, as_paths, grid, html, force, device, a
       msfkit dedup index --threshold 0.97 --keep largest -o remove.csv
       msfkit dedup index --keep largest --paths -o remove.txt   # then: xargs -d '\\n' ... < remove.txt
     """
-    from msfkit.csv_writer import write_csv
+    from msfkit.data.csv_writer import write_csv
     from msfkit.models.runtime import resolve_device
     from msfkit.retrieval.dedup import find_duplicates, path_lines
 

@@ -41,7 +41,7 @@ def search(index, queries, k, model, device, as_json, as_csv, output, grid, html
       msfkit search index queries/ --grid sheet.png --html gallery.html
     """
     import msfkit
-    from msfkit.csv_writer import write_csv
+    from msfkit.data.csv_writer import write_csv
     from msfkit.models.errors import MsfkitError
     from msfkit.models.runtime import resolve_device
 

@@ -9,7 +9,7 @@ since they were embedded are jobs of their own: their rows are replaced in place
 
 `plan_run` returns `ShardJob`s; whoever runs them (every rank of a local run, or workers holding
 the model) embeds each job's files with the one loop (`pipeline.Embedder`) and commits it
-(`run.commit_job`).
+(`commit.commit_job`).
 """
 
 from __future__ import annotations

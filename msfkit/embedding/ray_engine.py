@@ -6,7 +6,7 @@ The driver (this process) has planned the run (`plan.plan_run`) and is the only 
 store: workers are Ray actors that hold the model once each (one per GPU where the cluster has
 GPUs, else one per CPU), decode and embed one `ShardJob` at a time with the one loop
 (`pipeline.Embedder`) and send the shard's `Embedded` back; the driver commits it
-(`run.commit_job`) as it arrives. Every shard is embedded as a local run embeds it (the same
+(`commit.commit_job`) as it arrives. Every shard is embedded as a local run embeds it (the same
 batches, the same frozen-graph choice), so the store is the store a local run writes.
 
 A worker that dies (killed, out of memory, a lost node) is restarted by Ray and its shard retried;
@@ -24,12 +24,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from msfkit.embedding.commit import commit_job
 from msfkit.embedding.pipeline import Embedded, Embedder, EmbedOptions, default_workers
 from msfkit.embedding.plan import ShardJob
-from msfkit.embedding.run import commit_job
-from msfkit.index.distributed import RETRIES, connect
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
+from msfkit.runtime import RETRIES, connect
 
 # Tests only: (shard, marker file). The first attempt at that shard, finding no marker, creates
 # it and ends its worker process with os._exit, as a killed worker would; Ray retries the shard.

@@ -4,7 +4,7 @@
 
 A run is three steps, each in its own place: rank 0 plans (`plan.plan_run`: the shards and their
 files, saved in the manifest), every rank runs the one embedding loop over its jobs
-(`pipeline.Embedder`) and commits each job as soon as it is whole (`commit_job`: a new shard, or
+(`pipeline.Embedder`) and commits each job as soon as it is whole (`commit.commit_job`: a new shard, or
 the replaced rows of changed files), and rank 0 writes the final manifest (`writer.finish`).
 
 Under `torchrun`, rank r does shards base + r, base + r + world, ...; rank 0 plans, locks the store,
@@ -22,8 +22,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from msfkit.embedding.changes import commit_replacement
-from msfkit.embedding.pipeline import Embedded, Embedder, EmbedOptions
+from msfkit.embedding.commit import commit_job
+from msfkit.embedding.pipeline import Embedder, EmbedOptions
 from msfkit.embedding.plan import Planned, ShardJob, StoreOptions, plan_run
 from msfkit.embedding.summary import EmbedSummary
 from msfkit.models import Encoder
@@ -31,7 +31,6 @@ from msfkit.models.errors import MsfkitError
 from msfkit.runtime import EMBED_TIMEOUT, Ranks
 from msfkit.store import writer
 from msfkit.store.format import EmbedSettings, part_name, read_manifest
-from msfkit.store.shards import FACT_COLUMNS
 
 
 def embed(
@@ -60,7 +59,7 @@ def embed(
         plan: Planned = ranks.from_rank0(lambda: plan_run(inputs, encoder, out, store, settings))
         jobs = plan.for_rank(ranks.rank, ranks.world)
         if store.engine == "ray":
-            from msfkit.embedding.ray_engine import embed_on_ray  # here: ray_engine imports this module
+            from msfkit.embedding.ray_engine import embed_on_ray  # optional extra: ray
 
             counts = embed_on_ray(encoder, jobs, out, opts, store.address)
         else:
@@ -95,7 +94,7 @@ def _connect_ray(address: str | None, device: object, ranks: Ranks) -> None:
     """Connect this driver to the Ray cluster at `address` that `ray_engine.embed_on_ray` uses."""
     if ranks.world > 1:
         raise MsfkitError("--engine ray runs from one driver process; start it without torchrun")
-    from msfkit.embedding.ray_engine import connect_cluster  # here: ray_engine imports this module
+    from msfkit.embedding.ray_engine import connect_cluster  # optional extra: ray
 
     connect_cluster(address, device)
 
@@ -113,22 +112,3 @@ def _embed_jobs(
     parts = embedder.run([f.path for f in files], [len(job.files) for job in jobs])
     done = [commit_job(out, job, part) for job, part in zip(jobs, parts, strict=True)]
     return tuple(sum(counts[i] for counts in done) for i in range(3))
-
-
-def commit_job(out: Path, job: ShardJob, part: Embedded) -> tuple[int, int, int]:
-    """Commit one job's embedded part to the store `out`: a new shard, or the replaced rows of its
-    changed files. (embedded, failed, replaced) counts."""
-    if job.replace:
-        replaced = commit_replacement(out, job.shard, job.files, part)
-        return 0, part.count - replaced, replaced
-    write_new_shard(out, job, part)
-    return len(part.index), len(part.failed), 0
-
-
-def write_new_shard(out: Path, job: ShardJob, part: Embedded) -> None:
-    """Write shard `job.shard`: the embedded files' vectors and meta rows, in order, and its errors."""
-    good = [job.files[i] for i in part.index]
-    meta = {"path": [f.rel for f in good], "label": [f.label for f in good]}
-    meta |= {column: [getattr(facts, column) for facts in part.facts] for column in FACT_COLUMNS}
-    errors = [(job.files[i].rel, reason) for i, reason in part.failed]
-    writer.write_shard(out, job.shard, part.vectors, meta, errors)

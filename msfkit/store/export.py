@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from msfkit.csv_writer import row_writer
+from msfkit.data.csv_writer import row_writer
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 from msfkit.store.shards import meta_schema

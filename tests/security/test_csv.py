@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from msfkit.csv_writer import FORMULA_STARTS, csv_text, safe_cell
+from msfkit.data.csv_writer import FORMULA_STARTS, csv_text, safe_cell
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 LABEL = '=HYPERLINK("https:attacker.example","open")'  # a class folder's name (no "/" in a name)

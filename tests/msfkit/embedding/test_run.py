@@ -14,9 +14,9 @@ from PIL import Image
 
 import msfkit
 from msfkit.embedding import EmbedOptions
+from msfkit.embedding.commit import commit_job
 from msfkit.embedding.pipeline import Embedder
 from msfkit.embedding.plan import StoreOptions, plan_run
-from msfkit.embedding.run import commit_job
 from msfkit.models import Encoder, EncoderConfig, MsfkitError
 from msfkit.store import open_store, writer
 from msfkit.store.format import EmbedSettings, part_name, read_manifest
