@@ -17,7 +17,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
 from msfkit.models.errors import MsfkitError
+from msfkit.models.runtime import resolve_device
 
 # Embedding ranks wait for each other only at the start and the end; a slow rank may lag by hours.
 EMBED_TIMEOUT = timedelta(hours=24)
@@ -41,9 +45,6 @@ class Ranks:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
-        import torch
-        import torch.distributed as dist
-
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
@@ -67,16 +68,12 @@ class Ranks:
 
     def device(self, name: str):
         """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> this rank's torch.device (cuda:LOCAL_RANK under torchrun)."""
-        from msfkit.models.runtime import resolve_device
-
         return resolve_device(name, self.local_rank)
 
     def from_rank0(self, fn: Callable[[], Any]) -> Any:
         """fn() run on rank 0 and its result given to every rank; its MsfkitError raised on every rank."""
         if self.world == 1:
             return fn()
-        import torch.distributed as dist
-
         box: list[Any] = [None]
         failure: BaseException | None = None
         if self.rank == 0:
@@ -96,23 +93,16 @@ class Ranks:
         """Element-wise sum of small integer tuples over ranks."""
         if self.world == 1:
             return values
-        import torch
-        import torch.distributed as dist
-
         t = torch.tensor(values, dtype=torch.int64)
         dist.all_reduce(t, group=self.group)
         return tuple(int(v) for v in t)
 
     def barrier(self) -> None:
         if self.world > 1:
-            import torch.distributed as dist
-
             dist.barrier(group=self.group)
 
     def close(self) -> None:
         if self.owns_init:
-            import torch.distributed as dist
-
             dist.destroy_process_group()
             self.owns_init = False
 

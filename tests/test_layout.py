@@ -210,7 +210,6 @@ NOT_YET_CONVERTED = {
     "msfkit.models.hub",
     "msfkit.models.preprocess",
     "msfkit.models.runtime",
-    "msfkit.runtime",
     "msfkit.store.objects",
     "msfkit.training.bad_files",
     "msfkit.training.config",
