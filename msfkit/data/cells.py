@@ -22,6 +22,9 @@ import os
 from functools import lru_cache
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from msfkit.data.paths import name_problem
 from msfkit.data.storage import Location, is_url, locate
 from msfkit.models.errors import MsfkitError
@@ -66,8 +69,6 @@ def read_cell(table: str | os.PathLike, column: str, row: int) -> tuple[bytes, f
 
 def table_schema(table: str, stamp: float):
     """The table's arrow schema (with its metadata); an unreadable table is one line."""
-    import pyarrow as pa
-
     try:
         return (
             arrow_table(table, stamp).schema if _is_arrow(table) else parquet_file(table, stamp).schema_arrow
@@ -145,16 +146,12 @@ def _row_starts(table: str, stamp: float) -> list[int]:
 
 @lru_cache(maxsize=8)
 def _parquet(table: str, stamp: float, pid: int):
-    import pyarrow.parquet as pq
-
     return pq.ParquetFile(_location(table, pid).open() if is_url(table) else table)
 
 
 @lru_cache(maxsize=4)
 def arrow_table(table: str, stamp: float):
     """A local .arrow file (an IPC stream, as `datasets` writes, or an IPC file), memory-mapped."""
-    import pyarrow as pa
-
     if is_url(table):
         raise MsfkitError(f"{table}: .arrow tables are read from a local disk; remote tables are Parquet")
     try:

@@ -76,7 +76,7 @@ def use_storage_options(options: dict[str, Any], targets: Sequence[str | os.Path
     """Make `options` the defaults of every filesystem opened from now on, in this process and the
     processes forked from it (decoding workers), for the protocols of the URLs among `targets`:
     fsspec's own configuration (`fsspec.config.conf`), which pyarrow and pandas go through too."""
-    import fsspec.config
+    import fsspec.config  # optional extra: fsspec
 
     for proto in {protocol(t) for t in targets if is_url(t)}:
         fsspec.config.conf.setdefault(proto, {}).update(options)
@@ -168,7 +168,7 @@ class Location:
 
 def locate(target: str | os.PathLike, options: dict[str, Any] | None = None) -> Location:
     """The `Location` of a plain path or URL, opened with fsspec `options` (see the module docstring)."""
-    import fsspec
+    import fsspec  # optional extra: fsspec
 
     text = os.fspath(target)
     proto = protocol(text)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from msfkit.data.cells import TABLE_SUFFIXES, arrow_table, cell_name, parquet_file, table_schema, table_time
 from msfkit.data.storage import is_url
 from msfkit.models.errors import MsfkitError
@@ -155,15 +157,11 @@ def _schema(table: str):
 
 
 def _holds_images(kind) -> bool:
-    import pyarrow as pa
-
     is_struct = pa.types.is_struct(kind) and kind.get_field_index("bytes") != -1
     return is_struct or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
 
 
 def _supported(kind) -> bool:
-    import pyarrow as pa
-
     return _holds_images(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 

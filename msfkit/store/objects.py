@@ -30,6 +30,7 @@ import re
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from msfkit.data.storage import Location
 from msfkit.models.errors import MsfkitError
@@ -106,8 +107,6 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def parquet_bytes(table) -> bytes:
     """A pyarrow table as the bytes of a .parquet file."""
-    import pyarrow.parquet as pq
-
     out = io.BytesIO()
     pq.write_table(table, out)
     return out.getvalue()
