@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from msfkit.models.config import IMAGENET_MEAN, IMAGENET_STD
 from msfkit.training.data import UInt8Batches, first, open_dataset
 from msfkit.training.views import batch_generator, make_views
 

@@ -17,8 +17,8 @@ _EXPORTS = {
     "mlp": "heads",
     "prediction_head": "heads",
     "projection_head": "heads",
-    "IMAGENET_MEAN": "preprocess",
-    "IMAGENET_STD": "preprocess",
+    "IMAGENET_MEAN": "config",
+    "IMAGENET_STD": "config",
     "to_rgb": "preprocess",
 }
 

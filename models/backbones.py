@@ -10,6 +10,7 @@ and `stem="cifar-s2"` (3x3/2 conv, no max-pool). Their conv1 has the cifar stem'
 
 from __future__ import annotations
 
+import torchvision
 from torch import nn
 
 from msfkit.models.config import FEATURE_DIMS, STEMS, feature_dim
@@ -18,11 +19,8 @@ from msfkit.models.errors import MsfkitError
 __all__ = ["FEATURE_DIMS", "STEMS", "build_backbone", "feature_dim"]
 
 
-
 def build_backbone(arch: str, stem: str = "imagenet") -> nn.Module:
     """A randomly initialised ResNet whose forward gives (N, D) pooled features."""
-    import torchvision
-
     if arch not in FEATURE_DIMS:
         raise MsfkitError(f"unknown arch {arch!r}; expected one of {', '.join(FEATURE_DIMS)}")
     if stem not in STEMS:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
+from msfkit.models.config import EncoderConfig, default_resize
+from msfkit.models.encoder import CONFIG_NAME, Encoder, check_state_dict
 from msfkit.models.errors import MsfkitError
 
 
@@ -28,11 +32,6 @@ def init_model_folder(
     every other key must match). Without it the backbone is torchvision's initialisation under
     `seed`, so the same command always gives the same baseline.
     """
-    import torch
-
-    from msfkit.models.config import EncoderConfig, default_resize
-    from msfkit.models.encoder import CONFIG_NAME, Encoder, check_state_dict
-
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (force and (out / CONFIG_NAME).is_file()):
         raise MsfkitError(f"{out}: exists; --force replaces a model folder, nothing else")

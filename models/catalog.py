@@ -8,7 +8,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from huggingface_hub import scan_cache_dir
+from huggingface_hub.errors import CacheNotFound
+from safetensors.numpy import load_file
+
 from msfkit.models.card import RESULTS_BEGIN, RESULTS_END
+from msfkit.models.config import fingerprint, read_config
+from msfkit.models.errors import MsfkitError
+from msfkit.models.hub import resolve_model_dir
 
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
@@ -61,9 +69,6 @@ def card_results(card: str) -> list[dict[str, Any]]:
 
 def cached_models() -> list[dict[str, Any]]:
     """msfkit model folders in the local Hugging Face cache (HF_HOME / HF_HUB_CACHE), one per revision."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
     try:
         cache = scan_cache_dir()
     except CacheNotFound:
@@ -82,13 +87,6 @@ def cached_models() -> list[dict[str, Any]]:
 def model_info(name: str | os.PathLike) -> dict[str, Any]:
     """What `msfkit models info` shows, read without torch: the config (checked), where it came from,
     the parameter count and the fingerprint (the same as `Encoder.fingerprint`, from the weights file)."""
-    import numpy as np
-    from safetensors.numpy import load_file
-
-    from msfkit.models.config import fingerprint, read_config
-    from msfkit.models.errors import MsfkitError
-    from msfkit.models.hub import resolve_model_dir
-
     directory, revision = resolve_model_dir(str(name))
     config_path, weights_path = directory / CONFIG_NAME, directory / "model.safetensors"
     for p in (config_path, weights_path):

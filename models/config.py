@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from msfkit.models.errors import MsfkitError
-from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
 
 FORMAT_VERSION = 1
 NETWORKS = ("online", "target")
 FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
 STEMS = ("imagenet", "cifar", "cifar-maxpool", "cifar-s2")  # models/backbones.py says what each is
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")  # models/preprocess.py resamples each
 WHOLE_UP_TO = 64  # px: images up to this size are evaluated whole (resize = crop), larger ones cropped
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from msfkit._version import __version__
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 
@@ -39,7 +41,7 @@ class _Deployed(nn.Module):
 
 
 def deploy_format(out: str | os.PathLike, fmt: str | None = None) -> str | None:
-    """"onnx" or "torchscript" for an output named for one (or `fmt`), None for anything else."""
+    """ "onnx" or "torchscript" for an output named for one (or `fmt`), None for anything else."""
     if fmt is not None:
         if fmt not in FORMATS.values():
             raise MsfkitError(f"unknown export format {fmt!r}; msfkit writes {', '.join(FORMATS.values())}")
@@ -73,8 +75,6 @@ def export_deployable(encoder, out: str | os.PathLike, fmt: str | None = None) -
 
 
 def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter warns that it is the old one
         torch.onnx.export(
@@ -85,8 +85,6 @@ def _onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 
 def _sidecar(encoder, fmt: str) -> dict[str, Any]:
-    from msfkit._version import __version__
-
     c = encoder.config
     return {
         "format": fmt,

@@ -22,13 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from msfkit.models.backbones import build_backbone
+from msfkit.models.card import render_card
 from msfkit.models.config import EncoderConfig, fingerprint, read_config
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
+from msfkit.models.hub import resolve_model_dir
 from msfkit.models.preprocess import Preprocess, to_rgb
 from msfkit.models.runtime import check_precision, evaluating
 
@@ -112,10 +118,6 @@ class Encoder(nn.Module):
 
         An existing folder is replaced only when it is a model folder (has a config.json) or empty:
         a user's folder that happens to hold a README.md is never overwritten."""
-        from safetensors.torch import save_file
-
-        from msfkit.models.card import render_card
-
         directory = Path(directory)
         if directory.is_dir() and any(directory.iterdir()) and not (directory / CONFIG_NAME).is_file():
             raise MsfkitError(f"{directory}: exists and is not a model folder (no {CONFIG_NAME}); untouched")
@@ -139,8 +141,6 @@ class Encoder(nn.Module):
     @classmethod
     def from_pretrained(cls, name: str | os.PathLike) -> Encoder:
         """Load a model folder or a Hub id `org/name[@revision]`, strictly."""
-        from msfkit.models.hub import resolve_model_dir
-
         directory, revision = resolve_model_dir(str(name))
         config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         for p in (config_path, weights_path):
@@ -161,9 +161,6 @@ def push_folder(
     commit_message: str = "Upload msfkit encoder",
 ) -> str:
     """Upload an existing model folder (config, weights, card) to the Hub; returns the commit URL."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
     directory = Path(directory)
     for fname in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / fname).is_file():
@@ -190,9 +187,6 @@ def push_folder(
 
 def load_weights(path: Path, module: nn.Module) -> dict[str, torch.Tensor]:
     """Read a safetensors file and check it matches `module` key by key and shape by shape."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:

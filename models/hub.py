@@ -9,6 +9,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
 from msfkit.models.errors import MsfkitError
 
 HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
@@ -36,15 +45,6 @@ def resolve_model_dir(name: str) -> tuple[Path, str | None]:
 
 def download(repo_id: str, revision: str | None) -> tuple[Path, str]:
     """Fetch the model files of a Hub repo at `revision` (cache first); returns (folder, commit)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
     where = f"{repo_id}@{revision}" if revision else repo_id
     try:
         folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILES))

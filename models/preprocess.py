@@ -8,17 +8,12 @@ over white, map 16-bit ranges to 8 bits by dropping the low byte, clip float ima
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
+from torchvision.transforms import functional as F
 
-if TYPE_CHECKING:
-    import torch
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos")
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
     "bicubic": Image.Resampling.BICUBIC,
@@ -69,8 +64,6 @@ class Preprocess:
         Only the region the crop keeps is resized (PIL's `resize(box=...)`, the crop mapped back to
         source pixels): the pixels of resizing the whole image and then cropping, in memory bounded by
         the output for any shape, where a 1 x 100,000 strip resized whole would take 256 x 25.6M."""
-        from torchvision.transforms import functional as F
-
         size = self.image_size
         (x0, x1, w, left), (y0, y1, h, top) = (
             _kept(n, r, size) for n, r in zip(image.size, _resized(image.size, self.resize), strict=True)
@@ -84,8 +77,6 @@ class Preprocess:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, S, S) on any device -> float32 normalised as ToTensor + Normalize do."""
-        import torch
-
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return x.float().div_(255).sub_(mean).div_(std)

@@ -10,13 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
 
 from msfkit.models.errors import MsfkitError
-
-if TYPE_CHECKING:  # torch loads on first use: configs and the CLI check names without it
-    import torch
-    from torch import nn
 
 PRECISIONS = ("fp32", "bf16")  # what a forward pass can run in; "auto" is offered where a default fits
 DEVICES = ("auto", "cpu", "cuda")
@@ -56,8 +54,6 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
 
     Asking for CUDA without a visible GPU is a user error, not a silent fall-back to the CPU.
     """
-    import torch
-
     if isinstance(name, torch.device):
         return name
     if name not in DEVICES and not name.startswith("cuda:"):
@@ -74,8 +70,6 @@ def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.devic
 @contextmanager
 def evaluating(module: nn.Module, device: torch.device | None = None) -> Iterator[nn.Module]:
     """`module` in eval mode (and on `device`, channels_last) for the block; its mode restored after."""
-    import torch
-
     was_training = module.training
     module.eval()
     if device is not None:
@@ -101,8 +95,6 @@ def float32_sums() -> Iterator[None]:
     """bf16 matrix products that sum in float32 inside the block: on CUDA, cuBLAS may otherwise
     reduce split-K partial sums in bf16, beyond an error bound proved for float32 sums (on the
     CPU, bf16 products always sum in float32)."""
-    import torch
-
     matmul = torch.backends.cuda.matmul
     before = matmul.allow_bf16_reduced_precision_reduction
     matmul.allow_bf16_reduced_precision_reduction = False

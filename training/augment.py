@@ -21,7 +21,8 @@ import torch
 from PIL import Image, ImageFilter
 from torchvision import transforms as T
 
-from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, to_rgb
+from msfkit.models.config import IMAGENET_MEAN, IMAGENET_STD
+from msfkit.models.preprocess import to_rgb
 
 
 def view_transform(

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from msfkit.models.config import IMAGENET_MEAN, IMAGENET_STD
 
 GRAY = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 ATTEMPTS = 10  # RandomResizedCrop.get_params tries 10 boxes before the centre crop

@@ -12,7 +12,8 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
-from msfkit.models.preprocess import INTERPOLATIONS, Preprocess, to_rgb
+from msfkit.models.config import INTERPOLATIONS
+from msfkit.models.preprocess import Preprocess, to_rgb
 
 STRIP_MEMORY_BOUND = 16 * 2**20  # peak-RSS growth; the 1 x 100,000 strip resized whole takes 19.7 GB
 

@@ -14,7 +14,7 @@ from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms import functional as TF
 
 from msfkit.cli.main import cli
-from msfkit.models.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from msfkit.models.config import IMAGENET_MEAN, IMAGENET_STD
 from msfkit.runtime import Ranks
 from msfkit.training.batches import EpochBatches
 from msfkit.training.checkpoint import load_checkpoint
