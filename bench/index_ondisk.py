@@ -120,7 +120,7 @@ def main() -> None:
 
         builds = {"one process (memory)": {}, "pieces, local (disk)": {"on_disk": True}}
         if args.ray:  # Ray started before the rounds: its start-up is not a build's
-            from msfkit.runtime import connect
+            from msfkit.cluster import connect
 
             t = time.perf_counter()
             connect(None)

@@ -114,7 +114,7 @@ def eval_cmd(
     """
     import msfkit
     from msfkit.eval.report import format_table
-    from msfkit.runtime import cache_dir, parse_size
+    from msfkit.sizes import cache_dir, parse_size
 
     # Parse everything before the (slow) feature extraction, so a typo fails at once.
     options = {

@@ -67,7 +67,7 @@ def index(stores, out, add_to, kind, memory, on_disk, engine, address, recall, f
     """
     import msfkit
     from msfkit.outputs import INDEX, check_output
-    from msfkit.runtime import format_bytes
+    from msfkit.sizes import format_bytes
 
     if add_to and (on_disk or engine != "local"):
         raise click.UsageError("--on-disk and --engine apply to a build (-o OUT), not to --add")

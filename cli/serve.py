@@ -58,7 +58,7 @@ def serve(index, host, port, allowed, model, device, max_upload, max_pixels, as_
             f"msfkit serve needs the serve extra ({e.name} is missing): pip install 'msfkit[serve]'"
         ) from None
     from msfkit.models.runtime import resolve_device
-    from msfkit.runtime import parse_size
+    from msfkit.sizes import parse_size
 
     limits = Limits(upload_bytes=parse_size(max_upload, "--max-upload"), upload_pixels=max_pixels)
     hosts = allowed_hosts(host, allowed)

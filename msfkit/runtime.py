@@ -1,4 +1,4 @@
-"""What runs where, shared by every command: torchrun ranks, the Ray cluster, and sizes in bytes.
+"""What runs where under torchrun: ranks, devices and the little coordination `embed` and training need.
 
 `Ranks` is the little coordination `embed` needs under `torchrun`: rank, device, barrier, broadcast, sums.
 
@@ -9,12 +9,9 @@ Coordination uses a gloo group even on GPUs: only small Python objects and count
 from __future__ import annotations
 
 import os
-import re
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -105,77 +102,3 @@ class Ranks:
         if self.owns_init:
             dist.destroy_process_group()
             self.owns_init = False
-
-
-_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*")
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "kib": 2**10, "m": 2**20, "mb": 2**20, "mib": 2**20}
-_UNITS |= {"g": 2**30, "gb": 2**30, "gib": 2**30, "t": 2**40, "tb": 2**40, "tib": 2**40}
-
-
-def parse_size(text: str | int, what: str = "size") -> int:
-    """'4GB', '512MiB', '2g', '1.5GiB' or a byte count -> bytes (units are powers of 1024)."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    m = _SIZE.fullmatch(str(text))
-    if not m or m[2].lower() not in _UNITS:
-        raise MsfkitError(f"{what} {text!r}: expected a size such as 512MB, 4GB or 1.5GiB")
-    return int(float(m[1]) * _UNITS[m[2].lower()])
-
-
-def format_bytes(n: float) -> str:
-    """A byte count for people: '1.9 GiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def cache_dir(*parts: str) -> Path:
-    """msfkit's cache folder (reusable work such as evaluation features): $MSFKIT_CACHE, else
-    $XDG_CACHE_HOME/msfkit, else ~/.cache/msfkit; never the current folder."""
-    root = os.environ.get("MSFKIT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "msfkit"
-    )
-    return Path(root, *parts)
-
-
-# The Ray cluster that `--engine ray` runs on (embedding and index building): one connection rule.
-RAY_EXTRA = "pip install 'msfkit[ray]'"
-RETRIES = 3  # times Ray reruns a piece whose worker died
-CONNECT_SECONDS = 5  # to wait for the head node's port to answer
-
-
-def ray_missing(module: str | None = "ray") -> str:
-    """The one line `--engine ray` says when Ray cannot be imported."""
-    return f"--engine ray needs Ray ({module or 'ray'} is missing): {RAY_EXTRA}"
-
-
-def connect(address: str | None) -> Any:
-    """The `ray` module, connected to the cluster at `address` (None: RAY_ADDRESS or a new local one;
-    "auto": the one running here) unless this process is connected already."""
-    try:
-        import ray  # optional extra: ray
-    except ImportError as e:
-        raise MsfkitError(ray_missing(e.name)) from None
-    if not ray.is_initialized():
-        _check_reachable(address)
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            where = address or "a new local cluster"
-            raise MsfkitError(f"cannot start or reach Ray at {where}: {str(e).splitlines()[0]}") from None
-    return ray
-
-
-def _check_reachable(address: str | None) -> None:
-    """One line at once for a HOST:PORT nobody answers on (Ray itself retries for minutes)."""
-    if address is None or address in ("auto", "local") or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise MsfkitError(f"Ray address {address!r}: expected auto or HOST:PORT")
-    try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
-    except OSError as e:
-        raise MsfkitError(f"cannot reach the Ray cluster at {address} ({e.strerror or e})") from None

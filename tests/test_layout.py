@@ -17,7 +17,7 @@ PACKAGES = {"msfkit": "msfkit", "models": "msfkit.models", "training": "msfkit.t
 LAYERS = [
     ("msfkit._version",),
     ("msfkit.models",),
-    ("msfkit.runtime",),
+    ("msfkit.runtime", "msfkit.sizes", "msfkit.cluster"),  # torchrun ranks; bytes and the cache; Ray
     ("msfkit.data",),
     ("msfkit.store",),
     ("msfkit.embedding", "msfkit.index"),
@@ -199,12 +199,6 @@ NOT_YET_CONVERTED = {
     "msfkit.embedding.eta",
     "msfkit.embedding.ray_engine",
     "msfkit.embedding.run",
-    "msfkit.training.bad_files",
-    "msfkit.training.config",
-    "msfkit.training.config_checks",
-    "msfkit.training.data",
-    "msfkit.training.export",
-    "msfkit.training.monitor",
 }
 
 

@@ -24,12 +24,12 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from msfkit.cluster import RETRIES, connect
 from msfkit.embedding.commit import commit_job
 from msfkit.embedding.pipeline import Embedded, Embedder, EmbedOptions, default_workers
 from msfkit.embedding.plan import ShardJob
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
-from msfkit.runtime import RETRIES, connect
 
 # Tests only: (shard, marker file). The first attempt at that shard, finding no marker, creates
 # it and ends its worker process with os._exit, as a killed worker would; Ray retries the shard.

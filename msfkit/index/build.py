@@ -27,6 +27,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from msfkit.cluster import connect
 from msfkit.index import recall as index_recall
 from msfkit.index.faiss_ops import normalized, to_cpu, to_device
 from msfkit.index.fill import check_complete, fill, fill_pieces, rows_table
@@ -36,7 +37,7 @@ from msfkit.index.plan import DEFAULT_MEMORY, IndexPlan, choose_index
 from msfkit.index.sources import source_entry
 from msfkit.index.writing import check_replaceable, locked, staged, write_files, write_folder
 from msfkit.models.errors import MsfkitError
-from msfkit.runtime import connect, parse_size
+from msfkit.sizes import parse_size
 from msfkit.store import Store, open_store
 
 DEFAULT_RECALL = 0.95

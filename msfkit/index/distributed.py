@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from msfkit.cluster import RETRIES, connect
 from msfkit.index.pieces import Piece, fill_piece
 from msfkit.models.errors import MsfkitError
-from msfkit.runtime import RETRIES, connect
 
 
 def fill_on_ray(

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from msfkit.models.errors import MsfkitError
-from msfkit.runtime import format_bytes
+from msfkit.sizes import format_bytes
 
 TYPES = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 DEFAULT_MEMORY = 4 * 2**30  # bytes the index may hold in RAM

@@ -7,7 +7,7 @@ near-duplicate groups and download a removal list. docs/serve.md documents every
     app = create_app(backend)                  # a Starlette (ASGI) app; `run(app, port=0)` serves it
 
 Only files that are rows of the index's stores are ever read (by row number, never by a path from a
-request); the one folder written is the thumbnail and upload cache (`msfkit.runtime.cache_dir`).
+request); the one folder written is the thumbnail and upload cache (`msfkit.sizes.cache_dir`).
 Only requests addressed to the server's own names are answered, and every JSON body is checked
 against its schema first (`msfkit.serve.middleware`, `msfkit.serve.bodies`).
 

@@ -29,10 +29,10 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from msfkit.models.errors import MsfkitError
-from msfkit.runtime import cache_dir
 from msfkit.serve.api import routes
 from msfkit.serve.errors import NotFound, Refused
 from msfkit.serve.middleware import LOOPBACK_NAMES, Guard, HostCheck
+from msfkit.sizes import cache_dir
 
 if TYPE_CHECKING:
     from starlette.requests import Request

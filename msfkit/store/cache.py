@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from msfkit.models.files import atomic_write
-from msfkit.runtime import cache_dir
+from msfkit.sizes import cache_dir
 
 
 def joined_vectors(arrays: list[np.ndarray], key: str, shape: tuple[int, int]) -> np.ndarray:

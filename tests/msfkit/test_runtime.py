@@ -17,7 +17,8 @@ from msfkit.models.runtime import (
     slow_bf16_warning,
     use_bf16,
 )
-from msfkit.runtime import Ranks, format_bytes, parse_size
+from msfkit.runtime import Ranks
+from msfkit.sizes import format_bytes, parse_size
 
 
 @pytest.mark.parametrize(

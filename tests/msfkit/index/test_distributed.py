@@ -11,8 +11,8 @@ import faiss
 import numpy as np
 import pytest
 
+from msfkit.cluster import ray_missing
 from msfkit.index import build_index, open_folder
-from msfkit.runtime import ray_missing
 from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 
 N, D = 3000, 32

@@ -6,7 +6,7 @@ import pytest
 
 from msfkit.index.plan import choose_index
 from msfkit.models.errors import MsfkitError
-from msfkit.runtime import parse_size
+from msfkit.sizes import parse_size
 
 N, D = 2000, 32
 
