@@ -114,3 +114,51 @@ def test_a_graph_built_once_cuts_like_dedup_at_every_threshold(tmp_path):
     assert_frame_equal(graph.cut(0.97, paths=paths), graph.cut(0.97))  # the caller's paths, the same
     with pytest.raises(MsfkitError, match="down to 0.8 only"):
         graph.cut(0.5)
+
+
+def _chain_and_star(d: int = 64, seed: int = 5) -> tuple[np.ndarray, list[int], list[int]]:
+    """Distinct vectors, then a chain of 5 (each at cosine 0.97 from the next, 0.88 two steps apart),
+    then a star: 6 copies at cosine 0.96 from one vector (after them), the copies <= 0.92 from each other.
+    Returns (vectors, chain rows, star rows: the centre first)."""
+    from tests.msfkit.index_stores import clustered_vectors
+
+    rng = np.random.default_rng(seed)
+    x = clustered_vectors(200, d, clusters=20, seed=seed)
+    basis = np.linalg.qr(rng.standard_normal((d, 8)))[0].T.astype(np.float32)  # 8 orthonormal directions
+    theta = np.arccos(0.97)
+    chain = [np.cos(i * theta) * basis[0] + np.sin(i * theta) * basis[1] for i in range(5)]
+    copies = [0.96 * basis[2] + 0.28 * basis[3 + i % 5] * (-1) ** (i // 5) for i in range(6)]
+    vectors = np.concatenate([x, np.array(chain + copies + [basis[2]], dtype=np.float32)])
+    return vectors, list(range(200, 205)), [211, *range(205, 211)]  # the star's middle is its last row
+
+
+def test_centre_groups_split_a_chain_that_connected_components_join(tmp_path):
+    from msfkit.index import build_index
+    from tests.msfkit.index_stores import write_vector_store
+
+    x, chain, star = _chain_and_star()
+    write_vector_store(tmp_path / "store", x)
+    build_index(tmp_path / "store", tmp_path / "index", kind="flat", recall=1.0)
+    connected = dedup(tmp_path / "index", threshold=0.95)
+    found = {frozenset(g["row"].tolist()) for _, g in connected.groupby("group")}
+    assert found == {frozenset(chain), frozenset(star)}
+    assert (x[chain[0]] @ x[chain[-1]]) < 0.95  # connected joins images far beyond the threshold
+
+    centre = dedup(tmp_path / "index", threshold=0.95, groups="centre")
+    assert tuple(centre.columns) == (*COLUMNS, "centre")
+    groups = {int(g["centre"].iloc[0]): frozenset(g["row"].tolist()) for _, g in centre.groupby("group")}
+    # the star's middle has the most near neighbours; on the chain, the second (ties: the first row)
+    # takes its two neighbours, the fourth the one left; each group is near its centre, not chained
+    assert groups == {
+        star[0]: frozenset(star),
+        chain[1]: frozenset(chain[:3]),
+        chain[3]: frozenset(chain[3:]),
+    }
+    for _, g in centre.groupby("group"):
+        rows, c = g["row"].to_numpy(), int(g["centre"].iloc[0])
+        similarity = x[rows] @ x[c]
+        assert (similarity[rows != c] >= 0.95).all()
+        np.testing.assert_allclose(g["score"][rows != c], similarity[rows != c], atol=1e-5)
+    assert list(centre.groupby("group")["size"].first()) == [7, 3, 2]  # largest first
+    with pytest.raises(MsfkitError, match="groups must be one of connected, centre"):
+        dedup(tmp_path / "index", groups="chains")
