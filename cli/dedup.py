@@ -1,4 +1,5 @@
-"""`msfkit dedup INDEX`: groups of near-duplicate images, as CSV or JSON lines, and as pictures."""
+"""`msfkit dedup INDEX`: groups of near-duplicate images, as CSV or JSON lines, and as pictures;
+with `--against TEST`, the TEST images that leak into INDEX (a split's check)."""
 
 from __future__ import annotations
 
@@ -49,14 +50,55 @@ class Threshold(click.ParamType):
     "--paths",
     "as_paths",
     is_flag=True,
-    help="With --keep: the files to remove, one exact path a line (for xargs -d '\\n'), instead of CSV.",
+    help="With --keep or --keep-fraction: the files to remove, one exact path a line (for xargs -d '\\n'), "
+    "instead of CSV.",
 )
+@click.option(
+    "--groups",
+    "grouping",
+    type=click.Choice(["connected", "centre"]),
+    default="connected",
+    show_default=True,
+    help="connected: chains of near pairs are one group; centre: one representative per group and only "
+    "the images near IT (column centre: its row), never a chain.",
+)
+@click.option(
+    "--keep-fraction",
+    "fraction",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="A size budget instead of --threshold: write the files to REMOVE so that this share of the "
+    "collection stays, the most distinct (the closest pair loses one first; --keep decides which).",
+)
+@click.option(
+    "--against",
+    "test",
+    type=click.Path(),
+    help="List the images of TEST (an index or a store, same model) with a near copy in INDEX: leaks "
+    "between splits (row, path, label, match_row, match, match_label, score).",
+)
+@click.option("--fail-on-leak", is_flag=True, help="With --against: exit 1 when any TEST image leaks.")
 @click.option("--grid", type=click.Path(dir_okay=False), help="Write a contact sheet PNG of the groups here.")
 @click.option("--html", type=click.Path(dir_okay=False), help="Write an HTML gallery of the groups here.")
 @force_option
 @device_option
 @json_lines_option
-def dedup(index, threshold, k, out, keep, as_paths, grid, html, force, device, as_json):
+def dedup(
+    index,
+    threshold,
+    k,
+    out,
+    keep,
+    as_paths,
+    grouping,
+    fraction,
+    test,
+    fail_on_leak,
+    grid,
+    html,
+    force,
+    device,
+    as_json,
+):
     """Find groups of near-duplicate images in INDEX (an index folder, or an embedding store):
     one CSV row per image (group, size, path, label, score), or with --keep the list of files to remove.
 
@@ -68,21 +110,50 @@ def dedup(index, threshold, k, out, keep, as_paths, grid, html, force, device, a
       msfkit dedup index --threshold auto --html groups.html
       msfkit dedup index --threshold 0.97 --keep largest -o remove.csv
       msfkit dedup index --keep largest --paths -o remove.txt   # then: xargs -d '\\n' ... < remove.txt
+      msfkit dedup index --groups centre                        # no chains: each group one centre
+      msfkit dedup index --keep-fraction 0.9 -o remove.csv      # the 10% most redundant
+      msfkit dedup train --against test --threshold auto --fail-on-leak
     """
     from msfkit.data.csv_writer import write_csv
     from msfkit.models.runtime import resolve_device
     from msfkit.retrieval.dedup import find_duplicates, path_lines
+    from msfkit.retrieval.render import groups_as_results
 
-    if as_paths and (keep is None or as_json):
-        raise click.UsageError("--paths lists the files to remove: give it with --keep, without --json")
+    ctx = click.get_current_context()
+    _check_usage(
+        ctx,
+        keep=keep,
+        as_paths=as_paths,
+        as_json=as_json,
+        grouping=grouping,
+        fraction=fraction,
+        test=test,
+        fail_on_leak=fail_on_leak,
+    )
     check_outputs(force, out, grid, html)
     device = resolve_device(device) if threshold == "auto" else None
-    found = find_duplicates(index, threshold=threshold, k=k, keep=keep, progress=not as_json, device=device)
+    if test is not None:
+        leaks = _leaks(
+            index, test, threshold=threshold, out=out, grid=grid, html=html, device=device, as_json=as_json
+        )
+        if fail_on_leak and leaks:
+            ctx.exit(1)
+        return
+    found = find_duplicates(
+        index,
+        threshold=threshold,
+        k=k,
+        keep=keep,
+        groups=grouping,
+        fraction=fraction,
+        progress=not as_json,
+        device=device,
+    )
     if found.calibration is not None:
         click.echo(found.calibration.explain(), err=True)
-    df = found.groups if keep is None else found.removals
+    df = found.groups if found.removals is None else found.removals
     lines = path_lines(df["path"]) if as_paths else None
-    _pictures(found.groups, grid, html)
+    _pictures(lambda limit: groups_as_results(found.groups, limit=limit), grid, html, "msfkit dedup")
     with click.open_file(out or "-", "w", atomic=out is not None) as f:
         if as_json:
             echo_json_lines(df.to_dict("records"), file=f)
@@ -91,16 +162,59 @@ def dedup(index, threshold, k, out, keep, as_paths, grid, html, force, device, a
         else:
             write_csv(df, f)
     if out:
-        what = "files to remove" if keep else "images"
+        what = "images" if found.removals is None else "files to remove"
         click.echo(f"{df['group'].nunique()} groups, {len(df)} {what} -> {out}", err=True)
 
 
-def _pictures(groups, grid: str | None, html: str | None) -> None:
-    from msfkit.retrieval.render import contact_sheet, gallery_html, groups_as_results
+def _check_usage(ctx, *, keep, as_paths, as_json, grouping, fraction, test, fail_on_leak) -> None:
+    """Refuse, before any work, options that do not go together."""
+    if as_paths and (keep is None and fraction is None or as_json):
+        raise click.UsageError(
+            "--paths lists the files to remove: give it with --keep or --keep-fraction, without --json"
+        )
+    if fail_on_leak and test is None:
+        raise click.UsageError("--fail-on-leak checks --against TEST: give both")
+    if test is not None and (keep or as_paths or fraction is not None or grouping != "connected"):
+        raise click.UsageError(
+            "--against lists leaks: give it without --keep, --paths, --keep-fraction or --groups"
+        )
+    explicit = ctx.get_parameter_source("threshold") != click.core.ParameterSource.DEFAULT
+    if fraction is not None and (explicit or grouping != "connected"):
+        raise click.UsageError(
+            "--keep-fraction is a size budget instead of --threshold and --groups: give one"
+        )
+
+
+def _leaks(train, test, *, threshold, out, grid, html, device, as_json) -> int:
+    """`--against`: the leaking TEST images as CSV or JSON lines, and as pictures; how many leak."""
+    from msfkit.data.csv_writer import write_csv
+    from msfkit.retrieval.leaks import find_leaks
+
+    found = find_leaks(train, test, threshold=threshold, progress=not as_json, device=device)
+    if found.calibration is not None:
+        click.echo(found.calibration.explain(), err=True)
+    _pictures(lambda limit: found.results, grid, html, "msfkit dedup --against")
+    with click.open_file(out or "-", "w", atomic=out is not None) as f:
+        if as_json:
+            echo_json_lines(found.table.to_dict("records"), file=f)
+        else:
+            write_csv(found.table, f)
+    where = f" -> {out}" if out else ""
+    click.echo(
+        f"{len(found.table)} TEST images with a near copy (>= {found.threshold:.4f}) in {train}{where}",
+        err=True,
+    )
+    return len(found.table)
+
+
+def _pictures(results, grid: str | None, html: str | None, title: str) -> None:
+    """The contact sheet and the HTML gallery, where asked for, of `results(limit)`: search results'
+    shape, at most `limit` images a line (None: all)."""
+    from msfkit.retrieval.render import contact_sheet, gallery_html
 
     if grid:
-        contact_sheet(groups_as_results(groups, limit=16), grid)
+        contact_sheet(results(16), grid)
         click.echo(f"contact sheet -> {grid}", err=True)
     if html:
-        gallery_html(groups_as_results(groups), html, title="msfkit dedup")
+        gallery_html(results(None), html, title=title)
         click.echo(f"gallery -> {html}", err=True)

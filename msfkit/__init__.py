@@ -7,6 +7,7 @@
     index = msfkit.build_index(store, "index")             # faiss, tuned to recall@10 >= 0.95
     index.search(image, k=10)                              # a DataFrame: rank, score, path, label
     index.dedup(threshold=0.95)                            # near-duplicate groups
+    msfkit.find_leaks("train", "test").table               # test images with a near copy in train
     msfkit.outliers("index", top=20)                       # images that do not belong
     msfkit.label_issues("index")                           # labels their neighbours vote against
     msfkit.select("index", budget=100).rows                # 100 images that cover the collection
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from msfkit.curate import Selection
     from msfkit.models import Encoder
     from msfkit.retrieval import Index
+    from msfkit.retrieval.leaks import Leaks
     from msfkit.store import Store
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "datasets",
     "embed",
     "evaluate",
+    "find_leaks",
     "label_issues",
     "load",
     "open_index",
@@ -123,6 +126,15 @@ def evaluate(model: Encoder | PathLike | None = None, **options: Any) -> dict[st
     from msfkit.eval.api import evaluate as _evaluate
 
     return _evaluate(model, **options)
+
+
+def find_leaks(train: PathLike, test: PathLike, **options: Any) -> Leaks:
+    """The images of `test` with a near copy in `train` (indexes or stores of one model): leaks between
+    splits. Options: threshold (a cosine similarity, or "auto"), progress, device (see
+    `msfkit.retrieval.leaks.find_leaks`)."""
+    from msfkit.retrieval.leaks import find_leaks as _find_leaks
+
+    return _find_leaks(train, test, **options)
 
 
 def outliers(
