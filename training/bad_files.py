@@ -17,6 +17,7 @@ import io
 import os
 from pathlib import Path
 
+from msfkit.data.images import BadImageError
 from msfkit.models.errors import MsfkitError
 
 BAD_FILES_NAME = "bad_files.csv"
@@ -87,8 +88,6 @@ class SkipBadImages:
 
     def resolve(self, i: int):
         """(PIL image, index it came from): item i, or the first readable item after it."""
-        from msfkit.data.images import BadImageError
-
         n = len(self.dataset)
         for step in range(n):
             j = (i + step) % n

@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from msfkit.models.errors import MsfkitError
 from msfkit.models.runtime import DEVICES
 from msfkit.models.runtime import PRECISIONS as FORWARD_PRECISIONS
+from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from msfkit.training.config_checks import check_ranges, safe_yaml
 
 AUGMENTATIONS = ("weak/strong", "strong/strong", "weak/weak")  # target view / query view
@@ -224,8 +227,6 @@ def _typed(key: str, value: Any, type_name: str) -> Any:
 
 
 def _parse_value(text: str) -> Any:
-    import yaml
-
     try:
         value = safe_yaml(text)
     except yaml.YAMLError:
@@ -240,8 +241,6 @@ def _parse_value(text: str) -> Any:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
     if not path.is_file():
         raise MsfkitError(f"{path}: no such config file")
     try:
@@ -274,8 +273,6 @@ def resolve_config(
     cfg = load_config(preset, config_path, overrides)
     if not resume:
         return cfg
-    from msfkit.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-
     ckpt = Path(cfg.out) / CHECKPOINT_NAME
     if not ckpt.is_file():
         raise MsfkitError(f"--resume: no {CHECKPOINT_NAME} in {cfg.out}")

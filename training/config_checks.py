@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import yaml
+
 from msfkit.models.errors import MsfkitError
 
 _RANGES = {  # key: (low, high, low itself allowed); high is allowed
@@ -31,7 +33,6 @@ def check_ranges(cfg) -> None:
 def safe_yaml(text: str):
     """yaml.safe_load without anchors and aliases: a config never needs them, and an alias bomb
     (a few lines that expand to gigabytes) must not exhaust memory."""
-    import yaml
 
     class NoAliases(yaml.SafeLoader):
         def compose_node(self, parent, index):

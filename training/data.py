@@ -8,6 +8,8 @@ first-level sub-folder when every image sits in one (a class-folder tree), else 
 from __future__ import annotations
 
 import numpy as np
+import torch
+from PIL import Image
 
 from msfkit.data.datasets import DATASETS, ArrayImageDataset, Subset, first, image_folder, load_dataset
 from msfkit.models.errors import MsfkitError
@@ -53,15 +55,11 @@ class UInt8Batches:
         return len(self.dataset)
 
     def __getitems__(self, indices):
-        import torch
-
         if self.array is not None:
             labels = torch.as_tensor(self.labels[indices])
             batch = torch.from_numpy(self.array[indices])
             batch = batch.unsqueeze(1) if batch.ndim == 3 else batch.permute(0, 3, 1, 2).contiguous()
             return batch, torch.tensor([batch.shape[2:]]).expand(len(indices), 2), labels
-        from PIL import Image
-
         size, images, sizes, sources = self.source_size, [], [], []
         # a dataset that skips bad files (training.bad_files) says which item an image came from
         resolve = getattr(self.dataset, "resolve", None) or (lambda i: (self.dataset.image(i), i))

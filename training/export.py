@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -32,9 +32,7 @@ from msfkit.training.checkpoint import (
     is_training_checkpoint,
     safe_torch_load,
 )
-
-if TYPE_CHECKING:
-    from msfkit.training.config import TrainConfig
+from msfkit.training.config import TrainConfig, saved_config
 
 PREFIXES = {"online": "encoder_q.module.", "target": "encoder_t.module."}
 LAYOUTS = (
@@ -253,8 +251,6 @@ def export_training_checkpoint(
     source: str | Path = "training checkpoint",
 ) -> Encoder:
     """A loaded msfkit training checkpoint (checked: `check_checkpoint`) -> model folder at `out`."""
-    from msfkit.training.config import saved_config
-
     if network not in PREFIXES:
         raise MsfkitError(f"network must be 'online' or 'target', not {network!r}")
     cfg = saved_config(ckpt["config"], source)

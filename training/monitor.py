@@ -12,7 +12,11 @@ import math
 from pathlib import Path
 
 import torch
+from torch.utils.tensorboard import SummaryWriter
 
+from msfkit.eval.features import extract_features
+from msfkit.eval.knn import knn_accuracy
+from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 from msfkit.training.bad_files import skip_bad
@@ -53,8 +57,6 @@ class RunLog:
             atomic_write(path, lambda tmp: _write_rows(tmp, []))
         self.file = path.open("a", newline="")  # appended to, never truncated: a kill loses nothing
         self.csv = csv.DictWriter(self.file, fieldnames=METRICS, extrasaction="ignore")
-        from torch.utils.tensorboard import SummaryWriter
-
         self.tb = SummaryWriter(str(run / "tb"), purge_step=step + 1 if step else None)
 
     def write(self, row: dict) -> None:
@@ -89,10 +91,6 @@ class KnnMonitor:
             )
 
     def __call__(self, model: MSF) -> float:
-        from msfkit.eval.features import extract_features
-        from msfkit.eval.knn import knn_accuracy
-        from msfkit.models import Encoder
-
         encoder = Encoder(encoder_config(self.cfg), backbone=model.online.backbone)
         kw = dict(batch_size=256, device=self.device, precision="bf16" if self.bf16 else "fp32")
         train_x, train_y = extract_features(encoder, self.train, **kw)
