@@ -73,6 +73,7 @@ class Threshold(click.ParamType):
     "--against",
     "test",
     type=click.Path(),
+    metavar="TEST",
     help="List the images of TEST (an index or a store, same model) with a near copy in INDEX: leaks "
     "between splits (row, path, label, match_row, match, match_label, score).",
 )
@@ -101,6 +102,8 @@ def dedup(
 ):
     """Find groups of near-duplicate images in INDEX (an index folder, or an embedding store):
     one CSV row per image (group, size, path, label, score), or with --keep the list of files to remove.
+    With --against TEST: the images of TEST that have a near copy in INDEX (a leak between splits), the
+    threshold 'auto' measured on INDEX.
 
     The vectors are read back from the stores the index was built from; a store is searched exactly.
     The CSV is for spreadsheets (a name that starts like a formula gets a leading '); --json and

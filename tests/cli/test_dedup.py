@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 from click.testing import CliRunner
+from PIL import Image
 
 from msfkit.cli.main import cli
 from tests.msfkit.retrieval.test_leaks import LEAKED, planted_splits
@@ -56,10 +57,13 @@ def test_leaks_as_json_lines_a_file_and_a_gallery(photo_index, tmp_path):
     assert r.exit_code == 0, r.output
     leaks = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(leaks) == 21 and all(x["score"] >= 0.96 for x in leaks)  # every image is its own copy
-    out, html = tmp_path / "leaks.csv", tmp_path / "leaks.html"
-    r = run("dedup", index, "--against", store, "--threshold", "0.96", "-o", out, "--html", html)
+    out, html, grid = tmp_path / "leaks.csv", tmp_path / "leaks.html", tmp_path / "leaks.png"
+    r = run(
+        "dedup", index, "--against", store, "--threshold", "0.96", "-o", out, "--html", html, "--grid", grid
+    )
     assert r.exit_code == 0 and len(pd.read_csv(out)) == 21
     assert html.read_text().count("<figure") == 42  # each TEST image beside its match
+    assert Image.open(grid).size[1] > Image.open(grid).size[0]  # 21 lines of two pictures
 
 
 def test_centre_groups_and_a_keep_fraction_through_the_command(photo_index):
