@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -27,6 +28,7 @@ def msfkit(*args) -> subprocess.CompletedProcess:
     return subprocess.run([MSFKIT, *map(str, args)], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_fail_on_leak_exits_1_with_the_leaks_listed_and_0_without(tmp_path):
     train, test, _, _ = planted_splits(tmp_path)
     r = msfkit("dedup", train, "--against", test, "--threshold", "0.95", "--fail-on-leak")
@@ -41,6 +43,7 @@ def test_fail_on_leak_exits_1_with_the_leaks_listed_and_0_without(tmp_path):
     assert r.returncode == 0 and len(pd.read_csv(io.StringIO(r.stdout))) == 5
 
 
+@pytest.mark.slow
 def test_vectors_of_two_models_are_refused_in_one_line(tmp_path):
     train, test, _, _ = planted_splits(tmp_path, model={"name": "other", "fingerprint": "f00"})
     r = msfkit("dedup", train, "--against", test, "--fail-on-leak")

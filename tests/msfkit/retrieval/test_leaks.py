@@ -64,6 +64,7 @@ def test_vectors_of_another_model_are_refused_in_one_line(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_calibrated_threshold_finds_copies_of_real_photos(photo_index, photo_paths, tmp_path):
     index, _, _, model = photo_index  # TRAIN: 12 photos (and copies of 3 of them)
     photos = tmp_path / "test"
