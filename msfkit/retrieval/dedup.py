@@ -191,7 +191,7 @@ def find_duplicates(
 
     `threshold="auto"` measures the threshold first (`msfkit.retrieval.calibrate`) and raises a user
     error, saying why, when copies and distinct images overlap. `fraction` is a size budget instead
-    of a threshold (which it ignores): the removal list that keeps that share of the collection, the
+    of a threshold (it ignores `threshold` and `groups`): the removal list that keeps that share, the
     most distinct (`msfkit.retrieval.keep.keep_fraction`; `keep` decides each pair, first by default),
     and as groups each kept image with those dropped for it."""
     with tempfile.TemporaryDirectory(prefix="msfkit-dedup-") as tmp:
