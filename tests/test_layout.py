@@ -192,10 +192,6 @@ LAZY_API = "msfkit"
 # issue 19 item 13: rooms converted after their refactors land
 NOT_YET_CONVERTED = {
     "msfkit",
-    "msfkit.curate.label_issues",
-    "msfkit.curate.neighbours",
-    "msfkit.curate.outliers",
-    "msfkit.curate.select",
     "msfkit.embedding.eta",
     "msfkit.embedding.ray_engine",
     "msfkit.embedding.run",

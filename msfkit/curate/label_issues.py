@@ -14,15 +14,11 @@ listed least self-confident first. Images without a label neither vote nor are j
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+import pandas as pd
 
 from msfkit.curate.neighbours import BLOCK_ROWS, Source, neighbour_blocks, opened, source_name
 from msfkit.models.errors import MsfkitError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 DEFAULT_K = 10
 COLUMNS = ("row", "path", "label", "suggested", "confidence", "self_confidence")
@@ -31,8 +27,6 @@ COLUMNS = ("row", "path", "label", "suggested", "confidence", "self_confidence")
 def label_issues(source: Source, k: int = DEFAULT_K, progress: bool = False) -> pd.DataFrame:
     """The images of `source` (an index folder or a labelled embedding store) whose neighbours vote
     for another label; a user error when it holds fewer than two labels."""
-    import pandas as pd
-
     with opened(source) as index:
         name = source_name(source)
         codes, classes = _label_codes(index, name)
@@ -59,8 +53,6 @@ def label_issues(source: Source, k: int = DEFAULT_K, progress: bool = False) -> 
 
 def _label_codes(index, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(the class number of every indexed row, -1 where it has no label; the sorted classes)."""
-    import pandas as pd
-
     labels = index.rows["label"]
     codes, classes = pd.factorize(labels, sort=True)  # a missing label is -1
     if len(classes) < 2:

@@ -21,16 +21,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
+from msfkit.index.build import build_index
 from msfkit.index.faiss_ops import set_search_params
 from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.models.errors import MsfkitError
-
-if TYPE_CHECKING:
-    import pandas as pd
+from msfkit.store import is_store
 
 BLOCK_ROWS = 8192
 WIDER = 4  # efSearch / nprobe times the index's own (faiss caps nprobe at the number of lists)
@@ -46,9 +46,6 @@ def source_name(source: Source) -> str:
 def opened(source: Source) -> Iterator[IndexFolder]:
     """`source` as an open index folder: an `IndexFolder` as it is, an index folder opened, an embedding
     store through a temporary exact (flat) index, removed on leaving."""
-    from msfkit.index.build import build_index
-    from msfkit.store import is_store
-
     if isinstance(source, IndexFolder):
         with _searched_wider(source):
             yield source
@@ -88,8 +85,6 @@ def neighbour_blocks(
     """(first row, similarities, neighbour rows, valid) for each block of indexed vectors, each array
     (block, k): the k nearest other images, best first; `valid` is False where an approximate index
     found fewer (those similarities are NaN, those rows -1). `name` names the source in errors."""
-    from tqdm import tqdm
-
     k = neighbour_count(index, k, name)
     with tqdm(total=len(index), unit="img", desc=desc, disable=not progress, leave=False) as bar:
         for start, block in index.store.iter_batches(BLOCK_ROWS):
@@ -112,8 +107,6 @@ def _others(index: IndexFolder, vectors: np.ndarray, own: np.ndarray, k: int) ->
 def neighbours_of(source: Source, rows, k: int) -> pd.DataFrame:
     """The k nearest other images of each of `rows` (in the order given): one line per pair, with
     row, rank (from 1), neighbour, path, label and score (cosine similarity), for a gallery."""
-    import pandas as pd
-
     rows = np.asarray(rows, dtype=np.int64)
     with opened(source) as index:
         k = neighbour_count(index, k, source_name(source))

@@ -11,15 +11,11 @@ Rows are ranked by score, highest first; ties by the lower in-degree, then by ro
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+import pandas as pd
 
 from msfkit.curate.neighbours import Source, neighbour_blocks, opened, source_name
 from msfkit.models.errors import MsfkitError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 DEFAULT_K = 10
 COLUMNS = ("rank", "row", "path", "label", "score", "in_degree")
@@ -30,8 +26,6 @@ def outliers(
 ) -> pd.DataFrame:
     """Every image of `source` (an index folder or an embedding store), most foreign first, or the
     `top` most foreign: rank (from 1), row, path, label, score, in_degree."""
-    import pandas as pd
-
     if top is not None and top < 1:
         raise MsfkitError(f"top must be >= 1, not {top}")
     with opened(source) as index:

@@ -20,17 +20,16 @@ against the chosen ones), so strategies compare on one number. The same `seed` c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+import faiss
 import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
 from msfkit.curate.neighbours import BLOCK_ROWS, Source, opened, source_name
 from msfkit.index.faiss_ops import normalized
 from msfkit.index.folder import IndexFolder
 from msfkit.models.errors import MsfkitError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 STRATEGIES = ("coverage", "centres", "random")
 MAX_POINTS_PER_CENTROID = 256  # faiss's own default sample per cluster
@@ -55,8 +54,6 @@ def select(
     source: Source, budget: int, strategy: str = "coverage", seed: int = 0, progress: bool = False
 ) -> Selection:
     """`budget` images of `source` (an index folder or an embedding store) chosen by `strategy`."""
-    import pandas as pd
-
     if strategy not in STRATEGIES:
         raise MsfkitError(f"strategy {strategy!r}: one of {', '.join(STRATEGIES)}")
     with opened(source) as index:
@@ -80,8 +77,6 @@ def select(
 
 def coverage_radius(index: IndexFolder, rows: np.ndarray) -> float:
     """The largest cosine distance from an indexed image to the nearest of `rows` (one streaming pass)."""
-    import faiss
-
     chosen = faiss.IndexFlatIP(index.dim)
     chosen.add(normalized(index.store.take(np.unique(rows))))
     worst = 0.0  # not below: an image chosen itself may read -1e-7
@@ -94,8 +89,6 @@ def coverage_radius(index: IndexFolder, rows: np.ndarray) -> float:
 def greedy_k_center(index: IndexFolder, budget: int, rng: np.random.Generator, progress: bool) -> list[int]:
     """Farthest-point sampling: a random first image, then each time the image farthest from all
     chosen so far (its distance kept per image and lowered with each new centre: N floats)."""
-    from tqdm import tqdm
-
     store = index.store
     nearest = np.full(len(index), np.inf)
     chosen = [int(rng.integers(len(index)))]
@@ -126,8 +119,6 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
 def kmeans_centres(index: IndexFolder, budget: int, rng: np.random.Generator) -> list[int]:
     """The image nearest each centroid of a spherical k-means with `budget` clusters, each image taken
     by one centroid only: pairs taken most similar first; centroids left without one ask for more."""
-    import faiss
-
     n = len(index)
     rows = np.sort(rng.choice(n, size=min(n, budget * MAX_POINTS_PER_CENTROID), replace=False))
     sample = normalized(index.store.take(rows))
