@@ -192,9 +192,6 @@ LAZY_API = "msfkit"
 # issue 19 item 13: rooms converted after their refactors land
 NOT_YET_CONVERTED = {
     "msfkit",
-    "msfkit.embedding.eta",
-    "msfkit.embedding.ray_engine",
-    "msfkit.embedding.run",
 }
 
 

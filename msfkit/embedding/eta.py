@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 import time
 
+from tqdm import tqdm
+
 LONG_IMAGES = 1000
 LONG_SECONDS = 30.0
 WARMUP_BATCHES = 2
@@ -51,8 +53,6 @@ class JobLine:
         self.said = True
         seconds = self.total * (now - self._start) / self._timed  # the whole job, at the measured rate
         if self.total > LONG_IMAGES or seconds > LONG_SECONDS:
-            from tqdm import tqdm
-
             tqdm.write(self.text(seconds), file=sys.stderr)  # above a progress bar, if one is drawn
 
     def text(self, seconds: float) -> str:

@@ -53,7 +53,7 @@ class ShardWorker:
         choice is a local run's). A CPU worker decodes in its own process (the cluster's CPUs are
         the workers); a GPU worker with as many processes as a local rank on a machine with
         `gpus_per_node` GPUs."""
-        import ray  # the worker's process has it: this class runs only there
+        import ray  # optional extra: ray (the worker's process has it: this class runs only there)
 
         if opts.workers is None:
             device = torch.device(opts.device)
@@ -86,15 +86,13 @@ def embed_on_ray(
     """Embed `jobs` on the Ray cluster at `address` (None: RAY_ADDRESS or a new local one; "auto":
     the one running here), committing each shard to the store `out`; (embedded, failed, replaced).
     `opts.device`: "cpu", "cuda" or None/"auto" (GPU workers where the cluster has GPUs)."""
-    from ray.util import ActorPool
-
     ray = connect_cluster(address, opts.device)
     if not jobs:
         return 0, 0, 0
     # the model is put once and fetched by each worker; the driver holds it to the end, for restarts
     model = ray.put(encoder)
     actors = _start_workers(ray, model, opts, jobs)
-    pool = ActorPool(actors)
+    pool = ray.util.ActorPool(actors)
     for job in jobs:
         pool.submit(lambda a, j: a.embed.remote((j.shard, j.replace), [f.path for f in j.files]), job)
     by_key = {(job.shard, job.replace): job for job in jobs}

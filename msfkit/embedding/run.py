@@ -25,6 +25,7 @@ from pathlib import Path
 from msfkit.embedding.commit import commit_job
 from msfkit.embedding.pipeline import Embedder, EmbedOptions
 from msfkit.embedding.plan import Planned, ShardJob, StoreOptions, plan_run
+from msfkit.embedding.ray_engine import connect_cluster, embed_on_ray
 from msfkit.embedding.summary import EmbedSummary
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
@@ -59,8 +60,6 @@ def embed(
         plan: Planned = ranks.from_rank0(lambda: plan_run(inputs, encoder, out, store, settings))
         jobs = plan.for_rank(ranks.rank, ranks.world)
         if store.engine == "ray":
-            from msfkit.embedding.ray_engine import embed_on_ray  # optional extra: ray
-
             counts = embed_on_ray(encoder, jobs, out, opts, store.address)
         else:
             counts = _embed_jobs(encoder, jobs, out, opts, ranks)
@@ -94,8 +93,6 @@ def _connect_ray(address: str | None, device: object, ranks: Ranks) -> None:
     """Connect this driver to the Ray cluster at `address` that `ray_engine.embed_on_ray` uses."""
     if ranks.world > 1:
         raise MsfkitError("--engine ray runs from one driver process; start it without torchrun")
-    from msfkit.embedding.ray_engine import connect_cluster  # optional extra: ray
-
     connect_cluster(address, device)
 
 
