@@ -20,6 +20,7 @@ of these functions.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from collections.abc import Sequence
@@ -71,8 +72,6 @@ def embed(
     engine: "local" or "ray", address: the Ray cluster).
     A rerun continues where the last one stopped. `store.run` is the run's `EmbedSummary`.
     """
-    import dataclasses
-
     from msfkit.embedding import EmbedOptions, StoreOptions
     from msfkit.embedding import embed as run
     from msfkit.store import open_store

@@ -189,10 +189,6 @@ def test_the_dependency_rule_catches_a_wrong_import(tmp_path):
 # msfkit module that imports one) may be imported, on a line marked `# optional extra: NAME`.
 OPTIONAL_EXTRAS = {"ray", "fsspec", "s3fs", "onnx", "onnxruntime", "starlette", "uvicorn", "multipart"}
 LAZY_API = "msfkit"
-# issue 19 item 13: rooms converted after their refactors land
-NOT_YET_CONVERTED = {
-    "msfkit",
-}
 
 
 def _deferred_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
@@ -234,15 +230,7 @@ LIBRARY = sorted(m for m in MODULES if not m.startswith("msfkit.cli"))
 
 @pytest.mark.parametrize("module", LIBRARY)
 def test_library_modules_import_at_the_top(module):
-    if module in NOT_YET_CONVERTED:
-        pytest.skip("issue 19 item 13: converted after its room's refactor lands")
     assert not _wrong_deferrals(module, MODULES[module].read_text())
-
-
-def test_not_yet_converted_lists_only_modules_that_still_defer():
-    """A converted module leaves the list, so the list shrinks to empty as the rooms land."""
-    converted = sorted(m for m in NOT_YET_CONVERTED if not _wrong_deferrals(m, MODULES[m].read_text()))
-    assert not converted, f"remove from NOT_YET_CONVERTED: {converted}"
 
 
 def test_the_import_rule_catches_a_deferred_import():
