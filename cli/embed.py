@@ -71,6 +71,11 @@ def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
 @click.option(
     "--shard-rows", type=click.IntRange(min=1), default=4096, show_default=True, help="Files per shard."
 )
+@click.option(
+    "--image-column",
+    help="Tables: the column of images (bytes, {bytes, path} structs or paths) [default: the one].",
+)
+@click.option("--label-column", help="Tables: the column of labels [default: label, when there is one].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @json_option
 @click.pass_context
@@ -91,10 +96,13 @@ def embed(
     draft: bool,
     max_pixels: int | None,
     shard_rows: int,
+    image_column: str | None,
+    label_column: str | None,
     quiet: bool,
     as_json: bool,
 ):
-    """Embed IMAGES (folders, text files listing paths, or image files) into the store OUT.
+    """Embed IMAGES (folders, text files listing paths, image files, or tables of images: Parquet,
+    .arrow, saved datasets folders) into the store OUT.
 
     Bad files (empty, truncated, not images, too many pixels, broken links) never stop the run:
     each is recorded with its reason in OUT/errors.parquet. Run the same command again after an
@@ -105,6 +113,7 @@ def embed(
     """
     import msfkit
     from msfkit.data.images import DEFAULT_MAX_PIXELS
+    from msfkit.data.tables import TableOptions
     from msfkit.models.errors import MsfkitError
     from msfkit.outputs import check_not_inside
 
@@ -131,6 +140,7 @@ def embed(
         shard_rows=shard_rows,
         engine=engine,
         address=address,
+        tables=TableOptions(image_column, label_column),
         progress=not quiet and not as_json,
         announce=not quiet,
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from msfkit.data.archives import MemberError, read_member, split_member
+from msfkit.data.cells import CellError, read_cell, split_cell
 from msfkit.data.paths import name_problem, refused_entry
 from msfkit.models.errors import MsfkitError
 from msfkit.models.preprocess import to_rgb
@@ -129,6 +130,13 @@ def _open_source(text: str):
     as given, before `Path` would fold a `//` or `..` in the name."""
     path = Path(text)
     if not path.exists() and not path.is_symlink():
+        cell = split_cell(text)  # TABLE.parquet/COLUMN/ROW: an image held in a table
+        if cell is not None:
+            try:
+                data, mtime = read_cell(*cell)
+            except CellError as e:
+                raise BadImageError(str(e)) from None
+            return io.BytesIO(data), len(data), mtime, int(mtime * 1_000_000_000)
         member = split_member(text)
         if member is not None:
             try:

@@ -6,7 +6,9 @@ file listing paths (`.txt`, `.lst`, `.list`: one path per line, relative to the 
 blank lines and `#` comments ignored), a table of paths (`.csv` or `.parquet` with a `path`
 column and an optional `label` column; paths relative to the table's folder), a tar archive or
 webdataset shard (its image members: see `msfkit.data.archives`; brace lists such as
-`train-{0000..0009}.tar` expand), or an image file. Paths are kept as named, not resolved, so a
+`train-{0000..0009}.tar` expand), a table of images (a Parquet or .arrow file or a saved `datasets`
+folder whose image column holds encoded images or paths: its rows, named `TABLE/COLUMN/ROW`, see
+`msfkit.data.tables`), or an image file. Paths are kept as named, not resolved, so a
 broken symlink is listed (and later reported) rather than silently dropped. So is a sub-folder
 that cannot be read (no permission): it is listed as an entry of its own, which fails to decode
 as "unreadable folder", and named in `Listing.unreadable`.
@@ -31,6 +33,7 @@ import pandas as pd
 from msfkit.data.archives import archives, is_archive, members, refuse_unreadable
 from msfkit.data.images import image_extensions
 from msfkit.data.paths import LIST_SUFFIXES, name_problem
+from msfkit.data.tables import TableOptions, holds_images, table_rows
 from msfkit.models.errors import MsfkitError
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -62,8 +65,10 @@ class Listing:
         return h.hexdigest()[:16]
 
 
-def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
-    """The files named by `inputs` (folders, path lists, single files); see the module docstring."""
+def list_inputs(inputs: Sequence[str | os.PathLike], tables: TableOptions | None = None) -> Listing:
+    """The files named by `inputs` (folders, path lists, tables, single files); see the module
+    docstring. `tables`: which columns of a table input hold the images and the labels."""
+    tables = tables or TableOptions()
     if not inputs:
         raise MsfkitError("no inputs: give image folders, files, or a text file listing paths")
     found: list[tuple[str, str | None, str | None]] = []  # (absolute path, name inside it, label)
@@ -75,6 +80,9 @@ def list_inputs(inputs: Sequence[str | os.PathLike]) -> Listing:
         if os.path.isfile(path) and is_archive(path):  # a tar or webdataset shard: its image members
             anchors.append(os.path.dirname(path))
             found += [(path, name, label) for name, label in members(path, image_extensions())]
+        elif holds_images(path, tables):  # a table of images: its rows, as members of it
+            anchors.append(path if os.path.isdir(path) else os.path.dirname(path))
+            found += [(path, name, label) for name, label in table_rows(path, tables)]
         elif os.path.isdir(path):
             anchors.append(path)
             found += [(p, None, label) for p, label in _walk(path, unreadable)]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msfkit.data.inputs import Listing, SourceFile, list_inputs
+from msfkit.data.tables import TableOptions
 from msfkit.embedding.changes import find_changes
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
@@ -53,6 +54,7 @@ class StoreOptions:
     shard_rows: int = DEFAULT_SHARD_ROWS  # files per committed shard
     engine: str = "local"  # or "ray": shards embedded by Ray workers, committed here (ray_engine.py)
     address: str | None = None  # the Ray cluster: "auto", HOST:PORT; None: RAY_ADDRESS or a new one
+    tables: TableOptions = TableOptions()  # the image and label columns of table inputs
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -95,7 +97,7 @@ def plan_run(
 ) -> Planned:
     """Check or create the store (locking it), decide which shards hold which files, and save the
     plan in its manifest."""
-    listing = list_inputs(inputs)
+    listing = list_inputs(inputs, store.tables)
     for folder in listing.unreadable:
         print(f"warning: cannot read the folder {folder}; its images are not embedded", file=sys.stderr)
     if store.shard is not None:

@@ -197,3 +197,43 @@ def test_bf16_on_a_cpu_that_only_emulates_it_is_one_warning_line(photos_dir, tin
     warnings = [line for line in run.stderr.splitlines() if "no native bf16" in line]
     assert len(warnings) == (0 if cpu_has_fast_bf16() else 1), run.stderr
     assert all(line.endswith("--precision fp32 is faster") for line in warnings)
+
+
+def test_a_parquet_of_encoded_images_embeds_as_its_photos_do(runner, photos_dir, tiny_model_dir, tmp_path):
+    """--image-column / --label-column: the cells of a table (datasets.Image structs), embedded to the
+    vectors of the same photos as files; a truncated cell and a path out of the folder are error rows."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    photos = sorted(photos_dir.glob("*.jpg"))
+    cells = [{"bytes": p.read_bytes(), "path": p.name} for p in photos]
+    cells += [{"bytes": photos[0].read_bytes()[:300], "path": None}, {"bytes": None, "path": "../x.jpg"}]
+    kind = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    table = pa.table({"img": pa.array(cells, kind), "cls": ["a", "b"] * (len(cells) // 2)})
+    pq.write_table(table, tmp_path / "photos.parquet", row_group_size=3)
+    common = ["-m", str(tiny_model_dir), "--workers", "0"]
+    args = [
+        "embed",
+        str(tmp_path / "photos.parquet"),
+        *common,
+        "-o",
+        str(tmp_path / "s"),
+        "--image-column",
+        "img",
+    ]
+    result = runner.invoke(cli, [*args, "--label-column", "cls"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1].startswith(f"embedded {len(photos)}, failed 2, skipped 0 in ")
+    store = open_store(tmp_path / "s")
+    assert store.meta["path"].tolist() == [f"photos.parquet/img/{i:09d}" for i in range(len(photos))]
+    assert store.meta["label"].tolist() == ["a", "b"] * (len(photos) // 2)
+    reasons = dict(zip(store.errors["path"], store.errors["reason"], strict=True))
+    n = len(photos)
+    assert (
+        reasons[f"photos.parquet/img/{n + 1:09d}"]
+        == "unsafe path in the table photos.parquet: has a '..' part ('../x.jpg')"
+    )
+    assert reasons[f"photos.parquet/img/{n:09d}"].startswith("truncated")
+    assert runner.invoke(cli, ["embed", str(photos_dir), *common, "-o", str(tmp_path / "f")]).exit_code == 0
+    np.testing.assert_allclose(store.vectors, open_store(tmp_path / "f").vectors, atol=1e-5)

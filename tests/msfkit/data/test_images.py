@@ -108,3 +108,16 @@ def test_a_panorama_is_not_thin(tmp_path):
     path = tmp_path / "pano.jpg"
     Image.new("RGB", (4000, 500), (10, 20, 30)).save(path)
     assert decode_image(path).width == 4000
+
+
+def test_a_table_cell_decodes_as_its_photo_and_a_bad_cell_has_a_reason(tmp_path, photo_paths):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cells = [photo_paths[0].read_bytes(), None]
+    pq.write_table(pa.table({"image": pa.array(cells, pa.binary())}), tmp_path / "t.parquet")
+    decoded = decode_image(f"{tmp_path}/t.parquet/image/000000000")
+    assert decoded.image.size == decode_image(photo_paths[0]).image.size
+    assert decoded.bytes == len(cells[0]) and decoded.mtime == (tmp_path / "t.parquet").stat().st_mtime
+    with pytest.raises(BadImageError, match="^empty image cell$"):
+        decode_image(f"{tmp_path}/t.parquet/image/000000001")

@@ -97,3 +97,32 @@ def test_list_and_table_entries_that_climb_out_or_are_absolute_are_error_rows(tm
     for f in listing.files[1:]:
         with pytest.raises(BadImageError, match=re.escape(f"unsafe path in the list {refused[f.rel]}")):
             decode_image(f.path)
+
+
+def test_tables_of_images_list_their_rows_beside_other_inputs(tmp_path, photos_dir):
+    """A Parquet table of encoded images and a saved datasets folder list their rows as members; a
+    Parquet table of paths (no image column named) stays a table of paths."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from msfkit.data.tables import TableOptions
+
+    photos = sorted(photos_dir.glob("*.jpg"))
+    (tmp_path / "t").mkdir()
+    images = pa.table(
+        {"jpeg": pa.array([p.read_bytes() for p in photos[:2]], pa.binary()), "label": ["a", "b"]}
+    )
+    pq.write_table(images, tmp_path / "t" / "images.parquet")
+    pq.write_table(pa.table({"path": [f"photos/{photos[2].name}"]}), tmp_path / "paths.parquet")
+    listed = list_inputs([tmp_path / "t" / "images.parquet", tmp_path / "paths.parquet", photos[3]])
+    assert listed.root == tmp_path
+    assert [(f.rel, f.label) for f in listed.files] == [
+        (f"photos/{photos[2].name}", None),  # the table of paths names a file
+        (f"photos/{photos[3].name}", None),
+        ("t/images.parquet/jpeg/000000000", "a"),
+        ("t/images.parquet/jpeg/000000001", "b"),
+    ]
+    named = list_inputs([tmp_path / "paths.parquet"], TableOptions(image_column="path"))
+    assert [(f.path, f.rel) for f in named.files] == [
+        (f"{tmp_path}/paths.parquet/path/000000000", "paths.parquet/path/000000000")
+    ]
