@@ -107,7 +107,7 @@ def local_hub(tmp_path_factory, hf_env):
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3 API (moto in server mode) on 127.0.0.1 for the session: tests/s3_server.py."""
-    pytest.importorskip("s3fs", reason="the S3 tests need msfkit[s3,test-s3]")
+    pytest.importorskip("s3fs", reason="the S3 tests need the test extra (s3fs, moto)")
     from tests.s3_server import S3Server
 
     with S3Server() as server:
