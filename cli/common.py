@@ -38,6 +38,22 @@ device_option = click.option(
 )
 
 
+def ray_options(what: str):
+    """`--engine local|ray` (ray: `what`) and `--address`, the same for every command that scales out."""
+    engine = click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help=f"ray: {what}",
+    )
+    address = click.option(
+        "--address",
+        help="Ray cluster: auto (the one running here) or HOST:PORT; default RAY_ADDRESS or a new one.",
+    )
+    return lambda command: engine(address(command))
+
+
 def check_outputs(force: bool, *paths: str | None) -> None:
     """The output guard (`msfkit.outputs.check_output`) on each file output given, before any work."""
     from msfkit.outputs import check_output

@@ -12,6 +12,7 @@ from msfkit.cli.common import (
     json_option,
     model_option,
     precision_option,
+    ray_options,
     warn_slow_bf16,
 )
 
@@ -47,17 +48,7 @@ def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
     "--force", "overwrite", is_flag=True, help="Replace a store made with another model, source or settings."
 )
 @click.option("--strict", is_flag=True, help="Exit 1 when any file could not be embedded.")
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="ray: Ray workers (one per GPU, else per CPU) embed the shards; this process plans and commits.",
-)
-@click.option(
-    "--address",
-    help="Ray cluster: auto (the one running here) or HOST:PORT; default RAY_ADDRESS or a new one.",
-)
+@ray_options("Ray workers (one per GPU, else per CPU) embed the shards; this process plans and commits.")
 @click.option(
     "--draft/--no-draft",
     default=False,

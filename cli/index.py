@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from msfkit.cli.common import echo_json, json_option
+from msfkit.cli.common import echo_json, json_option, ray_options
 
 
 @click.command("index", context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,17 +35,7 @@ from msfkit.cli.common import echo_json, json_option
     is_flag=True,
     help="Keep the IVF lists in index.ivfdata, searched memory-mapped: an index larger than RAM.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="ray: fill the pieces of an on-disk index in parallel Ray tasks (implies --on-disk).",
-)
-@click.option(
-    "--address",
-    help="Ray cluster: auto (the one running here) or HOST:PORT; default RAY_ADDRESS or a new one.",
-)
+@ray_options("fill the pieces of an on-disk index in parallel Ray tasks (implies --on-disk).")
 @click.option(
     "--recall",
     type=click.FloatRange(0, 1, min_open=True),
