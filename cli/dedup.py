@@ -3,6 +3,9 @@ with `--against TEST`, the TEST images that leak into INDEX (a split's check).""
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
 import click
 
 from msfkit.cli.common import check_outputs, device_option, echo_json_lines, force_option, json_lines_option
@@ -119,7 +122,9 @@ def dedup(
     """
     from msfkit.data.csv_writer import write_csv
     from msfkit.models.runtime import resolve_device
+    from msfkit.outputs import is_index_folder
     from msfkit.retrieval.dedup import find_duplicates, path_lines
+    from msfkit.retrieval.index import open_index
     from msfkit.retrieval.render import groups_as_results
 
     ctx = click.get_current_context()
@@ -135,6 +140,8 @@ def dedup(
     )
     check_outputs(force, out, grid, html)
     device = resolve_device(device) if threshold == "auto" else None
+    # an index folder opened once: its rows' images are drawn only while they are the embedded files
+    index = open_index(index) if is_index_folder(Path(index)) else index
     if test is not None:
         leaks = _leaks(
             index, test, threshold=threshold, out=out, grid=grid, html=html, device=device, as_json=as_json
@@ -156,7 +163,7 @@ def dedup(
         click.echo(found.calibration.explain(), err=True)
     df = found.groups if found.removals is None else found.removals
     lines = path_lines(df["path"]) if as_paths else None
-    _pictures(lambda limit: groups_as_results(found.groups, limit=limit), grid, html, "msfkit dedup")
+    _pictures(partial(groups_as_results, found.groups), grid, html, "msfkit dedup", index)
     with click.open_file(out or "-", "w", atomic=out is not None) as f:
         if as_json:
             echo_json_lines(df.to_dict("records"), file=f)
@@ -196,7 +203,7 @@ def _leaks(train, test, *, threshold, out, grid, html, device, as_json) -> int:
     found = find_leaks(train, test, threshold=threshold, progress=not as_json, device=device)
     if found.calibration is not None:
         click.echo(found.calibration.explain(), err=True)
-    _pictures(lambda limit: found.results, grid, html, "msfkit dedup --against")
+    _pictures(lambda limit: found.results, grid, html, "msfkit dedup --against", train)
     with click.open_file(out or "-", "w", atomic=out is not None) as f:
         if as_json:
             echo_json_lines(found.table.to_dict("records"), file=f)
@@ -210,14 +217,17 @@ def _leaks(train, test, *, threshold, out, grid, html, device, as_json) -> int:
     return len(found.table)
 
 
-def _pictures(results, grid: str | None, html: str | None, title: str) -> None:
+def _pictures(results, grid: str | None, html: str | None, title: str, index) -> None:
     """The contact sheet and the HTML gallery, where asked for, of `results(limit)`: search results'
-    shape, at most `limit` images a line (None: all)."""
+    shape, at most `limit` images a line (None: all); rows of `index`, when it is an opened index
+    folder, are read through their stores' facts (`msfkit.data.row_files`)."""
+    from msfkit.index.folder import IndexFolder
     from msfkit.retrieval.render import contact_sheet, gallery_html
 
+    index = index if isinstance(index, IndexFolder) else None
     if grid:
-        contact_sheet(results(16), grid)
+        contact_sheet(results(16), grid, index=index)
         click.echo(f"contact sheet -> {grid}", err=True)
     if html:
-        gallery_html(results(None), html, title=title)
+        gallery_html(results(None), html, title=title, index=index)
         click.echo(f"gallery -> {html}", err=True)

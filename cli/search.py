@@ -48,7 +48,8 @@ def search(index, queries, k, model, device, as_json, as_csv, output, grid, html
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")
     check_outputs(force, output, grid, html)
-    df = msfkit.open_index(index).search(list(queries), k=k, model=model, device=resolve_device(device))
+    opened = msfkit.open_index(index)
+    df = opened.search(list(queries), k=k, model=model, device=resolve_device(device))
     for query, reason in df.attrs["errors"]:
         click.echo(f"skipped query {query}: {reason}", err=True)
     if df.empty:
@@ -56,11 +57,11 @@ def search(index, queries, k, model, device, as_json, as_csv, output, grid, html
     if grid:
         from msfkit.retrieval.render import contact_sheet
 
-        contact_sheet(df, grid)
+        contact_sheet(df, grid, index=opened)
     if html:
         from msfkit.retrieval.render import gallery_html
 
-        gallery_html(df, html)
+        gallery_html(df, html, index=opened)
     with click.open_file(output or "-", "w", atomic=output is not None) as out:
         if as_json:
             echo_json_lines(df.to_dict("records"), file=out)

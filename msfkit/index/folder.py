@@ -29,9 +29,11 @@ from typing import Any
 
 import faiss
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 
 from msfkit.data.paths import row_paths
+from msfkit.data.row_files import RowFile
 from msfkit.index.faiss_ops import (
     normalized,
     quiet_stdout,
@@ -93,6 +95,20 @@ class IndexFolder:
         if not np.isfinite(q).all():
             raise MsfkitError("query vectors hold non-finite values (NaN or inf)")
         return search_index(self.index, q, min(k, len(self)))
+
+    def row_file(self, row: int) -> RowFile:
+        """The file of index row `row` as its store recorded it (source root, path, size, mtime): what
+        `msfkit.data.row_files.read_row_file` reads only while it is still that file, in its source."""
+        facts = self.store.meta.iloc[row]
+        source = self.info["sources"][int(self.rows["source"].iat[row])]
+        mtime_ns = facts.get("mtime_ns")  # null (NaN) in shards written before the column
+        return RowFile(
+            root=source.get("source_root"),
+            rel=str(self.rows["path"].iat[row]),
+            bytes=int(facts["bytes"]),
+            mtime=float(facts["mtime"]),
+            mtime_ns=None if mtime_ns is None or pd.isna(mtime_ns) else int(mtime_ns),
+        )
 
     def absolute_paths(self, rows: np.ndarray | Sequence[int]) -> list[str | None]:
         """The source file of each index row (None for -1); a row path or source root that would leave

@@ -4,6 +4,8 @@ Both take the DataFrame of `msfkit.retrieval.search.search`. The contact sheet h
 query image (framed), then its neighbours left to right, each captioned with rank and score. The
 gallery page embeds every thumbnail as a data URI, so the one file can be mailed or archived.
 An image that cannot be read shows as a grey tile saying so; a query given as a vector has none.
+Given the index the results came from, a result row's image is read through
+`msfkit.data.row_files` (only while it is the embedded file, inside its source), as the server does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from msfkit.data.images import BadImageError, load_image
+from msfkit.data.images import BadImageError, decode_image, load_image
+from msfkit.data.paths import UnsafePath
+from msfkit.data.row_files import read_row_file
 from msfkit.models.files import atomic_write
 from msfkit.retrieval.search import COLUMNS
 
@@ -34,14 +38,15 @@ def sheet_size(queries: int, neighbours: int, thumb: int = THUMB) -> tuple[int, 
     return PAD + (1 + neighbours) * (thumb + PAD), PAD + queries * (thumb + CAPTION + PAD)
 
 
-def contact_sheet(results: pd.DataFrame, out: str | os.PathLike, thumb: int = THUMB) -> Path:
-    """Draw the contact sheet of `results` into the PNG `out` (written under a temporary name)."""
+def contact_sheet(results: pd.DataFrame, out: str | os.PathLike, thumb: int = THUMB, *, index=None) -> Path:
+    """Draw the contact sheet of `results` into the PNG `out` (written under a temporary name);
+    `index` (an `IndexFolder`): the results' rows are read as the server reads them."""
     groups = _groups(results)
     neighbours = int(results["rank"].max()) if len(results) else 0
     sheet = Image.new("RGB", sheet_size(len(groups), neighbours, thumb), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
-    tiles = _Tiles(thumb)
+    tiles = _Tiles(thumb, index)
     for line, (name, image, hits) in enumerate(groups):
         y = PAD + line * (thumb + CAPTION + PAD)
         sheet.paste(tiles.get(image), (PAD, y))
@@ -49,17 +54,23 @@ def contact_sheet(results: pd.DataFrame, out: str | os.PathLike, thumb: int = TH
         draw.text((PAD, y + thumb + 2), _fit(Path(name).name, thumb), fill=QUERY_FRAME, font=font)
         for col, hit in enumerate(hits, start=1):
             x = PAD + col * (thumb + PAD)
-            sheet.paste(tiles.get(hit.path), (x, y))
+            sheet.paste(tiles.get(hit.path, hit.row), (x, y))
             caption = f"{hit.rank}. {hit.score:.3f} {_label(hit)}".strip()
             draw.text((x, y + thumb + 2), _fit(caption, thumb), fill=(0, 0, 0), font=font)
     return _write(Path(out), lambda f: sheet.save(f, format="PNG"))
 
 
 def gallery_html(
-    results: pd.DataFrame, out: str | os.PathLike, thumb: int = 160, *, title: str = "msfkit search"
+    results: pd.DataFrame,
+    out: str | os.PathLike,
+    thumb: int = 160,
+    *,
+    title: str = "msfkit search",
+    index=None,
 ) -> Path:
-    """Write one HTML page with every query and its neighbours, images embedded as data URIs."""
-    tiles = _Tiles(thumb)
+    """Write one HTML page with every query and its neighbours, images embedded as data URIs;
+    `index` as for `contact_sheet`."""
+    tiles = _Tiles(thumb, index)
     parts = [
         "<!doctype html>",
         f'<html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>',
@@ -73,7 +84,9 @@ def gallery_html(
         parts.append(_figure(tiles.data_uri(image), "query", image or name, "query"))
         for hit in hits:
             caption = f"{hit.rank}. {hit.score:.4f} {_label(hit)} {Path(str(hit.path)).name}"
-            parts.append(_figure(tiles.data_uri(hit.path), caption, str(hit.path), "hit", link=hit.path))
+            parts.append(
+                _figure(tiles.data_uri(hit.path, hit.row), caption, str(hit.path), "hit", link=hit.path)
+            )
         parts.append("</div></section>")
     parts.append("</body></html>\n")
     text = "\n".join(parts)
@@ -130,31 +143,41 @@ def _groups(results: pd.DataFrame) -> list[tuple[str, str | None, list]]:
 class _Tiles:
     """Square thumbnails, each image read once, unreadable ones a grey tile that says why."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, index=None) -> None:
         self.size = size
-        self.cache: dict[str | None, Image.Image] = {}
-        self.uris: dict[str | None, str] = {}
+        self.index = index  # the IndexFolder the result rows come from, if known
+        self.cache: dict[tuple, Image.Image] = {}
+        self.uris: dict[tuple, str] = {}
 
-    def get(self, path: str | None) -> Image.Image:
-        if path not in self.cache:
-            self.cache[path] = self._make(path)
-        return self.cache[path]
+    def get(self, path: str | None, row=None) -> Image.Image:
+        key = (path, self._row(row))
+        if key not in self.cache:
+            self.cache[key] = self._make(*key)
+        return self.cache[key]
 
-    def data_uri(self, path: str | None) -> str:
-        if path not in self.uris:
+    def data_uri(self, path: str | None, row=None) -> str:
+        key = (path, self._row(row))
+        if key not in self.uris:
             buf = io.BytesIO()
-            self.get(path).save(buf, format="JPEG", quality=85)
-            self.uris[path] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
-        return self.uris[path]
+            self.get(*key).save(buf, format="JPEG", quality=85)
+            self.uris[key] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+        return self.uris[key]
 
-    def _make(self, path: str | None) -> Image.Image:
+    def _row(self, row) -> int | None:
+        """An index row to read through its store's facts, or None (a query: the user's own file)."""
+        return None if self.index is None or row is None or pd.isna(row) else int(row)
+
+    def _make(self, path: str | None, row: int | None) -> Image.Image:
         tile = Image.new("RGB", (self.size, self.size), MISSING)
         if path is None:  # a query given as a vector
             ImageDraw.Draw(tile).text((4, 4), "no image", fill=(0, 0, 0))
             return tile
         try:
-            im = load_image(path, draft_size=self.size)
-        except BadImageError as e:
+            if row is None:
+                im = load_image(path, draft_size=self.size)
+            else:
+                im = decode_image(read_row_file(self.index.row_file(row)), draft_size=self.size).image
+        except (BadImageError, UnsafePath) as e:
             ImageDraw.Draw(tile).text((4, 4), _fit(str(e), self.size), fill=(0, 0, 0))
             return tile
         im = fit_image(im, self.size)

@@ -12,8 +12,6 @@ import mimetypes
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from msfkit.data.images import BadImageError, decode_image
 from msfkit.data.paths import UnsafePath
 from msfkit.data.row_files import RowFile, check_row_file, read_row_file
@@ -32,17 +30,7 @@ THUMB_QUALITY = 85
 
 def row_file(backend: Backend, row: int) -> RowFile:
     """The file of an indexed row as its store recorded it: source root, path, size and mtime."""
-    row = backend.rows.check(row)
-    index, facts = backend.index, backend.rows.meta.iloc[row]
-    source = index.info["sources"][int(index.rows["source"].iat[row])]
-    mtime_ns = facts["mtime_ns"]
-    return RowFile(
-        root=source.get("source_root"),
-        rel=str(index.rows["path"].iat[row]),
-        bytes=int(facts["bytes"]),
-        mtime=float(facts["mtime"]),
-        mtime_ns=None if pd.isna(mtime_ns) else int(mtime_ns),  # null in shards older than the column
-    )
+    return backend.index.row_file(backend.rows.check(row))
 
 
 def image_bytes(backend: Backend, row: int) -> tuple[bytes, str]:

@@ -129,3 +129,39 @@ def _one_line_error(run: subprocess.CompletedProcess, says: str) -> None:
     assert run.returncode == 1, run.stdout
     assert run.stderr.startswith("Error: ") and run.stderr.count("\n") == 1, run.stderr
     assert says in run.stderr, run.stderr
+
+
+def test_galleries_draw_a_row_only_while_it_is_the_embedded_file(collection, tmp_path):
+    """search --html and dedup --html read result rows through the same rule as the server: a photo
+    swapped for a symlink to an image outside the source root is drawn as a tile saying why."""
+    from msfkit.retrieval.render import _Tiles
+
+    data, index = collection / "data", collection / "ix-gallery"
+    assert _index(collection / "st", index).returncode == 0
+    original = (data / "p1.jpg").read_bytes()
+    drawn = _Tiles(160).data_uri(str(data / "p1.jpg"))
+    secret = _Tiles(160).data_uri(str(collection / "secret.jpg"))
+    query = tmp_path / "query.jpg"
+    query.write_bytes((data / "p0.jpg").read_bytes())
+
+    def galleries() -> list[str]:
+        pages = []
+        for command in (
+            ["search", str(index), str(query), "-k", "3"],
+            ["dedup", str(index), "--threshold", "-1"],
+        ):
+            page = tmp_path / f"{command[0]}.html"
+            run = _msfkit(*command, "--html", str(page), "--force")
+            assert run.returncode == 0, run.stderr
+            pages.append(page.read_text())
+        return pages
+
+    assert all(drawn in page for page in galleries())  # the row's own image, before the swap
+    (data / "p1.jpg").unlink()
+    (data / "p1.jpg").symlink_to(collection / "secret.jpg")
+    try:
+        pages = galleries()
+    finally:
+        (data / "p1.jpg").unlink()
+        (data / "p1.jpg").write_bytes(original)
+    assert not any(secret in page or drawn in page for page in pages)
