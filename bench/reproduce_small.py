@@ -186,6 +186,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = earlier_results(out, args)  # before any work: another schedule is refused
     free = max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0)) - args.workers))
     torch.set_num_threads(args.threads or free)
     train_set, test_set = load_fashion_mnist("train"), load_fashion_mnist("test")
@@ -203,7 +204,6 @@ def main() -> None:
     common = [c for c in common if c]
     base_cfg = load_config(args.preset, overrides=common)
     print(f"Fashion-MNIST, ResNet18 ({base_cfg.stem} stem) {base_cfg.image_size} px; {base_cfg}", flush=True)
-    results: dict[str, dict] = earlier_results(out, args)
     curves: dict[str, list] = {name: curve(Path(r["run"])) for name, r in results.items() if "run" in r}
 
     def record(name: str, row: dict) -> None:

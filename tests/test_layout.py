@@ -5,6 +5,7 @@ a lazy (function-level) import as much as on a top-level one."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -201,14 +202,20 @@ def _deferred_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
     return sorted((n for i, n in found.items() if i not in typing_only), key=lambda n: n.lineno)
 
 
-def _needs_extra(module: str, seen: frozenset[str] = frozenset()) -> bool:
+@functools.cache
+def _needs_extra(module: str) -> bool:
     """Whether `module` imports an optional extra when it is imported (itself or through msfkit modules)."""
+    return _reaches_extra(module, set())
+
+
+def _reaches_extra(module: str, seen: set[str]) -> bool:
+    """A depth-first walk of the modules imported at the top, each visited once."""
+    seen.add(module)
     tree = ast.parse(MODULES[module].read_text())
     names = [name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for name in _imported(n)]
     if any(name.split(".")[0] in OPTIONAL_EXTRAS for name in names):
         return True
-    inner = {name for name in names if name in MODULES} - seen - {module}
-    return any(_needs_extra(m, seen | {module}) for m in inner)
+    return any(_reaches_extra(m, seen) for m in {name for name in names if name in MODULES} - seen)
 
 
 def _wrong_deferrals(module: str, source: str) -> list[str]:

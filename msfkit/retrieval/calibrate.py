@@ -33,7 +33,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from msfkit.data.images import BadImageError, load_image
+from msfkit.data.images import BadImageError, decode_image
+from msfkit.data.paths import UnsafePath
+from msfkit.data.row_files import read_row_file
 from msfkit.embedding.pipeline import embed_items
 from msfkit.index.folder import IndexFolder
 from msfkit.models.errors import MsfkitError
@@ -143,11 +145,11 @@ def _copy_distances(index: IndexFolder, encoder, pick: np.ndarray, device):
     """(rows read back, their stored vectors, (rows, COPIES) distances of each copy to its original)."""
     rows, files = [], []
     with tempfile.TemporaryDirectory(prefix="msfkit-calibrate-") as tmp:
-        for row, path in zip(pick.tolist(), index.absolute_paths(pick), strict=True):
+        for row in pick.tolist():
             try:  # copies of the full-size image, as real copies are (draft decoding is the embedder's)
-                image = load_image(path)
-            except BadImageError:
-                continue  # a file gone or damaged since it was indexed: calibrate on the others
+                image = decode_image(read_row_file(index.row_file(row))).image
+            except (BadImageError, UnsafePath):
+                continue  # a file gone, changed or moved out of its source since: calibrate on the others
             rows.append(row)
             files += _write_copies(image, Path(tmp) / f"{row}")
         if len(rows) < 2:

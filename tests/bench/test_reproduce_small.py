@@ -61,11 +61,22 @@ def test_a_stopped_run_continues_to_the_unbroken_result(tmp_path):
     assert "finished in an earlier run, kept" in third and "continuing" not in third
     assert results(stopped)["MSF w/s (k=5)"] == got
 
-
-def test_another_schedule_in_the_same_out_is_refused(tmp_path):
-    reproduce(tmp_path, "--max-steps", "1")
-    cmd = [sys.executable, str(SCRIPT), "--out", str(tmp_path), "--epochs", "3", "--limit", "256",
-           "--batch-size", "64", "--knn-every-steps", "3", "--precision", "fp32"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert done.returncode != 0
-    assert "other --epochs" in done.stderr
+    other = [
+        sys.executable,
+        str(SCRIPT),
+        "--out",
+        str(stopped),
+        "--epochs",
+        "3",
+        "--limit",
+        "256",
+        "--batch-size",
+        "64",
+        "--knn-every-steps",
+        "3",
+        "--precision",
+        "fp32",
+    ]
+    refused = subprocess.run(other, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert refused.returncode != 0 and "other --epochs" in refused.stderr  # another schedule, same --out
+    assert results(stopped)["MSF w/s (k=5)"] == got

@@ -57,6 +57,7 @@ def test_a_symlink_or_a_changed_file_swapped_in_after_indexing_is_not_sent(colle
     """The rows are checked when a file is sent, not once at start: the swaps happen while it serves."""
     data = collection / "data"
     originals = {i: (data / f"p{i}.jpg").read_bytes() for i in range(3)}
+    stats = {i: (data / f"p{i}.jpg").stat() for i in range(3)}
     index = collection / "ix"
     assert _index(collection / "st", index).returncode == 0
     with _served(index, tmp_path_factory) as server, httpx.Client(base_url=server.url, timeout=60) as client:
@@ -74,8 +75,14 @@ def test_a_symlink_or_a_changed_file_swapped_in_after_indexing_is_not_sent(colle
         r = client.get("/api/rows/0/image")
         assert r.status_code == 200 and r.content == originals[0]
     for i in (1, 2):
-        (data / f"p{i}.jpg").unlink()
-        (data / f"p{i}.jpg").write_bytes(originals[i])
+        _restore(data / f"p{i}.jpg", originals[i], stats[i])
+
+
+def _restore(path: Path, content: bytes, stat: os.stat_result) -> None:
+    """Put back a photo as it was embedded (bytes and mtime), so later tests see the embedded file."""
+    path.unlink()
+    path.write_bytes(content)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def _edit(store: Path, root: str, rel: str) -> None:
@@ -138,7 +145,7 @@ def test_galleries_draw_a_row_only_while_it_is_the_embedded_file(collection, tmp
 
     data, index = collection / "data", collection / "ix-gallery"
     assert _index(collection / "st", index).returncode == 0
-    original = (data / "p1.jpg").read_bytes()
+    original, stat = (data / "p1.jpg").read_bytes(), (data / "p1.jpg").stat()
     drawn = _Tiles(160).data_uri(str(data / "p1.jpg"))
     secret = _Tiles(160).data_uri(str(collection / "secret.jpg"))
     query = tmp_path / "query.jpg"
@@ -162,6 +169,5 @@ def test_galleries_draw_a_row_only_while_it_is_the_embedded_file(collection, tmp
     try:
         pages = galleries()
     finally:
-        (data / "p1.jpg").unlink()
-        (data / "p1.jpg").write_bytes(original)
+        _restore(data / "p1.jpg", original, stat)
     assert not any(secret in page or drawn in page for page in pages)
