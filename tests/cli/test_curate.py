@@ -16,6 +16,10 @@ import pytest
 from tests.msfkit.curate.planted import clusters, labelled_store, with_far_points
 from tests.msfkit.index_stores import write_vector_store
 
+# every test here runs the installed command, a server or a Ray cluster: out of the quick loop
+pytestmark = pytest.mark.slow
+
+
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 
 

@@ -94,6 +94,7 @@ def test_a_checkpoint_into_a_folder_that_is_not_a_model_folder_is_refused(tmp_pa
     assert deploy.returncode == 1 and "make it a model folder first" in deploy.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["training run", "reference checkpoint"])
 def test_an_image_size_the_config_refuses_is_one_line_and_writes_nothing(tmp_path, kind):
     if kind == "training run":
@@ -113,6 +114,7 @@ def test_an_image_size_the_config_refuses_is_one_line_and_writes_nothing(tmp_pat
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.slow
 def test_both_kinds_of_checkpoint_take_the_one_default_resize(tmp_path):
     reference_checkpoint(tmp_path / "ckpt.pth.tar", "resnet18")
     runs = write_run_checkpoint(tmp_path / "run").parent

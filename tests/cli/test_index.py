@@ -29,6 +29,7 @@ def store(tmp_path_factory) -> Path:
     return write_vector_store(tmp_path_factory.mktemp("store") / "s", x, shard_rows=500)
 
 
+@pytest.mark.slow
 def test_an_index_on_disk_is_built_and_searched_with_clean_json(store, tmp_path):
     r = msfkit("index", store, "-o", tmp_path / "ix", "--on-disk", "--memory", "1MB", "--json")
     assert r.returncode == 0, r.stderr

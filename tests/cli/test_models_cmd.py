@@ -28,8 +28,12 @@ def run(*args, env=None):
 @pytest.mark.slow
 def test_init_writes_the_same_random_baseline_for_the_same_seed(tmp_path):
     a = run("models", "init", "resnet18", tmp_path / "a", "--stem", "cifar", "--image-size", "32", "--json")
-    b = run("models", "init", "resnet18", tmp_path / "b", "--stem", "cifar", "--image-size", "32", "--seed", "0")
-    c = run("models", "init", "resnet18", tmp_path / "c", "--stem", "cifar", "--image-size", "32", "--seed", "1")
+    b = run(
+        "models", "init", "resnet18", tmp_path / "b", "--stem", "cifar", "--image-size", "32", "--seed", "0"
+    )
+    c = run(
+        "models", "init", "resnet18", tmp_path / "c", "--stem", "cifar", "--image-size", "32", "--seed", "1"
+    )
     assert a.returncode == b.returncode == c.returncode == 0, a.stderr
     info = json.loads(a.stdout)
     ea, eb, ec = (msfkit.load(tmp_path / n) for n in "abc")
@@ -40,6 +44,7 @@ def test_init_writes_the_same_random_baseline_for_the_same_seed(tmp_path):
     assert again.stderr == f"Error: {tmp_path / 'a'}: already exists; remove it or pass --force\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [32, 96])
 def test_init_makes_the_twin_of_a_trained_model_with_the_same_settings(tmp_path, size):
     trained, twin = tmp_path / "trained", tmp_path / "twin"
@@ -47,7 +52,10 @@ def test_init_makes_the_twin_of_a_trained_model_with_the_same_settings(tmp_path,
     init = run("models", "init", "resnet18", twin, "--stem", "cifar", "--image-size", size)
     assert init.returncode == 0, init.stderr
     configs = [json.loads((folder / "config.json").read_text()) for folder in (trained, twin)]
-    assert configs[0].pop("provenance")["method"] == "msf" and configs[1].pop("provenance")["method"] == "random init"
+    assert (
+        configs[0].pop("provenance")["method"] == "msf"
+        and configs[1].pop("provenance")["method"] == "random init"
+    )
     assert configs[0] == configs[1] and configs[0]["image_size"] == size
 
 
@@ -64,7 +72,9 @@ def test_init_from_torchvision_weights_keeps_them_and_refuses_a_pickle(tmp_path)
     torch.testing.assert_close(enc.backbone.state_dict()["conv1.weight"], state["conv1.weight"])
     torch.save({"model": Fraction(1, 3)}, tmp_path / "evil.pth")  # needs a class unpickled
     bad = run("models", "init", "resnet18", tmp_path / "evil", "--weights", tmp_path / "evil.pth")
-    assert bad.returncode == 1 and "not a state dict read safely" in bad.stderr and "Traceback" not in bad.stderr
+    assert (
+        bad.returncode == 1 and "not a state dict read safely" in bad.stderr and "Traceback" not in bad.stderr
+    )
 
 
 @pytest.mark.slow
@@ -87,7 +97,9 @@ def test_list_shows_cached_models_and_folders_with_their_results(tmp_path, tiny_
     models = json.loads(r.stdout)["models"]
     assert [m["model"] for m in models] == [f"org/tiny@{'a' * 12}", str(folder)]
     assert {m["arch"] for m in models} == {"resnet18"} and {m["dim"] for m in models} == {512}
-    assert models[0]["results"] == [] and models[1]["results"] == [{"protocol": "knn-msf", "k": "20", "top1": 81.25}]
+    assert models[0]["results"] == [] and models[1]["results"] == [
+        {"protocol": "knn-msf", "k": "20", "top1": 81.25}
+    ]
     text = run("models", "list", folder, env=env).stdout
     assert "best knn-msf top-1 81.25" in text
     not_model = run("models", "list", tmp_path, env=env)

@@ -73,6 +73,7 @@ for path in sys.argv[1:]:
 """
 
 
+@pytest.mark.slow
 def test_thin_strips_are_cropped_in_bounded_memory(tmp_path):
     """A 1 x 100,000 PNG resized whole by its shorter side to 256 would be 256 x 25,600,000 pixels; each
     strip is decoded and cropped in a fresh process that measures its peak-RSS growth (Linux VmHWM,

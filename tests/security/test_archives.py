@@ -17,6 +17,9 @@ import pytest
 
 from tests.msfkit.serve.server import Server, msfkit_command, server_env
 
+# every test here runs the installed command, a server or a Ray cluster: out of the quick loop
+pytestmark = pytest.mark.slow
+
 
 def _member(tar: tarfile.TarFile, name: str, data: bytes = b"", **fields) -> None:
     info = tarfile.TarInfo(name)

@@ -1,5 +1,9 @@
 """The spreadsheet boundary (threat: a data set from the internet whose file and folder names are
 formulas): every CSV msfkit writes goes through one writer that puts a `'` before a cell beginning
+# every test here runs the installed command, a server or a Ray cluster: out of the quick loop
+pytestmark = pytest.mark.slow
+
+
 with = + - @ tab or CR (OWASP), so Excel and LibreOffice show it as text; the exact names stay in
 JSON Lines and in the plain removal list. Through the installed command, on a collection whose
 file and folder names are formulas."""

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# every test here runs the installed command, a server or a Ray cluster: out of the quick loop
+pytestmark = pytest.mark.slow
+
+
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 
 

@@ -18,6 +18,9 @@ import pytest
 
 from tests.msfkit.serve.server import Server, msfkit_command, server_env
 
+# every test here runs the installed command, a server or a Ray cluster: out of the quick loop
+pytestmark = pytest.mark.slow
+
 
 def _msfkit(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*msfkit_command(), *args], capture_output=True, text=True, timeout=300)

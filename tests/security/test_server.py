@@ -12,6 +12,10 @@ import pytest
 
 from tests.msfkit.serve.server import Server, server_env
 
+# every test here runs the installed command, a server or a Ray cluster: out of the quick loop
+pytestmark = pytest.mark.slow
+
+
 LISTEN = "127.0.0.2"  # a loopback address of its own, so that the --host value is a name of its own
 
 

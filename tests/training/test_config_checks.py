@@ -22,6 +22,7 @@ MSFKIT = str(Path(sys.executable).with_name("msfkit"))
      ("momentum=1.5", "momentum must be a finite number >= 0.0 and <= 1.0"), ("weight_decay=-1", "weight_decay"),
      ("workers=-1", "workers must be"), ("threads=-4", "threads must be"), ("log_every=0", "log_every must be")],
 )  # fmt: skip
+@pytest.mark.slow
 def test_a_value_out_of_range_is_one_error_naming_the_key(override, message):
     with pytest.raises(MsfkitError, match=message):
         load_config(overrides=[override])
@@ -29,6 +30,7 @@ def test_a_value_out_of_range_is_one_error_naming_the_key(override, message):
     assert r.returncode == 1 and "Traceback" not in r.stderr and message in r.stderr
 
 
+@pytest.mark.slow
 def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
     lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
     for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
@@ -56,7 +58,6 @@ def test_a_resume_drops_later_rows_atomically_and_appends(tmp_path):
     assert (run / "metrics.csv").read_text().splitlines() == rows
 
 
-
 @pytest.mark.parametrize("old_rows", [[], ["10,1,0.5"]])
 def test_an_older_header_is_rewritten_as_this_ones_even_over_no_rows(tmp_path, old_rows):
     from msfkit.training.monitor import METRICS, RunLog
@@ -71,6 +72,7 @@ def test_an_older_header_is_rewritten_as_this_ones_even_over_no_rows(tmp_path, o
     assert rows[0] == ",".join(METRICS)
     assert [r.split(",")[0] for r in rows[1:]] == ["10"] * len(old_rows) + ["21"]
     assert all(len(r.split(",")) == len(METRICS) for r in rows)
+
 
 @pytest.mark.slow
 def test_resume_names_the_key_that_cannot_change(tmp_path):

@@ -9,11 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from msfkit.training.config import TrainConfig
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 
 
+@pytest.mark.slow
 def test_help_keys_lists_every_key_with_type_default_and_meaning():
     r = subprocess.run([MSFKIT, "train", "--help-keys"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -20,6 +20,10 @@ from msfkit.store.format import read_manifest
 from tests.bad_images import write_bad_files
 from tests.runs import embed
 
+# every test here runs the installed command, a server or a Ray cluster: out of the quick loop
+pytestmark = pytest.mark.slow
+
+
 MSFKIT = Path(sys.executable).with_name("msfkit")
 ROWS = 4  # files per shard: 14 files -> 4 shards
 

@@ -199,6 +199,7 @@ head.save(sys.argv[1])
         pytest.param(0, 12_000, id="head.safetensors fails"),
     ],
 )  # the weights are 25 kB
+@pytest.mark.slow
 def test_a_save_that_fails_mid_write_leaves_the_old_head_whole(tmp_path, notes, limit):
     old = LinearHead(torch.zeros(512), torch.ones(512), 10)
     old.save(tmp_path / "head")

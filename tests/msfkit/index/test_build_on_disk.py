@@ -104,6 +104,7 @@ print(anon() - before)
 """
 
 
+@pytest.mark.slow
 def test_searching_an_index_on_disk_keeps_its_lists_out_of_process_memory(tmp_path):
     x = clustered_vectors(20_000, 128, clusters=50, seed=4)
     store = write_vector_store(tmp_path / "s", x, shard_rows=5_000)

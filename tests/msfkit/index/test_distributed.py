@@ -18,6 +18,10 @@ from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 N, D = 3000, 32
 
 
+# every test here runs the installed command, a server or a Ray cluster: out of the quick loop
+pytestmark = pytest.mark.slow
+
+
 def centroids(index) -> np.ndarray:
     ivf = faiss.extract_index_ivf(index)
     return faiss.rev_swig_ptr(faiss.downcast_index(ivf.quantizer).get_xb(), ivf.nlist * ivf.d).copy()
