@@ -119,7 +119,12 @@ def test_cuda_workers_on_a_cluster_without_gpus_is_one_line_before_any_write(
     assert not (tmp_path / "ray").exists()
 
 
+def ray_args(folder: Path, model: Path, out: Path) -> list[str]:
+    return [str(folder), "-m", str(model), "-o", str(out), "--engine", "ray"]
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`msfkit embed ARGS...` through the installed command."""
     return subprocess.run(
         [str(MSFKIT), "embed", *args],
         capture_output=True,
@@ -136,16 +141,7 @@ def test_without_ray_the_engine_is_one_line_naming_the_extra(tmp_path, folder, t
         "raise ModuleNotFoundError(\"No module named 'ray'\", name='ray')\n"
     )
     out = tmp_path / "store"
-    r = run_cli(
-        str(folder),
-        "-m",
-        str(tiny_model_dir),
-        "-o",
-        str(out),
-        "--engine",
-        "ray",
-        env={"PYTHONPATH": str(shim)},
-    )
+    r = run_cli(*ray_args(folder, tiny_model_dir, out), env={"PYTHONPATH": str(shim)})
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.splitlines() == [
         "Error: --engine ray needs Ray (ray is missing): pip install 'msfkit[ray]'"
@@ -159,13 +155,7 @@ def test_an_unreachable_cluster_is_one_line_and_nothing_written(tmp_path, folder
         port = s.getsockname()[1]
     out = tmp_path / "store"
     r = run_cli(
-        str(folder),
-        "-m",
-        str(tiny_model_dir),
-        "-o",
-        str(out),
-        "--engine",
-        "ray",
+        *ray_args(folder, tiny_model_dir, out),
         "--address",
         f"127.0.0.1:{port}",
     )
