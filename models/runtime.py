@@ -35,6 +35,19 @@ def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_flags_line() -> str:
+    """This CPU's model name and the flags that decide bf16 speed, for a benchmark's first line."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "CPU: unknown (no /proc/cpuinfo)"
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    flags = [f for f in wanted if f in _flags(text)]
+    native = "native bf16" if cpu_has_fast_bf16(text) else "bf16 emulated"
+    return f"CPU: {names[0] if names else 'unknown'}, {len(names)} logical; flags {' '.join(flags)} ({native})"
+
+
 @lru_cache(maxsize=1)
 def _cpu_flags() -> frozenset[str]:
     """This CPU's flags, read once per process."""
@@ -88,6 +101,15 @@ def use_bf16(precision: str, device: torch.device, what: str = "precision") -> b
     if precision != "auto":
         return precision == "bf16"
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
+
+
+def resolve_precision(precision: str, device: str | torch.device | None = None) -> str:
+    """"fp32" or "bf16" for `precision` (auto, fp32 or bf16) on `device` (None: "auto"), by `use_bf16`'s
+    rule: what an embedding job runs in and its store records, decided once where the job starts."""
+    check_precision(precision, ("auto", *PRECISIONS))
+    if precision != "auto":
+        return precision
+    return "bf16" if use_bf16(precision, resolve_device(device if device is not None else "auto")) else "fp32"
 
 
 @contextmanager
