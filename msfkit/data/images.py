@@ -27,6 +27,8 @@ from PIL import Image, UnidentifiedImageError
 from msfkit.data.archives import MemberError, read_member, split_member
 from msfkit.data.cells import CellError, read_cell, split_cell
 from msfkit.data.paths import name_problem, refused_entry
+from msfkit.data.remote import open_url, read_image
+from msfkit.data.storage import is_remote
 from msfkit.models.errors import MsfkitError
 from msfkit.models.preprocess import to_rgb
 
@@ -148,6 +150,8 @@ def _open_source(text: str):
             except OSError as e:
                 raise BadImageError(f"unreadable archive: {e.strerror or _first_line(e)}") from None
             return io.BytesIO(data), len(data), mtime, int(mtime * 1_000_000_000)
+        if is_remote(text):  # an object in object storage (s3://...): read whole, never copied to disk
+            return _read_object(text)
         refused = refused_entry(text)
         if refused is not None:
             listed, entry = refused
@@ -155,6 +159,17 @@ def _open_source(text: str):
             raise BadImageError(f"unsafe path in the list {Path(listed).name}: {why}")
     st = _stat(path)
     return path, st.st_size, st.st_mtime, st.st_mtime_ns
+
+
+def _read_object(url: str):
+    """(the object's bytes, byte count, last-modified time, the same in ns): see `_open_source`."""
+    try:
+        data, mtime = read_image(open_url(url))
+    except FileNotFoundError:
+        raise BadImageError("no such object") from None
+    except MsfkitError as e:  # the storage's own failure, already one line naming the URL
+        raise BadImageError(f"unreadable object: {e}") from None
+    return io.BytesIO(data), len(data), mtime, int(mtime * 1_000_000_000)
 
 
 def _stat(path: Path) -> os.stat_result:

@@ -8,10 +8,13 @@ column and an optional `label` column; paths relative to the table's folder), a 
 webdataset shard (its image members: see `msfkit.data.archives`; brace lists such as
 `train-{0000..0009}.tar` expand), a table of images (a Parquet or .arrow file or a saved `datasets`
 folder whose image column holds encoded images or paths: its rows, named `TABLE/COLUMN/ROW`, see
-`msfkit.data.tables`), or an image file. Paths are kept as named, not resolved, so a
-broken symlink is listed (and later reported) rather than silently dropped. So is a sub-folder
-that cannot be read (no permission): it is listed as an entry of its own, which fails to decode
-as "unreadable folder", and named in `Listing.unreadable`.
+`msfkit.data.tables`), or an image file. A URL (`s3://bucket/photos`, `memory://...`; `file://` is
+the local disk) is a prefix of image objects, walked by the folder rule (`msfkit.data.remote`), one
+image object, or a Parquet or .arrow table of images; the source root is then the inputs' common URL
+prefix, and the inputs of one run are all URLs of one protocol or all local. Paths are kept as
+named, not resolved, so a broken symlink is listed (and later reported) rather than silently
+dropped. So is a sub-folder that cannot be read (no permission): it is listed as an entry of its
+own, which fails to decode as "unreadable folder", and named in `Listing.unreadable`.
 
 Names read from a list, a table or an archive are data (`msfkit.data.paths`): one that is absolute
 or has a `..` part is not followed. It is listed as `LIST/ENTRY` (or `ARCHIVE.tar/MEMBER`), a name
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -33,6 +37,8 @@ import pandas as pd
 from msfkit.data.archives import archives, is_archive, members, refuse_unreadable
 from msfkit.data.images import image_extensions
 from msfkit.data.paths import LIST_SUFFIXES, name_problem
+from msfkit.data.remote import walk
+from msfkit.data.storage import is_remote, local_path, locate
 from msfkit.data.tables import TableOptions, holds_images, table_rows
 from msfkit.models.errors import MsfkitError
 
@@ -43,7 +49,7 @@ TABLE_SUFFIXES = (".csv", ".parquet")
 class SourceFile:
     """One input file: where it is, its path relative to the source root, its class label."""
 
-    path: str  # absolute, as named (symlinks not resolved)
+    path: str  # absolute, as named (symlinks not resolved), or a URL
     rel: str  # relative to the source root, '/'-separated
     label: str | None
 
@@ -52,7 +58,7 @@ class SourceFile:
 class Listing:
     """Every input file, sorted by relative path and de-duplicated, under one source root."""
 
-    root: Path
+    root: Path | str  # the source root: a folder, or the URL prefix of remote inputs
     files: list[SourceFile] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # sub-folders that could not be read (absolute)
 
@@ -75,7 +81,10 @@ def list_inputs(inputs: Sequence[str | os.PathLike], tables: TableOptions | None
     anchors: list[str] = []  # folders the source root must contain
     unreadable: list[str] = []
     for raw in _expanded(inputs):
-        path = os.path.abspath(os.path.expanduser(os.fspath(raw)))
+        if is_remote(raw):
+            found += _remote(os.fspath(raw).rstrip("/"), tables, anchors)
+            continue
+        path = os.path.abspath(os.path.expanduser(local_path(raw)))
         refuse_unreadable(path)
         if os.path.isfile(path) and is_archive(path):  # a tar or webdataset shard: its image members
             anchors.append(os.path.dirname(path))
@@ -95,14 +104,55 @@ def list_inputs(inputs: Sequence[str | os.PathLike], tables: TableOptions | None
             raise MsfkitError(f"{raw}: no such file or folder")
     if not anchors:
         raise MsfkitError("the inputs name no files")
-    root = os.path.commonpath(anchors)
+    root = _common_root(anchors)
     files: dict[str, SourceFile] = {}
     for path, inner, label in found:
-        rel = Path(os.path.relpath(path, root)).as_posix()
+        rel = _relative(path, root)
         if inner is not None:  # kept as named: a refused name must not fold into another file's
             path, rel = f"{path}/{inner}", f"{rel}/{inner}"
         files.setdefault(rel, SourceFile(path, rel, label))
-    return Listing(Path(root), [files[rel] for rel in sorted(files)], sorted(set(unreadable)))
+    root = root if is_remote(root) else Path(root)
+    return Listing(root, [files[rel] for rel in sorted(files)], sorted(set(unreadable)))
+
+
+def _remote(url: str, tables: TableOptions, anchors: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """The entries of a URL input: a table of images' rows, one image object, or the image objects
+    under a prefix."""
+    refuse_unreadable(url)
+    if is_archive(url):  # a tar or webdataset shard: its members, streamed (msfkit.data.archives)
+        anchors.append(posixpath.dirname(url))
+        return [(url, name, label) for name, label in members(url, image_extensions())]
+    if holds_images(url, tables):
+        anchors.append(posixpath.dirname(url))
+        return [(url, name, label) for name, label in table_rows(url, tables)]
+    where = locate(url)
+    if where.is_file():
+        anchors.append(posixpath.dirname(url))
+        return [(url, None, None)]
+    anchors.append(url)
+    return [(found, None, label) for found, label in walk(where, image_extensions())]
+
+
+def _common_root(anchors: list[str]) -> str:
+    """The folder (or URL prefix) that holds every anchor."""
+    remote = [a for a in anchors if is_remote(a)]
+    if not remote:
+        return os.path.commonpath(anchors)
+    schemes = {a.split("://", 1)[0].lower() for a in remote}
+    common = posixpath.commonpath(["/" + a.split("://", 1)[1] for a in remote])
+    if len(remote) < len(anchors) or len(schemes) > 1 or common == "/":
+        raise MsfkitError(
+            "the inputs are in different places (local files and URLs, several protocols or buckets); "
+            "embed each place into a store of its own"
+        )
+    return f"{schemes.pop()}://{common.lstrip('/')}"
+
+
+def _relative(path: str, root: str) -> str:
+    """`path` relative to the source root, '/'-separated."""
+    if is_remote(root):
+        return posixpath.relpath("/" + path.split("://", 1)[1], "/" + root.split("://", 1)[1])
+    return Path(os.path.relpath(path, root)).as_posix()
 
 
 def _expanded(inputs: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:

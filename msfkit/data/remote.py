@@ -4,17 +4,20 @@ and an object read with the facts an embedding store records about a file.
     root = locate("s3://bucket/photos", options)
     walk(root, image_extensions())   # [("s3://bucket/photos/cats/a.jpg", "cats"), ...], sorted
     read_image(root.child("cats/a.jpg"))   # (its bytes, its last-modified time)
+    object_facts(open_url("s3://bucket/photos/cats/a.jpg"))   # (size, last-modified), for reruns
 
 The folder rule is the local one (`msfkit.data.inputs`): every object at any depth whose extension
 Pillow opens, names starting with `.` skipped (at every level), the first sub-folder under the root
-the label. Objects are read whole, one request each, and never copied to the local disk.
+the label. Objects are read whole, one request each, and never copied to the local disk. An
+embedding store records an object's size and last-modified time as a file's size and mtime, and a
+rerun compares them (`object_facts`) as it compares a file's.
 """
 
 from __future__ import annotations
 
 import os
 
-from msfkit.data.storage import Location
+from msfkit.data.storage import Location, storage_errors
 from msfkit.models.errors import MsfkitError
 
 
@@ -37,3 +40,18 @@ def read_image(where: Location) -> tuple[bytes, float]:
     """(the object's bytes, when it was last written); a missing object is FileNotFoundError."""
     data = where.read_bytes()
     return data, where.modified()
+
+
+def object_facts(where: Location) -> tuple[int, float]:
+    """(size in bytes, when it was last written) of an object; a missing one is FileNotFoundError."""
+    return where.size(), where.modified()
+
+
+def open_url(url: str) -> Location:
+    """The `Location` of `url` through this process's filesystem for its protocol (fsspec's cached
+    instance, with the configured options), so reading many objects does not connect for each."""
+    import fsspec  # optional extra: fsspec
+
+    with storage_errors(url):
+        fs, path = fsspec.core.url_to_fs(url)
+    return Location(fs, path, url)

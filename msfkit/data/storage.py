@@ -45,6 +45,17 @@ def is_url(target: str | os.PathLike) -> bool:
     return bool(_URL.match(os.fspath(target)))
 
 
+def is_remote(target: str | os.PathLike) -> bool:
+    """Whether `target` is a URL of storage other than the local disk (`file://` is the local disk)."""
+    return is_url(target) and protocol(target) != "file"
+
+
+def local_path(target: str | os.PathLike) -> str:
+    """A plain path, or the path of a `file://` URL, as a path on the local disk."""
+    text = os.fspath(target)
+    return text[len("file://") :] if is_url(text) and protocol(text) == "file" else text
+
+
 def protocol(target: str | os.PathLike) -> str:
     """The URL's protocol, lower case (`s3`, `memory`, ...); `file` for a plain path."""
     m = _URL.match(os.fspath(target))
@@ -105,6 +116,12 @@ class Location:
             self._forget_listing()
             return bool(self.fs.exists(self.path))
 
+    def is_file(self) -> bool:
+        """Whether this is a file or object (not a folder or prefix, and not missing)."""
+        with storage_errors(self.url):
+            self._forget_listing()
+            return bool(self.fs.isfile(self.path))
+
     def read_bytes(self) -> bytes:
         """The whole file or object; a missing one is FileNotFoundError."""
         with storage_errors(self.url):
@@ -156,6 +173,11 @@ class Location:
             self._forget_listing()
             return int(self.fs.size(self.path))
 
+    def remove(self) -> None:
+        """Delete the file or object, or everything under this folder or prefix; none there is fine."""
+        with storage_errors(self.url), contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path, recursive=True)
+
     def open(self, mode: str = "rb"):
         """A file object (fsspec's) for streaming reads, e.g. to pyarrow."""
         with storage_errors(self.url):
@@ -173,7 +195,7 @@ def locate(target: str | os.PathLike, options: dict[str, Any] | None = None) -> 
     text = os.fspath(target)
     proto = protocol(text)
     if proto == "file":
-        path = os.path.abspath(os.path.expanduser(text[len("file://") :] if is_url(text) else text))
+        path = os.path.abspath(os.path.expanduser(local_path(text)))
         return Location(fsspec.filesystem("file"), path, text)
     with storage_errors(text):
         try:

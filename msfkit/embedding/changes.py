@@ -5,6 +5,8 @@ size or modification time differs from its meta row is embedded again and its ro
 it is (same row id, `msfkit.store.replace`). Shards written before `mtime_ns` existed are compared
 by size and by their float `mtime`, which is the same `os.stat` value, so they are checked as well.
 A file that no longer exists is counted; its row stays. Members of tar archives are not checked.
+An object in object storage is compared by its size and last-modified time, which its row recorded
+(`msfkit.data.remote.object_facts`); images held in tables are not checked.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from msfkit.data.cells import split_cell
 from msfkit.data.inputs import Listing, SourceFile
+from msfkit.data.remote import object_facts, open_url
+from msfkit.data.storage import is_remote
 from msfkit.embedding.pipeline import Embedded
 from msfkit.store.replace import replace_rows
 from msfkit.store.shards import read_meta
@@ -42,16 +47,31 @@ def find_changes(out: Path, shards: list[int], listing: Listing) -> Changes:
         for rel, size, mtime, mtime_ns in rows:
             f = ours.get(rel)
             try:
-                st = os.stat(f.path if f is not None else listing.root / rel)
+                facts = _facts(f.path if f is not None else f"{listing.root}/{rel}")
             except FileNotFoundError:
                 found.gone += 1
                 continue
             except OSError:  # unreadable now, or a member of a tar archive: nothing to compare
                 continue
-            same_time = st.st_mtime_ns == mtime_ns if mtime_ns is not None else st.st_mtime == mtime
-            if f is not None and not (st.st_size == size and same_time):
+            if facts is None:
+                continue
+            now_size, now_ns, now_mtime = facts
+            same_time = now_ns == mtime_ns if mtime_ns is not None else now_mtime == mtime
+            if f is not None and not (now_size == size and same_time):
                 found.changed.setdefault(k, []).append(f)
     return found
+
+
+def _facts(path: str) -> tuple[int, int, float] | None:
+    """(size, mtime in ns, mtime) of a file or object as its meta row records them; None for an
+    image held in a remote table (nothing to compare)."""
+    if is_remote(path):
+        if split_cell(path) is not None:
+            return None
+        size, mtime = object_facts(open_url(path))
+        return size, int(mtime * 1_000_000_000), mtime
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_mtime
 
 
 def commit_replacement(out: Path, k: int, files: list[SourceFile], part: Embedded) -> int:

@@ -1,11 +1,13 @@
 """Committing one embedded job to a store: a new shard, or the replaced rows of changed files.
 
 The driver of any engine calls `commit_job` for each job as its part arrives (a local run, each
-torchrun rank, or the Ray driver), so every engine writes the same store.
+torchrun rank, or the Ray driver), so every engine writes the same store; `publish`, when given, is
+called with the shard's number once it is committed (a store at a URL pushes it: `msfkit.store.remote`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from msfkit.embedding.changes import commit_replacement
@@ -15,14 +17,20 @@ from msfkit.store import writer
 from msfkit.store.shards import FACT_COLUMNS
 
 
-def commit_job(out: Path, job: ShardJob, part: Embedded) -> tuple[int, int, int]:
+def commit_job(
+    out: Path, job: ShardJob, part: Embedded, publish: Callable[[int], None] | None = None
+) -> tuple[int, int, int]:
     """Commit one job's embedded part to the store `out`: a new shard, or the replaced rows of its
-    changed files. (embedded, failed, replaced) counts."""
+    changed files, then `publish(shard)`. (embedded, failed, replaced) counts."""
     if job.replace:
         replaced = commit_replacement(out, job.shard, job.files, part)
-        return 0, part.count - replaced, replaced
-    write_new_shard(out, job, part)
-    return len(part.index), len(part.failed), 0
+        counts = 0, part.count - replaced, replaced
+    else:
+        write_new_shard(out, job, part)
+        counts = len(part.index), len(part.failed), 0
+    if publish is not None:
+        publish(job.shard)
+    return counts
 
 
 def write_new_shard(out: Path, job: ShardJob, part: Embedded) -> None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import secrets
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from msfkit.data.inputs import Listing, SourceFile, list_inputs
 from msfkit.data.tables import TableOptions
@@ -55,6 +56,7 @@ class StoreOptions:
     engine: str = "local"  # or "ray": shards embedded by Ray workers, committed here (ray_engine.py)
     address: str | None = None  # the Ray cluster: "auto", HOST:PORT; None: RAY_ADDRESS or a new one
     tables: TableOptions = TableOptions()  # the image and label columns of table inputs
+    storage_options: dict[str, Any] = field(default_factory=dict)  # fsspec options for URL inputs and out
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -147,7 +149,7 @@ def loadable_name(encoder: Encoder) -> str | None:
 
 
 def _open_for_writing(
-    out: Path, encoder: Encoder, source_root: Path, store: StoreOptions, settings: EmbedSettings
+    out: Path, encoder: Encoder, source_root: Path | str, store: StoreOptions, settings: EmbedSettings
 ) -> Manifest:
     """The existing manifest if this run may continue the store at `out`, else a new store's."""
     existing = read_manifest(out) if out.is_dir() else None
@@ -168,7 +170,7 @@ def _open_for_writing(
 
 
 def _check_same(
-    out: Path, manifest: Manifest, encoder: Encoder, source_root: Path, settings: EmbedSettings
+    out: Path, manifest: Manifest, encoder: Encoder, source_root: Path | str, settings: EmbedSettings
 ) -> None:
     fix = "use --force to replace it, or another -o"
     check_same_model(manifest.model, encoder, f"the store {out}", "this run's model", fix)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,16 @@ def connect_cluster(address: str | None, device: object = None) -> Any:
 
 
 def embed_on_ray(
-    encoder: Encoder, jobs: list[ShardJob], out: Path, opts: EmbedOptions, address: str | None = None
+    encoder: Encoder,
+    jobs: list[ShardJob],
+    out: Path,
+    opts: EmbedOptions,
+    address: str | None = None,
+    publish: Callable[[int], None] | None = None,
 ) -> tuple[int, int, int]:
     """Embed `jobs` on the Ray cluster at `address` (None: RAY_ADDRESS or a new local one; "auto":
-    the one running here), committing each shard to the store `out`; (embedded, failed, replaced).
+    the one running here), committing each shard to the store `out` (then `publish`, see
+    `commit.commit_job`); (embedded, failed, replaced).
     `opts.device`: "cpu", "cuda" or None/"auto" (GPU workers where the cluster has GPUs)."""
     ray = connect_cluster(address, opts.device)
     if not jobs:
@@ -103,7 +110,7 @@ def embed_on_ray(
         with bar:
             for _ in jobs:
                 key, part = _next_result(ray, pool)
-                done = commit_job(out, by_key[key], part)
+                done = commit_job(out, by_key[key], part, publish)
                 counts = tuple(a + b for a, b in zip(counts, done, strict=True))
                 bar.update(part.count)
     finally:

@@ -122,7 +122,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     @classmethod
-    def new(cls, model: ModelRecord, dim: int, source_root: Path, **fields: Any) -> Manifest:
+    def new(cls, model: ModelRecord, dim: int, source_root: Path | str, **fields: Any) -> Manifest:
         """The manifest of an empty store of `dim`-d float32 unit vectors made by `model`."""
         return cls(model, dim, str(source_root), created=now(), msfkit_version=__version__, **fields)
 

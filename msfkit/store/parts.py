@@ -18,6 +18,7 @@ class Part:
     root: Path
     manifest: Manifest
     shards: list[ShardEntry]  # in row order
+    url: str | None = None  # where a store at a URL is (`root` is then its local read copy)
 
     @property
     def complete(self) -> bool:

@@ -1,6 +1,7 @@
 """Reading embedding stores: `Store` (vectors, metadata, errors) and `open_store`.
 
 store = open_store("store")          # or open_store(["a", "b"]), or a folder of --shard parts
+store = open_store("s3://bucket/store")   # a store at a URL: its committed shards (store/remote.py)
 store.vectors                        # (N, D) float32, memory-mapped
 store.meta, store.errors             # pandas DataFrames, rows aligned with the vectors
 store.take(rows), store.iter_batches(65536)     # some rows; blocks, in order (no joined copy)
@@ -18,12 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from msfkit.data.paths import row_paths
+from msfkit.data.storage import is_remote, local_path
 from msfkit.models.errors import MsfkitError
 from msfkit.models.identity import check_same_model
 from msfkit.store.cache import joined_vectors
 from msfkit.store.export import export_store
 from msfkit.store.format import ERRORS, EmbedSettings, ModelRecord, ShardEntry, parts_hash
 from msfkit.store.parts import Part, has_parts, open_parts
+from msfkit.store.remote import is_remote_store, open_remote
 from msfkit.store.shards import error_schema, meta_schema, read_meta
 
 
@@ -99,7 +102,8 @@ class Store:
         return sum(s.rows for p in self.parts for s in p.shards)
 
     def __repr__(self) -> str:
-        where = self.parts[0].root if len(self.parts) == 1 else f"{len(self.parts)} stores"
+        first = self.parts[0].url or self.parts[0].root
+        where = first if len(self.parts) == 1 else f"{len(self.parts)} stores"
         return f"Store({where}, {len(self)} x {self.dim}, model {self.model.name})"
 
     # vectors
@@ -202,11 +206,23 @@ class Store:
 
 
 def open_store(path: str | os.PathLike | Sequence[str | os.PathLike]) -> Store:
-    """Open a store folder, several (read as one), or a folder holding the parts of `--shard i/n` runs."""
+    """Open a store folder, several (read as one), or a folder holding the parts of `--shard i/n` runs;
+    each may be a URL (read through a local copy of its committed state, `msfkit.store.remote`)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    return Store([part for p in paths for part in open_parts(Path(p))])
+    return Store([part for p in paths for part in _open_parts(p)])
 
 
 def is_store(path: str | os.PathLike) -> bool:
     """Whether `open_store` reads `path`: a store folder, or a folder of stores (e.g. `--shard` parts)."""
-    return has_parts(Path(path))
+    return is_remote_store(os.fspath(path)) if is_remote(path) else has_parts(Path(local_path(path)))
+
+
+def _open_parts(path: str | os.PathLike) -> list[Part]:
+    if not is_remote(path):
+        return open_parts(Path(local_path(path)))
+    url = os.fspath(path).rstrip("/")
+    copy = open_remote(url)
+    parts = open_parts(copy)
+    for part in parts:  # the store itself, or its --shard parts (sub-folders named as the URL's)
+        part.url = url if part.root == copy else f"{url}/{part.root.name}"
+    return parts

@@ -121,3 +121,17 @@ def test_a_table_cell_decodes_as_its_photo_and_a_bad_cell_has_a_reason(tmp_path,
     assert decoded.bytes == len(cells[0]) and decoded.mtime == (tmp_path / "t.parquet").stat().st_mtime
     with pytest.raises(BadImageError, match="^empty image cell$"):
         decode_image(f"{tmp_path}/t.parquet/image/000000001")
+
+
+def test_an_object_at_a_url_decodes_as_its_file_with_the_object_s_time(photo_paths):
+    import uuid
+
+    from msfkit.data.storage import locate
+
+    url = f"memory://{uuid.uuid4().hex}/a.jpg"
+    locate(url).write_bytes(photo_paths[0].read_bytes())
+    got, expected = decode_image(url), decode_image(photo_paths[0])
+    assert got.image.tobytes() == expected.image.tobytes() and got.bytes == expected.bytes
+    assert got.mtime == locate(url).modified() and got.mtime_ns == int(got.mtime * 1_000_000_000)
+    with pytest.raises(BadImageError, match="^no such object$"):
+        decode_image(f"{url}.gone")

@@ -126,3 +126,25 @@ def test_tables_of_images_list_their_rows_beside_other_inputs(tmp_path, photos_d
     assert [(f.path, f.rel) for f in named.files] == [
         (f"{tmp_path}/paths.parquet/path/000000000", "paths.parquet/path/000000000")
     ]
+
+
+def test_a_url_prefix_is_listed_by_the_folder_rule_with_its_url_as_the_root(tmp_path, photo_paths):
+    import uuid
+
+    from msfkit.data.storage import locate
+    from msfkit.models.errors import MsfkitError
+
+    base = f"memory://{uuid.uuid4().hex}/photos"
+    layout = {"cats/a.jpg": photo_paths[0], "b.jpg": photo_paths[1], "cats/.c.jpg": photo_paths[2]}
+    for rel, photo in layout.items():
+        locate(f"{base}/{rel}").write_bytes(photo.read_bytes())
+    locate(f"{base}/notes.txt").write_bytes(b"not an image")
+    listing = list_inputs([f"{base}/"])
+    assert listing.root == base
+    assert [(f.path, f.rel, f.label) for f in listing.files] == [
+        (f"{base}/b.jpg", "b.jpg", None),
+        (f"{base}/cats/a.jpg", "cats/a.jpg", "cats"),
+    ]
+    assert list_inputs([f"{base}/cats", f"{base}/b.jpg"]).root == base
+    with pytest.raises(MsfkitError, match="^the inputs are in different places"):
+        list_inputs([base, tmp_path])

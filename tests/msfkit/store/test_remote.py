@@ -1,0 +1,199 @@
+"""msfkit.store.remote: stores written and read at a URL, against a real S3 API (moto in server mode on
+127.0.0.1, through s3fs) and fsspec's memory store, compared with the same run into a local folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+import msfkit
+from msfkit.data.storage import locate
+from msfkit.models import Encoder
+from msfkit.models.errors import MsfkitError
+from msfkit.sizes import cache_dir
+from msfkit.store import is_store, open_store
+from msfkit.store.objects import read_commits
+
+RUN = dict(workers=0, progress=False)
+NAMES = (("emb", "npy"), ("errors", "parquet"), ("meta", "parquet"))
+# A run into a store at a URL, as its own process (the test kills it): inputs, model, store, shard rows.
+CHILD = """
+import sys
+import msfkit
+msfkit.embed([sys.argv[1]], sys.argv[2], sys.argv[3], shard_rows=int(sys.argv[4]), workers=0, progress=False)
+"""
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model_dir) -> Encoder:
+    return msfkit.load(tiny_model_dir)
+
+
+def _same_store(got, expected, *, facts=("path", "label", "width", "height", "bytes", "mtime", "mtime_ns")):
+    assert got.complete and expected.complete
+    assert got.meta[list(facts)].equals(expected.meta[list(facts)])  # rows, in order
+    # bit for bit, read shard by shard (`vectors` of equal stores share one joined cache file)
+    assert np.array_equal(np.concatenate(got.shard_vectors()), np.concatenate(expected.shard_vectors()))
+    assert got.errors.equals(expected.errors)
+    assert got.settings == expected.settings and got.model.fingerprint == expected.model.fingerprint
+
+
+def _forget_copies() -> None:
+    """Remove this machine's staging and read copies: what another machine starts from."""
+    shutil.rmtree(cache_dir("stores"), ignore_errors=True)
+
+
+def test_a_store_written_to_s3_reads_back_as_the_local_run_s(s3_bucket, photos_dir, encoder, tmp_path):
+    url = f"s3://{s3_bucket}/store"
+    got = msfkit.embed([photos_dir], encoder, url, shard_rows=3, **RUN)
+    expected = msfkit.embed([photos_dir], encoder, tmp_path / "local", shard_rows=3, **RUN)
+    assert got.run.store == url and (got.run.embedded, got.run.failed) == (8, 0)
+    _same_store(got, expected)
+    assert got.parts[0].url == url and got.source_root == expected.source_root
+    # read through a copy linked to the one the run wrote through: nothing downloaded twice
+    assert (got.parts[0].root / "emb" / "00000.npy").stat().st_nlink == 2
+    assert sorted(read_commits(locate(url))) == [0, 1, 2]
+    assert locate(url).listdir() == ["commits", "emb", "errors", "errors.parquet", "manifest.json", "meta"]
+    _forget_copies()  # another machine reads it
+    assert is_store(url) and not is_store(f"s3://{s3_bucket}/nothing")
+    _same_store(open_store(url), expected)
+
+
+def test_images_under_an_s3_prefix_embed_as_the_same_files_on_disk(s3_bucket, photos_dir, encoder, tmp_path):
+    local = tmp_path / "mirror"
+    for i, photo in enumerate(sorted(photos_dir.iterdir())[:4]):
+        name = f"{'ab'[i % 2]}/{photo.name}"
+        (local / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, local / name)
+        locate(f"s3://{s3_bucket}/photos/{name}").write_bytes(photo.read_bytes())
+    # decoded in a worker process, as a large run decodes (s3fs in a forked process)
+    got = msfkit.embed(
+        [f"s3://{s3_bucket}/photos"], encoder, f"s3://{s3_bucket}/store", workers=1, progress=False
+    )
+    expected = msfkit.embed([local], encoder, tmp_path / "local", **RUN)
+    _same_store(got, expected, facts=("path", "label", "width", "height", "bytes"))
+    assert list(got.meta["label"]) == ["a", "a", "b", "b"]
+    assert got.parts[0].manifest.source_root == f"s3://{s3_bucket}/photos"
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_way_leaves_committed_shards_and_a_rerun_elsewhere_completes_it(
+    s3_bucket, photo_paths, tiny_model_dir, encoder, tmp_path
+):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for p in photo_paths:
+        shutil.copy(p, src / p.name)
+    url, shards = f"s3://{s3_bucket}/store", len(photo_paths) // 2
+    child = [sys.executable, "-c", CHILD, str(src), str(tiny_model_dir), url, "2"]
+    proc = subprocess.Popen(child, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not read_commits(locate(url)) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    records = read_commits(locate(url))
+    assert 1 <= len(records) < shards
+    seen = open_store(url)  # a reader sees the committed shards, nothing else
+    assert not seen.complete and len(seen) == sum(r["rows"] for r in records.values())
+    assert [s.name for s in seen.parts[0].shards] == [f"{k:05d}" for k in sorted(records)]
+
+    _forget_copies()  # the rerun has no staging copy: it continues from the remote commit records
+    rerun = msfkit.embed([src], encoder, url, shard_rows=2, **RUN).run
+    assert rerun.skipped == sum(r["rows"] + r["failed"] for r in records.values())
+    assert rerun.embedded == len(photo_paths) - rerun.skipped
+    expected = msfkit.embed([src], encoder, tmp_path / "local", shard_rows=2, **RUN)
+    _same_store(open_store(url), expected)
+    assert sorted(read_commits(locate(url))) == list(range(shards))
+
+
+def test_a_changed_object_is_embedded_again_and_its_shard_pushed_under_new_names(photo_paths, encoder):
+    base = f"memory://{uuid.uuid4().hex}"
+    for i, photo in enumerate(photo_paths[:4]):
+        locate(f"{base}/photos/{i}.jpg").write_bytes(photo.read_bytes())
+    store = msfkit.embed([f"{base}/photos"], encoder, f"{base}/store", shard_rows=2, **RUN)
+    before = np.array(store.vectors)
+    locate(f"{base}/photos/3.jpg").write_bytes(photo_paths[5].read_bytes())  # replaced since
+    again = msfkit.embed([f"{base}/photos"], encoder, f"{base}/store", shard_rows=2, **RUN)
+    assert (again.run.changed, again.run.embedded, again.run.skipped) == (1, 0, 3)
+    record = read_commits(locate(f"{base}/store"))[1]
+    assert record["generation"] == 1
+    assert sorted(record["objects"]) == [
+        "emb/00001.g1.npy",
+        "errors/00001.g1.parquet",
+        "meta/00001.g1.parquet",
+    ]
+    _forget_copies()
+    after = open_store(f"{base}/store")
+    alone = msfkit.embed([photo_paths[5]], encoder, f"{base}/alone", **RUN)
+    assert np.array_equal(after.vectors[:3], before[:3]) and np.array_equal(
+        after.vectors[3], alone.vectors[0]
+    )
+    assert after.meta["bytes"][3] == photo_paths[5].stat().st_size
+
+
+def test_shard_parts_at_a_url_read_as_one_store(photos_dir, encoder, tmp_path):
+    url = f"memory://{uuid.uuid4().hex}/store"
+    for i in range(2):
+        msfkit.embed([photos_dir], encoder, url, shard=(i, 2), **RUN)
+        msfkit.embed([photos_dir], encoder, tmp_path / "local", shard=(i, 2), **RUN)
+    got, expected = open_store(url), open_store(tmp_path / "local")
+    assert [p.url for p in got.parts] == [f"{url}/part-0000{i}-of-00002" for i in range(2)]
+    _same_store(got, expected)
+
+
+def test_overwrite_replaces_the_store_at_the_url(photo_paths, encoder, tmp_path):
+    url = f"memory://{uuid.uuid4().hex}/store"
+    msfkit.embed(photo_paths[:4], encoder, url, shard_rows=1, **RUN)
+    store = msfkit.embed(photo_paths[:2], encoder, url, shard_rows=2, overwrite=True, **RUN)
+    assert sorted(read_commits(locate(url))) == [0] and len(store) == 2
+    assert locate(url).child("emb").listdir() == ["00000.npy"]  # the old shards' objects are gone
+
+
+def test_a_damaged_remote_store_is_one_line(photo_paths, encoder):
+    url = f"memory://{uuid.uuid4().hex}/store"
+    msfkit.embed(photo_paths[:2], encoder, url, **RUN)
+    locate(url).child("emb", "00000.npy").write_bytes(b"short")
+    _forget_copies()
+    with pytest.raises(
+        MsfkitError, match=r"emb/00000.npy has 5 bytes, its commit record says \d+; the store"
+    ):
+        open_store(url)
+    locate(url).child("emb", "00000.npy").remove()
+    with pytest.raises(
+        MsfkitError, match=r"emb/00000.npy is missing; the store is damaged \(embed it again with"
+    ):
+        msfkit.embed(photo_paths[:2], encoder, url, **RUN)
+    assert len(msfkit.embed(photo_paths[:2], encoder, url, overwrite=True, **RUN)) == 2
+
+
+@pytest.mark.parametrize("case", ["protocol", "bucket", "credentials", "foreign"])
+def test_an_unusable_store_url_is_one_line_and_nothing_is_written(
+    case, s3_bucket, photos_dir, encoder, monkeypatch
+):
+    url, expected = f"s3://{s3_bucket}/store", None
+    if case == "protocol":
+        url, expected = "nosuch://bucket/store", "unknown storage protocol nosuch://"
+    elif case == "bucket":
+        url, expected = f"s3://{s3_bucket}-gone/store", f"no bucket {s3_bucket}-gone"
+    elif case == "credentials":
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+        expected = "no credentials for s3://"
+    else:
+        locate(f"{url}/notes.txt").write_bytes(b"mine")
+        expected = "holds objects but no embedding store"
+    with pytest.raises(MsfkitError) as raised:
+        msfkit.embed([photos_dir], encoder, url, **RUN)
+    assert expected in str(raised.value) and "\n" not in str(raised.value)
+    bucket = locate(f"s3://{s3_bucket}", {"key": "testing", "secret": "testing"})  # (credentials of its own)
+    assert bucket.find() == (["store/notes.txt"] if case == "foreign" else [])
