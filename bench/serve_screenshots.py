@@ -1,11 +1,13 @@
 """The README's screenshots of `msfkit serve`, taken in headless Chromium on the demo's outputs.
 
-    bash scripts/demo.sh                                   # writes demo_out/
-    .venv/bin/python bench/serve_screenshots.py            # -> docs/serve-search.png, docs/serve-dedup.png
+    bash scripts/demo.sh                          # writes demo_out/
+    .venv/bin/python bench/serve_screenshots.py   # -> docs/serve-search.png, serve-map.png, serve-dedup.png
 
 Search view: the demo's Fashion-MNIST index, searched with the first test image of --query-class
-uploaded through the page. Duplicates view: the demo's photo index at the threshold the page starts
-at (the measured one, `/api/dedup/auto`, with its explanation), or at `--threshold`.
+uploaded through the page. Map view: the same index by PCA, coloured by label, with a lasso drawn
+round a patch of the map's left part and the grid of the images inside it. Duplicates view: the
+demo's photo index at the threshold the page starts at (the measured one, `/api/dedup/auto`, with
+its explanation), or at `--threshold`.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def main() -> None:
             out = args.output / "serve-search.png"
             page.screenshot(path=out)
             print(out)
+            map_view(page, args.output / "serve-map.png")
         with Server(args.dedup_index or args.demo / "photo-index", env) as server:
             page = chromium.new_page()
             page.set_viewport_size({"width": 1280, "height": 760})
@@ -70,6 +73,29 @@ def main() -> None:
             out = args.output / "serve-dedup.png"
             page.screenshot(path=out)
             print(out)
+
+
+def map_view(page, out: Path) -> None:
+    """The map (PCA, by label) with a lasso drawn round a patch of its left part, and its grid."""
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    page.goto(page.url.split("#")[0] + "#map")
+    page.wait_for_function(
+        "document.querySelector('#map-status').textContent.includes('drag a lasso')", timeout=600_000
+    )
+    box = page.locator("#map-canvas").bounding_box()
+    x, y, w, h = box["x"], box["y"], box["width"], box["height"]
+    lasso = [(0.30, 0.30), (0.42, 0.25), (0.48, 0.45), (0.40, 0.62), (0.28, 0.55)]
+    page.mouse.move(x + lasso[0][0] * w, y + lasso[0][1] * h)
+    page.mouse.down()
+    for fx, fy in [*lasso[1:], lasso[0]]:
+        page.mouse.move(x + fx * w, y + fy * h, steps=12)
+    page.mouse.up()
+    page.wait_for_function("document.querySelectorAll('#map-grid .tile').length > 0")
+    page.wait_for_function(  # the first row's thumbnails (lazy images: loaded once laid out)
+        "[...document.querySelectorAll('#map-grid img')].slice(0, 7).every(i => i.complete && i.naturalWidth)"
+    )
+    page.screenshot(path=out)
+    print(out)
 
 
 if __name__ == "__main__":

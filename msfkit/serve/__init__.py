@@ -1,6 +1,7 @@
 """`msfkit serve`: one local process that keeps an index (and its model) loaded and answers a JSON API
 and a browser page: search by uploaded images, store rows or vectors, explore neighbours, browse
-near-duplicate groups and download a removal list. docs/serve.md documents every endpoint.
+near-duplicate groups, outliers, label issues and leaks, look at a map of the collection and
+download a removal list. docs/serve.md documents every endpoint.
 
     from msfkit.serve import Backend, create_app
     backend = Backend.open("index")            # the index, its stores and its model, loaded once
@@ -12,8 +13,9 @@ Only requests addressed to the server's own names are answered, and every JSON b
 against its schema first (`msfkit.serve.middleware`, `msfkit.serve.bodies`).
 
 The modules: `rows` (the indexed rows: paths, labels, file facts, vectors), `backend` (search over
-them), `duplicates` (the near-duplicate view), `files` (images, thumbnails, uploads), `bodies`,
-`middleware`, `api` (the routes), `app` (the Starlette app and the server).
+them), `duplicates` (the near-duplicate view), `curation` (outliers, label issues, leaks),
+`projection` and `collection_map` (the map), `files` (images, thumbnails, uploads), `bodies`,
+`params`, `middleware`, `api` and `views_api` (the routes), `app` (the Starlette app and the server).
 Starlette and uvicorn are the optional extra `msfkit[serve]`; importing this package needs neither.
 """
 

@@ -17,16 +17,17 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from msfkit.data.csv_writer import csv_text
-from msfkit.serve.bodies import search_body
+from msfkit.serve.bodies import removals_body, search_body
 from msfkit.serve.errors import Refused
 from msfkit.serve.files import decode_upload, image_bytes, thumbnail
+from msfkit.serve.params import float_param, int_param, page_params
+from msfkit.serve.views_api import view_routes
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
     from msfkit.serve.backend import Backend
 
-DEFAULT_LIMIT = 20
 DEFAULT_THUMB = 192
 RAW_TYPES = ("image/", "application/octet-stream")
 
@@ -49,18 +50,18 @@ def routes(backend: Backend, cache) -> list[Route]:
         return Response(data, media_type=kind, headers=headers)
 
     async def thumb(request: Request) -> Response:
-        size = _int(request, "size", DEFAULT_THUMB)
+        size = int_param(request, "size", DEFAULT_THUMB)
         path = await run_in_threadpool(thumbnail, backend, request.path_params["row"], size, cache / "thumbs")
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     async def neighbors(request: Request) -> Response:
-        offset, limit = _page(request)
+        offset, limit = page_params(request)
         rows = [request.path_params["row"]]
         found = await run_in_threadpool(backend.search_rows, rows, offset, limit, True)
         return JSONResponse(found)
 
     async def search(request: Request) -> Response:
-        offset, limit = _page(request)
+        offset, limit = page_params(request)
         if request.method == "GET":
             return JSONResponse(await run_in_threadpool(backend.search_rows, _rows(request), offset, limit))
         kind = request.headers.get("content-type", "")
@@ -89,15 +90,17 @@ def routes(backend: Backend, cache) -> list[Route]:
         return backend.search_images(images, offset, limit, timings), timings
 
     async def dedup(request: Request) -> Response:
-        threshold, k = _float(request, "threshold", 0.95), _int(request, "k", 10)
-        page, keep = _page(request), request.query_params.get("keep", "first")
+        threshold, k = float_param(request, "threshold", 0.95), int_param(request, "k", 10)
+        page, keep = page_params(request), request.query_params.get("keep", "first")
         return JSONResponse(await run_in_threadpool(backend.duplicates.page, threshold, k, page, keep))
 
     async def removals(request: Request) -> Response:
-        threshold, k = _float(request, "threshold", 0.95), _int(request, "k", 10)
+        threshold, k = float_param(request, "threshold", 0.95), int_param(request, "k", 10)
         keep = request.query_params.get("keep", "first")
         choices = _choices(request.query_params.get("choose", ""))
-        df = await run_in_threadpool(backend.duplicates.removals, threshold, k, keep, choices)
+        body = await request.body() if request.method == "POST" else b""
+        marked = await run_in_threadpool(removals_body, body)  # rows marked on the map: maybe many
+        df = await run_in_threadpool(backend.duplicates.removals, threshold, k, keep, choices, marked)
         text = csv_text(df)  # the one CSV writer: a name that starts like a formula is not run
         name = f"removals-{threshold:g}.csv"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
@@ -116,7 +119,8 @@ def routes(backend: Backend, cache) -> list[Route]:
         Route("/api/rows/{row:int}/neighbors", neighbors),
         Route("/api/dedup", dedup),
         Route("/api/dedup/auto", auto),
-        Route("/api/dedup/removals.csv", removals),
+        Route("/api/dedup/removals.csv", removals, methods=["GET", "POST"]),
+        *view_routes(backend),
     ]
 
 
@@ -147,29 +151,6 @@ async def _form_files(request: Request, most: int) -> list[tuple[str, bytes]]:
     if not files:
         raise Refused("no file in the form: send the image in the field 'image'")
     return files
-
-
-def _int(request: Request, name: str, default: int) -> int:
-    text = request.query_params.get(name)
-    try:
-        return default if text is None else int(text)
-    except ValueError:
-        raise Refused(f"{name}={text!r}: a whole number is expected") from None
-
-
-def _float(request: Request, name: str, default: float) -> float:
-    text = request.query_params.get(name)
-    try:
-        value = default if text is None else float(text)
-    except ValueError:
-        raise Refused(f"{name}={text!r}: a number is expected") from None
-    if value != value:
-        raise Refused(f"{name}: a number is expected, not NaN")
-    return value
-
-
-def _page(request: Request) -> tuple[int, int]:
-    return _int(request, "offset", 0), _int(request, "limit", DEFAULT_LIMIT)
 
 
 def _rows(request: Request) -> list[int]:

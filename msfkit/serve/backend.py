@@ -4,10 +4,12 @@
     backend.search_rows([5], offset=0, limit=20)      # {"queries": [{"query", "results"}], "more", ...}
     backend.search_images([("cat.jpg", image)])       # PIL images, embedded with the index's model
     backend.duplicates.page(0.95, page=(0, 20))       # near-duplicate groups (msfkit.serve.duplicates)
+    backend.curation.page("outliers", (0, 20))         # outliers, label issues, leaks (serve.curation)
+    backend.map.answer("pca")                           # the map's points (msfkit.serve.collection_map)
 
 Search is `msfkit.retrieval`'s: the index's faiss search (`search_vectors`, as `Index.search`), with
 the hits' paths and labels looked up in `Rows` (msfkit.serve.rows), loaded once and shared with the
-duplicates view; this module pages the results.
+views; this module pages the results.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import numpy as np
 
 from msfkit.retrieval import Index, open_index
 from msfkit.retrieval.search import query_encoder, query_options
+from msfkit.serve.collection_map import MapView
+from msfkit.serve.curation import CurationViews
 from msfkit.serve.duplicates import DuplicatesView
 from msfkit.serve.errors import Refused
 from msfkit.serve.rows import Rows
@@ -54,8 +58,10 @@ class Backend:
         self.rows = Rows.of(index)  # paths, labels, file facts and vectors, shared with `duplicates`
         self.query = query_options(index, self.device)  # uploads embedded as the collection was
         self.draft_size = encoder.preprocess.resize if self.query.draft and encoder is not None else None
-        # dedup groups and the auto threshold, made when first asked
+        # dedup groups and the auto threshold, the curation lists, the map: each made when first asked
         self.duplicates = DuplicatesView(index, self.rows, page_limit=self.limits.page)
+        self.curation = CurationViews(index, self.rows, page_limit=self.limits.page)
+        self.map = MapView(self.rows, self.duplicates, self.curation, page_limit=self.limits.page)
 
     @classmethod
     def open(

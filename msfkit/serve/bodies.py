@@ -1,6 +1,8 @@
 """The JSON request bodies the server accepts, each checked here, in one place, against a small schema.
 
     body = search_body(await request.body(), offset=0, limit=20)   # SearchBody(rows=[17], ...)
+    lasso = lasso_body(await request.body(), offset=0, limit=60)   # LassoBody(method, polygon, ...)
+    marked = removals_body(await request.body())                   # [3, 17]: rows marked for removal
 
 A body that is not JSON, nests too deep, is not an object, has a field the schema does not name or
 a field of the wrong kind is a `Refused` (400) whose one line names the field, down to the item:
@@ -57,6 +59,16 @@ SEARCH: dict[str, Check] = {
     "offset": WHOLE,
     "limit": WHOLE,
 }
+POINT = _one(
+    lambda v: isinstance(v, list) and len(v) == 2 and all(NUMBER(x) is None for x in v), "an [x, y] pair"
+)
+LASSO: dict[str, Check] = {
+    "method": _one(lambda v: isinstance(v, str), "a method name"),
+    "polygon": _list_of(POINT, "a list of [x, y] pairs"),
+    "offset": WHOLE,
+    "limit": WHOLE,
+}
+REMOVALS: dict[str, Check] = {"remove": _list_of(WHOLE, "a list of whole numbers")}
 
 
 @dataclass(frozen=True)
@@ -73,12 +85,7 @@ def search_body(data: bytes, offset: int, limit: int) -> SearchBody:
     """The body of a JSON search, checked against `SEARCH`; `offset` and `limit` (from the query
     string) unless the body gives them."""
     body = _object(data, f"a JSON object is expected: {EXAMPLES}")
-    for name, value in body.items():
-        if name not in SEARCH:
-            raise Refused(f"{_shown(name)}: not a field of a search; give {EXAMPLES}, and offset, limit")
-        wrong = SEARCH[name](value)
-        if wrong is not None:
-            raise Refused(f"{name}{wrong[0]}: {wrong[1]}")
+    _check_fields(body, SEARCH, f"a search; give {EXAMPLES}, and offset, limit")
     given = [name for name in SEARCH_WITH if name in body]
     if len(given) != 1:
         raise Refused(f"say what to search with, once: {EXAMPLES}")
@@ -86,6 +93,51 @@ def search_body(data: bytes, offset: int, limit: int) -> SearchBody:
     value = body[name] if name.endswith("s") else [body[name]]
     rows, vectors = (value, None) if name.startswith("row") else (None, value)
     return SearchBody(rows, vectors, body.get("offset", offset), body.get("limit", limit))
+
+
+@dataclass(frozen=True)
+class LassoBody:
+    """A checked `POST /api/map/select` JSON body: the map's `method`, the lasso's `polygon`, the page."""
+
+    method: str
+    polygon: list[list[float]]
+    offset: int
+    limit: int
+
+
+def lasso_body(data: bytes, offset: int, limit: int) -> LassoBody:
+    """The body of a lasso selection, checked against `LASSO`: a polygon, the map's method (default
+    pca), and `offset` and `limit` (from the query string) unless the body gives them."""
+    body = _object(data, 'a JSON object is expected: {"polygon": [[x, y], ...], "method": "pca"}')
+    _check_fields(body, LASSO, "a lasso; give polygon, and method, offset, limit")
+    if "polygon" not in body:
+        raise Refused(
+            'polygon: the lasso\'s [x, y] vertices are expected, e.g. {"polygon": [[0, 0], [1, 0], [0, 1]]}'
+        )
+    return LassoBody(
+        body.get("method", "pca"), body["polygon"], body.get("offset", offset), body.get("limit", limit)
+    )
+
+
+def removals_body(data: bytes) -> list[int]:
+    """The rows a `POST /api/dedup/removals.csv` body marks for removal besides the groups' ({"remove":
+    [rows]}; an empty body marks none)."""
+    if not data.strip():
+        return []
+    body = _object(data, 'a JSON object is expected: {"remove": [rows]}')
+    _check_fields(body, REMOVALS, "a removal list; give remove")
+    return body.get("remove", [])
+
+
+def _check_fields(body: dict[str, Any], schema: dict[str, Check], what: str) -> None:
+    """A `Refused` naming the first field of `body` that `schema` does not name (`what` says what the
+    body is and which fields it takes) or whose value it refuses, down to the item."""
+    for name, value in body.items():
+        if name not in schema:
+            raise Refused(f"{_shown(name)}: not a field of {what}")
+        wrong = schema[name](value)
+        if wrong is not None:
+            raise Refused(f"{name}{wrong[0]}: {wrong[1]}")
 
 
 def _object(data: bytes, expected: str) -> dict[str, Any]:

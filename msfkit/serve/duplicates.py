@@ -4,13 +4,15 @@ threshold asked, paged for the page, with the removal list and the measured thre
     view = DuplicatesView(index, Rows.of(index), page_limit=200)
     view.page(0.95, k=10, page=(0, 20), keep="first")    # groups, largest first, with the row kept
     view.removals(0.95, keep="largest", choices={0: 17})   # the removal list, a DataFrame
+    view.removals(0.95, marked=[3, 40])                    # ... with rows marked on the map
     view.auto(encoder)                                     # the measured threshold, once, cached
 
 The first dedup request builds the k-NN similarity graph (`msfkit.retrieval.dedup.SimilarityGraph`:
 one search per indexed vector) with edges down to `FLOOR`, the slider's lowest value; every
 threshold after that is a cut of it (a union-find over the kept edges), the same groups as
 `Index.dedup` at that threshold, without searching the index again. Which row each group keeps
-and the removal list are `msfkit.retrieval.keep`'s, as for `msfkit dedup --keep`.
+and the removal list are `msfkit.retrieval.keep`'s, as for `msfkit dedup --keep`; rows the person
+marked elsewhere (the map's lasso) are added to it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from msfkit.models.errors import MsfkitError
 from msfkit.retrieval.calibrate import calibrate
 from msfkit.retrieval.dedup import SimilarityGraph
@@ -26,8 +30,6 @@ from msfkit.retrieval.keep import kept_rows, removal_list
 from msfkit.serve.errors import Refused
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from msfkit.index.folder import IndexFolder
     from msfkit.models import Encoder
     from msfkit.serve.rows import Rows
@@ -105,10 +107,18 @@ class DuplicatesView:
             "groups": groups,
         }
 
-    def removals(self, threshold: float, k: int = 10, keep: str = "first", choices=None) -> pd.DataFrame:
+    def removals(
+        self, threshold: float, k: int = 10, keep: str = "first", choices=None, marked=()
+    ) -> pd.DataFrame:
         """The files to remove (path, group, kept, reason): `keep` decides for every group except those
-        in `choices` ({group: row to keep}), where the person chose (`msfkit.retrieval.keep`)."""
-        return removal_list(self.groups(threshold, k), self.rows.meta, keep, chosen=choices)
+        in `choices` ({group: row to keep}), where the person chose (`msfkit.retrieval.keep`); then the
+        `marked` rows (chosen on the map) not listed yet, with reason "marked" and no group."""
+        listed = removal_list(self.groups(threshold, k), self.rows.meta, keep, chosen=choices)
+        paths = [self.rows.path(r) for r in dict.fromkeys(marked)]  # each checked, once, in order
+        extra = [p for p in paths if p not in set(listed["path"])]
+        none = pd.array([pd.NA] * len(extra), dtype="Int64")  # no group, no kept file: empty cells
+        extra = pd.DataFrame({"path": extra, "group": none, "kept": None, "reason": "marked"})
+        return pd.concat([listed.astype({"group": "Int64"}), extra], ignore_index=True)
 
     def auto(self, encoder: Encoder, device: str | None = None) -> dict[str, Any]:
         """`msfkit dedup --threshold auto`'s measurement (`msfkit.retrieval.calibrate`) with `encoder`

@@ -2,14 +2,19 @@
 
     rows = Rows.of(index)          # looked up once, when the server starts
     rows.path(17)                  # the source file of row 17: the only way the server names a file
-    rows.info(17)                  # {"row", "path", "name", "label", "folder", "width", "height", "bytes"}
+    rows.rel[17]                   # the same file relative to the collection's root, as the page shows it
+    rows.info(17)                  # {"row", "path", "rel", "name", "label", "folder", "width", ...}
     rows.vectors([17, 3])          # their stored vectors (`Store.take`), in the order asked
 
-`Backend` (search) and `DuplicatesView` (dedup) both read rows through this one object.
+`Backend` (search) and the views (dedup, map, curation lists) read rows through this one object.
+
+The collection's root is the source root of the index's store, or, for an index of stores with
+different roots, the folder those roots share: a row's `rel` starts with its store's root below it.
 """
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +34,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Rows:
-    """Every indexed row's file (`paths`), label (`labels`, None without one), metadata (`meta`:
-    width, height, bytes, mtime, in index order) and the stores holding their vectors (`store`)."""
+    """Every indexed row's file (`paths`; `rel`: relative to the collection's root), label (`labels`,
+    None without one), metadata (`meta`: width, height, bytes, mtime, in index order) and the stores
+    holding their vectors (`store`)."""
 
     paths: np.ndarray  # object array of str
+    rel: np.ndarray  # object array of str
     labels: np.ndarray
     meta: pd.DataFrame
     store: Store
@@ -43,7 +50,7 @@ class Rows:
         reading them from the index's tables costs ~10 ms at 100k rows."""
         paths = np.array(index.absolute_paths(np.arange(len(index))), dtype=object)
         labels = index.rows["label"].to_numpy()
-        return cls(paths, labels, index.store.meta, index.store)
+        return cls(paths, relative_paths(index), labels, index.store.meta, index.store)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -59,11 +66,13 @@ class Rows:
         return str(self.paths[self.check(row)])
 
     def hit(self, row: int) -> dict[str, Any]:
-        """What a result says about its row: row, path, name, label (or None) and folder."""
+        """What a result says about its row: row, path, rel (the path relative to the collection's
+        root), name, label (or None) and folder."""
         path, label = self.paths[row], self.labels[row]
         return {
             "row": int(row),
             "path": path,
+            "rel": self.rel[row],
             "name": Path(path).name,
             "label": label if isinstance(label, str) else None,
             "folder": Path(path).parent.name,
@@ -82,3 +91,21 @@ class Rows:
         wanted = np.array([self.check(r) for r in rows], dtype=np.int64)
         unique, order = np.unique(wanted, return_inverse=True)
         return self.store.take(unique)[order]
+
+
+def relative_paths(index: IndexFolder) -> np.ndarray:
+    """Each row's path relative to the collection's root: its store's source root, or the folder
+    the roots of all the index's stores share (each row's path then starts with its root below it)."""
+    roots = [str(s.get("source_root") or "") for s in index.info["sources"]]
+    below = [""] * len(roots)
+    if len(set(roots)) > 1:
+        try:
+            shared = posixpath.commonpath(roots)
+            below = [posixpath.relpath(root, shared) if root != shared else "" for root in roots]
+        except ValueError:  # roots with nothing in common (relative and absolute): each store by its root
+            below = roots
+    prefix = np.array(below, dtype=object)[index.rows["source"].to_numpy()]
+    rel = index.rows["path"].to_numpy(dtype=object)
+    return np.array(
+        [posixpath.join(p, r) if p else r for p, r in zip(prefix, rel, strict=True)], dtype=object
+    )

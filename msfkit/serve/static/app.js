@@ -1,11 +1,14 @@
 // msfkit serve: the page. Plain JS, no build step; talks to the JSON API of the same server.
+// This file: helpers, search, duplicates and the views' routing; map.js the map, lists.js the
+// curation lists. Paths are shown relative to the collection's root, the full path on hover.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const PAGE = Math.min(200, Number(new URLSearchParams(location.search).get("page")) || 24);  // results per page
 const GROUPS = 20;     // duplicate groups per page
 const state = { query: null, offset: 0, more: false, loading: false, wanted: false };
-const dup = { offset: 0, more: false, choices: {}, groups: [], threshold: null, touched: false, auto: null };
+const dup = { offset: 0, more: false, choices: {}, groups: [], threshold: null, touched: false, auto: null,
+              marked: new Set() };  // rows added to the removal list from the map
 
 async function api(url, options) {
   const response = await fetch(url, options);
@@ -27,12 +30,20 @@ function el(tag, attrs = {}, ...children) {
 const thumb = (row, size = 192) => `/api/rows/${row}/thumb?size=${size}`;
 const labelOf = (hit) => hit.label || hit.folder || "";
 
-function tile(hit, onClick) {
+function scoreText(hit) {
+  if (hit.score === undefined) return "";
+  return hit.rank !== undefined ? `${hit.rank}. ${hit.score.toFixed(3)}` : hit.score.toFixed(4);
+}
+
+// One image: thumbnail, score, label, the path relative to the collection's root (the full path on
+// hover) and, when given, a line saying why it is listed.
+function tile(hit, onClick, note = "") {
   const img = el("img", { src: thumb(hit.row), alt: hit.name, loading: "lazy", title: hit.path });
   const caption = el("figcaption", {},
-    el("span", { class: "score" }, hit.rank !== undefined ? `${hit.rank}. ${hit.score.toFixed(3)}` : `${hit.score.toFixed(4)}`),
+    el("span", { class: "score" }, scoreText(hit)),
     " ", el("span", { class: "label" }, labelOf(hit)),
-    el("span", { class: "path" }, hit.path));
+    note ? el("span", { class: "note" }, note) : "",
+    el("span", { class: "path", title: hit.path }, hit.rel));
   const figure = el("figure", { class: "tile", "data-row": hit.row, title: hit.path }, img, caption);
   figure.addEventListener("click", () => onClick(hit));
   return figure;
@@ -44,8 +55,9 @@ function status(text, error = false) {
   $("status").className = error ? "error" : "muted";
 }
 
-function showQuery(src, caption) {
+function showQuery(src, caption, path = "") {
   $("query").hidden = false;
+  $("query").title = path;
   $("query-img").src = src;
   $("query-caption").textContent = caption;
 }
@@ -107,7 +119,7 @@ async function searchRow(row) {
   try {
     const info = await api(`/api/rows/${row}`);
     state.query.name = info.name;
-    showQuery(thumb(row, 256), `${info.name} (row ${row}) ${labelOf(info)}\n${info.path}`);
+    showQuery(thumb(row, 256), `${info.name} (row ${row}) ${labelOf(info)}\n${info.rel}`, info.path);
   } catch (e) {
     status(e.message, true);
     return;
@@ -138,6 +150,33 @@ function removalUrl() {
   const params = new URLSearchParams({ threshold: dup.threshold, keep: $("keep").value });
   if (choose) params.set("choose", choose);
   return `/api/dedup/removals.csv?${params}`;
+}
+
+// The removal list: the groups' files to remove, and the rows marked on the map (POSTed: a lasso may
+// mark more rows than a URL holds), downloaded as the server's CSV.
+async function downloadRemovals(event) {
+  event.preventDefault();
+  try {
+    const response = await fetch(removalUrl(), {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ remove: [...dup.marked] }),
+    });
+    if (!response.ok) throw new Error((await response.json()).error);
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: `removals-${dup.threshold}.csv` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (e) {
+    $("dedup-status").textContent = e.message;
+    $("dedup-status").className = "error";
+  }
+}
+
+function showMarked() {
+  $("marked").hidden = dup.marked.size === 0;
+  $("marked-text").textContent = `${dup.marked.size} images marked on the map are on the removal list too. `;
 }
 
 function drawGroup(group) {
@@ -216,18 +255,28 @@ function setupDedup() {
   });
   $("keep").addEventListener("change", () => loadGroups(true));
   $("more-groups").addEventListener("click", () => loadGroups(false));
+  $("download").addEventListener("click", downloadRemovals);
+  $("marked-clear").addEventListener("click", () => { dup.marked.clear(); showMarked(); });
 }
 
 // -- views -----------------------------------------------------------------------------------------
+const VIEWS = { search: "view-search", dedup: "view-dedup", map: "view-map",
+                outliers: "view-list", "label-issues": "view-list", leaks: "view-list" };
+
 function route() {
   const hash = location.hash.slice(1);
-  const dedup = hash === "dedup";
-  $("view-search").hidden = dedup;
-  $("view-dedup").hidden = !dedup;
-  $("tab-search").classList.toggle("active", !dedup);
-  $("tab-dedup").classList.toggle("active", dedup);
-  if (dedup && !dup.auto) dup.auto = autoThreshold().then(() => loadGroups(true));
-  else if (dedup && !$("groups").childElementCount) loadGroups(true);
+  const view = VIEWS[hash] ? hash : "search";  // #row=N is the search view too
+  for (const [name, id] of Object.entries(VIEWS)) {
+    $(id).hidden = VIEWS[view] !== id;
+    $(`tab-${name}`).classList.toggle("active", name === view);
+  }
+  if (view === "dedup") {
+    showMarked();
+    if (!dup.auto) dup.auto = autoThreshold().then(() => loadGroups(true));
+    else if (!$("groups").childElementCount) loadGroups(true);
+  }
+  if (view === "map") showMap();
+  if (VIEWS[view] === "view-list") showList(view);
   const row = /^row=(\d+)$/.exec(hash);
   if (row) searchRow(Number(row[1]));
 }
@@ -235,12 +284,17 @@ function route() {
 async function start() {
   setupSearch();
   setupDedup();
+  setupMap();
+  setupList();
   setThreshold($("threshold").value);
   window.addEventListener("hashchange", route);
   try {
     const info = await api("/api/info");
-    const model = info.model.loaded ? info.model.name : "no model: search by row only";
+    // a model folder by its name (the full path on hover), a Hub id as it is
+    const name = info.model.name || "", shown = name.startsWith("/") ? name.split("/").filter(Boolean).pop() : name;
+    const model = info.model.loaded ? shown : "no model: search by row only";
     $("about").textContent = `${info.index.count} images, ${info.index.type} index, model ${model}`;
+    $("about").title = info.model.loaded ? name : "";
     if (!info.model.loaded) $("drop").title = info.model.note;
   } catch (e) {
     $("about").textContent = e.message;
@@ -249,4 +303,4 @@ async function start() {
   if (!state.query) status("Drop or pick an image to see its nearest neighbours; click a result to explore from it.");
 }
 
-start();
+document.addEventListener("DOMContentLoaded", start);  // once map.js and lists.js are in too

@@ -1,4 +1,5 @@
-"""The page of a running `msfkit serve` in headless Chromium: upload, results, explore, scroll, duplicates."""
+"""The page of a running `msfkit serve` in headless Chromium: upload, results, explore, scroll,
+duplicates, the map's lasso."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import csv
 import io
 
 import httpx
+import numpy as np
 import pytest
+from matplotlib.path import Path as Polygon
 
 import msfkit
+from msfkit.curate import outliers
 from tests.msfkit.index_stores import PLANTED
 from tests.msfkit.serve import browser
 
@@ -58,7 +62,9 @@ def test_upload_shows_neighbours_and_a_click_explores_from_a_result(page, index,
     expected = index.search([str(photo)], k=21)["row"].tolist()
     assert tile_rows(page) == expected
     first = page.inner_text("#results .tile >> nth=0")
-    assert first.startswith("1. 1.000") and str(photo) in first and "photos" in first
+    assert first.startswith("1. 1.000") and "photos" in first and str(photo) not in first
+    path = page.locator("#results .tile >> nth=0").locator(".path")  # relative, the full path on hover
+    assert (path.inner_text(), path.get_attribute("title")) == (photo.name, str(photo))
     assert "uploaded: " + photo.name in page.inner_text("#query")
     shot(page, tmp_path, "search")
 
@@ -154,6 +160,64 @@ def test_duplicates_view_choose_what_to_keep_and_download_the_list(page, index, 
     page.wait_for_function("document.querySelector('#dedup-status').textContent.includes('>= 0.999')")
     strict = index.dedup(threshold=0.999)
     assert page.locator(".group").count() == strict["group"].nunique() < 3
+
+
+@pytest.mark.slow
+def test_a_lasso_on_the_map_shows_those_images_and_adds_them_to_the_removal_list(
+    page, index, server, tmp_path
+):
+    page.click("#tab-map")
+    page.wait_for_function("document.querySelector('#map-status').textContent.includes('drag a lasso')")
+    body = httpx.get(server.url + "api/map", timeout=60).json()
+    points = np.frombuffer(base64.b64decode(body["points"]), dtype="<f4").reshape(-1, 2)
+    box = page.locator("#map-canvas").bounding_box()
+    left, top, bottom = box["x"] + 4, box["y"] + 4, box["y"] + box["height"] - 4
+    middle = box["x"] + box["width"] / 2
+    with page.expect_request("**/api/map/select**") as asked:  # a lasso round the canvas's left half
+        page.mouse.move(left, top)
+        page.mouse.down()
+        for x, y in [(middle, top), (middle, bottom), (left, bottom), (left, top + 8)]:
+            page.mouse.move(x, y, steps=8)
+        page.mouse.up()
+    polygon = np.array(asked.value.post_data_json["polygon"])
+    x0, x1 = float(points[:, 0].min()), float(points[:, 0].max())
+    assert polygon[:, 0].min() < x0 and polygon[:, 0].max() == pytest.approx(
+        (x0 + x1) / 2, abs=(x1 - x0) / 100
+    )
+    inside = np.flatnonzero(Polygon(polygon).contains_points(points)).tolist()
+    assert 0 < len(inside) < 21 and all(points[r, 0] < (x0 + x1) / 2 for r in inside)
+    page.wait_for_function(f"document.querySelectorAll('#map-grid .tile').length === {len(inside)}")
+    grid = [int(r) for r in page.eval_on_selector_all("#map-grid .tile", "ts => ts.map(t => t.dataset.row)")]
+    assert (
+        grid == inside and page.inner_text("#map-selection-text") == f"{len(inside)} images inside the lasso"
+    )
+    path = page.locator("#map-grid .tile .path").first  # relative to the collection's root; full on hover
+    full = index.absolute_paths([inside[0]])[0]
+    assert (path.inner_text(), path.get_attribute("title")) == (full.rsplit("/", 1)[1], full)
+    shot(page, tmp_path, "map")
+
+    page.click("#map-remove")
+    page.click("#tab-dedup")
+    page.wait_for_function("!document.querySelector('#marked').hidden")
+    assert page.inner_text("#marked-text").startswith(f"{len(inside)} images marked on the map")
+    with page.expect_download() as download:
+        page.click("#download")
+    removed = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+    assert set(index.absolute_paths(inside)) <= {r["path"] for r in removed}
+    assert {r["path"] for r in removed if r["reason"] == "marked"} <= set(index.absolute_paths(inside))
+
+
+@pytest.mark.slow
+def test_the_curation_lists_are_views_of_the_page(page, index, server):
+    page.goto(server.url + "#outliers")
+    page.wait_for_function("document.querySelectorAll('#list-grid .tile').length === 21")
+    rows = [int(r) for r in page.eval_on_selector_all("#list-grid .tile", "ts => ts.map(t => t.dataset.row)")]
+    assert rows == outliers(index)["row"].tolist() and page.inner_text("#list-status") == "21 images listed"
+    assert "neighbour of " in page.inner_text("#list-grid .tile >> nth=0")
+    page.click("#tab-leaks")  # one store: the page says how to see leaks
+    page.wait_for_function("document.querySelector('#list-status').classList.contains('error')")
+    assert "msfkit index TRAIN TEST -o INDEX" in page.inner_text("#list-status")
+    assert page.locator("#list-grid .tile").count() == 0
 
 
 @pytest.mark.slow

@@ -25,8 +25,19 @@ def test_paths_and_labels_are_the_indexs_own(rows, index):
     assert len(rows) == len(index) == 21
     assert rows.paths.tolist() == index.absolute_paths(np.arange(len(index)))
     hit = rows.hit(4)
-    assert hit == {"row": 4, "path": rows.paths[4], "name": hit["name"], "label": None, "folder": "photos"}
+    expected = {"row": 4, "path": rows.paths[4], "rel": hit["name"], "name": hit["name"], "label": None}
+    assert hit == dict(expected, folder="photos")  # the photos lie at the store's source root
     assert rows.paths[4].endswith("/" + hit["name"])
+
+
+def test_paths_are_relative_to_the_root_the_stores_share(planted):
+    """The planted index holds two stores whose source roots are data/train and data/test."""
+    index = msfkit.open_index(planted)
+    rows = Rows.of(index)
+    assert rows.rel[0] == "train/img_00000.jpg" and rows.rel[31] == "test/img_00000.jpg"
+    root = str(planted.parent / "data")
+    assert all(path == f"{root}/{rel}" for path, rel in zip(rows.paths, rows.rel, strict=True))
+    assert rows.info(31)["rel"] == "test/img_00000.jpg"
 
 
 def test_vectors_come_in_the_order_asked_repeats_included(rows, photo_index):
