@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 from typing import Any
 
 import click
@@ -52,6 +54,43 @@ def ray_options(what: str):
         help="Ray cluster: auto (the one running here) or HOST:PORT; default RAY_ADDRESS or a new one.",
     )
     return lambda command: engine(address(command))
+
+
+def storage_option(command):
+    """`--storage-option KEY=VALUE` (repeatable): fsspec options for every URL the command is given.
+
+    The options become fsspec's defaults for the protocols of the command's URL arguments and
+    options (`msfkit.data.storage.use_storage_options`), before the command runs, so every layer
+    that opens one of them (stores, indexes, images, archives) gets them."""
+
+    @functools.wraps(command)
+    def with_options(*args, storage_options: tuple[str, ...] = (), **kwargs):
+        if storage_options:
+            from msfkit.data.storage import is_url, parse_storage_options, use_storage_options
+
+            targets = [v for v in _strings(kwargs.values()) if is_url(v)]
+            use_storage_options(parse_storage_options(storage_options), targets)
+        return command(*args, **kwargs)
+
+    return click.option(
+        "--storage-option",
+        "storage_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="An fsspec option for the URLs given (s3://, gs://, hf://...); repeatable. A dotted key "
+        "nests: client_kwargs.endpoint_url=http://minio:9000; a JSON value is read as JSON: anon=true.",
+    )(with_options)
+
+
+def _strings(values) -> list[str]:
+    """The text (and path) values among a command's arguments, those inside tuples too."""
+    out = []
+    for value in values:
+        if isinstance(value, (tuple, list)):
+            out += _strings(value)
+        elif isinstance(value, (str, os.PathLike)):
+            out.append(os.fspath(value))
+    return out
 
 
 def check_outputs(force: bool, *paths: str | None) -> None:

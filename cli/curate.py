@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from msfkit.cli.common import check_outputs, echo_json_lines, force_option, json_lines_option
+from msfkit.cli.common import check_outputs, echo_json_lines, force_option, json_lines_option, storage_option
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 GALLERY_NEIGHBOURS = 8  # neighbours drawn beside each outlier
@@ -34,6 +34,7 @@ def curate() -> None:
     "outliers", context_settings=CONTEXT, short_help="Images unlike the rest, most foreign first."
 )
 @index_argument
+@storage_option
 @k_option
 @click.option("--top", default=20, show_default=True, type=click.IntRange(1), help="How many to list.")
 @click.option(
@@ -67,6 +68,7 @@ def outliers(index, k, top, out, html, force, as_json):
 
 @curate.command("label-issues", context_settings=CONTEXT, short_help="Labels their neighbours vote against.")
 @index_argument
+@storage_option
 @k_option
 @click.option(
     "-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the CSV (or --json) here."
@@ -94,6 +96,7 @@ def label_issues(index, k, out, force, as_json):
 
 @curate.command("select", context_settings=CONTEXT, short_help="A subset of N images that covers the rest.")
 @index_argument
+@storage_option
 @click.option("--budget", required=True, type=click.IntRange(1), help="How many images to choose.")
 @click.option(
     "--strategy",

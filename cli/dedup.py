@@ -4,11 +4,17 @@ with `--against TEST`, the TEST images that leak into INDEX (a split's check).""
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import click
 
-from msfkit.cli.common import check_outputs, device_option, echo_json_lines, force_option, json_lines_option
+from msfkit.cli.common import (
+    check_outputs,
+    device_option,
+    echo_json_lines,
+    force_option,
+    json_lines_option,
+    storage_option,
+)
 
 
 class Threshold(click.ParamType):
@@ -29,6 +35,7 @@ class Threshold(click.ParamType):
 
 
 @click.command("dedup", context_settings={"help_option_names": ["-h", "--help"]})
+@storage_option
 @click.argument("index", type=click.Path())
 @click.option(
     "--threshold",
@@ -141,7 +148,7 @@ def dedup(
     check_outputs(force, out, grid, html)
     device = resolve_device(device) if threshold == "auto" else None
     # an index folder opened once: its rows' images are drawn only while they are the embedded files
-    index = open_index(index) if is_index_folder(Path(index)) else index
+    index = open_index(index) if is_index_folder(index) else index
     if test is not None:
         leaks = _leaks(
             index, test, threshold=threshold, out=out, grid=grid, html=html, device=device, as_json=as_json

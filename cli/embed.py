@@ -13,6 +13,7 @@ from msfkit.cli.common import (
     model_option,
     precision_option,
     ray_options,
+    storage_option,
     warn_slow_bf16,
 )
 
@@ -30,6 +31,7 @@ def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
 
 
 @click.command("embed", context_settings={"help_option_names": ["-h", "--help"]})
+@storage_option
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @model_option
 @click.option(

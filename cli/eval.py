@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -14,19 +13,19 @@ from msfkit.cli.common import (
     json_option,
     model_option,
     precision_option,
+    storage_option,
     warn_slow_bf16,
 )
 from msfkit.models.errors import MsfkitError
 
 
 @click.command("eval", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@storage_option
 @model_option
 @click.option(
-    "--train", type=click.Path(path_type=Path), help="Train split: image folder of classes, or a store."
+    "--train", type=click.Path(), help="Train split: image folder of classes (or a URL prefix), or a store."
 )
-@click.option(
-    "--val", type=click.Path(path_type=Path), help="Val split: image folder of classes, or a store."
-)
+@click.option("--val", type=click.Path(), help="Val split: image folder of classes, or a store.")
 @click.option(
     "--dataset", type=click.Choice(["fashion-mnist"]), help="A named dataset (train vs test split)."
 )
@@ -61,12 +60,12 @@ from msfkit.models.errors import MsfkitError
 )
 @click.option(
     "--head-out",
-    type=click.Path(path_type=Path),
+    type=click.Path(),
     help="Save the trained linear head in this folder (nothing is written unless asked).",
 )
 @click.option(
     "--features-dir",
-    type=click.Path(path_type=Path),
+    type=click.Path(),
     help="Keep the features (stores, .npz) here and reuse them next time [default: the msfkit cache, "
     "$MSFKIT_CACHE or ~/.cache/msfkit, eval-features/]. Keyed by model and source.",
 )
@@ -81,11 +80,11 @@ from msfkit.models.errors import MsfkitError
 )
 @precision_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the linear training.")
-@click.option("--plot", "plot_dir", type=click.Path(path_type=Path), help="Write PNG plots into this folder.")
+@click.option("--plot", "plot_dir", type=click.Path(), help="Write PNG plots into this folder.")
 @click.option(
     "--card",
     "card_dir",
-    type=click.Path(path_type=Path),
+    type=click.Path(),
     help="Write the results into this model folder's card.",
 )
 @force_option

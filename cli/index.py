@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
-from msfkit.cli.common import echo_json, json_option, ray_options
+from msfkit.cli.common import echo_json, json_option, ray_options, storage_option
 
 
 @click.command("index", context_settings={"help_option_names": ["-h", "--help"]})
+@storage_option
 @click.argument("stores", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", "out", type=click.Path(file_okay=False), help="Index folder to write.")
 @click.option(

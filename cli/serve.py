@@ -6,10 +6,11 @@ import ipaddress
 
 import click
 
-from msfkit.cli.common import device_option, echo_json, json_option, model_option
+from msfkit.cli.common import device_option, echo_json, json_option, model_option, storage_option
 
 
 @click.command("serve", context_settings={"help_option_names": ["-h", "--help"]})
+@storage_option
 @click.argument("index", type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from msfkit.cli.common import echo_json, json_option
+from msfkit.cli.common import echo_json, json_option, storage_option
 
 
 @click.group("store", context_settings={"help_option_names": ["-h", "--help"]})
@@ -13,7 +13,8 @@ def store() -> None:
 
 
 @store.command("export")
-@click.argument("store_dir", metavar="STORE", type=click.Path(exists=True, file_okay=False))
+@storage_option
+@click.argument("store_dir", metavar="STORE")
 @click.argument("out", type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 @json_option

@@ -23,6 +23,7 @@ import numpy as np
 
 from msfkit.data.datasets import ArrayImageDataset, FileImageDataset, load_dataset
 from msfkit.data.inputs import list_inputs
+from msfkit.data.storage import is_url
 from msfkit.embedding import EmbedOptions, StoreOptions, embed
 from msfkit.embedding.eta import JobLine
 from msfkit.eval.features import extract_features
@@ -76,6 +77,8 @@ def load_inputs(
         batch_size=batch_size, workers=workers, precision=precision, device=device, progress=progress,
         announce=announce,
     )  # fmt: skip
+    if features_dir is not None and is_url(features_dir):
+        raise MsfkitError(f"--features-dir {features_dir}: a local folder, not a URL")
     work = _Work(opts, Path(features_dir) if features_dir is not None else None)
     if dataset is not None:
         if train is not None or val is not None:
@@ -90,11 +93,11 @@ def load_inputs(
         folder = work.features_dir or Path(tmp)
         given = {"train": train, "val": val}
         if announce and encoder is not None:  # one line for both splits, counted before either runs
-            todo = {split: _to_embed(Path(path), _store_dir(Path(path), split, encoder, folder))
+            todo = {split: _to_embed(_place(path), _store_dir(_place(path), split, encoder, folder))
                     for split, path in given.items()}  # fmt: skip
             opts = dataclasses.replace(opts, announce=JobLine(todo, encoder.config.arch, device))
         work = _Work(opts, folder)
-        stores = {split: _as_store(Path(path), split, encoder, work) for split, path in given.items()}
+        stores = {split: _as_store(_place(path), split, encoder, work) for split, path in given.items()}
         fix = "embed both splits with the model evaluated"
         check_same_model(stores["train"].model, stores["val"].model, "the train split", "the val split", fix)
         if encoder is not None:
@@ -103,7 +106,7 @@ def load_inputs(
         train_store = stores["train"]
         train_paths = train_store.absolute_paths() if train_store.source_root is not None else None
         name = train_store.model.name or (encoder.name if encoder is not None else None)
-    kinds = {"store" if is_store(Path(p)) else "folder" for p in (train, val)}
+    kinds = {"store" if is_store(_place(p)) else "folder" for p in (train, val)}
     labels = splits["train"][1]
     inputs = EvalInputs(
         *splits["train"],
@@ -151,13 +154,18 @@ def _dataset_inputs(name: str, encoder: Encoder, work: _Work):
     return inputs, encoder
 
 
-def _as_store(path: Path, split: str, encoder: Encoder | None, work: _Work):
-    """The store at `path`, or the store of the image folder `path` (embedded on first use)."""
-    if not path.exists():
+def _place(path: str | Path) -> Path | str:
+    """A local split as a Path; a URL kept as written (a Path would fold its '//')."""
+    return str(path) if is_url(path) else Path(path)
+
+
+def _as_store(path: Path | str, split: str, encoder: Encoder | None, work: _Work):
+    """The store at `path`, or the store of the image folder or prefix `path` (embedded on first use)."""
+    if isinstance(path, Path) and not path.exists():
         raise MsfkitError(f"--{split} {path}: no such folder")
     if is_store(path):
         return open_store(path)
-    if not path.is_dir():
+    if isinstance(path, Path) and not path.is_dir():
         raise MsfkitError(f"--{split} {path}: expected a folder of class sub-folders or an embedding store")
     if encoder is None:
         raise MsfkitError(
@@ -168,17 +176,17 @@ def _as_store(path: Path, split: str, encoder: Encoder | None, work: _Work):
     return open_store(out)
 
 
-def _store_dir(path: Path, split: str, encoder: Encoder, features_dir: Path) -> Path:
-    """Where the image folder `path` is embedded: keyed by model AND source, so another --val folder
-    gets its own store, never another's."""
-    source = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+def _store_dir(path: Path | str, split: str, encoder: Encoder, features_dir: Path) -> Path:
+    """Where the image folder (or prefix) `path` is embedded: keyed by model AND source, so another
+    --val folder gets its own store, never another's."""
+    source = hashlib.sha256(str(path if isinstance(path, str) else path.resolve()).encode()).hexdigest()[:12]
     return features_dir / f"{split}-{encoder.fingerprint}-{source}"
 
 
-def _to_embed(path: Path, out: Path) -> int:
+def _to_embed(path: Path | str, out: Path) -> int:
     """About how many images embedding the folder `path` into `out` takes: none for a store, or
     when `out` is complete already (a rerun only adds what changed), else every image listed."""
-    if not path.is_dir() or is_store(path):
+    if isinstance(path, Path) and not path.is_dir() or is_store(path):
         return 0
     manifest = read_manifest(out)
     if manifest is not None and manifest.complete:

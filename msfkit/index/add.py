@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,18 @@ import pandas as pd
 from msfkit.index import recall as index_recall
 from msfkit.index.faiss_ops import normalized, to_cpu
 from msfkit.index.fill import check_complete, fill, fill_pieces, rows_table
-from msfkit.index.folder import IVFDATA_FILE, IndexFolder, open_folder
+from msfkit.index.folder import IVFDATA_FILE, IndexFolder, open_folder, pull_folder
 from msfkit.index.pieces import Stacked, empty_copy, merge_on_disk, write_piece
 from msfkit.index.sources import Source, joined, source_entry
-from msfkit.index.writing import locked, staged, write_files, write_folder
+from msfkit.index.writing import (
+    local_path,
+    locked,
+    remote_target,
+    staged,
+    upload_folder,
+    write_files,
+    write_folder,
+)
 from msfkit.models.errors import MsfkitError
 from msfkit.models.identity import check_same_model
 from msfkit.store import Store, open_store
@@ -44,8 +53,16 @@ def add_to_index(
     otherwise the old parameters stay and the recorded recall is marked stale. The folder is
     locked meanwhile: a concurrent `add` or build on it stops at once, so no store is lost.
     """
-    with locked(Path(index_dir)):
-        return _add(Path(index_dir), stores, progress)
+    target = remote_target(index_dir)
+    if target is not None:  # object storage: added to a local copy, uploaded again index.json last
+        with tempfile.TemporaryDirectory(prefix="msfkit-index-") as tmp:
+            work = Path(tmp) / "index"
+            shutil.copytree(pull_folder(target), work)
+            info = _add(work, stores, progress)
+            upload_folder(work, target)
+        return info
+    with locked(local_path(index_dir)):
+        return _add(local_path(index_dir), stores, progress)
 
 
 def _add(index_dir: Path, stores, progress: bool) -> dict[str, Any]:

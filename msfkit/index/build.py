@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,7 +36,16 @@ from msfkit.index.folder import FORMAT_VERSION, IVFDATA_FILE
 from msfkit.index.pieces import PIECE_ROWS, Stacked, merge_on_disk, write_piece
 from msfkit.index.plan import DEFAULT_MEMORY, IndexPlan, choose_index
 from msfkit.index.sources import source_entry
-from msfkit.index.writing import check_replaceable, locked, staged, write_files, write_folder
+from msfkit.index.writing import (
+    check_replaceable,
+    local_path,
+    locked,
+    remote_target,
+    staged,
+    upload_folder,
+    write_files,
+    write_folder,
+)
 from msfkit.models.errors import MsfkitError
 from msfkit.sizes import parse_size
 from msfkit.store import Store, open_store
@@ -77,12 +87,21 @@ def build_index(
 
     Options are `BuildOptions`' fields. `overwrite` replaces an existing index folder (or an empty
     folder), never anything else. The folder is locked while it is built: a second build or `add`
-    on it stops at once.
+    on it stops at once. An `out` URL (`s3://bucket/index`) is built in a local temporary folder
+    ($TMPDIR) and uploaded, index.json last (`msfkit.index.writing.upload_folder`); object stores
+    have no locks, so two builds to one URL leave whichever committed last.
     """
     opts = BuildOptions(**options)
     if opts.engine == "ray":  # an unreachable cluster or a missing extra stops here, before any work
         connect(opts.address)
-    out = Path(out)
+    target = remote_target(out)
+    if target is not None:  # object storage: built in a local staging folder, then uploaded
+        check_replaceable(target, overwrite)
+        with tempfile.TemporaryDirectory(prefix="msfkit-index-") as tmp:
+            info = _build(stores, Path(tmp) / "index", opts)
+            upload_folder(Path(tmp) / "index", target)
+        return info
+    out = local_path(out)
     with locked(out):
         check_replaceable(out, overwrite)
         return _build(stores, out, opts)

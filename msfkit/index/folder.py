@@ -16,12 +16,20 @@
 
 `msfkit.index.writing` writes the folder (under a temporary name, renamed into place);
 `msfkit.index.sources` reopens its stores. docs/formats.md has every field.
+
+An index at a URL (`s3://bucket/index`) is the same files as whole objects under that prefix,
+index.json put last (`msfkit.index.writing.upload_folder`): without index.json there is no index.
+`open_folder` pulls such an index into msfkit's cache (`indexes/`, one folder per URL) and opens the
+copy; the copy is fetched again only when the remote index.json differs from the cached one, and
+every object's size is checked against the size index.json lists.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -34,6 +42,7 @@ import pyarrow.parquet as pq
 
 from msfkit.data.paths import row_paths
 from msfkit.data.row_files import RowFile
+from msfkit.data.storage import Location, is_url, locate
 from msfkit.index.faiss_ops import (
     normalized,
     quiet_stdout,
@@ -43,6 +52,7 @@ from msfkit.index.faiss_ops import (
 )
 from msfkit.index.sources import Source, check_current, joined_or_error, open_sources
 from msfkit.models.errors import MsfkitError
+from msfkit.sizes import cache_dir
 
 FORMAT_VERSION = 2  # 2: `storage`, and index.ivfdata for an index stored on disk
 INDEX_FILE = "index.faiss"
@@ -61,7 +71,8 @@ class IndexFolder:
     """
 
     def __init__(self, path: Path, index: Any, info: dict[str, Any], rows, sources: list[Source]) -> None:
-        self.path = path
+        self.path = path  # the folder read (for an index at a URL: its copy in the cache)
+        self.url: str | None = None  # the URL it was pulled from, if it was
         self.index = index
         self.info = info
         self.rows = rows  # pandas DataFrame: source, path, label
@@ -71,7 +82,12 @@ class IndexFolder:
         return int(self.index.ntotal)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.path}, {self.info['factory']}, {len(self)} x {self.dim})"
+        return f"{type(self).__name__}({self.where}, {self.info['factory']}, {len(self)} x {self.dim})"
+
+    @property
+    def where(self) -> str:
+        """Where the index is, as the user named it: its URL, or its folder."""
+        return self.url or str(self.path)
 
     @cached_property
     def store(self):
@@ -124,8 +140,14 @@ class IndexFolder:
 def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -> IndexFolder:
     """Open an index folder, refusing one with missing, foreign or inconsistent files.
 
-    An index stored on disk is opened memory-mapped: its inverted lists stay in index.ivfdata."""
-    root = Path(path)
+    An index stored on disk is opened memory-mapped: its inverted lists stay in index.ivfdata. An
+    index at a URL is pulled into the cache first (see the module docstring)."""
+    remote = locate(path) if is_url(path) else None
+    if remote is not None and not remote.local:
+        opened = open_folder(pull_folder(remote), cls)
+        opened.url = remote.url
+        return opened
+    root = Path(remote.path if remote is not None else path)
     info = _read_info(root)
     for name, size in info.get("files", {}).items():
         if name in FILES and name != INFO_FILE and (root / name).stat().st_size != size:
@@ -151,6 +173,55 @@ def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -
         index = to_device(index)
     set_search_params(index, info["search_params"])
     return (cls or IndexFolder)(root, index, info, rows, stores)
+
+
+def pull_folder(source: Location) -> Path:
+    """The index folder at `source` (a URL) as a local copy in msfkit's cache, fetched again when
+    index.json changed; a prefix without index.json is no index (an upload cut short leaves none)."""
+    try:
+        info_bytes = source.child(INFO_FILE).read_bytes()
+    except FileNotFoundError:
+        raise MsfkitError(f"{source.url}: no index here (no {INFO_FILE})") from None
+    try:
+        sizes = json.loads(info_bytes)["files"]
+        names = sorted(name for name in sizes if name in FILES and name != INFO_FILE)
+        wanted = {name: int(sizes[name]) for name in names}  # names from the object: only known ones
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise MsfkitError(f"{source.url}/{INFO_FILE}: not an index.json msfkit wrote") from None
+    copy = cache_dir("indexes", hashlib.sha256(source.url.encode()).hexdigest()[:16])
+    if _held(copy, info_bytes, wanted):
+        return copy
+    staging = copy.with_name(f"{copy.name}.tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        for name, size in wanted.items():
+            where = source.child(name)
+            if where.size() != size:
+                raise MsfkitError(f"{where.url}: does not belong to this {INFO_FILE} (size differs)")
+            with where.open("rb") as remote, open(staging / name, "wb") as local:
+                shutil.copyfileobj(remote, local, 2**22)
+        if source.child(INFO_FILE).read_bytes() != info_bytes:  # replaced while it was read
+            raise MsfkitError(f"{source.url}: the index changed while it was read; open it again")
+        (staging / INFO_FILE).write_bytes(info_bytes)
+        shutil.rmtree(copy, ignore_errors=True)
+        os.replace(staging, copy)
+    except FileNotFoundError:
+        raise MsfkitError(
+            f"{source.url}: an object of the index is missing; rebuild or upload it again"
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return copy
+
+
+def _held(folder: Path, info_bytes: bytes, sizes: dict[str, int]) -> bool:
+    """Whether `folder` holds this index.json and exactly the files it lists, at their sizes."""
+    try:
+        same = (folder / INFO_FILE).read_bytes() == info_bytes
+        return same and all((folder / name).stat().st_size == size for name, size in sizes.items())
+    except OSError:
+        return False
 
 
 def read_faiss(root: Path, storage: str) -> Any:

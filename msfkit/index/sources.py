@@ -85,10 +85,11 @@ def joined_or_error(sources: list[Source]) -> Store:
 
 
 def source_entry(store: Store) -> dict[str, Any]:
-    """index.json's record of a single-part store: where it is, its source root, its hash and size."""
+    """index.json's record of a single-part store: where it is (its URL, for a store at one), its
+    source root, its hash and size."""
     part = store.parts[0]
     return {
-        "store": str(part.root.resolve()),
+        "store": getattr(part, "url", None) or str(part.root.resolve()),
         "source_root": part.manifest.source_root,
         "manifest_hash": store.manifest_hash,
         "rows": len(store),

@@ -5,6 +5,8 @@ with locked(out):
     with staged(out) as tmp:                       # a temporary folder beside `out`
         ...                                        # large files (index.ivfdata) made in place
         write_files(tmp, index, info, rows)        # renamed into place when the block ends
+
+upload_folder(folder, locate("s3://bucket/index"))  # an index at a URL: whole objects, index.json last
 """
 
 from __future__ import annotations
@@ -23,14 +25,44 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from msfkit.data.storage import Location, is_url, locate, protocol, storage_errors
 from msfkit.index.folder import FILES, INDEX_FILE, INFO_FILE, IVFDATA_FILE, ROWS_FILE
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import is_disk_full
+from msfkit.store.objects import put_object
+
+_BUCKETS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")  # protocols whose first path part is a bucket
 
 
-def check_replaceable(out: Path, overwrite: bool) -> None:
+def remote_target(out: str | os.PathLike) -> Location | None:
+    """The object-storage location of an index output written as a URL; None for the local disk
+    (a plain path, or a `file://` URL)."""
+    if not is_url(out):
+        return None
+    target = locate(out)
+    return None if target.local else target
+
+
+def local_path(out: str | os.PathLike) -> Path:
+    """An index folder on the local disk, written as a plain path or a `file://` URL."""
+    return Path(locate(out).path) if is_url(out) else Path(out)
+
+
+def check_replaceable(out: Path | Location, overwrite: bool) -> None:
     """A build may write `out` when it does not exist, or with `overwrite` when it is an msfkit index
-    folder or empty; anything else (a store, a folder of the user's files) is refused untouched."""
+    folder or empty; anything else (a store, a folder of the user's files) is refused untouched.
+    At a URL, the objects under the prefix are judged: only an index's own file names are replaced."""
+    if isinstance(out, Location):
+        names = out.find()
+        bucket = out.path.split("/")[0]
+        if not names and protocol(out.url) in _BUCKETS and not Location(out.fs, bucket, out.url).exists():
+            raise MsfkitError(f"{out.url}: no such bucket {bucket}")
+        if names and not overwrite:
+            raise MsfkitError(f"{out.url}: already exists; remove it or pass --force")
+        if set(names) - set(FILES):
+            held = ", ".join(sorted(names)[:5])
+            raise MsfkitError(f"{out.url}: holds {held}, not an msfkit index; --force only replaces an index")
+        return
     if not out.exists() and not out.is_symlink():
         return
     if not overwrite:
@@ -117,3 +149,19 @@ def write_files(folder: Path, index: Any, info: dict[str, Any], rows) -> None:
     names = (INDEX_FILE, ROWS_FILE, IVFDATA_FILE)
     info["files"] = {name: (folder / name).stat().st_size for name in names if (folder / name).exists()}
     (folder / INFO_FILE).write_text(json.dumps(info, indent=1, default=str) + "\n")
+
+
+def upload_folder(folder: Path, target: Location) -> None:
+    """The index folder `folder` (written whole) as objects under `target`, index.json last: it is the
+    commit, so it is removed first when an index is there, and a reader sees the old index, no index,
+    or the new one whole. Objects of the old index that the new one lacks are removed before the
+    commit. Each file is one object (one PUT, multipart for large files), never seen half written."""
+    names = sorted(p.name for p in folder.iterdir() if p.name in FILES and p.name != INFO_FILE)
+    old = target.find()
+    with storage_errors(target.url):
+        for name in [INFO_FILE, *sorted(set(old) & set(FILES) - set(names) - {INFO_FILE})]:
+            if name in old:
+                target.fs.rm_file(target.child(name).path)
+        for name in names:
+            target.fs.put_file(str(folder / name), target.child(name).path)
+    put_object(target, INFO_FILE, (folder / INFO_FILE).read_bytes())

@@ -1,9 +1,9 @@
 """`Index`: an index folder you can search with images, paths, store rows or vectors, and dedup.
 
-    index = msfkit.open_index("index")
-    results = index.search(Image.open("cat.jpg"), k=10)     # or paths, folders, "STORE:0-9", vectors
-    groups = index.dedup(threshold=0.95)
-    index.add("new-store")                                   # and it is reopened with the new rows
+index = msfkit.open_index("index")
+results = index.search(Image.open("cat.jpg"), k=10)     # or paths, folders, "STORE:0-9", vectors
+groups = index.dedup(threshold=0.95)
+index.add("new-store")                                   # and it is reopened with the new rows
 """
 
 from __future__ import annotations
@@ -42,10 +42,11 @@ class Index(IndexFolder):
         self, stores: str | os.PathLike | Sequence[str | os.PathLike], *, progress: bool = False
     ) -> Index:
         """Add the vectors of other stores to this index folder; returns the folder reopened."""
-        add_to_index(self.path, stores, progress=progress)
-        return open_index(self.path)
+        add_to_index(self.where, stores, progress=progress)
+        return open_index(self.where)
 
 
 def open_index(path: str | os.PathLike) -> Index:
-    """Open an index folder, refusing one with missing, foreign or inconsistent files."""
+    """Open an index folder (or an index at a URL, read from a local copy), refusing one with missing,
+    foreign or inconsistent files."""
     return open_folder(path, Index)
