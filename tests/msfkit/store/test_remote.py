@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import msfkit
 from msfkit.data.storage import locate
@@ -24,17 +26,22 @@ from msfkit.store.objects import read_commits
 
 RUN = dict(workers=0, progress=False)
 NAMES = (("emb", "npy"), ("errors", "parquet"), ("meta", "parquet"))
-# A run into a store at a URL, as its own process (the test kills it): inputs, model, store, shard rows.
-CHILD = """
-import sys
-import msfkit
-msfkit.embed([sys.argv[1]], sys.argv[2], sys.argv[3], shard_rows=int(sys.argv[4]), workers=0, progress=False)
-"""
 
 
 @pytest.fixture(scope="module")
 def encoder(tiny_model_dir) -> Encoder:
     return msfkit.load(tiny_model_dir)
+
+
+def _images(folder: Path, count: int) -> Path:
+    """`count` small noise images in class folders a/ and b/, and one zero-byte file (an error row)."""
+    rng = np.random.default_rng(count)
+    for i in range(count):
+        path = folder / "ab"[i % 2] / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(path)
+    (folder / "a" / "broken.jpg").write_bytes(b"")
+    return folder
 
 
 def _same_store(got, expected, *, facts=("path", "label", "width", "height", "bytes", "mtime", "mtime_ns")):
@@ -51,58 +58,52 @@ def _forget_copies() -> None:
     shutil.rmtree(cache_dir("stores"), ignore_errors=True)
 
 
-def test_a_store_written_to_s3_reads_back_as_the_local_run_s(s3_bucket, photos_dir, encoder, tmp_path):
-    url = f"s3://{s3_bucket}/store"
-    got = msfkit.embed([photos_dir], encoder, url, shard_rows=3, **RUN)
-    expected = msfkit.embed([photos_dir], encoder, tmp_path / "local", shard_rows=3, **RUN)
-    assert got.run.store == url and (got.run.embedded, got.run.failed) == (8, 0)
+def test_a_store_written_to_s3_reads_back_as_the_local_run_s(s3_bucket, encoder, tmp_path):
+    url, images = f"s3://{s3_bucket}/store", _images(tmp_path / "images", 5)
+    got = msfkit.embed([images], encoder, url, shard_rows=3, **RUN)
+    expected = msfkit.embed([images], encoder, tmp_path / "local", shard_rows=3, **RUN)
+    assert got.run.store == url and (got.run.embedded, got.run.failed) == (5, 1)
     _same_store(got, expected)
     assert got.parts[0].url == url and got.source_root == expected.source_root
     # read through a copy linked to the one the run wrote through: nothing downloaded twice
     assert (got.parts[0].root / "emb" / "00000.npy").stat().st_nlink == 2
-    assert sorted(read_commits(locate(url))) == [0, 1, 2]
+    assert sorted(read_commits(locate(url))) == [0, 1]
     assert locate(url).listdir() == ["commits", "emb", "errors", "errors.parquet", "manifest.json", "meta"]
     _forget_copies()  # another machine reads it
     assert is_store(url) and not is_store(f"s3://{s3_bucket}/nothing")
     _same_store(open_store(url), expected)
 
 
-def test_images_under_an_s3_prefix_embed_as_the_same_files_on_disk(s3_bucket, photos_dir, encoder, tmp_path):
-    local = tmp_path / "mirror"
-    for i, photo in enumerate(sorted(photos_dir.iterdir())[:4]):
-        name = f"{'ab'[i % 2]}/{photo.name}"
-        (local / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(photo, local / name)
-        locate(f"s3://{s3_bucket}/photos/{name}").write_bytes(photo.read_bytes())
+def test_images_under_an_s3_prefix_embed_as_the_same_files_on_disk(s3_bucket, encoder, tmp_path):
+    local = _images(tmp_path / "images", 4)
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        locate(f"s3://{s3_bucket}/photos/{path.relative_to(local).as_posix()}").write_bytes(path.read_bytes())
     # decoded in a worker process, as a large run decodes (s3fs in a forked process)
     got = msfkit.embed(
         [f"s3://{s3_bucket}/photos"], encoder, f"s3://{s3_bucket}/store", workers=1, progress=False
     )
     expected = msfkit.embed([local], encoder, tmp_path / "local", **RUN)
     _same_store(got, expected, facts=("path", "label", "width", "height", "bytes"))
-    assert list(got.meta["label"]) == ["a", "a", "b", "b"]
+    assert list(got.meta["label"]) == ["a", "a", "b", "b"] and list(got.errors["path"]) == ["a/broken.jpg"]
     assert got.parts[0].manifest.source_root == f"s3://{s3_bucket}/photos"
 
 
 @pytest.mark.slow
 def test_a_run_killed_mid_way_leaves_committed_shards_and_a_rerun_elsewhere_completes_it(
-    s3_bucket, photo_paths, tiny_model_dir, encoder, tmp_path
+    s3_bucket, tiny_model_dir, encoder, tmp_path
 ):
-    src = tmp_path / "photos"
-    src.mkdir()
-    for p in photo_paths:
-        shutil.copy(p, src / p.name)
-    url, shards = f"s3://{s3_bucket}/store", len(photo_paths) // 2
-    child = [sys.executable, "-c", CHILD, str(src), str(tiny_model_dir), url, "2"]
-    proc = subprocess.Popen(child, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not read_commits(locate(url)) and proc.poll() is None and time.monotonic() < deadline:
+    src, url = _images(tmp_path / "images", 11), f"s3://{s3_bucket}/store"  # 12 files: 6 shards of 2
+    args = ["embed", str(src), "-m", str(tiny_model_dir), "-o", url, "--shard-rows", "2"]
+    args += ["--workers", "0", "--no-draft", "-q"]
+    proc = subprocess.Popen([sys.executable, "-m", "msfkit.cli", *args], start_new_session=True)
+    store, deadline = locate(url), time.monotonic() + 120
+    while not read_commits(store) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-    records = read_commits(locate(url))
-    assert 1 <= len(records) < shards
+    records = read_commits(store)
+    assert 1 <= len(records) < 6
     seen = open_store(url)  # a reader sees the committed shards, nothing else
     assert not seen.complete and len(seen) == sum(r["rows"] for r in records.values())
     assert [s.name for s in seen.parts[0].shards] == [f"{k:05d}" for k in sorted(records)]
@@ -110,75 +111,68 @@ def test_a_run_killed_mid_way_leaves_committed_shards_and_a_rerun_elsewhere_comp
     _forget_copies()  # the rerun has no staging copy: it continues from the remote commit records
     rerun = msfkit.embed([src], encoder, url, shard_rows=2, **RUN).run
     assert rerun.skipped == sum(r["rows"] + r["failed"] for r in records.values())
-    assert rerun.embedded == len(photo_paths) - rerun.skipped
+    assert rerun.embedded + rerun.failed + rerun.skipped == 12
     expected = msfkit.embed([src], encoder, tmp_path / "local", shard_rows=2, **RUN)
     _same_store(open_store(url), expected)
-    assert sorted(read_commits(locate(url))) == list(range(shards))
+    assert sorted(read_commits(store)) == list(range(6))
 
 
-def test_a_changed_object_is_embedded_again_and_its_shard_pushed_under_new_names(photo_paths, encoder):
-    base = f"memory://{uuid.uuid4().hex}"
-    for i, photo in enumerate(photo_paths[:4]):
-        locate(f"{base}/photos/{i}.jpg").write_bytes(photo.read_bytes())
+def test_a_changed_object_is_embedded_again_and_its_shard_pushed_under_new_names(encoder, tmp_path):
+    base, files = f"memory://{uuid.uuid4().hex}", sorted(_images(tmp_path / "images", 4).rglob("*.png"))
+    for i, path in enumerate(files):
+        locate(f"{base}/photos/{i}.png").write_bytes(path.read_bytes())
     store = msfkit.embed([f"{base}/photos"], encoder, f"{base}/store", shard_rows=2, **RUN)
     before = np.array(store.vectors)
-    locate(f"{base}/photos/3.jpg").write_bytes(photo_paths[5].read_bytes())  # replaced since
+    new = tmp_path / "new.png"
+    Image.fromarray(np.full((30, 36, 3), 200, np.uint8)).save(new)
+    locate(f"{base}/photos/3.png").write_bytes(new.read_bytes())  # replaced since
     again = msfkit.embed([f"{base}/photos"], encoder, f"{base}/store", shard_rows=2, **RUN)
     assert (again.run.changed, again.run.embedded, again.run.skipped) == (1, 0, 3)
     record = read_commits(locate(f"{base}/store"))[1]
     assert record["generation"] == 1
-    assert sorted(record["objects"]) == [
-        "emb/00001.g1.npy",
-        "errors/00001.g1.parquet",
-        "meta/00001.g1.parquet",
-    ]
+    assert sorted(record["objects"]) == [f"{kind}/00001.g1.{ext}" for kind, ext in NAMES]
     _forget_copies()
     after = open_store(f"{base}/store")
-    alone = msfkit.embed([photo_paths[5]], encoder, f"{base}/alone", **RUN)
-    assert np.array_equal(after.vectors[:3], before[:3]) and np.array_equal(
-        after.vectors[3], alone.vectors[0]
-    )
-    assert after.meta["bytes"][3] == photo_paths[5].stat().st_size
+    alone = msfkit.embed([new], encoder, f"{base}/alone", **RUN)
+    assert np.array_equal(after.vectors[:3], before[:3])
+    assert np.array_equal(after.vectors[3], alone.vectors[0])
+    assert after.meta["bytes"][3] == new.stat().st_size and after.meta["width"][3] == 36
 
 
-def test_shard_parts_at_a_url_read_as_one_store(photos_dir, encoder, tmp_path):
-    url = f"memory://{uuid.uuid4().hex}/store"
+def test_shard_parts_at_a_url_read_as_one_store(encoder, tmp_path):
+    url, images = f"memory://{uuid.uuid4().hex}/store", _images(tmp_path / "images", 4)
     for i in range(2):
-        msfkit.embed([photos_dir], encoder, url, shard=(i, 2), **RUN)
-        msfkit.embed([photos_dir], encoder, tmp_path / "local", shard=(i, 2), **RUN)
+        msfkit.embed([images], encoder, url, shard=(i, 2), **RUN)
+        msfkit.embed([images], encoder, tmp_path / "local", shard=(i, 2), **RUN)
     got, expected = open_store(url), open_store(tmp_path / "local")
     assert [p.url for p in got.parts] == [f"{url}/part-0000{i}-of-00002" for i in range(2)]
     _same_store(got, expected)
 
 
-def test_overwrite_replaces_the_store_at_the_url(photo_paths, encoder, tmp_path):
-    url = f"memory://{uuid.uuid4().hex}/store"
-    msfkit.embed(photo_paths[:4], encoder, url, shard_rows=1, **RUN)
-    store = msfkit.embed(photo_paths[:2], encoder, url, shard_rows=2, overwrite=True, **RUN)
+def test_overwrite_replaces_the_store_at_the_url(encoder, tmp_path):
+    url, files = f"memory://{uuid.uuid4().hex}/store", sorted(_images(tmp_path / "images", 4).rglob("*.png"))
+    msfkit.embed(files, encoder, url, shard_rows=1, **RUN)
+    store = msfkit.embed(files[:2], encoder, url, shard_rows=2, overwrite=True, **RUN)
     assert sorted(read_commits(locate(url))) == [0] and len(store) == 2
     assert locate(url).child("emb").listdir() == ["00000.npy"]  # the old shards' objects are gone
 
 
-def test_a_damaged_remote_store_is_one_line(photo_paths, encoder):
-    url = f"memory://{uuid.uuid4().hex}/store"
-    msfkit.embed(photo_paths[:2], encoder, url, **RUN)
+def test_a_damaged_remote_store_is_one_line(encoder, tmp_path):
+    url, files = f"memory://{uuid.uuid4().hex}/store", sorted(_images(tmp_path / "images", 2).rglob("*.png"))
+    msfkit.embed(files, encoder, url, **RUN)
     locate(url).child("emb", "00000.npy").write_bytes(b"short")
     _forget_copies()
-    with pytest.raises(
-        MsfkitError, match=r"emb/00000.npy has 5 bytes, its commit record says \d+; the store"
-    ):
+    with pytest.raises(MsfkitError, match=r"emb/00000.npy has 5 bytes, its commit record says \d+; the"):
         open_store(url)
     locate(url).child("emb", "00000.npy").remove()
-    with pytest.raises(
-        MsfkitError, match=r"emb/00000.npy is missing; the store is damaged \(embed it again with"
-    ):
-        msfkit.embed(photo_paths[:2], encoder, url, **RUN)
-    assert len(msfkit.embed(photo_paths[:2], encoder, url, overwrite=True, **RUN)) == 2
+    with pytest.raises(MsfkitError, match=r"emb/00000.npy is missing; the store is damaged \(embed it"):
+        msfkit.embed(files, encoder, url, **RUN)
+    assert len(msfkit.embed(files, encoder, url, overwrite=True, **RUN)) == 2
 
 
 @pytest.mark.parametrize("case", ["protocol", "bucket", "credentials", "foreign"])
 def test_an_unusable_store_url_is_one_line_and_nothing_is_written(
-    case, s3_bucket, photos_dir, encoder, monkeypatch
+    case, s3_bucket, encoder, monkeypatch, tmp_path
 ):
     url, expected = f"s3://{s3_bucket}/store", None
     if case == "protocol":
@@ -193,7 +187,7 @@ def test_an_unusable_store_url_is_one_line_and_nothing_is_written(
         locate(f"{url}/notes.txt").write_bytes(b"mine")
         expected = "holds objects but no embedding store"
     with pytest.raises(MsfkitError) as raised:
-        msfkit.embed([photos_dir], encoder, url, **RUN)
+        msfkit.embed([_images(tmp_path / "images", 2)], encoder, url, **RUN)
     assert expected in str(raised.value) and "\n" not in str(raised.value)
     bucket = locate(f"s3://{s3_bucket}", {"key": "testing", "secret": "testing"})  # (credentials of its own)
     assert bucket.find() == (["store/notes.txt"] if case == "foreign" else [])
