@@ -45,7 +45,9 @@ def cpu_flags_line() -> str:
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
     flags = [f for f in wanted if f in _flags(text)]
     native = "native bf16" if cpu_has_fast_bf16(text) else "bf16 emulated"
-    return f"CPU: {names[0] if names else 'unknown'}, {len(names)} logical; flags {' '.join(flags)} ({native})"
+    return (
+        f"CPU: {names[0] if names else 'unknown'}, {len(names)} logical; flags {' '.join(flags)} ({native})"
+    )
 
 
 @lru_cache(maxsize=1)
@@ -104,7 +106,7 @@ def use_bf16(precision: str, device: torch.device, what: str = "precision") -> b
 
 
 def resolve_precision(precision: str, device: str | torch.device | None = None) -> str:
-    """"fp32" or "bf16" for `precision` (auto, fp32 or bf16) on `device` (None: "auto"), by `use_bf16`'s
+    """fp32 or bf16 for `precision` (auto, fp32 or bf16) on `device` (None: "auto"), by `use_bf16`'s
     rule: what an embedding job runs in and its store records, decided once where the job starts."""
     check_precision(precision, ("auto", *PRECISIONS))
     if precision != "auto":

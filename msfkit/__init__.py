@@ -68,7 +68,7 @@ def embed(
     """Embed the images of `inputs` (folders, path lists, files) into the store `out`; returns it.
 
     Options: those of `msfkit.embedding.EmbedOptions` (batch_size, workers, precision, device,
-    draft, max_pixels, frozen, progress) and `StoreOptions` (shard, overwrite, strict, shard_rows,
+    draft, max_pixels, compiled, progress) and `StoreOptions` (shard, overwrite, strict, shard_rows,
     engine: "local" or "ray", address: the Ray cluster).
     A rerun continues where the last one stopped. `store.run` is the run's `EmbedSummary`.
     """

@@ -31,13 +31,11 @@ from tqdm import tqdm
 from msfkit.data.images import DEFAULT_MAX_PIXELS
 from msfkit.embedding.decode import chunks, decode_batches
 from msfkit.embedding.eta import job_line
-from msfkit.embedding.forward import Forward
+from msfkit.embedding.forward import COMPILE_MIN_BATCHES, Forward
 from msfkit.models import Encoder
-from msfkit.models.runtime import check_precision, evaluating
+from msfkit.models.runtime import evaluating, resolve_precision
 from msfkit.store.format import EmbedSettings
 from msfkit.store.shards import FileFacts
-
-FROZEN_MIN_FILES = 256  # below this, building the frozen CPU graph costs more than it saves
 
 
 @dataclass
@@ -46,24 +44,26 @@ class EmbedOptions:
 
     batch_size: int | None = None  # None: 256 on a GPU, 32 on a CPU
     workers: int | None = None  # decoding processes; None: chosen from the device and the cores
-    precision: str = "fp32"  # or "bf16" (autocast)
+    precision: str = "fp32"  # or "bf16" (autocast), or "auto": resolved when the options are made
     device: str | torch.device | None = None  # None: where the encoder is
     draft: bool = False  # JPEG draft decoding (see the module docstring)
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused before decoding
-    frozen: bool | None = None  # CPU: frozen TorchScript graph; None: when there are >= FROZEN_MIN_FILES
+    compiled: bool | None = None  # CPU: torch.compile the model; None: for >= COMPILE_MIN_BATCHES batches
     progress: bool = False  # a progress bar on stderr
     announce: object = False  # before a long job, one line on stderr: images, model, device, time (eta.py)
 
     def __post_init__(self) -> None:
-        check_precision(self.precision)
+        # "auto" becomes fp32 or bf16 here, once, for the device asked for: what a store records
+        self.precision = resolve_precision(self.precision, self.device)
 
     @classmethod
     def like(cls, settings: EmbedSettings, **options) -> EmbedOptions:
         """Options that compute vectors as a store with these `settings` did (queries of an index)."""
         return cls(precision=settings.precision, draft=settings.draft, **options)
 
-    def use_frozen(self, files: int) -> bool:
-        return files >= FROZEN_MIN_FILES if self.frozen is None else self.frozen
+    def use_compiled(self, batches: int) -> bool:
+        """Whether a job of `batches` batches runs the compiled model (on a CPU; see `forward`)."""
+        return batches >= COMPILE_MIN_BATCHES if self.compiled is None else self.compiled
 
 
 @dataclass
@@ -81,8 +81,9 @@ class Embedded:
 
 
 class Embedder:
-    """An encoder on its device, in eval mode, with its forward pass built once (frozen on a CPU for
-    a collection of `items` or more), ready to run the loop over any number of item lists."""
+    """An encoder on its device, in eval mode, with its forward pass built once (compiled on a CPU for
+    a job of `items` that fills `COMPILE_MIN_BATCHES` batches), ready to run the loop over any number
+    of item lists."""
 
     def __init__(
         self,
@@ -101,7 +102,7 @@ class Embedder:
         own = next(encoder.parameters()).device
         self.device = torch.device(opts.device) if opts.device is not None else own
         self.batch_size = opts.batch_size or default_batch_size(self.device)
-        self.frozen = opts.use_frozen(items)
+        self.compiled = opts.use_compiled(-(-items // self.batch_size))
         self.forward: Forward | None = None  # built while the first items decode
 
     def run(self, source, sizes: Sequence[int]) -> Iterator[Embedded]:
@@ -126,7 +127,7 @@ class Embedder:
                 pin_memory=self.device.type == "cuda",
             )
             if self.forward is None:  # built while the workers decode the first batches
-                self.forward = Forward(self.encoder, opts.precision, self.frozen)
+                self.forward = Forward(self.encoder, opts.precision, self.batch_size, self.compiled)
             if line is not None:
                 line.run_started()
             part, rows, j = Embedded(), [], 0

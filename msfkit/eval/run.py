@@ -32,6 +32,7 @@ from msfkit.eval.linear import (
     train_transform,
 )
 from msfkit.models.errors import MsfkitError
+from msfkit.models.runtime import resolve_precision
 
 KNN_CURVE_KS = (1, 2, 5, 10, 20, 50, 100, 200)
 
@@ -53,12 +54,13 @@ class EvalOptions:
     memory_budget_bytes: int | None = None  # the largest k-NN similarity block
     batch_size: int = 256
     workers: int = 0
-    precision: str = "fp32"
+    precision: str = "fp32"  # or "bf16", or "auto": resolved for `device` when the options are made
     seed: int = 0
     progress: bool = False
     announce: bool = False  # a long embedding job first says on stderr how many images, about how long
 
     def __post_init__(self) -> None:
+        self.precision = resolve_precision(self.precision, self.device)
         for lr in self.lrs or ():
             if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
                 raise MsfkitError(f"--lr {lr}: a learning rate is a positive finite number")

@@ -49,7 +49,7 @@ def test_wrong_types_and_options_are_one_clear_error(tmp_path, photos_dir, tiny_
         index.search([3])
     with pytest.raises(TypeError, match="unexpected options: colour"):
         msfkit.embed(photos_dir, tiny_model_dir, tmp_path / "s2", colour=True)
-    with pytest.raises(MsfkitError, match="precision must be one of fp32, bf16"):
+    with pytest.raises(MsfkitError, match="precision must be one of auto, fp32, bf16"):
         msfkit.embed(photos_dir, tiny_model_dir, tmp_path / "s3", precision="fp8")
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import os
 import shutil
 import subprocess
@@ -12,12 +15,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch._dynamo.utils import counters
 
 import msfkit
 from msfkit.data.datasets import FileImageDataset
 from msfkit.embedding import EmbedOptions, embed_items
+from msfkit.embedding.forward import COMPILE_MIN_BATCHES
+from msfkit.embedding.pipeline import Embedder
 from msfkit.eval.features import extract_features
 from msfkit.models import Encoder, EncoderConfig
+from msfkit.models.runtime import cpu_has_fast_bf16
+from msfkit.store.format import read_manifest
 
 SAME = 1e-6
 
@@ -88,3 +96,62 @@ def test_notebook_inputs_embed_alike_and_a_wrong_type_is_one_error(photo_paths, 
     assert np.abs(encoder.embed([image, image])[1] - one[0]).max() <= SAME
     with pytest.raises(msfkit.models.MsfkitError, match="cannot embed a dict"):
         encoder.embed({"image": image})
+
+
+# -- the compiled CPU path (fp32 here; bf16 in test_forward.py) and the choice of precision ------------
+
+
+@pytest.fixture(scope="module")
+def compiled_store(tmp_path_factory, photo_paths, tiny_model_dir):
+    """(photos, store embedded through the compiled model in batches of 8: 8, 8 and a short 4,
+    dynamo graphs made, what the run said on stderr). The module's one compile."""
+    photos = tmp_path_factory.mktemp("compiled") / "photos"
+    photos.mkdir()
+    for p in photo_paths[:20]:
+        shutil.copy(p, photos / p.name)
+    out, said = photos.parent / "store", io.StringIO()
+    start = counters["stats"]["unique_graphs"]
+    with contextlib.redirect_stderr(said):
+        msfkit.embed(photos, tiny_model_dir, out, workers=0, batch_size=8, compiled=True)
+    return photos, out, counters["stats"]["unique_graphs"] - start, said.getvalue()
+
+
+@pytest.mark.slow
+def test_a_store_embedded_compiled_equals_one_embedded_eagerly(compiled_store, tiny_model_dir, tmp_path):
+    photos, store, graphs, said = compiled_store
+    assert "compiling the model failed" not in said  # it ran compiled, not through the fallback
+    eager = msfkit.embed(photos, tiny_model_dir, tmp_path / "eager", workers=0, batch_size=8, compiled=False)
+    compiled = msfkit.open_store(store)
+    assert list(compiled.meta["path"]) == list(eager.meta["path"]) and len(eager) == 20
+    assert np.abs(compiled.vectors - eager.vectors).max() <= 1e-5
+
+
+@pytest.mark.slow
+def test_the_padded_last_batch_of_a_compiled_run_makes_no_second_graph(compiled_store):
+    assert compiled_store[2] == 1
+
+
+def test_a_job_compiles_from_compile_min_batches_batches_unless_told(tiny_model_dir):
+    encoder = msfkit.load(tiny_model_dir)
+    opts = EmbedOptions(batch_size=32)
+    assert Embedder(encoder, opts, items=32 * COMPILE_MIN_BATCHES).compiled
+    assert not Embedder(encoder, opts, items=32 * COMPILE_MIN_BATCHES - 32).compiled
+    assert not Embedder(encoder, EmbedOptions(batch_size=32, compiled=False), items=10**6).compiled
+    assert Embedder(encoder, EmbedOptions(compiled=True), items=1).compiled
+
+
+def test_auto_precision_is_resolved_once_when_the_options_are_made():
+    native = "bf16" if cpu_has_fast_bf16() else "fp32"
+    opts = EmbedOptions(precision="auto", device="cpu")
+    assert opts.precision == native
+    assert dataclasses.replace(opts, device=torch.device("cuda")).precision == native  # resolved already
+    assert EmbedOptions(precision="auto", device=torch.device("cuda")).precision == "bf16"
+    assert EmbedOptions(precision="fp32", device=torch.device("cuda")).precision == "fp32"
+    with pytest.raises(msfkit.models.MsfkitError, match="precision must be one of auto, fp32, bf16"):
+        EmbedOptions(precision="fp16")
+
+
+@pytest.mark.slow
+def test_a_store_records_the_precision_auto_resolved_to(tmp_path, photos, tiny_model_dir):
+    msfkit.embed(photos, tiny_model_dir, tmp_path / "store", workers=0, precision="auto", device="cpu")
+    assert read_manifest(tmp_path / "store").settings.precision == ("bf16" if cpu_has_fast_bf16() else "fp32")

@@ -201,18 +201,6 @@ def test_embed_files_gives_vectors_for_good_files_and_reasons_for_bad(mixed_dir,
     ]
 
 
-@pytest.mark.slow
-def test_the_frozen_cpu_graph_gives_the_same_vectors(mixed_dir, tiny_model_dir):
-    encoder = msfkit.load(str(tiny_model_dir))
-    paths = sorted((mixed_dir[0] / "a").iterdir()) + sorted((mixed_dir[0] / "b").iterdir())
-    eager, _ = embed_files(encoder, paths, draft=False, frozen=False)
-    frozen, bad = embed_files(encoder, paths, draft=False, frozen=True)
-    assert not bad and frozen.shape == (19, 512)
-    assert np.abs(frozen - eager).max() <= 1e-5
-    frozen_bf16, _ = embed_files(encoder, paths, draft=False, frozen=True, precision="bf16")
-    assert (frozen_bf16 * eager).sum(1).min() > 0.99
-
-
 def test_a_store_being_written_by_another_run_is_refused(tmp_path, photos_dir, tiny_model_dir):
     out = tmp_path / "out"
     out.mkdir()

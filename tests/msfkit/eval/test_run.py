@@ -4,10 +4,13 @@ neighbour search (same train rows, seed and memory budget) as the numbers it ill
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from msfkit.eval.inputs import EvalInputs
 from msfkit.eval.report import write_plots
 from msfkit.eval.run import EvalOptions, evaluate, percent, prediction_name
+from msfkit.models.errors import MsfkitError
+from msfkit.models.runtime import cpu_has_fast_bf16
 
 
 def _inputs(n_train: int = 240, n_val: int = 80) -> EvalInputs:
@@ -61,3 +64,11 @@ def test_without_a_curve_only_the_asked_k_are_searched():
     inputs = _inputs()
     report, predictions = evaluate(inputs, EvalOptions(ks=(3,)))
     assert list(predictions) == ["knn-msf-k3"] and [r["k"] for r in report["results"]] == [3]
+
+
+def test_auto_precision_is_resolved_once_for_the_evaluations_device():
+    """The linear recipe and the features run in what `auto` became: bf16 only where it is native."""
+    assert EvalOptions(precision="auto").precision == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    assert EvalOptions(precision="fp32").precision == "fp32"
+    with pytest.raises(MsfkitError, match="precision must be one of auto, fp32, bf16, not 'fp16'"):
+        EvalOptions(precision="fp16")
