@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from msfkit.data.paths import row_paths
-from msfkit.data.storage import is_remote, local_path
+from msfkit.data.storage import is_remote, is_url, local_path
 from msfkit.models.errors import MsfkitError
 from msfkit.models.identity import check_same_model
 from msfkit.store.cache import joined_vectors
@@ -74,10 +74,14 @@ class Store:
         return self.parts[0].manifest.normalized
 
     @property
-    def source_root(self) -> Path | None:
-        """The folder the metadata paths are relative to; None when several stores disagree."""
+    def source_root(self) -> Path | str | None:
+        """The folder the metadata paths are relative to (a URL, as text, for images in object
+        storage); None when several stores disagree."""
         roots = {p.manifest.source_root for p in self.parts}
-        return Path(roots.pop()) if len(roots) == 1 and None not in roots else None
+        if len(roots) != 1 or None in roots:
+            return None
+        root = roots.pop()
+        return root if is_url(root) else Path(root)
 
     @property
     def complete(self) -> bool:

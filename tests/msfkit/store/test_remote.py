@@ -85,7 +85,7 @@ def test_images_under_an_s3_prefix_embed_as_the_same_files_on_disk(s3_bucket, en
     expected = msfkit.embed([local], encoder, tmp_path / "local", **RUN)
     _same_store(got, expected, facts=("path", "label", "width", "height", "bytes"))
     assert list(got.meta["label"]) == ["a", "a", "b", "b"] and list(got.errors["path"]) == ["a/broken.jpg"]
-    assert got.parts[0].manifest.source_root == f"s3://{s3_bucket}/photos"
+    assert got.source_root == f"s3://{s3_bucket}/photos"
 
 
 @pytest.mark.slow
