@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from msfkit.data.storage import is_url
 from msfkit.models.errors import MsfkitError
 
 LIST_SUFFIXES = (".txt", ".lst", ".list", ".csv", ".parquet")  # path lists and tables (msfkit.data.inputs)
@@ -54,13 +55,19 @@ def check_row_names(rels: Iterable[str], where: str | os.PathLike) -> None:
             raise UnsafePath(f"{where}: row path {rel!r} is unsafe ({problem}); it was edited, do not use it")
 
 
-def row_paths(root: str | os.PathLike | None, rels: Iterable[str], where: str | os.PathLike) -> list[Path]:
-    """`root / rel` for each stored row path; `UnsafePath` naming `where` (the store or index) when the
-    root is not an absolute path or a row path is unsafe (`check_row_names`)."""
-    if root is None or not os.path.isabs(root):
+def row_paths(
+    root: str | os.PathLike | None, rels: Iterable[str], where: str | os.PathLike
+) -> list[Path] | list[str]:
+    """`root / rel` for each stored row path (a URL root, an object-storage prefix: `ROOT/rel` URLs);
+    `UnsafePath` naming `where` (the store or index) when the root is neither an absolute path nor a
+    URL, or a row path is unsafe (`check_row_names`)."""
+    remote = root is not None and is_url(root)
+    if root is None or not (remote or os.path.isabs(root)):
         raise UnsafePath(f"{where}: its source root {root!r} is not an absolute path; it was edited")
     rels = list(rels)
     check_row_names(rels, where)
+    if remote:
+        return [f"{os.fspath(root).rstrip('/')}/{rel}" for rel in rels]
     base = Path(root)
     return [base / rel for rel in rels]
 

@@ -10,6 +10,10 @@ without following a last symlink, and its size and modification time (`mtime_ns`
 shards written before that column) must be the ones the metadata holds. So a symlink swapped in
 after indexing, a manifest edited to point elsewhere, or a file replaced since, is never read in the
 embedded file's place. `msfkit serve` sends and draws rows only through here.
+
+A store embedded from object storage has a URL source root (`s3://bucket/photos`): a row's object
+is `ROOT/rel` (the name checked the same way; an object store has no links to follow), read through
+fsspec, and compared by its size and last-modified time as a file is.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 
 from msfkit.data.archives import read_member, split_member
 from msfkit.data.paths import UnsafePath, row_paths
+from msfkit.data.remote import open_url
+from msfkit.data.storage import is_url
 from msfkit.models.errors import MsfkitError
 
 
@@ -39,6 +45,8 @@ def read_row_file(f: RowFile) -> bytes:
     """The bytes of a row's file (or tar member), read only while it resolves under `f.root` and its
     size and mtime are the ones recorded; `UnsafePath` with a one-line reason otherwise."""
     target, member = _locate(f)
+    if member is None and is_url(target):
+        return _read_object(f, target, read=True)
     if member is not None:
         data, mtime = _read_member(target, member, f)
         _check_same(f, len(data), int(mtime * 1_000_000_000), mtime)
@@ -57,6 +65,9 @@ def read_row_file(f: RowFile) -> bytes:
 def check_row_file(f: RowFile) -> None:
     """`read_row_file`'s checks without reading the file (for a cache that holds what was read before)."""
     target, member = _locate(f)
+    if member is None and is_url(target):
+        _read_object(f, target, read=False)
+        return
     if member is not None:
         data, mtime = _read_member(target, member, f)
         _check_same(f, len(data), int(mtime * 1_000_000_000), mtime)
@@ -73,6 +84,9 @@ def check_row_file(f: RowFile) -> None:
 def _locate(f: RowFile) -> tuple[str, str | None]:
     """(resolved file, None) or (resolved archive, member name); refused unless it lies under the root."""
     (path,) = row_paths(f.root, [f.rel], f.rel)
+    if is_url(path):  # ROOT/rel with rel checked by name: an object store has no links out of ROOT
+        member = split_member(path)
+        return (str(member[0]), member[1]) if member is not None else (str(path), None)
     member = split_member(path)
     target = os.path.realpath(member[0] if member is not None else path)
     root = os.path.realpath(f.root)
@@ -81,9 +95,24 @@ def _locate(f: RowFile) -> tuple[str, str | None]:
     return target, (member[1] if member is not None else None)
 
 
+def _read_object(f: RowFile, url: str, *, read: bool) -> bytes | None:
+    """The object's bytes (`read`) or only its facts, checked against the row's metadata."""
+    where = open_url(url)
+    try:
+        data = where.read_bytes() if read else None
+        size = len(data) if data is not None else where.size()
+        mtime = where.modified()
+    except FileNotFoundError:
+        raise UnsafePath(f"{f.rel}: the object is gone") from None
+    except MsfkitError as e:
+        raise UnsafePath(f"{f.rel}: cannot be read ({e})") from None
+    _check_same(f, size, int(mtime * 1_000_000_000), mtime)
+    return data
+
+
 def _read_member(archive: str, name: str, f: RowFile) -> tuple[bytes, float]:
     try:
-        return read_member(Path(archive), name)
+        return read_member(archive if is_url(archive) else Path(archive), name)
     except (OSError, MsfkitError) as e:
         raise UnsafePath(f"{f.rel}: cannot be read from its archive ({e})") from None
 

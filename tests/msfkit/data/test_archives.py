@@ -132,3 +132,63 @@ def test_a_tar_cut_or_damaged_after_a_member_is_one_error_not_a_shorter_archive(
     with pytest.raises(MsfkitError, match=re.escape(f"cut.tar: truncated or damaged tar: it {says}")):
         list_inputs([tmp_path / "cut.tar"])
     assert len(list_inputs([whole]).files) == 4
+
+
+def test_a_tar_at_a_url_is_listed_and_read_by_ranges_like_the_same_file(tmp_path, s3_bucket, photo_paths):
+    from msfkit.data.archives import MemberError, members, read_member, split_member
+    from msfkit.data.storage import locate
+
+    shard = _shard(tmp_path / "s.tar", photo_paths[:2], ["cat", "dog"], extra=[("../up.jpg", b"x")])
+    url = f"s3://{s3_bucket}/shards/s.tar"
+    locate(url).write_bytes(shard.read_bytes())
+    listed = members(url, frozenset({".jpg"}))
+    assert (
+        listed
+        == members(shard, frozenset({".jpg"}))
+        == [("../up.jpg", None), ("s000.jpg", "cat"), ("s001.jpg", "dog")]
+    )
+    assert split_member(f"{url}/s001.jpg") == (url, "s001.jpg")
+    assert read_member(url, "s001.jpg") == read_member(shard, "s001.jpg")
+    assert decode_image(f"{url}/s000.jpg").width == decode_image(photo_paths[0]).width
+    with pytest.raises(MemberError, match=re.escape("unsafe member name: has a '..' part")):
+        read_member(url, "../up.jpg")
+    (tmp_path / "cut.tar").write_bytes(shard.read_bytes()[:1500])  # cut inside a member's data
+    locate(url).write_bytes((tmp_path / "cut.tar").read_bytes())  # rewritten: indexed again
+    for where in (url, tmp_path / "cut.tar"):  # the same one line as on disk
+        with pytest.raises(
+            MsfkitError, match=re.escape(f"{where}: not a plain tar archive msfkit can read (unexpected end")
+        ):
+            members(where, frozenset({".jpg"}))
+    with pytest.raises(MsfkitError, match=re.escape(f"s3://{s3_bucket}/none.tar: no such archive")):
+        members(f"s3://{s3_bucket}/none.tar", frozenset({".jpg"}))
+
+
+@pytest.mark.slow
+def test_shards_at_a_url_embed_to_the_store_of_the_same_local_shards(
+    tmp_path, s3_bucket, photo_paths, tiny_model_dir
+):
+    from msfkit.data.storage import locate
+
+    (tmp_path / "shards").mkdir()
+    for i, photos in enumerate((photo_paths[:2], photo_paths[2:3])):
+        shard = _shard(
+            tmp_path / "shards" / f"train-{i}.tar",
+            photos,
+            ["cat", "dog"][: len(photos)],
+            extra=[("../up.jpg", b"x")],
+        )
+        locate(f"s3://{s3_bucket}/shards/train-{i}.tar").write_bytes(shard.read_bytes())
+    local = msfkit.embed(
+        str(tmp_path / "shards" / "train-{0..1}.tar"), tiny_model_dir, tmp_path / "local", workers=0
+    )
+    remote = msfkit.embed(
+        f"s3://{s3_bucket}/shards/train-{{0..1}}.tar", tiny_model_dir, tmp_path / "remote", workers=0
+    )
+    assert remote.parts[0].manifest.source_root == f"s3://{s3_bucket}/shards"
+    assert remote.run.embedded == 3 and list(remote.errors["path"]) == list(local.errors["path"]) == [
+        "train-0.tar/../up.jpg",
+        "train-1.tar/../up.jpg",
+    ]
+    for column in ("path", "label", "width", "height", "bytes"):
+        assert list(remote.meta[column]) == list(local.meta[column])
+    np.testing.assert_array_equal(remote.vectors, local.vectors)

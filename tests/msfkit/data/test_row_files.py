@@ -88,3 +88,20 @@ def test_a_tar_member_is_read_from_its_archive_under_the_root(root):
     (root / "shard.tar").unlink()
     (root / "shard.tar").symlink_to(root.parent / "shard.tar")  # the archive swapped for a link out
     _refused(f, "resolves outside the source root")
+
+
+def test_an_object_under_a_url_root_is_read_while_it_is_the_one_embedded(s3_bucket):
+    from msfkit.data.storage import locate
+
+    root = f"s3://{s3_bucket}/photos"
+    where = locate(f"{root}/cats/a.jpg")
+    where.write_bytes(b"embedded bytes")
+    mtime = where.modified()
+    f = RowFile(root, "cats/a.jpg", 14, mtime, int(mtime * 1_000_000_000))
+    assert read_row_file(f) == b"embedded bytes"
+    check_row_file(f)
+    _refused(RowFile(root, "../secret.jpg", 14, mtime, f.mtime_ns), "is unsafe")
+    _refused(RowFile(root, "cats/b.jpg", 14, mtime, f.mtime_ns), "the object is gone")
+    _refused(RowFile(root, "cats/a.jpg", 14, mtime - 1, f.mtime_ns - 10**9), "changed since it was embedded")
+    where.write_bytes(b"replaced since then")
+    _refused(f, "changed since it was embedded")
