@@ -10,7 +10,8 @@ length first, as the index compares them (cosine).
 
 PCA: the mean and the two leading principal axes of the sample (numpy's SVD), each axis's sign
 fixed so that its largest coordinate is positive (the same map on every run). UMAP (umap-learn,
-cosine metric, fixed seed): fitted on the sample, the other rows placed by `UMAP.transform`.
+cosine metric, fixed seed): fitted on the sample, the other rows placed by `UMAP.transform`; its first
+use in a process compiles umap-learn's numba code (a minute on a small CPU).
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ def _umap(store: Store, rows: np.ndarray, sample: np.ndarray, seed: int) -> Proj
     if len(store) < UMAP_MIN_ROWS:
         raise Refused(f"the UMAP map needs at least {UMAP_MIN_ROWS} images; this index holds {len(store)}")
     neighbours = min(UMAP_NEIGHBOURS, len(sample) - 1)
-    reducer = umap.UMAP(n_components=2, n_neighbors=neighbours, metric="cosine", random_state=seed)
+    reducer = umap.UMAP(  # one job: a fixed seed makes umap-learn run serially anyway
+        n_components=2, n_neighbors=neighbours, metric="cosine", random_state=seed, n_jobs=1
+    )
     points = np.empty((len(store), 2), dtype=np.float32)
     points[rows] = reducer.fit_transform(sample)
     fitted = np.zeros(len(store), dtype=bool)
