@@ -43,13 +43,12 @@ def search(index, queries, k, model, device, as_json, as_csv, output, grid, html
     import msfkit
     from msfkit.data.csv_writer import write_csv
     from msfkit.models.errors import MsfkitError
-    from msfkit.models.runtime import resolve_device
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")
     check_outputs(force, output, grid, html)
     opened = msfkit.open_index(index)
-    df = opened.search(list(queries), k=k, model=model, device=resolve_device(device))
+    df = opened.search(list(queries), k=k, model=model, device=device)  # no torch for store rows
     for query, reason in df.attrs["errors"]:
         click.echo(f"skipped query {query}: {reason}", err=True)
     if df.empty:

@@ -186,9 +186,13 @@ def test_the_dependency_rule_catches_a_wrong_import(tmp_path):
 # Imports sit at the top of library modules (README, "The code"). Deferral has one place, where a
 # user comes in: msfkit.cli's command modules import the library inside their commands, and the
 # public API (msfkit/__init__.py) inside its functions, so `msfkit --help` and `import msfkit` stay
-# light. Inside a library function only an optional extra (pyproject's optional-dependencies, or an
-# msfkit module that imports one) may be imported, on a line marked `# optional extra: NAME`.
+# light. Inside a library function only two kinds of import may be deferred, each on a marked line:
+# an optional extra (pyproject's optional-dependencies, or an msfkit module that imports one),
+# marked `# optional extra: NAME`; and the model side (torch, torchvision, or an msfkit module that
+# loads them) on a path that often needs no model, such as a search by store rows, marked
+# `# loads torch`, so that such a path never pays seconds of torch import.
 OPTIONAL_EXTRAS = {"ray", "fsspec", "s3fs", "onnx", "onnxruntime", "starlette", "uvicorn", "multipart"}
+MODEL_SIDE = {"torch", "torchvision"}
 LAZY_API = "msfkit"
 
 
@@ -205,17 +209,24 @@ def _deferred_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
 @functools.cache
 def _needs_extra(module: str) -> bool:
     """Whether `module` imports an optional extra when it is imported (itself or through msfkit modules)."""
-    return _reaches_extra(module, set())
+    return _reaches(module, frozenset(OPTIONAL_EXTRAS), set())
 
 
-def _reaches_extra(module: str, seen: set[str]) -> bool:
-    """A depth-first walk of the modules imported at the top, each visited once."""
+@functools.cache
+def _loads_torch(module: str) -> bool:
+    """Whether importing `module` imports torch or torchvision (itself or through msfkit modules)."""
+    return _reaches(module, frozenset(MODEL_SIDE), set())
+
+
+def _reaches(module: str, roots: frozenset[str], seen: set[str]) -> bool:
+    """A depth-first walk of the modules imported at the top, each visited once: does one of them
+    import a package of `roots`?"""
     seen.add(module)
     tree = ast.parse(MODULES[module].read_text())
     names = [name for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for name in _imported(n)]
-    if any(name.split(".")[0] in OPTIONAL_EXTRAS for name in names):
+    if any(name.split(".")[0] in roots for name in names):
         return True
-    return any(_reaches_extra(m, seen) for m in {name for name in names if name in MODULES} - seen)
+    return any(_reaches(m, roots, seen) for m in {name for name in names if name in MODULES} - seen)
 
 
 def _wrong_deferrals(module: str, source: str) -> list[str]:
@@ -223,12 +234,14 @@ def _wrong_deferrals(module: str, source: str) -> list[str]:
     lines = source.splitlines()
     wrong = []
     for node in _deferred_imports(ast.parse(source)):
-        names = _imported(node)
+        names, line = _imported(node), lines[node.lineno - 1]
         extra = any(n.split(".")[0] in OPTIONAL_EXTRAS or (n in MODULES and _needs_extra(n)) for n in names)
-        marked = "# optional extra:" in lines[node.lineno - 1]
+        heavy = any(n.split(".")[0] in MODEL_SIDE or (n in MODULES and _loads_torch(n)) for n in names)
+        marked = {"# optional extra:": extra, "# loads torch": heavy}
         lazy_api = module == LAZY_API and all(n.split(".")[0] == "msfkit" for n in names)
-        if not (lazy_api or (extra and marked)):
-            wrong.append(f"{module}:{node.lineno}: {ast.unparse(node)}" + ("" if marked else " (unmarked)"))
+        if not (lazy_api or any(mark in line and kind for mark, kind in marked.items())):
+            said = any(mark in line for mark in marked)
+            wrong.append(f"{module}:{node.lineno}: {ast.unparse(node)}" + ("" if said else " (unmarked)"))
     return wrong
 
 
@@ -242,7 +255,8 @@ def test_library_modules_import_at_the_top(module):
 
 def test_the_import_rule_catches_a_deferred_import():
     """faiss or an msfkit module imported inside a function is refused; an optional extra is allowed
-    only when marked (ray itself, or msfkit.serve.app which imports starlette); imports at the top,
+    only when marked (ray itself, or msfkit.serve.app which imports starlette); so is the model side
+    (an msfkit module that loads torch), never a light module so marked; imports at the top,
     under TYPE_CHECKING, and msfkit modules inside the public API's functions pass."""
     source = (
         "from typing import TYPE_CHECKING\n\n"
@@ -255,15 +269,19 @@ def test_the_import_rule_catches_a_deferred_import():
         "    import ray  # optional extra: ray\n"
         "    import ray.data\n"
         "    from msfkit.serve import app  # optional extra: serve\n"
+        "    from msfkit.models.encoder import Encoder  # loads torch\n"
+        "    from msfkit.store import Store  # loads torch\n"
         "    return lambda: __import__('os')\n"
     )
     assert _wrong_deferrals("msfkit.index.example", source) == [
         "msfkit.index.example:9: import faiss (unmarked)",
         "msfkit.index.example:10: from msfkit.store import open_store (unmarked)",
         "msfkit.index.example:12: import ray.data (unmarked)",
+        "msfkit.index.example:15: from msfkit.store import Store",
     ]
     assert _wrong_deferrals(LAZY_API, source) == [
         "msfkit:9: import faiss (unmarked)",
         "msfkit:12: import ray.data (unmarked)",
     ]
     assert _needs_extra("msfkit.serve.app") and not _needs_extra("msfkit.serve.backend")
+    assert _loads_torch("msfkit.models.encoder") and not _loads_torch("msfkit.store")

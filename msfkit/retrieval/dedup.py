@@ -20,6 +20,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,10 +29,12 @@ from tqdm import tqdm
 from msfkit.index.build import build_index
 from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.models.errors import MsfkitError
-from msfkit.retrieval.calibrate import Calibration, calibrate
 from msfkit.retrieval.components import centre_groups, components
 from msfkit.retrieval.keep import keep_fraction, preference, removal_list
 from msfkit.store import is_store
+
+if TYPE_CHECKING:
+    from msfkit.retrieval.calibrate import Calibration
 
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_K = 10
@@ -236,6 +239,8 @@ def resolve_threshold(
     if threshold != "auto":
         _check(float(threshold), DEFAULT_K)
         return float(threshold), None
+    from msfkit.retrieval.calibrate import calibrate  # loads torch: only "auto" embeds images
+
     calibration = calibrate(index, device=device)
     if calibration.threshold is None:
         raise MsfkitError(calibration.explain())

@@ -10,6 +10,8 @@ by `Encoder.embed`, the same path as `msfkit embed`), or an (n, D) float array o
 embedded with the index's own model (its name and fingerprint are in index.json); a `model` whose
 fingerprint differs is refused, and so is a store embedded with another model. An image that
 cannot be read is reported in `attrs["errors"]` and the other queries are still answered.
+Stored rows and vectors need no model: torch and the encoder are imported by the first query that
+is an image (lines marked `# loads torch`): a search by store rows never imports torch.
 """
 
 from __future__ import annotations
@@ -19,20 +21,23 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from msfkit.data.inputs import list_inputs
-from msfkit.embedding.pipeline import EmbedOptions, embed_items
 from msfkit.index.folder import IndexFolder, open_folder
-from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
 from msfkit.models.identity import check_same_model
 from msfkit.store import is_store, open_store
 from msfkit.store.format import EmbedSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from msfkit.embedding.pipeline import EmbedOptions
+    from msfkit.models.encoder import Encoder
 
 COLUMNS = ("query", "query_path", "rank", "score", "row", "path", "label")
 _RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")  # one part of a STORE:ROWS selector
@@ -115,7 +120,8 @@ def resolve_queries(
     for n, item in enumerate(queries):
         if isinstance(item, (Image.Image, np.ndarray)):  # an image in memory: the one feature path
             encoder = encoder or query_encoder(index, model)
-            vectors = encoder.embed(item, device=device, precision=query_options(index, device).precision)
+            opts = query_options(index, device)
+            vectors = encoder.embed(item, device=opts.device, precision=opts.precision)
             out.add([f"image {n}"] * len(vectors), [None] * len(vectors), vectors)
             continue
         if not isinstance(item, (str, os.PathLike)):
@@ -132,6 +138,8 @@ def resolve_queries(
 
 def query_encoder(index: IndexFolder, model: Encoder | str | None = None) -> Encoder:
     """The index's own model (or `model`, refused unless its fingerprint is the index's)."""
+    from msfkit.models.encoder import Encoder  # loads torch: only a query that is an image needs it
+
     want = index.model
     if model is None:
         if not want.get("name"):
@@ -205,6 +213,8 @@ def _add_store_rows(out: Queries, index: IndexFolder, path: Path, spec: str | No
 def _image_files(item: str | os.PathLike) -> list[str]:
     path = Path(item)
     if path.is_dir():
+        from msfkit.data.inputs import list_inputs  # loads torch (the decoders): a folder of images
+
         files = [f.path for f in list_inputs([path]).files]
         if not files:
             raise MsfkitError(f"{path}: no images in this folder")
@@ -212,13 +222,20 @@ def _image_files(item: str | os.PathLike) -> list[str]:
     return [str(path)]
 
 
-def query_options(index: IndexFolder, device: str | None = None) -> EmbedOptions:
+def query_options(index: IndexFolder, device: str | torch.device | None = None) -> EmbedOptions:
     """How query images are embedded: as the index's collection was (precision, draft decoding), so
-    that a stored image searched as a query finds its own row first."""
+    that a stored image searched as a query finds its own row first. `device`: a name as
+    `--device` takes it (auto, cpu, cuda), a torch.device, or None for where the model is."""
+    from msfkit.embedding.pipeline import EmbedOptions  # loads torch: only a query that is an image needs it
+    from msfkit.models.runtime import resolve_device  # loads torch
+
+    device = resolve_device(device) if device is not None else None
     return EmbedOptions.like(EmbedSettings.from_dict(index.info.get("embed_settings")), device=device)
 
 
 def _add_images(out: Queries, index: IndexFolder, encoder: Encoder, files: list[str], device) -> None:
+    from msfkit.embedding.pipeline import embed_items  # loads torch: only a query that is an image needs it
+
     vectors, bad = embed_items(encoder, files, query_options(index, device))
     failed = {i for i, _ in bad}
     good = [f for i, f in enumerate(files) if i not in failed]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -136,3 +138,25 @@ def test_paths_below_the_current_folder_are_shown_relative(photo_index, monkeypa
     r = run("search", index, photos / "bear.jpg", "-k", "1")
     assert r.stdout.splitlines()[0] == f"query: {photos.name}/bear.jpg"
     assert r.stdout.splitlines()[2] == f"     1   1.0000  {photos.name}/bear.jpg"
+
+
+# `msfkit ARGS...` in a fresh interpreter that says last on stderr which of torch and torchvision it loaded
+IMPORTED = (
+    "import sys\nfrom msfkit.cli.main import main\nsys.argv = ['msfkit', *sys.argv[1:]]\ntry:\n    main()\n"
+    "finally:\n    print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules), file=sys.stderr)\n"
+)
+
+
+@pytest.mark.slow
+def test_a_search_by_store_rows_imports_no_torch(tmp_path):
+    """A stored row as the query needs no model: the command answers without importing torch or
+    torchvision (the lazy-import rule, README "The code"), which cost seconds at every start."""
+    store = write_vector_store(tmp_path / "store", clustered_vectors(50, 16, 3, seed=1))
+    assert run("index", store, "-o", tmp_path / "ix", "--type", "flat").exit_code == 0
+    args = ["search", str(tmp_path / "ix"), f"{store}:3,7", "-k", "2", "--json"]
+    r = subprocess.run([sys.executable, "-c", IMPORTED, *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[-1] == "[]"
+    hits = [json.loads(line) for line in r.stdout.splitlines()]
+    firsts = [(hit["query"], hit["row"]) for hit in hits if hit["rank"] == 1]
+    assert firsts == [(f"{store}:3", 3), (f"{store}:7", 7)]
