@@ -11,10 +11,12 @@ from msfkit.cli.common import (
     force_option,
     json_lines_option,
     model_option,
+    storage_option,
 )
 
 
 @click.command("search", context_settings={"help_option_names": ["-h", "--help"]})
+@storage_option
 @click.argument("index", type=click.Path())
 @click.argument("queries", nargs=-1, required=True)
 @click.option("-k", default=10, show_default=True, type=click.IntRange(1), help="Neighbours per query.")

@@ -89,7 +89,7 @@ def source_entry(store: Store) -> dict[str, Any]:
     source root, its hash and size."""
     part = store.parts[0]
     return {
-        "store": getattr(part, "url", None) or str(part.root.resolve()),
+        "store": part.url or str(part.root.resolve()),
         "source_root": part.manifest.source_root,
         "manifest_hash": store.manifest_hash,
         "rows": len(store),

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from msfkit.data.storage import is_url
 from msfkit.index.folder import IndexFolder, open_folder
 from msfkit.models.errors import MsfkitError
 from msfkit.models.identity import check_same_model
@@ -155,13 +156,14 @@ def query_encoder(index: IndexFolder, model: Encoder | str | None = None) -> Enc
     return encoder
 
 
-def store_rows_spec(item: str | os.PathLike) -> tuple[Path, str | None] | None:
-    """(store folder, rows text or None for all) when `item` names a store or `STORE:ROWS`, else None."""
-    text = os.fspath(item)
-    path, rows = Path(text), None
-    head, sep, tail = text.rpartition(":")
-    if sep and not os.path.lexists(text) and is_store(Path(head)):  # a selector, checked by parse_rows
-        path, rows = Path(head), tail
+def store_rows_spec(item: str | os.PathLike) -> tuple[str, str | None] | None:
+    """(store folder or URL, as written; rows text or None for all) when `item` names a store or
+    `STORE:ROWS`, else None."""
+    path, rows = os.fspath(item), None
+    head, sep, tail = path.rpartition(":")
+    selector = sep and head and not tail.startswith("//")  # not the ':' of 's3://'
+    if selector and not os.path.lexists(path) and is_store(head):  # a selector, checked by parse_rows
+        path, rows = head, tail
     return (path, rows) if is_store(path) else None
 
 
@@ -193,7 +195,7 @@ def _selector_problem(part: str) -> str:
     return f"'{part}' is not a row number or a range of them"
 
 
-def _add_store_rows(out: Queries, index: IndexFolder, path: Path, spec: str | None) -> None:
+def _add_store_rows(out: Queries, index: IndexFolder, path: str, spec: str | None) -> None:
     store = open_store(path)
     check_same_model(
         store.model,
@@ -211,6 +213,8 @@ def _add_store_rows(out: Queries, index: IndexFolder, path: Path, spec: str | No
 
 
 def _image_files(item: str | os.PathLike) -> list[str]:
+    if is_url(item):  # an image object, read where it is
+        return [os.fspath(item)]
     path = Path(item)
     if path.is_dir():
         from msfkit.data.inputs import list_inputs  # loads torch (the decoders): a folder of images

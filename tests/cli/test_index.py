@@ -71,3 +71,22 @@ def test_a_ray_cluster_that_does_not_answer_is_one_line_at_once(store, tmp_path)
 def test_on_disk_and_engine_apply_to_builds_only(store, tmp_path):
     r = msfkit("index", "--add", tmp_path / "ix", store, "--on-disk")
     assert r.returncode == 2 and "--on-disk and --engine apply to a build" in r.stderr
+
+
+@pytest.mark.slow
+def test_an_index_at_a_url_reaches_the_endpoint_given_by_storage_option(store, s3_server, s3_bucket):
+    from msfkit.data.storage import locate
+
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"} | {"AWS_MAX_ATTEMPTS": "1"}
+    url = f"s3://{s3_bucket}/ix"
+    option = ("--storage-option", f"client_kwargs.endpoint_url={s3_server.endpoint}")
+
+    def run(*args):
+        return subprocess.run([MSFKIT, *map(str, args)], capture_output=True, text=True, env=env)
+
+    r = run("index", store, "-o", url)  # without the option: not the test server, so one line
+    assert r.returncode == 1 and r.stderr.startswith(f"Error: {url}: ") and r.stderr.count("\n") == 1
+    assert locate(url).find() == []
+    r = run("index", store, "-o", url, "--type", "flat", *option, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["index"] == url and "index.json" in locate(url).find()

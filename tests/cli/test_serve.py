@@ -69,3 +69,35 @@ def test_json_prints_the_url_as_one_object(photo_paths, tmp_path_factory, tmp_pa
         assert ready == {"url": ready["url"], "rows": 21, "model": ready["model"], "model_loaded": True}
         assert ready["url"].startswith("http://127.0.0.1:")
         assert httpx.get(ready["url"] + "api/health").json()["rows"] == 21
+
+
+@pytest.mark.slow
+def test_an_index_at_a_url_over_photos_in_a_bucket_sends_only_its_rows(
+    s3_server, s3_bucket, photo_paths, tiny_model_dir, tmp_path
+):
+    import httpx
+
+    import msfkit
+    from msfkit.data.storage import locate
+    from msfkit.index import build_index
+    from tests.msfkit.serve.server import Server
+
+    photos = f"s3://{s3_bucket}/photos"
+    for p in photo_paths[:3]:
+        locate(f"{photos}/{p.name}").write_bytes(p.read_bytes())
+    locate(f"s3://{s3_bucket}/outside.jpg").write_bytes(photo_paths[3].read_bytes())
+    store = msfkit.embed(photos, tiny_model_dir, tmp_path / "store", workers=0)
+    assert store.parts[0].manifest.source_root == photos
+    build_index(tmp_path / "store", f"s3://{s3_bucket}/index", kind="flat")
+    env = server_env(tmp_path / "cache", tmp_path / "hf")
+    del env["AWS_ENDPOINT_URL"]  # the server finds the test's S3 API only through --storage-option
+    option = f"client_kwargs.endpoint_url={s3_server.endpoint}"
+    with Server(f"s3://{s3_bucket}/index", env, "--storage-option", option) as server:
+        for row, name in enumerate(store.meta["path"]):
+            sent = httpx.get(f"{server.url}api/rows/{row}/image")
+            assert sent.status_code == 200 and sent.content == locate(f"{photos}/{name}").read_bytes()
+        assert httpx.get(f"{server.url}api/rows/0/thumb?size=64").headers["content-type"] == "image/jpeg"
+        assert httpx.get(f"{server.url}api/rows/3/image").status_code == 404  # no such row: nothing else
+        locate(f"{photos}/{store.meta['path'][1]}").write_bytes(photo_paths[4].read_bytes())
+        refused = httpx.get(f"{server.url}api/rows/1/image")
+        assert refused.status_code == 404 and "changed since it was embedded" in refused.text
