@@ -7,7 +7,7 @@ store: workers are Ray actors that hold the model once each (one per GPU where t
 GPUs, else one per CPU), decode and embed one `ShardJob` at a time with the one loop
 (`pipeline.Embedder`) and send the shard's `Embedded` back; the driver commits it
 (`commit.commit_job`) as it arrives. Every shard is embedded as a local run embeds it (the same
-batches, the same frozen-graph choice), so the store is the store a local run writes.
+batches, the same choice to compile the model), so the store is the store a local run writes.
 
 A worker that dies (killed, out of memory, a lost node) is restarted by Ray and its shard retried;
 a driver that dies leaves the committed shards, and the rerun embeds only the others. Workers read
@@ -50,8 +50,8 @@ class ShardWorker:
         gpus_per_node: int,
         crash_once: tuple[int, str] | None,
     ) -> None:
-        """`model`: [the encoder's object ref]; `items`: the run's file count (so the frozen-graph
-        choice is a local run's). A CPU worker decodes in its own process (the cluster's CPUs are
+        """`model`: [the encoder's object ref]; `items`: the run's file count (so the choice to
+        compile is a local run's). A CPU worker decodes in its own process (the cluster's CPUs are
         the workers); a GPU worker with as many processes as a local rank on a machine with
         `gpus_per_node` GPUs."""
         import ray  # optional extra: ray (the worker's process has it: this class runs only there)
