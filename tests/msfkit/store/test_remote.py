@@ -193,3 +193,16 @@ def test_an_unusable_store_url_is_one_line_and_nothing_is_written(
     assert expected in str(raised.value) and "\n" not in str(raised.value)
     bucket = locate(f"s3://{s3_bucket}", {"key": "testing", "secret": "testing"})  # (credentials of its own)
     assert bucket.find() == (["store/notes.txt"] if case == "foreign" else [])
+
+
+def test_storage_options_reach_every_filesystem_the_run_opens(s3_bucket, encoder, monkeypatch, tmp_path):
+    import fsspec.config
+
+    monkeypatch.setattr(fsspec.config, "conf", {})  # the options become fsspec's defaults: this test's only
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    options = {"key": "testing", "secret": "testing"}  # the credentials, given as options only
+    store = msfkit.embed(
+        [_images(tmp_path / "images", 2)], encoder, f"s3://{s3_bucket}/store", storage_options=options
+    )
+    assert len(store) == 2 and sorted(read_commits(locate(f"s3://{s3_bucket}/store"))) == [0]
