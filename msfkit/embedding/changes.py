@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from msfkit.data.archives import split_member
 from msfkit.data.cells import split_cell
 from msfkit.data.inputs import Listing, SourceFile
 from msfkit.data.remote import object_facts, open_url
@@ -64,9 +65,9 @@ def find_changes(out: Path, shards: list[int], listing: Listing) -> Changes:
 
 def _facts(path: str) -> tuple[int, int, float] | None:
     """(size, mtime in ns, mtime) of a file or object as its meta row records them; None for an
-    image held in a remote table (nothing to compare)."""
+    image held in a remote table or a member of a remote tar (nothing to compare, as on disk)."""
     if is_remote(path):
-        if split_cell(path) is not None:
+        if split_cell(path) is not None or split_member(path) is not None:
             return None
         size, mtime = object_facts(open_url(path))
         return size, int(mtime * 1_000_000_000), mtime

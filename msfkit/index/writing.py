@@ -158,10 +158,10 @@ def upload_folder(folder: Path, target: Location) -> None:
     commit. Each file is one object (one PUT, multipart for large files), never seen half written."""
     names = sorted(p.name for p in folder.iterdir() if p.name in FILES and p.name != INFO_FILE)
     old = target.find()
+    for name in [INFO_FILE, *sorted(set(old) & set(FILES) - set(names) - {INFO_FILE})]:
+        if name in old:
+            target.child(name).remove()
     with storage_errors(target.url):
-        for name in [INFO_FILE, *sorted(set(old) & set(FILES) - set(names) - {INFO_FILE})]:
-            if name in old:
-                target.fs.rm_file(target.child(name).path)
         for name in names:
             target.fs.put_file(str(folder / name), target.child(name).path)
     put_object(target, INFO_FILE, (folder / INFO_FILE).read_bytes())

@@ -192,3 +192,5 @@ def test_shards_at_a_url_embed_to_the_store_of_the_same_local_shards(
     for column in ("path", "label", "width", "height", "bytes"):
         assert list(remote.meta[column]) == list(local.meta[column])
     np.testing.assert_array_equal(remote.vectors, local.vectors)
+    again = msfkit.embed(f"s3://{s3_bucket}/shards/train-{{0..1}}.tar", tiny_model_dir, tmp_path / "remote")
+    assert (again.run.embedded, again.run.skipped, again.run.gone) == (0, 5, 0)  # members are not "gone"

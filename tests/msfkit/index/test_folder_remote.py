@@ -52,8 +52,7 @@ def test_an_upload_cut_short_before_index_json_is_no_index(stores, s3_bucket):
     url = f"s3://{s3_bucket}/ix"
     build_index(stores[0], url, kind="flat")
     open_folder(url)  # pulled into the cache once
-    commit = locate(url).child(INFO_FILE)
-    commit.fs.rm_file(commit.path)  # what a killed upload leaves: every file but the commit
+    locate(url).child(INFO_FILE).remove()  # what a killed upload leaves: every file but the commit
     with pytest.raises(MsfkitError, match=rf"^s3://{s3_bucket}/ix: no index here \(no index.json\)$"):
         open_folder(url)
     with pytest.raises(MsfkitError, match="already exists; remove it or pass --force"):
