@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import fsspec.config
 import numpy as np
 import pytest
 from PIL import Image
@@ -172,14 +173,18 @@ def test_a_damaged_remote_store_is_one_line(encoder, tmp_path):
     assert len(msfkit.embed(files, encoder, url, overwrite=True, **RUN)) == 2
 
 
-@pytest.mark.parametrize("case", ["protocol", "bucket", "credentials", "foreign"])
+def test_an_unknown_protocol_is_one_line(encoder, tmp_path):
+    with pytest.raises(MsfkitError, match=r"^nosuch://bucket/store: unknown storage protocol nosuch://$"):
+        msfkit.embed([_images(tmp_path / "images", 1)], encoder, "nosuch://bucket/store", **RUN)
+
+
+@pytest.mark.parametrize("case", ["bucket", "credentials", "foreign"])
 def test_an_unusable_store_url_is_one_line_and_nothing_is_written(
     case, s3_bucket, encoder, monkeypatch, tmp_path
 ):
-    url, expected = f"s3://{s3_bucket}/store", None
-    if case == "protocol":
-        url, expected = "nosuch://bucket/store", "unknown storage protocol nosuch://"
-    elif case == "bucket":
+    monkeypatch.setattr(fsspec.config, "conf", {})  # options given below are this test's only
+    url, images = f"s3://{s3_bucket}/store", _images(tmp_path / "images", 1)
+    if case == "bucket":
         url, expected = f"s3://{s3_bucket}-gone/store", f"no bucket {s3_bucket}-gone"
     elif case == "credentials":
         monkeypatch.delenv("AWS_ACCESS_KEY_ID")
@@ -189,20 +194,10 @@ def test_an_unusable_store_url_is_one_line_and_nothing_is_written(
         locate(f"{url}/notes.txt").write_bytes(b"mine")
         expected = "holds objects but no embedding store"
     with pytest.raises(MsfkitError) as raised:
-        msfkit.embed([_images(tmp_path / "images", 2)], encoder, url, **RUN)
+        msfkit.embed([images], encoder, url, **RUN)
     assert expected in str(raised.value) and "\n" not in str(raised.value)
     bucket = locate(f"s3://{s3_bucket}", {"key": "testing", "secret": "testing"})  # (credentials of its own)
     assert bucket.find() == (["store/notes.txt"] if case == "foreign" else [])
-
-
-def test_storage_options_reach_every_filesystem_the_run_opens(s3_bucket, encoder, monkeypatch, tmp_path):
-    import fsspec.config
-
-    monkeypatch.setattr(fsspec.config, "conf", {})  # the options become fsspec's defaults: this test's only
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    options = {"key": "testing", "secret": "testing"}  # the credentials, given as options only
-    store = msfkit.embed(
-        [_images(tmp_path / "images", 2)], encoder, f"s3://{s3_bucket}/store", storage_options=options
-    )
-    assert len(store) == 2 and sorted(read_commits(locate(f"s3://{s3_bucket}/store"))) == [0]
+    if case == "credentials":  # given as storage options, they reach every filesystem the run opens
+        store = msfkit.embed([images], encoder, url, storage_options={"key": "testing", "secret": "testing"})
+        assert len(store) == 1 and sorted(read_commits(bucket.child("store"))) == [0]
