@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from msfkit.data.storage import local_path
 from msfkit.index import recall as index_recall
 from msfkit.index.faiss_ops import normalized, to_cpu
 from msfkit.index.fill import check_complete, fill, fill_pieces, rows_table
@@ -28,7 +29,6 @@ from msfkit.index.folder import IVFDATA_FILE, IndexFolder, open_folder, pull_fol
 from msfkit.index.pieces import Stacked, empty_copy, merge_on_disk, write_piece
 from msfkit.index.sources import Source, joined, source_entry
 from msfkit.index.writing import (
-    local_path,
     locked,
     remote_target,
     staged,
@@ -61,8 +61,8 @@ def add_to_index(
             info = _add(work, stores, progress)
             upload_folder(work, target)
         return info
-    with locked(local_path(index_dir)):
-        return _add(local_path(index_dir), stores, progress)
+    with locked(Path(local_path(index_dir))):
+        return _add(Path(local_path(index_dir)), stores, progress)
 
 
 def _add(index_dir: Path, stores, progress: bool) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import faiss
 import numpy as np
 
 from msfkit.cluster import connect
+from msfkit.data.storage import local_path
 from msfkit.index import recall as index_recall
 from msfkit.index.faiss_ops import normalized, to_cpu, to_device
 from msfkit.index.fill import check_complete, fill, fill_pieces, rows_table
@@ -38,7 +39,6 @@ from msfkit.index.plan import DEFAULT_MEMORY, IndexPlan, choose_index
 from msfkit.index.sources import source_entry
 from msfkit.index.writing import (
     check_replaceable,
-    local_path,
     locked,
     remote_target,
     staged,
@@ -101,7 +101,7 @@ def build_index(
             info = _build(stores, Path(tmp) / "index", opts)
             upload_folder(Path(tmp) / "index", target)
         return info
-    out = local_path(out)
+    out = Path(local_path(out))
     with locked(out):
         check_replaceable(out, overwrite)
         return _build(stores, out, opts)

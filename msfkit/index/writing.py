@@ -43,11 +43,6 @@ def remote_target(out: str | os.PathLike) -> Location | None:
     return None if target.local else target
 
 
-def local_path(out: str | os.PathLike) -> Path:
-    """An index folder on the local disk, written as a plain path or a `file://` URL."""
-    return Path(locate(out).path) if is_url(out) else Path(out)
-
-
 def check_replaceable(out: Path | Location, overwrite: bool) -> None:
     """A build may write `out` when it does not exist, or with `overwrite` when it is an msfkit index
     folder or empty; anything else (a store, a folder of the user's files) is refused untouched.

@@ -75,7 +75,7 @@ def test_on_disk_and_engine_apply_to_builds_only(store, tmp_path):
 
 @pytest.mark.slow
 def test_an_index_at_a_url_reaches_the_endpoint_given_by_storage_option(store, s3_server, s3_bucket):
-    from msfkit.data.storage import locate
+    from msfkit.data.remote import open_url
 
     env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"} | {"AWS_MAX_ATTEMPTS": "1"}
     url = f"s3://{s3_bucket}/ix"
@@ -86,7 +86,7 @@ def test_an_index_at_a_url_reaches_the_endpoint_given_by_storage_option(store, s
 
     r = run("index", store, "-o", url)  # without the option: not the test server, so one line
     assert r.returncode == 1 and r.stderr.startswith(f"Error: {url}: ") and r.stderr.count("\n") == 1
-    assert locate(url).find() == []
+    assert open_url(url).find() == []
     r = run("index", store, "-o", url, "--type", "flat", *option, "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["index"] == url and "index.json" in locate(url).find()
+    assert json.loads(r.stdout)["index"] == url and "index.json" in open_url(url).find()

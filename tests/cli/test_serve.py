@@ -78,14 +78,14 @@ def test_an_index_at_a_url_over_photos_in_a_bucket_sends_only_its_rows(
     import httpx
 
     import msfkit
-    from msfkit.data.storage import locate
+    from msfkit.data.remote import open_url
     from msfkit.index import build_index
     from tests.msfkit.serve.server import Server
 
     photos = f"s3://{s3_bucket}/photos"
     for p in photo_paths[:3]:
-        locate(f"{photos}/{p.name}").write_bytes(p.read_bytes())
-    locate(f"s3://{s3_bucket}/outside.jpg").write_bytes(photo_paths[3].read_bytes())
+        open_url(f"{photos}/{p.name}").write_bytes(p.read_bytes())
+    open_url(f"s3://{s3_bucket}/outside.jpg").write_bytes(photo_paths[3].read_bytes())
     store = msfkit.embed(photos, tiny_model_dir, tmp_path / "store", workers=0)
     assert store.parts[0].manifest.source_root == photos
     build_index(tmp_path / "store", f"s3://{s3_bucket}/index", kind="flat")
@@ -95,9 +95,9 @@ def test_an_index_at_a_url_over_photos_in_a_bucket_sends_only_its_rows(
     with Server(f"s3://{s3_bucket}/index", env, "--storage-option", option) as server:
         for row, name in enumerate(store.meta["path"]):
             sent = httpx.get(f"{server.url}api/rows/{row}/image")
-            assert sent.status_code == 200 and sent.content == locate(f"{photos}/{name}").read_bytes()
+            assert sent.status_code == 200 and sent.content == open_url(f"{photos}/{name}").read_bytes()
         assert httpx.get(f"{server.url}api/rows/0/thumb?size=64").headers["content-type"] == "image/jpeg"
         assert httpx.get(f"{server.url}api/rows/3/image").status_code == 404  # no such row: nothing else
-        locate(f"{photos}/{store.meta['path'][1]}").write_bytes(photo_paths[4].read_bytes())
+        open_url(f"{photos}/{store.meta['path'][1]}").write_bytes(photo_paths[4].read_bytes())
         refused = httpx.get(f"{server.url}api/rows/1/image")
         assert refused.status_code == 404 and "changed since it was embedded" in refused.text

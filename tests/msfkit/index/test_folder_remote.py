@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from msfkit.data.storage import locate
+from msfkit.data.remote import open_url
 from msfkit.index import add_to_index, build_index, open_folder
 from msfkit.index.folder import INFO_FILE
 from msfkit.models.errors import MsfkitError
@@ -33,7 +33,7 @@ def test_an_index_at_a_url_answers_as_the_local_one(stores, tmp_path, s3_bucket)
     local = build_index(stores[0], tmp_path / "ix", kind="ivf", memory="1MB", on_disk=True)
     remote = build_index(stores[0], url, kind="ivf", memory="1MB", on_disk=True)
     assert remote["factory"] == local["factory"] and remote["storage"] == "disk"
-    assert sorted(locate(url).find()) == sorted([INFO_FILE, *remote["files"]])
+    assert sorted(open_url(url).find()) == sorted([INFO_FILE, *remote["files"]])
 
     queries = clustered_vectors(20, D, clusters=6, seed=9)
     want = open_folder(tmp_path / "ix").search_vectors(queries, k=5)
@@ -45,14 +45,14 @@ def test_an_index_at_a_url_answers_as_the_local_one(stores, tmp_path, s3_bucket)
 
     add_to_index(url, stores[1])  # pulled, added to, uploaded again: a reader sees the new count
     assert open_folder(url).info["count"] == 600
-    assert json.loads(locate(url).child(INFO_FILE).read_bytes())["count"] == 600
+    assert json.loads(open_url(url).child(INFO_FILE).read_bytes())["count"] == 600
 
 
 def test_an_upload_cut_short_before_index_json_is_no_index(stores, s3_bucket):
     url = f"s3://{s3_bucket}/ix"
     build_index(stores[0], url, kind="flat")
     open_folder(url)  # pulled into the cache once
-    locate(url).child(INFO_FILE).remove()  # what a killed upload leaves: every file but the commit
+    open_url(url).child(INFO_FILE).remove()  # what a killed upload leaves: every file but the commit
     with pytest.raises(MsfkitError, match=rf"^s3://{s3_bucket}/ix: no index here \(no index.json\)$"):
         open_folder(url)
     with pytest.raises(MsfkitError, match="already exists; remove it or pass --force"):
@@ -68,7 +68,7 @@ def test_the_cached_copy_is_pulled_again_when_index_json_changed(stores, s3_buck
     build_index(stores[1], url, kind="flat", overwrite=True)
     second = open_folder(url)
     assert second.path == first.path and (len(first), len(second)) == (400, 200)
-    faiss_object = locate(url).child("index.faiss")
+    faiss_object = open_url(url).child("index.faiss")
     faiss_object.write_bytes(faiss_object.read_bytes()[:-8])  # another file under the same index.json
     (second.path / INFO_FILE).write_text("{}")  # and a cache that no longer matches: pulled again
     with pytest.raises(MsfkitError, match="index.faiss: does not belong to this index.json"):
@@ -77,12 +77,12 @@ def test_the_cached_copy_is_pulled_again_when_index_json_changed(stores, s3_buck
 
 def test_outputs_at_a_url_replace_only_an_index(stores, s3_bucket):
     base = f"s3://{s3_bucket}"
-    locate(f"{base}/mine/thesis.tex").write_bytes(b"years of work")
+    open_url(f"{base}/mine/thesis.tex").write_bytes(b"years of work")
     with pytest.raises(MsfkitError, match="already exists; remove it or pass --force"):
         check_output(f"{base}/mine", kind=INDEX)
     with pytest.raises(MsfkitError, match="not an msfkit index; --force only replaces an index"):
         build_index(stores[0], f"{base}/mine", kind="flat", overwrite=True)
-    assert locate(f"{base}/mine").find() == ["thesis.tex"]
+    assert open_url(f"{base}/mine").find() == ["thesis.tex"]
     build_index(stores[0], f"{base}/ix", kind="flat")
     with pytest.raises(MsfkitError, match="inside an index folder"):
         check_output(f"{base}/ix/inner", kind=INDEX)
