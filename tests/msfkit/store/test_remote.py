@@ -75,6 +75,7 @@ def test_a_store_written_to_s3_reads_back_as_the_local_run_s(s3_bucket, encoder,
     _same_store(open_store(url), expected)
 
 
+@pytest.mark.slow  # a decoding worker process
 def test_images_under_an_s3_prefix_embed_as_the_same_files_on_disk(s3_bucket, encoder, tmp_path):
     local = _images(tmp_path / "images", 4)
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
