@@ -14,7 +14,7 @@ from msfkit.data.remote import open_url
 from msfkit.index import add_to_index, build_index, open_folder
 from msfkit.index.folder import INFO_FILE
 from msfkit.models.errors import MsfkitError
-from msfkit.outputs import INDEX, check_output
+from msfkit.outputs import INDEX, check_not_inside, check_output
 from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 
 D = 16
@@ -86,6 +86,8 @@ def test_outputs_at_a_url_replace_only_an_index(stores, s3_bucket):
     build_index(stores[0], f"{base}/ix", kind="flat")
     with pytest.raises(MsfkitError, match="inside an index folder"):
         check_output(f"{base}/ix/inner", kind=INDEX)
+    with pytest.raises(MsfkitError, match="inside an index folder"):
+        check_not_inside(f"{base}/ix/store")  # embed -o: never a store inside an index
     with pytest.raises(MsfkitError, match="to a local path only"):
         check_output(f"{base}/results.csv")
     assert check_output(f"{base}/ix", force=True, kind=INDEX) == f"{base}/ix"
