@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 import msfkit
+from msfkit.data.remote import open_url
 from msfkit.data.storage import locate
 from msfkit.models import Encoder
 from msfkit.models.errors import MsfkitError
@@ -68,8 +69,8 @@ def test_a_store_written_to_s3_reads_back_as_the_local_run_s(s3_bucket, encoder,
     assert got.parts[0].url == url and got.source_root == expected.source_root
     # read through a copy linked to the one the run wrote through: nothing downloaded twice
     assert (got.parts[0].root / "emb" / "00000.npy").stat().st_nlink == 2
-    assert sorted(read_commits(locate(url))) == [0, 1]
-    assert locate(url).listdir() == ["commits", "emb", "errors", "errors.parquet", "manifest.json", "meta"]
+    assert sorted(read_commits(open_url(url))) == [0, 1]
+    assert open_url(url).listdir() == ["commits", "emb", "errors", "errors.parquet", "manifest.json", "meta"]
     _forget_copies()  # another machine reads it
     assert is_store(url) and not is_store(f"s3://{s3_bucket}/nothing")
     _same_store(open_store(url), expected)
@@ -79,7 +80,9 @@ def test_a_store_written_to_s3_reads_back_as_the_local_run_s(s3_bucket, encoder,
 def test_images_under_an_s3_prefix_embed_as_the_same_files_on_disk(s3_bucket, encoder, tmp_path):
     local = _images(tmp_path / "images", 4)
     for path in sorted(p for p in local.rglob("*") if p.is_file()):
-        locate(f"s3://{s3_bucket}/photos/{path.relative_to(local).as_posix()}").write_bytes(path.read_bytes())
+        open_url(f"s3://{s3_bucket}/photos/{path.relative_to(local).as_posix()}").write_bytes(
+            path.read_bytes()
+        )
     # decoded in a worker process, as a large run decodes (s3fs in a forked process)
     got = msfkit.embed(
         [f"s3://{s3_bucket}/photos"], encoder, f"s3://{s3_bucket}/store", workers=1, progress=False
@@ -98,7 +101,7 @@ def test_a_run_killed_mid_way_leaves_committed_shards_and_a_rerun_elsewhere_comp
     args = ["embed", str(src), "-m", str(tiny_model_dir), "-o", url, "--shard-rows", "2"]
     args += ["--workers", "0", "--no-draft", "-q"]
     proc = subprocess.Popen([sys.executable, "-m", "msfkit.cli", *args], start_new_session=True)
-    store, deadline = locate(url), time.monotonic() + 120
+    store, deadline = open_url(url), time.monotonic() + 120  # (this process's filesystem, listed afresh)
     while not read_commits(store) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     os.killpg(proc.pid, signal.SIGKILL)
