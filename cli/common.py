@@ -26,10 +26,12 @@ json_lines_option = click.option(
 )
 precision_option = click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16"]),
+    type=click.Choice(["fp32", "bf16", "auto"]),
     default="fp32",
     show_default=True,
-    help="Model precision; bf16 runs the backbone under autocast (CPU and GPU).",
+    help="Model precision; bf16 runs the backbone under autocast (CPU and GPU); auto is bf16 where "
+    "the device computes it natively (CUDA, a CPU with AVX512-BF16 or AMX), else fp32. A store "
+    "records what it ran in.",
 )
 device_option = click.option(
     "--device",

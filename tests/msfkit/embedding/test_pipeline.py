@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 from torch._dynamo.utils import counters
 
 import msfkit
+from msfkit.cli.main import cli
 from msfkit.data.datasets import FileImageDataset
 from msfkit.embedding import EmbedOptions, embed_items
 from msfkit.embedding.forward import COMPILE_MIN_BATCHES
@@ -153,5 +155,7 @@ def test_auto_precision_is_resolved_once_when_the_options_are_made():
 
 @pytest.mark.slow
 def test_a_store_records_the_precision_auto_resolved_to(tmp_path, photos, tiny_model_dir):
-    msfkit.embed(photos, tiny_model_dir, tmp_path / "store", workers=0, precision="auto", device="cpu")
+    args = ["embed", str(photos), "-m", str(tiny_model_dir), "-o", str(tmp_path / "store"), "-q"]
+    result = CliRunner().invoke(cli, [*args, "--precision", "auto", "--device", "cpu", "--workers", "0"])
+    assert result.exit_code == 0, result.output
     assert read_manifest(tmp_path / "store").settings.precision == ("bf16" if cpu_has_fast_bf16() else "fp32")
