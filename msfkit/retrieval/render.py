@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from msfkit.data.images import BadImageError, decode_image, load_image
 from msfkit.data.paths import UnsafePath
 from msfkit.data.row_files import read_row_file
+from msfkit.data.storage import is_url
 from msfkit.models.files import atomic_write
 from msfkit.retrieval.search import COLUMNS
 
@@ -112,8 +113,9 @@ def groups_as_results(groups: pd.DataFrame, limit: int | None = None) -> pd.Data
 
 def _figure(uri: str, caption: str, title: str, kind: str, link: str | None = None) -> str:
     img = f'<img src="{uri}" alt="{html.escape(title)}" title="{html.escape(title)}">'
-    if link:  # the tile opens the original file
-        img = f'<a href="{html.escape(Path(str(link)).absolute().as_uri())}">{img}</a>'
+    if link:  # the tile opens the original file (an object in object storage: its URL, as written)
+        href = str(link) if is_url(str(link)) else Path(str(link)).absolute().as_uri()
+        img = f'<a href="{html.escape(href)}">{img}</a>'
     return f'<figure class="{kind}">{img}<figcaption>{html.escape(caption)}</figcaption></figure>'
 
 

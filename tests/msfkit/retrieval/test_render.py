@@ -84,3 +84,16 @@ def test_captions_name_the_folder_and_score_and_tiles_link_to_the_originals(phot
         assert f"{hit.rank}. {hit.score:.4f} {Path(hit.path).parent.name} {Path(hit.path).name}" in page
     sheet = contact_sheet(df, tmp_path / "other" / "s.png", thumb=64)
     assert Image.open(sheet).size == sheet_size(1, 3, 64)
+
+
+def test_a_hit_in_object_storage_is_drawn_and_linked_by_its_url(s3_bucket, photo_paths, tmp_path):
+    import pandas as pd
+
+    from msfkit.data.remote import open_url
+
+    url = f"s3://{s3_bucket}/photos/cats/a.jpg"
+    open_url(url).write_bytes(photo_paths[0].read_bytes())
+    df = pd.DataFrame([{"query": "q", "query_path": str(photo_paths[1]), "rank": 1, "score": 0.9, "row": 0,
+                        "path": url, "label": None}])  # fmt: skip
+    page = gallery_html(df, tmp_path / "g.html").read_text()
+    assert f'href="{url}"' in page and "cats a.jpg" in page and page.count("data:image/") == 2
