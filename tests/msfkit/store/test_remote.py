@@ -63,7 +63,8 @@ def _forget_copies() -> None:
 def test_a_store_written_to_s3_reads_back_as_the_local_run_s(s3_bucket, encoder, tmp_path):
     url, images = f"s3://{s3_bucket}/store", _images(tmp_path / "images", 5)
     got = msfkit.embed([images], encoder, url, shard_rows=3, **RUN)
-    expected = msfkit.embed([images], encoder, tmp_path / "local", shard_rows=3, **RUN)
+    expected = msfkit.embed([images], encoder, f"file://{tmp_path}/local", shard_rows=3, **RUN)  # the disk
+    assert expected.parts[0].root == tmp_path / "local"
     assert got.run.store == url and (got.run.embedded, got.run.failed) == (5, 1)
     _same_store(got, expected)
     assert got.parts[0].url == url and got.source_root == expected.source_root
