@@ -61,9 +61,13 @@ class EmbedOptions:
         """Options that compute vectors as a store with these `settings` did (queries of an index)."""
         return cls(precision=settings.precision, draft=settings.draft, **options)
 
-    def use_compiled(self, batches: int) -> bool:
-        """Whether a job of `batches` batches runs the compiled model (on a CPU; see `forward`)."""
-        return batches >= COMPILE_MIN_BATCHES if self.compiled is None else self.compiled
+    def use_compiled(self, batches: int, training: bool = False) -> bool:
+        """Whether a job of `batches` batches runs the compiled model (on a CPU; see `forward`). Unless
+        told, a model in training mode (one being trained, as the k-NN monitor's) stays eager: its
+        weights change before its next job, so a compile would serve one job only."""
+        if self.compiled is not None:
+            return self.compiled
+        return batches >= COMPILE_MIN_BATCHES and not training
 
 
 @dataclass
@@ -82,8 +86,8 @@ class Embedded:
 
 class Embedder:
     """An encoder on its device, in eval mode, with its forward pass built once (compiled on a CPU for
-    a job of `items` that fills `COMPILE_MIN_BATCHES` batches), ready to run the loop over any number
-    of item lists."""
+    a job of `items` that fills `COMPILE_MIN_BATCHES` batches, see `EmbedOptions.use_compiled`), ready
+    to run the loop over any number of item lists."""
 
     def __init__(
         self,
@@ -102,7 +106,7 @@ class Embedder:
         own = next(encoder.parameters()).device
         self.device = torch.device(opts.device) if opts.device is not None else own
         self.batch_size = opts.batch_size or default_batch_size(self.device)
-        self.compiled = opts.use_compiled(-(-items // self.batch_size))
+        self.compiled = opts.use_compiled(-(-items // self.batch_size), encoder.training)
         self.forward: Forward | None = None  # built while the first items decode
 
     def run(self, source, sizes: Sequence[int]) -> Iterator[Embedded]:

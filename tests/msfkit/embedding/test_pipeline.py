@@ -140,6 +140,9 @@ def test_a_job_compiles_from_compile_min_batches_batches_unless_told(tiny_model_
     assert not Embedder(encoder, opts, items=32 * COMPILE_MIN_BATCHES - 32).compiled
     assert not Embedder(encoder, EmbedOptions(batch_size=32, compiled=False), items=10**6).compiled
     assert Embedder(encoder, EmbedOptions(compiled=True), items=1).compiled
+    encoder.train()  # a model being trained (the k-NN monitor's) changes before its next job
+    assert not Embedder(encoder, opts, items=32 * COMPILE_MIN_BATCHES).compiled
+    assert Embedder(encoder, EmbedOptions(batch_size=32, compiled=True), items=1).compiled
 
 
 def test_auto_precision_is_resolved_once_when_the_options_are_made():
