@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from msfkit.data.storage import Location, is_url, locate
+from msfkit.data.storage import Location, is_remote, local_path
 from msfkit.index.folder import FILES, INDEX_FILE, INFO_FILE
+from msfkit.index.writing import remote_target
 from msfkit.models.catalog import describe
 from msfkit.models.errors import MsfkitError
 from msfkit.store.format import MANIFEST
@@ -53,9 +54,10 @@ def is_store_folder(folder: Path) -> bool:
 
 def is_index_folder(folder: Path | str) -> bool:
     """Whether `folder` is an msfkit index folder (a URL: a prefix holding an index.json object)."""
-    if is_url(folder):
-        return locate(folder).child(INFO_FILE).exists()
-    return (Path(folder) / INFO_FILE).is_file() and (Path(folder) / INDEX_FILE).is_file()
+    if is_remote(folder):
+        return remote_target(folder).child(INFO_FILE).exists()
+    folder = Path(local_path(folder))
+    return (folder / INFO_FILE).is_file() and (folder / INDEX_FILE).is_file()
 
 
 def is_model_folder(folder: Path) -> bool:
@@ -86,10 +88,10 @@ def check_not_inside(path: str | os.PathLike) -> Path | str:
     """The first rule alone, for commands that continue their own output (embed -o, train out=):
     `path` resolved (a URL: as given), or a one-line `MsfkitError` when it lies inside a store, index
     or model folder."""
-    if is_url(path):
-        _check_remote_not_inside(locate(path))
+    if is_remote(path):
+        _check_remote_not_inside(remote_target(path))
         return os.fspath(path)
-    path = Path(path)
+    path = Path(local_path(path))
     where = path.resolve()
     for folder in where.parents:
         for held in READ_KINDS:
@@ -105,9 +107,9 @@ def check_output(path: str | os.PathLike, *, force: bool = False, kind: Kind = F
     `MsfkitError`.
 
     Links are followed: an output is judged by where it would land."""
-    if is_url(path):
+    if is_remote(path):
         return _check_remote_output(os.fspath(path), force, kind)
-    path = Path(path)
+    path = Path(local_path(path))
     where = check_not_inside(path)
     if not (path.exists() or path.is_symlink()):
         return path.absolute()
@@ -155,7 +157,7 @@ def _check_remote_output(url: str, force: bool, kind: Kind) -> str:
     and nothing else msfkit did not write."""
     if kind not in _REMOTE_MARKERS:
         raise MsfkitError(f"{url}: msfkit writes {kind.name} to a local path only; name a local path")
-    target = locate(url)
+    target = remote_target(url)
     _check_remote_not_inside(target)
     names = target.find()
     if not names:

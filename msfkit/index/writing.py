@@ -40,7 +40,11 @@ def remote_target(out: str | os.PathLike) -> Location | None:
     if not is_url(out):
         return None
     target = locate(out)
-    return None if target.local else target
+    if target.local:
+        return None
+    if not target.path.strip("/"):
+        raise MsfkitError(f"{out}: name a bucket and a prefix in it, e.g. s3://bucket/index")
+    return target
 
 
 def check_replaceable(out: Path | Location, overwrite: bool) -> None:
@@ -49,7 +53,7 @@ def check_replaceable(out: Path | Location, overwrite: bool) -> None:
     At a URL, the objects under the prefix are judged: only an index's own file names are replaced."""
     if isinstance(out, Location):
         names = out.find()
-        bucket = out.path.split("/")[0]
+        bucket = out.path.strip("/").split("/")[0]
         if not names and protocol(out.url) in _BUCKETS and not Location(out.fs, bucket, out.url).exists():
             raise MsfkitError(f"{out.url}: no such bucket {bucket}")
         if names and not overwrite:

@@ -95,3 +95,7 @@ def test_outputs_at_a_url_replace_only_an_index(stores, s3_bucket):
         build_index(stores[0], f"s3://{s3_bucket}-none/ix", kind="flat")
     with pytest.raises(MsfkitError, match="^nope://b/ix: unknown storage protocol nope://$"):
         build_index(stores[0], "nope://b/ix", kind="flat")
+    with pytest.raises(MsfkitError, match="^s3://: name a bucket and a prefix in it"):
+        check_output("s3://", kind=INDEX)
+    with pytest.raises(MsfkitError, match=f"^s3:///{s3_bucket}-none: no such bucket {s3_bucket}-none$"):
+        build_index(stores[0], f"s3:///{s3_bucket}-none", kind="flat")
