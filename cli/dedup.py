@@ -128,11 +128,9 @@ def dedup(
       msfkit dedup train --against test --threshold auto --fail-on-leak
     """
     from msfkit.data.csv_writer import write_csv
-    from msfkit.models.runtime import resolve_device
     from msfkit.outputs import is_index_folder
     from msfkit.retrieval.dedup import find_duplicates, path_lines
     from msfkit.retrieval.index import open_index
-    from msfkit.retrieval.render import groups_as_results
 
     ctx = click.get_current_context()
     _check_usage(
@@ -146,7 +144,7 @@ def dedup(
         fail_on_leak=fail_on_leak,
     )
     check_outputs(force, out, grid, html)
-    device = resolve_device(device) if threshold == "auto" else None
+    device = device if threshold == "auto" else None  # a name, resolved where images are embedded
     # an index folder opened once: its rows' images are drawn only while they are the embedded files
     index = open_index(index) if is_index_folder(index) else index
     if test is not None:
@@ -170,7 +168,10 @@ def dedup(
         click.echo(found.calibration.explain(), err=True)
     df = found.groups if found.removals is None else found.removals
     lines = path_lines(df["path"]) if as_paths else None
-    _pictures(partial(groups_as_results, found.groups), grid, html, "msfkit dedup", index)
+    if grid or html:  # the renderer reads images (and so loads torch): only for pictures
+        from msfkit.retrieval.render import groups_as_results
+
+        _pictures(partial(groups_as_results, found.groups), grid, html, "msfkit dedup", index)
     with click.open_file(out or "-", "w", atomic=out is not None) as f:
         if as_json:
             echo_json_lines(df.to_dict("records"), file=f)
@@ -228,6 +229,8 @@ def _pictures(results, grid: str | None, html: str | None, title: str, index) ->
     """The contact sheet and the HTML gallery, where asked for, of `results(limit)`: search results'
     shape, at most `limit` images a line (None: all); rows of `index`, when it is an opened index
     folder, are read through their stores' facts (`msfkit.data.row_files`)."""
+    if not (grid or html):
+        return
     from msfkit.index.folder import IndexFolder
     from msfkit.retrieval.render import contact_sheet, gallery_html
 

@@ -160,3 +160,16 @@ def test_a_search_by_store_rows_imports_no_torch(tmp_path):
     hits = [json.loads(line) for line in r.stdout.splitlines()]
     firsts = [(hit["query"], hit["row"]) for hit in hits if hit["rank"] == 1]
     assert firsts == [(f"{store}:3", 3), (f"{store}:7", 7)]
+
+
+@pytest.mark.slow
+def test_a_dedup_at_a_given_threshold_imports_no_torch(tmp_path):
+    """Only --threshold auto embeds images; a threshold given answers from the stored vectors alone."""
+    store = write_vector_store(tmp_path / "store", clustered_vectors(40, 16, 4, seed=2, spread=0.05))
+    assert run("index", store, "-o", tmp_path / "ix", "--type", "flat").exit_code == 0
+    args = ["dedup", str(tmp_path / "ix"), "--threshold", "0.95", "--json"]
+    r = subprocess.run([sys.executable, "-c", IMPORTED, *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines()[-1] == "[]"
+    groups = {json.loads(line)["group"] for line in r.stdout.splitlines()}
+    assert len(groups) == 4  # the four tight clusters
