@@ -144,7 +144,11 @@ def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -
     index at a URL is pulled into the cache first (see the module docstring)."""
     remote = locate(path) if is_url(path) else None
     if remote is not None and not remote.local:
-        opened = open_folder(pull_folder(remote), cls)
+        copy = pull_folder(remote)
+        try:
+            opened = open_folder(copy, cls)
+        except MsfkitError as e:  # named as the user named it, not by its copy in the cache
+            raise type(e)(str(e).replace(str(copy), remote.url)) from None
         opened.url = remote.url
         return opened
     root = Path(remote.path if remote is not None else path)

@@ -6,6 +6,7 @@ index, and what the output guard refuses at a URL."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -20,12 +21,13 @@ from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 D = 16
 
 
+X = clustered_vectors(600, D, clusters=6, seed=3)
+
+
 @pytest.fixture
 def stores(tmp_path):
-    x = clustered_vectors(600, D, clusters=6, seed=3)
-    return write_vector_store(tmp_path / "a", x[:400], prefix="a"), write_vector_store(
-        tmp_path / "b", x[400:], prefix="b"
-    )
+    a = write_vector_store(tmp_path / "a", X[:400], prefix="a")
+    return a, write_vector_store(tmp_path / "b", X[400:], prefix="b")
 
 
 def test_an_index_at_a_url_answers_as_the_local_one(stores, tmp_path, s3_bucket):
@@ -45,6 +47,10 @@ def test_an_index_at_a_url_answers_as_the_local_one(stores, tmp_path, s3_bucket)
 
     add_to_index(url, stores[1])  # pulled, added to, uploaded again: a reader sees the new count
     assert open_folder(url).info["count"] == 600
+    shutil.rmtree(stores[1])
+    write_vector_store(stores[1], X[400:], shard_rows=50, prefix="b")  # the same rows, cut otherwise
+    with pytest.raises(MsfkitError, match=rf"^index {url} is out of date with .*-o {url} --force$"):
+        open_folder(url)
     assert json.loads(open_url(url).child(INFO_FILE).read_bytes())["count"] == 600
 
 
