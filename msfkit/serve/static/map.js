@@ -50,8 +50,8 @@ function colourPixels(body) {
   const n = map.points.length / 2, out = new Uint32Array(n);
   const palette = PALETTE.map(pixel), none = pixel(NONE);
   if (body.kind === "score") {
-    const known = body.values.filter((v) => v !== null);
-    const lo = Math.min(...known), hi = Math.max(...known);
+    let lo = Infinity, hi = -Infinity;  // a loop: Math.min(...values) overflows the stack at 100,000
+    for (const v of body.values) if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     body.values.forEach((v, i) => { out[i] = v === null ? none : ramp(hi > lo ? (v - lo) / (hi - lo) : 0); });
   } else {
     body.values.forEach((v, i) => { out[i] = v < 0 ? none : palette[v % palette.length]; });

@@ -9,6 +9,7 @@ import pytest
 from matplotlib.path import Path as Polygon
 
 import msfkit
+from msfkit.index import build_index
 from msfkit.serve.collection_map import MapView, inside_polygon
 from msfkit.serve.curation import CurationViews
 from msfkit.serve.duplicates import DuplicatesView
@@ -19,10 +20,7 @@ from tests.msfkit.serve.planted import FOREIGN, LEAKED
 
 @pytest.fixture(scope="module")
 def view(planted):
-    index = msfkit.open_index(planted)
-    rows = Rows.of(index)
-    duplicates = DuplicatesView(index, rows, page_limit=200)
-    return MapView(rows, duplicates, CurationViews(index, rows, page_limit=200), page_limit=200)
+    return _view(planted)
 
 
 def test_the_even_odd_rule_agrees_with_matplotlib_on_a_concave_crossing_lasso():
@@ -60,6 +58,19 @@ def test_group_colours_are_the_duplicate_groups_at_the_threshold(view):
     for test_row, train_row in LEAKED.items():  # each copy shares its group with what it copies, alone
         assert values[test_row] == values[train_row] >= 0 and (values == values[test_row]).sum() == 2
     assert (values >= 0).sum() == 2 * len(LEAKED)
+
+
+def _view(folder) -> MapView:
+    index = msfkit.open_index(folder)
+    rows = Rows.of(index)
+    duplicates = DuplicatesView(index, rows, page_limit=200)
+    return MapView(rows, duplicates, CurationViews(index, rows, page_limit=200), page_limit=200)
+
+
+def test_where_no_images_are_near_duplicates_every_row_is_in_no_group(planted, tmp_path):
+    build_index(planted.parent / "train-store", tmp_path / "index", kind="flat")  # TRAIN alone: no copies
+    colours = _view(tmp_path / "index").colours("group", threshold=0.95)
+    assert colours["total"] == 0 and colours["values"] == [-1] * 31
 
 
 def test_outlier_colours_put_the_foreign_vector_highest(view):
