@@ -75,9 +75,8 @@ class MapView:
         if by == "group":
             groups = self.duplicates.groups(threshold, k)
             values = np.full(len(self.rows), -1, dtype=np.int64)
-            values[groups["row"].to_numpy(dtype=np.int64)] = groups["group"].to_numpy(
-                dtype=np.int64
-            )  # none: empty
+            rows, group = (groups[c].to_numpy(dtype=np.int64) for c in ("row", "group"))  # int even if empty
+            values[rows] = group
             total = int(groups["group"].nunique()) if len(groups) else 0
             return {
                 "by": by,
