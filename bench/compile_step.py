@@ -105,7 +105,7 @@ def main() -> None:
     print(f"compile + first 3 steps: {warm:.1f} s")
     for name, r in rates.items():
         print(f"{name:<8} images/s median {statistics.median(r):7.1f}  ({min(r):.1f}-{max(r):.1f})")
-    ratios = [c / e for e, c in zip(rates["eager"], rates["compile"])]
+    ratios = [c / e for e, c in zip(rates["eager"], rates["compile"], strict=True)]
     print(
         f"compile / eager: median {statistics.median(ratios):.2f}x "
         f"(pairs {min(ratios):.2f}-{max(ratios):.2f})"
