@@ -191,7 +191,17 @@ def test_the_dependency_rule_catches_a_wrong_import(tmp_path):
 # marked `# optional extra: NAME`; and the model side (torch, torchvision, or an msfkit module that
 # loads them) on a path that often needs no model, such as a search by store rows, marked
 # `# loads torch`, so that such a path never pays seconds of torch import.
-OPTIONAL_EXTRAS = {"ray", "fsspec", "s3fs", "onnx", "onnxruntime", "starlette", "uvicorn", "multipart"}
+OPTIONAL_EXTRAS = {
+    "ray",
+    "fsspec",
+    "s3fs",
+    "onnx",
+    "onnxruntime",
+    "starlette",
+    "uvicorn",
+    "multipart",
+    "umap",
+}
 MODEL_SIDE = {"torch", "torchvision"}
 LAZY_API = "msfkit"
 
