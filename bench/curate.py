@@ -87,6 +87,7 @@ def model_folder(spec: str, collection: Path, out: Path) -> Path:
         return Path(spec)
     import torch
 
+    from bench.calibrate import calibrate_batch_norm
     from msfkit.models import Encoder, EncoderConfig
 
     arch, _, size = spec.removeprefix("random:").partition("@")
@@ -96,14 +97,7 @@ def model_folder(spec: str, collection: Path, out: Path) -> Path:
     sample = [files[i] for i in np.random.default_rng(0).choice(len(files), size=512, replace=False)]
     tf = enc.transform()
     x = torch.stack([tf(Image.open(p).convert("RGB")) for p in sample])
-    for m in enc.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the one pass
-    enc.train()
-    with torch.no_grad():
-        enc(x)
-    enc.eval().save_pretrained(out)
+    calibrate_batch_norm(enc, x).save_pretrained(out)
     return out
 
 

@@ -27,6 +27,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.calibrate import calibrate_batch_norm  # noqa: E402
 from msfkit.data.datasets import ArrayImageDataset, load_fashion_mnist  # noqa: E402
 from msfkit.embedding import EmbedOptions, embed_items  # noqa: E402
 from msfkit.models import Encoder, EncoderConfig, to_rgb  # noqa: E402
@@ -42,14 +43,7 @@ def calibrated(arch: str, size: int, images, sample: int = 256) -> Encoder:
     encoder = Encoder(EncoderConfig(arch=arch, stem=stem, image_size=size, resize=round(size * 256 / 224)))
     tf = encoder.transform()
     x = torch.stack([tf(images.image(i)) for i in range(min(sample, len(images)))])
-    for m in encoder.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # a cumulative average over the one pass
-    encoder.train()
-    with torch.no_grad():
-        encoder(x)
-    return encoder.eval()
+    return calibrate_batch_norm(encoder, x)
 
 
 def neighbours(x: np.ndarray, k: int = K) -> np.ndarray:

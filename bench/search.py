@@ -32,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # bench.calibrate
+
 K = 10
 N_QUERIES = 1000
 SINGLE = {"auto": 200, "flat": 20, "numpy": 10}  # single queries timed per method (exact ones are slow)
@@ -46,6 +49,7 @@ def fashion_centres(count: int, seed: int, arch: str = "resnet18") -> np.ndarray
     """Embeddings of `count` Fashion-MNIST training images by a BN-calibrated random ResNet (32 px)."""
     import torch
 
+    from bench.calibrate import calibrate_batch_norm
     from msfkit.data.datasets import load_fashion_mnist
     from msfkit.models import Encoder, EncoderConfig
 
@@ -57,14 +61,7 @@ def fashion_centres(count: int, seed: int, arch: str = "resnet18") -> np.ndarray
     mean, std = torch.tensor((0.286,) * 3).view(1, 3, 1, 1), torch.tensor((0.353,) * 3).view(1, 3, 1, 1)
     x = (x - mean) / std
     enc = Encoder(EncoderConfig(arch=arch, stem="cifar", image_size=32, resize=32))
-    for m in enc.modules():  # batch-norm statistics of the data, so features are not all alike
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    enc.train()
-    with torch.no_grad():
-        for chunk in x.split(500):
-            enc(chunk)
+    calibrate_batch_norm(enc, x)  # batch-norm statistics of the data, so features are not all alike
     return enc.embed(x, batch_size=250)
 
 

@@ -91,11 +91,11 @@ def test_a_stopped_drivers_rerun_embeds_only_the_uncommitted_shards(
 ):
     commit, committed = ray_engine.commit_job, []
 
-    def stop_after_two(out, job, part):  # the driver stops (Ctrl-C) after two commits
+    def stop_after_two(out, job, *rest):  # the driver stops (Ctrl-C) after two commits
         if len(committed) == 2:
             raise KeyboardInterrupt
         committed.append(job.shard)
-        return commit(out, job, part)
+        return commit(out, job, *rest)
 
     monkeypatch.setattr(ray_engine, "commit_job", stop_after_two)
     with pytest.raises(KeyboardInterrupt):
