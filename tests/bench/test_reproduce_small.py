@@ -27,8 +27,8 @@ def _needs_fashion_mnist():
 def reproduce(out: Path, *extra: str) -> str:
     cmd = [
         sys.executable, str(SCRIPT), "--out", str(out), "--plot", str(out / "curve.png"), "--epochs", "2",
-        "--minutes", "0", "--workers", "0", "--threads", "1", "--limit", "256", "--batch-size", "64",
-        "--knn-every-steps", "3", "--only", "msf", "--precision", "fp32", *extra,
+        "--minutes", "0", "--workers", "0", "--threads", "1", "--limit", "128", "--batch-size", "32",
+        "--knn-every-steps", "4", "--only", "msf", "--precision", "fp32", *extra,
     ]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
