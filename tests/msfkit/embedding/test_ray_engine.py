@@ -12,11 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from msfkit.data.remote import open_url
 from msfkit.embedding import ray_engine
 from msfkit.models import MsfkitError
+from msfkit.store import open_store
 from msfkit.store.format import read_manifest
+from msfkit.store.objects import read_commits
 from tests.bad_images import write_bad_files
 from tests.runs import embed
 
@@ -71,6 +75,19 @@ def test_a_ray_run_writes_the_store_a_local_run_writes(ray_local, tmp_path, fold
     summary = embed([folder], str(tiny_model_dir), tmp_path / "ray", shard_rows=ROWS, engine="ray")
     assert (summary.embedded, summary.failed, summary.skipped) == (8, 6, 0)
     assert_same_store(tmp_path / "ray", clean)
+
+
+@pytest.mark.ray
+def test_a_ray_run_into_a_bucket_writes_the_local_runs_store(
+    ray_local, s3_bucket, folder, clean, tiny_model_dir
+):
+    url = f"s3://{s3_bucket}/store"  # Ray workers embed, the driver commits each shard to the bucket
+    summary = embed([folder], str(tiny_model_dir), url, shard_rows=ROWS, engine="ray")
+    assert (summary.embedded, summary.failed, summary.store) == (8, 6, url)
+    got, want = open_store(url), open_store(clean)
+    np.testing.assert_array_equal(got.vectors, want.vectors)
+    assert got.meta.equals(want.meta) and got.errors.equals(want.errors)
+    assert sorted(read_commits(open_url(url))) == [0, 1, 2, 3]  # one commit record a shard
 
 
 @pytest.mark.ray
