@@ -3,6 +3,7 @@ the rooms that only plan or cache (store, index) load neither for it."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -40,3 +41,9 @@ def cache_dir(*parts: str) -> Path:
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "msfkit"
     )
     return Path(root, *parts)
+
+
+def url_cache_dir(kind: str, url: str, *parts: str) -> Path:
+    """The cache folder of `kind` (stores, indexes) for the object-storage URL `url`: one per URL,
+    named by a hash of it (a trailing '/' does not make another)."""
+    return cache_dir(kind, hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16], *parts)

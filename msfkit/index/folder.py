@@ -26,7 +26,6 @@ every object's size is checked against the size index.json lists.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -52,7 +51,7 @@ from msfkit.index.faiss_ops import (
 )
 from msfkit.index.sources import Source, check_current, joined_or_error, open_sources
 from msfkit.models.errors import MsfkitError
-from msfkit.sizes import cache_dir
+from msfkit.sizes import url_cache_dir
 
 FORMAT_VERSION = 2  # 2: `storage`, and index.ivfdata for an index stored on disk
 INDEX_FILE = "index.faiss"
@@ -192,7 +191,7 @@ def pull_folder(source: Location) -> Path:
         wanted = {name: int(sizes[name]) for name in names}  # names from the object: only known ones
     except (ValueError, TypeError, KeyError, AttributeError):
         raise MsfkitError(f"{source.url}/{INFO_FILE}: not an index.json msfkit wrote") from None
-    copy = cache_dir("indexes", hashlib.sha256(source.url.encode()).hexdigest()[:16])
+    copy = url_cache_dir("indexes", source.url)
     if _held(copy, info_bytes, wanted):
         return copy
     staging = copy.with_name(f"{copy.name}.tmp{os.getpid()}")

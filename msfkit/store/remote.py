@@ -23,7 +23,6 @@ writing one URL at once are not told apart (use `--shard i/n`: each part is a st
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from msfkit.data.storage import Location, locate, protocol
 from msfkit.models.errors import MsfkitError
-from msfkit.sizes import cache_dir
+from msfkit.sizes import url_cache_dir
 from msfkit.store import writer
 from msfkit.store.format import ERRORS, MANIFEST, PART_NAME, STORE_ENTRIES
 from msfkit.store.objects import COMMITS, commit_shard
@@ -129,7 +128,7 @@ def open_remote(url: str) -> Path:
     """A local read copy of the store at `url`, or a folder of read copies of its `--shard` parts,
     holding its committed state; fetched again only where a commit record changed since last time."""
     source = locate(url)
-    folder = cache_dir("stores", _key(source.url), "read")
+    folder = url_cache_dir("stores", source.url, "read")
     with _held(folder):
         if pull_store(source, LocalCopy(folder / "store", folder / "book"), _written(source)) is not None:
             return folder / "store"
@@ -176,12 +175,8 @@ def _check_bucket(target: Location) -> None:
 def _written(source: Location) -> LocalCopy:
     """This machine's staging copy of the store at `source` (maybe empty): a read copy links the
     shards it holds instead of downloading them again."""
-    folder = cache_dir("stores", _key(source.url), "write")
+    folder = url_cache_dir("stores", source.url, "write")
     return LocalCopy(folder / "store", folder / "book")
-
-
-def _key(url: str) -> str:
-    return hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
 
 
 @contextmanager

@@ -3,8 +3,10 @@ planted index of chosen vectors for the views' own tests."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
+import msfkit
 from tests.msfkit.serve.planted import planted_index_folder
 from tests.msfkit.serve.server import Server, server_env
 
@@ -27,3 +29,16 @@ def server(photo_index, server_cache, tmp_path_factory):
 def planted(tmp_path_factory):
     """The planted index (tests.msfkit.serve.planted): TRAIN and TEST stores of two labelled clusters."""
     return planted_index_folder(tmp_path_factory.mktemp("planted"))
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """An HTTP client of the session's server (tests/msfkit/serve/server.py)."""
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def index(photo_index):
+    """The photo index the session's server serves, opened in this process."""
+    return msfkit.open_index(photo_index[0])

@@ -16,17 +16,6 @@ import msfkit
 from tests.msfkit.index_stores import PLANTED
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=60) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def index(photo_index):
-    return msfkit.open_index(photo_index[0])
-
-
 def _rows(body, query=0):
     return [hit["row"] for hit in body["queries"][query]["results"]]
 

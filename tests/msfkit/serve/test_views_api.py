@@ -7,26 +7,13 @@ import base64
 import csv
 import io
 
-import httpx
 import numpy as np
 import pytest
 from matplotlib.path import Path as Polygon
 
-import msfkit
 from msfkit.curate import outliers
 
 pytestmark = pytest.mark.slow  # one server for the session, started in a subprocess
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with httpx.Client(base_url=server.url, timeout=120) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def index(photo_index):
-    return msfkit.open_index(photo_index[0])
 
 
 @pytest.fixture(scope="module")
