@@ -4,9 +4,11 @@ on a CPU, compiled by `torch.compile` (inductor, the weights frozen into the gra
 The compiled path is the one fast path; eager PyTorch is its fallback. Compiling a ResNet50 costs
 about 20 s the first time on two cores and a few seconds once the compiled pieces are in the
 persistent cache (`msfkit.sizes.cache_dir("inductor")`, unless TORCHINDUCTOR_CACHE_DIR says
-otherwise); after that the forward runs 2-3x faster than eager on a CPU with native bf16 (183
-against 54 ResNet50 images/s, bf16, batch 32, measured on a 2-core Xeon with AMX). So a job
-compiles only when it has `COMPILE_MIN_BATCHES` batches or more.
+otherwise); after that the forward ran 183 ResNet50 images/s against eager's 54 (bf16, batch 32).
+These figures, here and in `COMPILE_MIN_BATCHES`' comment, were measured on a 2-core Intel Xeon
+with AMX (reported in issue 26), not on an AMD CPU without AMX; `bench/embed.py` measures both paths
+on the machine at hand (BENCHMARKS.md, Embedding). So a job compiles only when it has
+`COMPILE_MIN_BATCHES` batches or more.
 """
 
 from __future__ import annotations
