@@ -26,6 +26,14 @@ from msfkit.cli.common import echo_json, json_option, ray_options, storage_optio
     help="auto: exact while cheap, HNSW or IVF-Flat while they fit --memory, IVF-PQ beyond.",
 )
 @click.option(
+    "--workload",
+    type=click.Choice(["interactive", "batch"]),
+    default="interactive",
+    show_default=True,
+    help="batch: an IVF-Flat with 4x the lists and an HNSW coarse quantizer, for many queries at "
+    "once (more batch queries/s, several times the build time).",
+)
+@click.option(
     "--memory",
     default="4GB",
     show_default=True,
@@ -46,13 +54,14 @@ from msfkit.cli.common import echo_json, json_option, ray_options, storage_optio
 )
 @click.option("--force", is_flag=True, help="Replace INDEX if it exists.")
 @json_option
-def index(stores, out, add_to, kind, memory, on_disk, engine, address, recall, force, as_json):
+def index(stores, out, add_to, kind, workload, memory, on_disk, engine, address, recall, force, as_json):
     """Build a faiss index folder from one or more embedding STORES (or --add them to one).
 
     \b
       msfkit index store -o index
       msfkit index store --type ivfpq --memory 1GB -o index
       msfkit index store --on-disk --memory 1GB -o index        # larger than RAM
+      msfkit index store --workload batch -o index              # for many queries at once
       msfkit index store --engine ray --address auto -o index   # in pieces, on a Ray cluster
       msfkit index --add index new-store
     """
@@ -60,8 +69,8 @@ def index(stores, out, add_to, kind, memory, on_disk, engine, address, recall, f
     from msfkit.outputs import INDEX, check_output
     from msfkit.sizes import format_bytes
 
-    if add_to and (on_disk or engine != "local"):
-        raise click.UsageError("--on-disk and --engine apply to a build (-o OUT), not to --add")
+    if add_to and (on_disk or engine != "local" or workload != "interactive"):
+        raise click.UsageError("--on-disk, --engine and --workload apply to a build (-o OUT), not to --add")
     if add_to and out:
         raise click.UsageError("give either -o OUT (build) or --add INDEX, not both")
     if add_to:
@@ -69,8 +78,8 @@ def index(stores, out, add_to, kind, memory, on_disk, engine, address, recall, f
         where = add_to
     elif out:
         check_output(out, force=force, kind=INDEX)
-        opts = {"kind": kind, "memory": memory, "recall": recall, "progress": not as_json}
-        opts |= {"on_disk": on_disk, "engine": engine, "address": address}
+        opts = {"kind": kind, "workload": workload, "memory": memory, "recall": recall}
+        opts |= {"progress": not as_json, "on_disk": on_disk, "engine": engine, "address": address}
         info = msfkit.build_index(list(stores), out, force=force, **opts).info
         where = out
     else:

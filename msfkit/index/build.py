@@ -59,6 +59,7 @@ class BuildOptions:
     """How `build_index` builds; `engine="ray"` fills pieces in Ray tasks and implies `on_disk`."""
 
     kind: str = "auto"  # auto | flat | hnsw | ivf | ivfpq
+    workload: str = "interactive"  # interactive | batch: the IVF-Flat's shape (msfkit.index.plan)
     memory: int | str = DEFAULT_MEMORY  # RAM the index may hold when searched ("4GB")
     recall: float = DEFAULT_RECALL  # recall@10 target the search parameters are tuned to
     seed: int = 0  # held-out queries and training sample
@@ -112,7 +113,7 @@ def _build(stores, out: Path, opts: BuildOptions) -> dict[str, Any]:
     check_complete(store)
     memory = parse_size(opts.memory, "memory budget")
     n, d = len(store), store.dim
-    plan = choose_index(n, d, memory, opts.kind, opts.on_disk)
+    plan = choose_index(n, d, memory, opts.kind, opts.on_disk, opts.workload)
     t0 = time.perf_counter()
     held_out = index_recall.query_rows(n, opts.seed)
     index = faiss.index_factory(d, plan.factory, faiss.METRIC_INNER_PRODUCT)
@@ -122,6 +123,7 @@ def _build(stores, out: Path, opts: BuildOptions) -> dict[str, Any]:
     work = to_device(index)
     trained_on = _train(work, store, plan, held_out, opts.seed)
     info = _info(plan, store, memory, trained_on, "disk" if opts.on_disk else "memory")
+    info["build"]["workload"] = opts.workload
     rows = rows_table(store, source_offset=0)
     if not opts.on_disk:
         fill(work, store, opts.progress, skip=held_out)

@@ -68,9 +68,15 @@ def test_a_ray_cluster_that_does_not_answer_is_one_line_at_once(store, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_on_disk_and_engine_apply_to_builds_only(store, tmp_path):
-    r = msfkit("index", "--add", tmp_path / "ix", store, "--on-disk")
-    assert r.returncode == 2 and "--on-disk and --engine apply to a build" in r.stderr
+def test_on_disk_engine_and_workload_apply_to_builds_only(store, tmp_path):
+    for option in (["--on-disk"], ["--workload", "batch"]):
+        r = msfkit("index", "--add", tmp_path / "ix", store, *option)
+        assert r.returncode == 2 and "--on-disk, --engine and --workload apply to a build" in r.stderr
+    r = msfkit("index", store, "-o", tmp_path / "ix", "--on-disk", "--workload", "batch")
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        "Error: --workload batch builds an in-memory index; leave out --on-disk"
+    ]
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow

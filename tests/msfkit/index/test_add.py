@@ -20,13 +20,15 @@ def data(tmp_path_factory):
     return write_vector_store(tmp_path_factory.mktemp("store") / "s", x, shard_rows=700), x
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf"])
-def test_add_gives_the_results_of_building_from_both_stores(tmp_path, kind):
+@pytest.mark.parametrize(
+    ("kind", "workload"), [("flat", "interactive"), ("ivf", "interactive"), ("ivf", "batch")]
+)
+def test_add_gives_the_results_of_building_from_both_stores(tmp_path, kind, workload):
     x = clustered_vectors(1500, D, clusters=10, seed=3)
     a = write_vector_store(tmp_path / "a", x[:1000], prefix="a")
     b = write_vector_store(tmp_path / "b", x[1000:], prefix="b", source_root=tmp_path / "other")
-    both = build_index([a, b], tmp_path / "both", kind=kind, recall=1.0)
-    build_index(a, tmp_path / "grown", kind=kind, recall=1.0)
+    both = build_index([a, b], tmp_path / "both", kind=kind, workload=workload, recall=1.0)
+    build_index(a, tmp_path / "grown", kind=kind, workload=workload, recall=1.0)
     grown = add_to_index(tmp_path / "grown", b)
     assert grown["count"] == both["count"] == 1500
     assert [s["manifest_hash"] for s in grown["sources"]] == [s["manifest_hash"] for s in both["sources"]]

@@ -77,6 +77,14 @@ def test_recorded_recall_holds_for_new_queries(data, tmp_path, kind):
     assert fresh == 1.0 if kind == "flat" else fresh < 1.0 or info["recall"]["recall_at_10"] == 1.0
 
 
+def test_a_batch_workload_index_is_tuned_and_searched_like_any_ivf(data, tmp_path):
+    store, x, q = data
+    info = build_index(store, tmp_path / "ix", kind="ivf", workload="batch", recall=1.0)
+    assert "_HNSW32," in info["factory"] and info["build"]["workload"] == "batch"
+    _, rows = open_folder(tmp_path / "ix").search_vectors(q[:20], 10)
+    np.testing.assert_array_equal(np.sort(rows, 1), np.sort(exact_top(x, q[:20], 10), 1))
+
+
 def test_held_out_queries_are_not_in_the_ivf_training_sample(data, tmp_path, monkeypatch):
     import faiss
 

@@ -68,3 +68,21 @@ def test_on_disk_keeps_full_vectors_while_the_lists_are_a_few_times_the_budget(n
 def test_on_disk_the_centroids_must_fit_the_budget():
     with pytest.raises(MsfkitError, match="IVF centroids .* over the memory budget"):
         choose_index(10_000_000, 512, parse_size("1MB"), "ivf", on_disk=True)
+
+
+def test_a_batch_workload_takes_four_times_the_lists_through_an_hnsw_quantizer():
+    interactive = choose_index(1_000_000, 512, parse_size("4GB"))
+    batch = choose_index(1_000_000, 512, parse_size("4GB"), workload="batch")
+    assert interactive.factory == "IVF2048,Flat"
+    assert batch.factory == "IVF8192_HNSW32,Flat" and batch.type == "ivf" and batch.nlist == 8192
+    assert interactive.bytes < batch.bytes <= parse_size("4GB") and "batch workload" in batch.reason
+    # the workload shapes only IVF-Flat: exact search and IVF-PQ plans stay as they are
+    assert choose_index(N, D, parse_size("4GB"), workload="batch").factory == "IDMap,Flat"
+    assert choose_index(1_000_000, 512, parse_size("1GB"), workload="batch").type == "ivfpq"
+
+
+def test_a_batch_workload_on_disk_or_an_unknown_workload_is_one_line():
+    with pytest.raises(MsfkitError, match="in-memory index; leave out --on-disk"):
+        choose_index(1_000_000, 512, parse_size("1GB"), on_disk=True, workload="batch")
+    with pytest.raises(MsfkitError, match="expected one of interactive, batch"):
+        choose_index(N, D, workload="bulk")
