@@ -1,6 +1,6 @@
 """Search benchmark: the `auto` index against exact faiss Flat and numpy brute force.
 
-    .venv/bin/python bench/search.py                 # both datasets, about 10 minutes on 2 cores
+    .venv/bin/python bench/search.py                 # both datasets, about 20 minutes on 2 cores
     .venv/bin/python bench/search.py --quick         # 100k x 512 and 20k x 2048, for a smoke run
 
 Datasets (queries are 1,000 vectors drawn like the data but never indexed):
@@ -9,8 +9,13 @@ Datasets (queries are 1,000 vectors drawn like the data but never indexed):
                    offline), spread along a 32-dimensional subspace as real embeddings are, each
                    cloud as wide as the distance to the nearest other centre (clouds overlap).
   100,000 x 2048:  the same around 1,000 Fashion-MNIST embeddings of a ResNet50 made the same way.
-Each method runs in its own process (build, batch queries/s, median single-query latency, recall@10
-against numpy brute force, peak memory) so that one method's memory never counts for another.
+Methods: exact faiss Flat; `auto`, the index `msfkit index` chooses (default --workload
+interactive); `auto-batch`, the same with `--workload batch` (1M x 512 only: at 100k x 2048 auto is
+HNSW, which the workload does not shape). Each index is built once in its own process (build time
+and peak memory); then `--rounds` rounds in alternating order, each method loading and searching in
+a fresh process (batch queries/s, median single-query latency, recall@10 against numpy brute force,
+peak memory) so that one method's memory never counts for another. Reported: the median and min-max
+over rounds, and the median of each round's ratio to Flat.
 Peak memory: VmHWM, the peak resident set (like ru_maxrss, but not inherited from the forking
 parent; it includes pages of the memory-mapped store files) and the peak anonymous RSS sampled
 every 20 ms (what the method itself allocated).
@@ -37,7 +42,8 @@ sys.path.insert(0, str(REPO))  # bench.calibrate
 
 K = 10
 N_QUERIES = 1000
-SINGLE = {"auto": 200, "flat": 20, "numpy": 10}  # single queries timed per method (exact ones are slow)
+SINGLE = {"flat": 20, "numpy": 10}  # single queries timed per method (exact ones are slow; indexes 200)
+WORKLOADS = {"auto": "interactive", "auto-batch": "batch"}  # the indexes built, `msfkit index --workload`
 SHARD_ROWS = 65536
 BLOCK = 65536
 
@@ -154,14 +160,36 @@ def numpy_topk(store, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best_s, best_i
 
 
-def run_method(method: str, store_dir: str, queries_file: str, truth_file: str, work: str) -> dict:
+def build_method(method: str, store_dir: str, work: str) -> dict:
+    """Build `method`'s index folder (auto: `msfkit index` as a user runs it, with its workload)."""
+    from msfkit.index import build_index
+
+    peak = AnonPeak()
+    t0 = time.perf_counter()
+    info = build_index(
+        store_dir,
+        Path(work) / f"{method}-index",
+        memory=os.environ.get("BENCH_MEMORY", "4GB"),
+        workload=WORKLOADS[method],
+    )
+    return {
+        "method": method,
+        "build_s": round(time.perf_counter() - t0, 2),
+        "build_peak_anon_mib": round(peak.stop() / 2**20),
+        "factory": info["factory"],
+        "params": info["search_params"],
+        "built_recall": info["recall"]["recall_at_10"],
+        "budget_gib": info["build"]["memory_budget"] / 2**30,
+    }
+
+
+def search_method(method: str, store_dir: str, queries_file: str, truth_file: str, work: str) -> dict:
+    """Load `method`'s index (Flat: filled from the store), time the batch and single queries, recall."""
     from msfkit.store import open_store
 
     peak = AnonPeak()
     store = open_store(store_dir)
     queries = np.load(queries_file)
-    t0 = time.perf_counter()
-    info = None
     if method == "numpy":
         search = lambda q: numpy_topk(store, q)  # noqa: E731
     elif method == "flat":
@@ -172,17 +200,15 @@ def run_method(method: str, store_dir: str, queries_file: str, truth_file: str, 
             index.add(np.ascontiguousarray(block))
         search = lambda q: index.search(q, K)  # noqa: E731
     else:
-        from msfkit.index import build_index, open_folder
+        from msfkit.index import open_folder
 
-        info = build_index(store_dir, Path(work) / "auto-index", memory=os.environ.get("BENCH_MEMORY", "4GB"))
-        index = open_folder(Path(work) / "auto-index")
-        search = lambda q: index.search_vectors(q, K)  # noqa: E731
-    build = time.perf_counter() - t0
+        folder = open_folder(Path(work) / f"{method}-index")
+        search = lambda q: folder.search_vectors(q, K)  # noqa: E731
     t = time.perf_counter()
     _, found = search(queries)
     qps = len(queries) / (time.perf_counter() - t)
     times = []
-    for q in queries[: SINGLE[method]]:
+    for q in queries[: SINGLE.get(method, 200)]:
         t = time.perf_counter()
         search(q[None])
         times.append(time.perf_counter() - t)
@@ -190,100 +216,119 @@ def run_method(method: str, store_dir: str, queries_file: str, truth_file: str, 
         np.save(truth_file, found)
     truth = np.load(truth_file)
     recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth, strict=True)]))
-    out = {
+    return {
         "method": method,
-        "build_s": round(build, 2),
         "qps": round(qps, 1),
         "latency_ms_median": round(statistics.median(times) * 1000, 3),
         "recall_at_10": round(recall, 4),
         "peak_anon_mib": round(peak.stop() / 2**20),
         "maxrss_mib": round(_status_kib("VmHWM") / 1024),
     }
-    if info is not None:
-        out |= {
-            "factory": info["factory"],
-            "params": info["search_params"],
-            "built_recall": info["recall"]["recall_at_10"],
-            "budget_gib": info["build"]["memory_budget"] / 2**30,
-        }
-    return out
 
 
 # -- driver -----------------------------------------------------------------------------------------
 
 
-def bench_dataset(name: str, vectors: np.ndarray, work: Path) -> list[dict]:
-    """Write the store, then run numpy (ground truth), flat and auto each in a child process."""
+def child(*args: str) -> dict:
+    res = subprocess.run(
+        [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def bench_dataset(name: str, vectors: np.ndarray, work: Path, methods: list[str], rounds: int) -> dict:
+    """Write the store; numpy's exact answers once (the truth); each index built once, in its own
+    process; then `rounds` rounds, in alternating order, of every method searching in a fresh process."""
     store, queries = work / name, vectors[-N_QUERIES:]
     write_store(store, vectors[:-N_QUERIES])
-    np.save(work / f"{name}-queries.npy", queries)
-    truth = work / f"{name}-truth.npy"
-    rows = []
-    for method in ("numpy", "flat", "auto"):
-        cmd = [sys.executable, __file__, "--child", method, str(store), str(work / f"{name}-queries.npy")]
-        cmd += [str(truth), str(work)]
-        res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-        print(f"  {name} {method}: {rows[-1]}", file=sys.stderr, flush=True)
+    q, truth = str(work / f"{name}-queries.npy"), str(work / f"{name}-truth.npy")
+    np.save(q, queries)
+    child("search", "numpy", str(store), q, truth, str(work))
+    built = {m: child("build", m, str(store), q, truth, str(work)) for m in methods if m in WORKLOADS}
+    for m, b in built.items():
+        print(f"  {name} built {m}: {b}", file=sys.stderr, flush=True)
+    runs: dict[str, list[dict]] = {m: [] for m in methods}
+    for r in range(rounds):
+        for m in methods if r % 2 == 0 else methods[::-1]:
+            runs[m].append(child("search", m, str(store), q, truth, str(work)))
+        print(
+            f"  {name} round {r + 1}: " + ", ".join(f"{m} {v[-1]['qps']}" for m, v in runs.items()),
+            file=sys.stderr,
+        )
     shutil.rmtree(store)
-    shutil.rmtree(work / "auto-index", ignore_errors=True)
-    return rows
+    for m in built:
+        shutil.rmtree(work / f"{m}-index", ignore_errors=True)
+    return {"built": built, "runs": runs}
 
 
-def report(name: str, rows: list[dict]) -> None:
-    flat = next(r for r in rows if r["method"] == "flat")
+def report(name: str, result: dict) -> None:
+    built, runs = result["built"], result["runs"]
+    flat = runs["flat"]
     print(f"\n{name}")
     print(
-        f"{'method':<8} {'index':<16} {'build s':>8} {'QPS':>9} {'x Flat':>7} {'1-query ms':>11} "
-        f"{'recall@10':>9} {'peak anon MiB':>13} {'VmHWM MiB':>10}"
+        f"{'method':<11} {'index':<20} {'build s':>8} {'QPS median':>10} {'min-max':>13} {'x Flat':>7} "
+        f"{'1-query ms':>10} {'x Flat':>7} {'recall@10':>9} {'peak anon MiB':>13}"
     )
-    for r in rows:
-        label = r.get("factory", {"numpy": "numpy matmul", "flat": "faiss Flat"}.get(r["method"]))
-        print(
-            f"{r['method']:<8} {label:<16} {r['build_s']:>8.1f} {r['qps']:>9.1f} "
-            f"{r['qps'] / flat['qps']:>7.1f} {r['latency_ms_median']:>11.2f} {r['recall_at_10']:>9.4f} "
-            f"{r['peak_anon_mib']:>13} {r['maxrss_mib']:>10}"
+    for m, rs in runs.items():
+        b = built.get(m, {})
+        qps = [r["qps"] for r in rs]
+        ratio = statistics.median(r["qps"] / f["qps"] for r, f in zip(rs, flat, strict=True))
+        latency = statistics.median(r["latency_ms_median"] for r in rs)
+        faster = statistics.median(
+            f["latency_ms_median"] / r["latency_ms_median"] for r, f in zip(rs, flat, strict=True)
         )
-    auto = next(r for r in rows if r["method"] == "auto")
-    print(
-        f"auto: search params {auto['params']}, recall@10 measured at build {auto['built_recall']}, "
-        f"memory budget {auto['budget_gib']:g} GiB"
-    )
+        label = b.get("factory", "faiss Flat")
+        print(
+            f"{m:<11} {label:<20} {b.get('build_s', 0):>8.1f} {statistics.median(qps):>10.0f} "
+            f"{min(qps):>6.0f}-{max(qps):<6.0f} {ratio:>7.1f} {latency:>10.2f} {faster:>7.0f} "
+            f"{statistics.median(r['recall_at_10'] for r in rs):>9.4f} "
+            f"{max(b.get('build_peak_anon_mib', 0), max(r['peak_anon_mib'] for r in rs)):>13}"
+        )
+    for m, b in built.items():
+        print(
+            f"{m}: search params {b['params']}, recall@10 measured at build {b['built_recall']}, "
+            f"memory budget {b['budget_gib']:g} GiB"
+        )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="100k x 512 and 20k x 2048 instead")
-    p.add_argument(
-        "--child", nargs=5, metavar=("METHOD", "STORE", "QUERIES", "TRUTH", "WORK"), help=argparse.SUPPRESS
-    )
+    p.add_argument("--rounds", type=int, default=3, help="alternating search rounds per method")
+    p.add_argument("--only", choices=["512", "2048"], help="one dataset only")
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        print(json.dumps(run_method(*args.child)))
+        phase, *rest = args.child
+        out = build_method(rest[0], rest[1], rest[4]) if phase == "build" else search_method(*rest)
+        print(json.dumps(out))
         return
     import faiss
 
+    from msfkit.models.runtime import cpu_flags_line
+
     big, wide = (100_000, 20_000) if args.quick else (1_000_000, 100_000)
+    print(cpu_flags_line())
     print(f"faiss {faiss.__version__}, {os.cpu_count()} cores, {faiss.omp_get_max_threads()} threads")
     with tempfile.TemporaryDirectory(prefix="msfkit-bench-") as tmp:
         work = Path(tmp)
-        t = time.perf_counter()
-        centres = fashion_centres(2000, seed=0)
-        data = clouds(centres, big + N_QUERIES, seed=1)
-        print(f"data: {big} x 512 around 2000 Fashion-MNIST embeddings ({time.perf_counter() - t:.0f} s)")
-        report(
-            f"{big:,} x 512 (Fashion-MNIST clouds), {N_QUERIES} held-out queries",
-            bench_dataset("fm512", data, work),
-        )
-        del data
-        t = time.perf_counter()
-        centres = fashion_centres(1000, seed=2, arch="resnet50")
-        data = clouds(centres, wide + N_QUERIES, seed=3)
-        print(f"data: {wide} x 2048 around 1000 Fashion-MNIST embeddings ({time.perf_counter() - t:.0f} s)")
-        report(
-            f"{wide:,} x 2048 (Fashion-MNIST clouds), {N_QUERIES} held-out queries",
-            bench_dataset("fm2048", data, work),
-        )
+        if args.only != "2048":
+            t = time.perf_counter()
+            centres = fashion_centres(2000, seed=0)
+            data = clouds(centres, big + N_QUERIES, seed=1)
+            print(f"data: {big} x 512 around 2000 Fashion-MNIST embeddings ({time.perf_counter() - t:.0f} s)")
+            result = bench_dataset("fm512", data, work, ["flat", "auto", "auto-batch"], args.rounds)
+            report(f"{big:,} x 512 (Fashion-MNIST clouds), {N_QUERIES} held-out queries", result)
+            del data
+        if args.only != "512":
+            t = time.perf_counter()
+            centres = fashion_centres(1000, seed=2, arch="resnet50")
+            data = clouds(centres, wide + N_QUERIES, seed=3)
+            print(
+                f"data: {wide} x 2048 around 1000 Fashion-MNIST embeddings ({time.perf_counter() - t:.0f} s)"
+            )
+            result = bench_dataset("fm2048", data, work, ["flat", "auto"], args.rounds)
+            report(f"{wide:,} x 2048 (Fashion-MNIST clouds), {N_QUERIES} held-out queries", result)
 
 
 if __name__ == "__main__":
