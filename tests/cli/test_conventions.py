@@ -11,6 +11,7 @@ import click
 import pytest
 
 from msfkit.cli.main import DEPRECATED, cli
+from tests.commands import in_process
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 WRITERS = {"embed", "index", "dedup", "search"}  # commands that write a file or folder of their own choosing
@@ -72,9 +73,9 @@ def test_old_spellings_still_work_for_a_release_with_one_line(tmp_path, photos_d
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == "msfkit: --out is deprecated and goes in the next release; use -o/--output"
     assert json.loads(r.stdout)["embedded"] == 8
-    r = msfkit("embed", photos_dir, "-m", tiny_model_dir, "-o", tmp_path / "s", "--overwrite", "-q")
+    r = in_process("embed", photos_dir, "-m", tiny_model_dir, "-o", tmp_path / "s", "--overwrite", "-q")
     assert r.returncode == 0 and "--overwrite is deprecated" in r.stderr and "use --force" in r.stderr
-    r = msfkit("index", tmp_path / "s", f"--out={tmp_path / 'ix'}", "--json")
+    r = in_process("index", tmp_path / "s", f"--out={tmp_path / 'ix'}", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["count"] == 8
 
 

@@ -37,10 +37,10 @@ def test_fail_on_leak_exits_1_with_the_leaks_listed_and_0_without(tmp_path):
     assert list(table.columns) == ["row", "path", "label", "match_row", "match", "match_label", "score"]
     assert table["row"].tolist() == LEAKED and table["match_row"].tolist() == list(range(300, 305))
     assert r.stderr.strip().splitlines()[-1] == f"5 TEST images with a near copy (>= 0.9500) in {train}"
-    r = msfkit("dedup", train, "--against", test, "--threshold", "0.9999", "--fail-on-leak")
-    assert r.returncode == 0 and pd.read_csv(io.StringIO(r.stdout)).empty
-    r = msfkit("dedup", train, "--against", test, "--threshold", "0.95")  # a list, no check asked for
-    assert r.returncode == 0 and len(pd.read_csv(io.StringIO(r.stdout))) == 5
+    r = run("dedup", train, "--against", test, "--threshold", "0.9999", "--fail-on-leak")  # in this process
+    assert r.exit_code == 0 and pd.read_csv(io.StringIO(r.stdout)).empty
+    r = run("dedup", train, "--against", test, "--threshold", "0.95")  # a list, no check asked for
+    assert r.exit_code == 0 and len(pd.read_csv(io.StringIO(r.stdout))) == 5
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import torch
 
 import msfkit
 from msfkit.eval.report import write_card
+from tests.commands import in_process
 from tests.training.run_checkpoints import write_run_checkpoint
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
@@ -28,10 +29,10 @@ def run(*args, env=None):
 @pytest.mark.slow
 def test_init_writes_the_same_random_baseline_for_the_same_seed(tmp_path):
     a = run("models", "init", "resnet18", tmp_path / "a", "--stem", "cifar", "--image-size", "32", "--json")
-    b = run(
+    b = in_process(
         "models", "init", "resnet18", tmp_path / "b", "--stem", "cifar", "--image-size", "32", "--seed", "0"
     )
-    c = run(
+    c = in_process(
         "models", "init", "resnet18", tmp_path / "c", "--stem", "cifar", "--image-size", "32", "--seed", "1"
     )
     assert a.returncode == b.returncode == c.returncode == 0, a.stderr
@@ -39,7 +40,7 @@ def test_init_writes_the_same_random_baseline_for_the_same_seed(tmp_path):
     ea, eb, ec = (msfkit.load(tmp_path / n) for n in "abc")
     assert info["fingerprint"] == ea.fingerprint == eb.fingerprint != ec.fingerprint
     assert ea.config.provenance["method"] == "random init" and ea.config.resize == 32  # whole, as trained
-    again = run("models", "init", "resnet18", tmp_path / "a")
+    again = in_process("models", "init", "resnet18", tmp_path / "a")
     assert again.returncode == 1
     assert again.stderr == f"Error: {tmp_path / 'a'}: already exists; remove it or pass --force\n"
 
@@ -48,8 +49,8 @@ def test_init_writes_the_same_random_baseline_for_the_same_seed(tmp_path):
 @pytest.mark.parametrize("size", [32, 96])
 def test_init_makes_the_twin_of_a_trained_model_with_the_same_settings(tmp_path, size):
     trained, twin = tmp_path / "trained", tmp_path / "twin"
-    assert run("export", write_run_checkpoint(tmp_path / "run", size).parent, trained).returncode == 0
-    init = run("models", "init", "resnet18", twin, "--stem", "cifar", "--image-size", size)
+    assert in_process("export", write_run_checkpoint(tmp_path / "run", size).parent, trained).returncode == 0
+    init = in_process("models", "init", "resnet18", twin, "--stem", "cifar", "--image-size", size)
     assert init.returncode == 0, init.stderr
     configs = [json.loads((folder / "config.json").read_text()) for folder in (trained, twin)]
     assert (
@@ -66,7 +67,7 @@ def test_init_from_torchvision_weights_keeps_them_and_refuses_a_pickle(tmp_path)
     torch.manual_seed(3)
     state = torchvision.models.resnet18().state_dict()
     torch.save(state, tmp_path / "r18.pth")
-    r = run("models", "init", "resnet18", tmp_path / "tv", "--weights", tmp_path / "r18.pth")
+    r = in_process("models", "init", "resnet18", tmp_path / "tv", "--weights", tmp_path / "r18.pth")
     assert r.returncode == 0, r.stderr
     enc = msfkit.load(tmp_path / "tv")
     torch.testing.assert_close(enc.backbone.state_dict()["conv1.weight"], state["conv1.weight"])

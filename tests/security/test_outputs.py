@@ -1,8 +1,9 @@
 """The output boundary (threat: a mistyped path in a script): every file a command writes goes
 through one output guard. A path inside a store, index or model folder is refused with or without
 --force; an existing file is replaced only with --force; --force on a folder replaces only a folder
-of the kind the command writes. One line of error, nothing written. Through the installed command,
-on private copies of the photo index (the shared one is never written to)."""
+of the kind the command writes. One line of error, nothing written. Through the installed command
+(a test's further cases of the same command through its click group in this process), on private
+copies of the photo index (the shared one is never written to)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.commands import in_process
 
 # every test here runs the installed command, a server or a Ray cluster: out of the quick loop
 pytestmark = pytest.mark.slow
@@ -112,9 +115,9 @@ def test_models_init_force_replaces_a_model_folder_and_nothing_else(tmp_path, ti
     assert snapshot(app) == before
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     before = snapshot(model)
-    refused(msfkit(*args, "--seed", "1", model), f"{model}: already exists")
+    refused(in_process(*args, "--seed", "1", model), f"{model}: already exists")
     assert snapshot(model) == before
-    r = msfkit(*args, "--seed", "1", model, "--force")
+    r = in_process(*args, "--seed", "1", model, "--force")
     assert r.returncode == 0, r.stderr
     assert snapshot(model)["model.safetensors"] != before["model.safetensors"]
 
@@ -127,11 +130,11 @@ def test_export_writes_a_model_folder_only_where_one_may_go(own_index, tmp_path)
     (webapp / "README.md").write_text("my web app")
     (webapp / "enc.onnx").write_text("my own onnx")
     before = snapshot(store), snapshot(webapp)
-    for force in ([], ["--force"]):
-        refused(msfkit("export", model, store / "exported", *force), "inside an embedding store")
-    refused(msfkit("export", model, webapp / "enc.onnx"), "already exists", "--force")
-    refused(msfkit("export", model, webapp), "already exists", "--force")
-    refused(msfkit("export", model, webapp, "--force"), "not a model folder")
+    refused(msfkit("export", model, store / "exported"), "inside an embedding store")
+    refused(in_process("export", model, store / "exported", "--force"), "inside an embedding store")
+    refused(in_process("export", model, webapp / "enc.onnx"), "already exists", "--force")
+    refused(in_process("export", model, webapp), "already exists", "--force")
+    refused(in_process("export", model, webapp, "--force"), "not a model folder")
     assert (snapshot(store), snapshot(webapp)) == before
 
 
@@ -160,8 +163,9 @@ def test_train_never_writes_into_a_folder_of_other_files(own_index, tmp_path):
 def test_embed_never_puts_a_store_inside_a_store_an_index_or_a_model(own_index, photos_dir):
     index, store, _, model = own_index
     before = snapshot(store), snapshot(index), snapshot(model)
-    for inside in (store / "again", index / "store", model / "store"):
-        refused(msfkit("embed", photos_dir, "-m", model, "-o", inside, "--force"), "which msfkit reads")
+    runs = ((msfkit, store / "again"), (in_process, index / "store"), (in_process, model / "store"))
+    for run, inside in runs:
+        refused(run("embed", photos_dir, "-m", model, "-o", inside, "--force"), "which msfkit reads")
     assert (snapshot(store), snapshot(index), snapshot(model)) == before
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.commands import in_process
 from tests.msfkit.serve.server import Server, msfkit_command, server_env
 
 # every test here runs the installed command, a server or a Ray cluster: out of the quick loop
@@ -144,33 +145,35 @@ def _one_line_error(run: subprocess.CompletedProcess, says: str) -> None:
 def test_galleries_draw_a_row_only_while_it_is_the_embedded_file(collection, tmp_path):
     """search --html and dedup --html read result rows through the same rule as the server: a photo
     swapped for a symlink to an image outside the source root is drawn as a tile saying why."""
+    from msfkit.index import build_index
     from msfkit.retrieval.render import _Tiles
 
     data, index = collection / "data", collection / "ix-gallery"
-    assert _index(collection / "st", index).returncode == 0
+    build_index(collection / "st", index)  # in this process: the galleries are the test
     original, stat = (data / "p1.jpg").read_bytes(), (data / "p1.jpg").stat()
     drawn = _Tiles(160).data_uri(str(data / "p1.jpg"))
     secret = _Tiles(160).data_uri(str(collection / "secret.jpg"))
     query = tmp_path / "query.jpg"
     query.write_bytes((data / "p0.jpg").read_bytes())
 
-    def galleries() -> list[str]:
+    def galleries(installed: bool) -> list[str]:
+        """The two pages, by the installed command or (before the swap) the click group in this process."""
         pages = []
         for command in (
             ["search", str(index), str(query), "-k", "3"],
             ["dedup", str(index), "--threshold", "-1"],
         ):
             page = tmp_path / f"{command[0]}.html"
-            run = _msfkit(*command, "--html", str(page), "--force")
+            run = (_msfkit if installed else in_process)(*command, "--html", str(page), "--force")
             assert run.returncode == 0, run.stderr
             pages.append(page.read_text())
         return pages
 
-    assert all(drawn in page for page in galleries())  # the row's own image, before the swap
+    assert all(drawn in page for page in galleries(installed=False))  # the row's own image, before the swap
     (data / "p1.jpg").unlink()
     (data / "p1.jpg").symlink_to(collection / "secret.jpg")
     try:
-        pages = galleries()
+        pages = galleries(installed=True)
     finally:
         _restore(data / "p1.jpg", original, stat)
     assert not any(secret in page or drawn in page for page in pages)

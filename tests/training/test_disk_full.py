@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from msfkit.cli.main import cli
 from msfkit.models.errors import MsfkitError
 from msfkit.training.checkpoint import save_checkpoint
+from tests.commands import in_process
 from tests.msfkit.test_disk_full import tiny_disk  # noqa: F401 - the fixture, shared
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
@@ -26,8 +27,12 @@ RUN = [
 ]  # fmt: skip
 
 
-def _error(*args) -> str:
-    r = subprocess.run([MSFKIT, *map(str, args)], capture_output=True, text=True)
+def _error(*args, installed: bool = True) -> str:
+    """The error line of the installed command (or of the click group in this process)."""
+    if installed:
+        r = subprocess.run([MSFKIT, *map(str, args)], capture_output=True, text=True)
+    else:
+        r = in_process(*args)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
     return r.stderr.strip().splitlines()[-1]
 
@@ -47,7 +52,7 @@ def test_train_and_export_on_a_full_disk_are_one_line_and_leave_no_temporary(tmp
     done = tmp_path / "done"  # a real run elsewhere, exported onto the full disk
     assert CliRunner().invoke(cli, ["train", *RUN, f"out={done}"]).exit_code == 0
     model = tiny_disk / "model"
-    assert _error("export", done, model) == (
+    assert _error("export", done, model, installed=False) == (
         f"Error: disk full: cannot write {model / 'model.safetensors'}; free space there and run again"
     )
     assert not model.exists() and _temporaries(tiny_disk) == []
@@ -55,7 +60,7 @@ def test_train_and_export_on_a_full_disk_are_one_line_and_leave_no_temporary(tmp
     with pytest.raises(OSError), open(tiny_disk / "filler", "wb", buffering=0) as f:
         while True:  # the rest of the 1 MB
             f.write(b"\0" * 4096)
-    assert _error("train", *RUN, f"out={tiny_disk / 'full'}") == (
+    assert _error("train", *RUN, f"out={tiny_disk / 'full'}", installed=False) == (
         f"Error: disk full: cannot write {tiny_disk / 'full' / 'metrics.csv'}; free space there and run again"
     )
 

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 import msfkit
 from msfkit.cli.main import cli
 from msfkit.training.checkpoint import load_checkpoint
+from tests.commands import in_process
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 # no arch or stem: they come from the model; 12 images in batches of 4 are 3 steps
@@ -37,10 +38,9 @@ def _assert_started_from(ckpt: dict, encoder) -> None:
 @pytest.mark.slow
 def test_a_run_starts_from_a_model_folder_records_it_and_resumes_without_it(tmp_path):
     base = tmp_path / "base"
-    made = subprocess.run(
-        [MSFKIT, "models", "init", "resnet18", base, "--stem", "cifar", "--image-size", "32", "--seed", "7"],
-        capture_output=True,
-        text=True,
+    # the model folder, in this process: the runs below are the test
+    made = in_process(
+        "models", "init", "resnet18", base, "--stem", "cifar", "--image-size", "32", "--seed", "7"
     )
     assert made.returncode == 0, made.stderr
     run = tmp_path / "run"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from msfkit.training.progress import TimeBoxBar
+from tests.commands import in_process
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 # 12 Fashion-MNIST images in batches of 4: 3 steps per epoch, 6 in all
@@ -46,6 +47,14 @@ def _train(args: list[str], cwd: Path) -> str:
     return r.stderr
 
 
+def _train_in_process(args: list[str], cwd: Path, monkeypatch) -> str:
+    """`_train` through the same click group in this process: no interpreter and torch import to pay."""
+    monkeypatch.chdir(cwd)
+    r = in_process("train", *args)
+    assert r.returncode == 0, r.stderr
+    return r.stderr
+
+
 def _continue_command(stderr: str, reason: str, step: int) -> list[str]:
     """The printed continue command as argv (the installed msfkit in place of `msfkit`)."""
     prefix = f"stopped by {reason} at step {step}/6; continue with: "
@@ -57,22 +66,22 @@ def _continue_command(stderr: str, reason: str, step: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_stopped_run_says_why_and_its_continue_command_resumes_it(tmp_path):
+def test_a_stopped_run_says_why_and_its_continue_command_resumes_it(tmp_path, monkeypatch):
     out = "runs/my run"  # relative to the working directory, with a space: quoted in the command
-    first = _train([*RUN, f"out={out}", "max_minutes=0.0001", "-q"], cwd=tmp_path)
+    first = _train([*RUN, f"out={out}", "max_minutes=0.0001", "-q"], cwd=tmp_path)  # the installed command
     again = _continue_command(first, "max_minutes", 1)
     assert again == ["--resume", f"out={out}"]  # another time box of the same length
 
-    second = _train([*again, "-q"], cwd=tmp_path)
+    second = _train_in_process([*again, "-q"], tmp_path, monkeypatch)
     assert "resumed from step 1/6 (epoch 1/2)" in second.splitlines()
     assert _continue_command(second, "max_minutes", 2) == again
 
-    third = _train([*again, "max_minutes=0", "max_steps=4", "-q"], cwd=tmp_path)
+    third = _train_in_process([*again, "max_minutes=0", "max_steps=4", "-q"], tmp_path, monkeypatch)
     assert "resumed from step 2/6 (epoch 1/2)" in third.splitlines()
     again = _continue_command(third, "max_steps", 4)
     assert again == ["--resume", f"out={out}", "max_steps=0"]  # the saved max_steps=4 would stop it at once
 
-    last = _train([*again, "-q"], cwd=tmp_path)
+    last = _train([*again, "-q"], cwd=tmp_path)  # as printed, by the installed command
     assert "resumed from step 4/6 (epoch 2/2)" in last.splitlines()
     assert "stopped" not in last  # it ran to the end of its epochs
     from msfkit.training.checkpoint import load_checkpoint
@@ -111,11 +120,12 @@ def test_ctrl_c_or_sigterm_says_which_step_the_checkpoint_holds_and_how_to_resum
 
 
 @pytest.mark.slow
-def test_bf16_asked_for_on_a_cpu_that_only_emulates_it_says_so_in_one_line(tmp_path):
+def test_bf16_asked_for_on_a_cpu_that_only_emulates_it_says_so_in_one_line(tmp_path, monkeypatch):
     from msfkit.models.runtime import cpu_has_fast_bf16
 
     stderr = _train([*RUN, f"out={tmp_path / 'run'}", "precision=bf16", "max_steps=1", "-q"], cwd=tmp_path)
     warnings = [line for line in stderr.splitlines() if "no native bf16" in line]
     assert len(warnings) == (0 if cpu_has_fast_bf16() else 1), stderr
-    auto = _train([*RUN, f"out={tmp_path / 'auto'}", "precision=auto", "max_steps=1", "-q"], cwd=tmp_path)
+    auto_run = [*RUN, f"out={tmp_path / 'auto'}", "precision=auto", "max_steps=1", "-q"]
+    auto = _train_in_process(auto_run, tmp_path, monkeypatch)
     assert "no native bf16" not in auto
