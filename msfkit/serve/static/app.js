@@ -13,7 +13,11 @@ const dup = { offset: 0, more: false, choices: {}, groups: [], threshold: null, 
 async function api(url, options) {
   const response = await fetch(url, options);
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
-  if (!response.ok) throw new Error((body && body.error) || `${response.status} ${response.statusText}`);
+  if (!response.ok) {
+    const error = new Error((body && body.error) || `${response.status} ${response.statusText}`);
+    error.status = response.status;  // 409: the server cannot answer this yet, and says how to make it
+    throw error;
+  }
   return body;
 }
 

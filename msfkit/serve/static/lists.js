@@ -1,6 +1,6 @@
 // msfkit serve: the curation lists (GET /api/curate/{view}), each computed by the server on its first
-// request, then kept: outliers, label issues, and leaks between the stores the index holds. Click an
-// image to search from it.
+// request, then kept: outliers, label issues, and leaks between the stores the index holds (choose
+// which store is TEST and the similarity above the list). Click an image to search from it.
 "use strict";
 
 const LISTS = {
@@ -19,42 +19,59 @@ const LISTS = {
   },
   leaks: {
     title: "Leaks between stores",
-    about: "Images of the last store the index holds (TEST) with a near copy in another of its stores " +
-      "(TRAIN), as msfkit dedup TRAIN --against TEST finds them.",
+    about: "Images of the TEST store (the index's last store unless chosen below) with a near copy in " +
+      "another of its stores (TRAIN), as msfkit dedup TRAIN --against TEST finds them.",
     note: (item) => el("span", { title: item.match.path }, `copy of ${item.match.rel}`),
   },
 };
-const list = { view: null, offset: 0 };
+// the list shown; `asked` numbers the requests, so that only the latest one's answer is shown
+const list = { view: null, offset: 0, asked: 0, test: null, threshold: "0.95" };
+const storeName = (path) => path.split("/").filter(Boolean).pop();
 
 function listStatus(text, error = false) {
   $("list-status").textContent = text;
   $("list-status").className = error ? "error" : "muted";
 }
 
+function listQuery() {
+  const page = `offset=${list.offset}&limit=${PAGE}`;
+  if (list.view !== "leaks") return page;
+  return `${page}&threshold=${list.threshold}` + (list.test === null ? "" : `&test=${list.test}`);
+}
+
+// The leaks' bar: the index's stores (TEST the one chosen), shown once the server has named them.
+function showLeaksBar(body) {
+  const choice = $("leaks-test");
+  if (choice.options.length !== body.stores.length) {
+    choice.replaceChildren(...body.stores.map((s, i) => el("option", { value: String(i), title: s }, storeName(s))));
+  }
+  choice.value = String(body.test);
+  $("leaks-bar").hidden = false;
+}
+
 function leaksAbout(body) {
-  const name = (path) => path.split("/").filter(Boolean).pop();
-  const stores = body.stores.map((s, i) => el("span", { title: s }, i === body.test ? `${name(s)} (TEST)` : name(s)));
-  const about = el("span", {}, `${body.total} images leak at similarity >= ${body.threshold}; stores: `);
-  stores.forEach((s, i) => about.append(i ? ", " : "", s));
-  return about;
+  const test = el("span", { title: body.stores[body.test] }, storeName(body.stores[body.test]));
+  return el("span", {}, `${body.total} images of `, test, ` have a near copy in another store ` +
+    `(similarity >= ${body.threshold})`);
 }
 
 async function loadList(reset) {
-  const view = list.view, spec = LISTS[view];
-  if (reset) { list.offset = 0; $("list-grid").replaceChildren(); }
+  const view = list.view, spec = LISTS[view], asked = ++list.asked;
+  if (reset) { list.offset = 0; $("list-grid").replaceChildren(); $("list-more").hidden = true; }
   listStatus(`finding ${spec.title.toLowerCase()} (computed once, then kept)...`);
   try {
-    const body = await api(`/api/curate/${view}?offset=${list.offset}&limit=${PAGE}`);
-    if (view !== list.view) return;  // another list was opened meanwhile
+    const body = await api(`/api/curate/${view}?${listQuery()}`);
+    if (asked !== list.asked) return;  // another list, store or threshold was asked for meanwhile
     for (const item of body.items) {
       $("list-grid").append(tile(item, (h) => { location.hash = `row=${h.row}`; }, spec.note(item)));
     }
     list.offset += body.items.length;
     $("list-more").hidden = !body.more;
+    if (view === "leaks") showLeaksBar(body);
     $("list-status").replaceChildren(view === "leaks" ? leaksAbout(body) : `${body.total} images listed`);
     $("list-status").className = "muted";
   } catch (e) {
-    if (view === list.view) listStatus(e.message, true);
+    if (asked === list.asked) listStatus(e.message, e.status !== 409);  // a 409 says how to get the list
   }
 }
 
@@ -63,9 +80,16 @@ function showList(view) {
   list.view = view;
   $("list-title").textContent = LISTS[view].title;
   $("list-about").textContent = LISTS[view].about;
+  $("leaks-bar").hidden = true;  // until the server names the stores
   loadList(true);
 }
 
 function setupList() {
   $("list-more").addEventListener("click", () => loadList(false));
+  $("leaks-test").addEventListener("change", (e) => { list.test = Number(e.target.value); loadList(true); });
+  $("leaks-threshold").addEventListener("change", (e) => {
+    if (!e.target.checkValidity() || e.target.value === "") return listStatus("a similarity between -1 and 1", true);
+    list.threshold = e.target.value;
+    loadList(true);
+  });
 }

@@ -14,8 +14,12 @@ from matplotlib.path import Path as Polygon
 
 import msfkit
 from msfkit.curate import outliers
+from msfkit.serve.curation import CurationViews
+from msfkit.serve.rows import Rows
 from tests.msfkit.index_stores import PLANTED
 from tests.msfkit.serve import browser
+from tests.msfkit.serve.planted import LEAKED
+from tests.msfkit.serve.server import Server, server_env
 
 pytestmark = pytest.mark.skipif(not browser.available(), reason=browser.SKIP)
 
@@ -214,10 +218,65 @@ def test_the_curation_lists_are_views_of_the_page(page, index, server):
     rows = [int(r) for r in page.eval_on_selector_all("#list-grid .tile", "ts => ts.map(t => t.dataset.row)")]
     assert rows == outliers(index)["row"].tolist() and page.inner_text("#list-status") == "21 images listed"
     assert "neighbour of " in page.inner_text("#list-grid .tile >> nth=0")
-    page.click("#tab-leaks")  # one store: the page says how to see leaks
-    page.wait_for_function("document.querySelector('#list-status').classList.contains('error')")
+    page.click("#tab-leaks")  # one store: the page says how to see leaks, as a note, not an error
+    page.wait_for_function("document.querySelector('#list-status').textContent.includes(' TRAIN TEST ')")
     assert "msfkit index TRAIN TEST -o INDEX" in page.inner_text("#list-status")
+    assert page.get_attribute("#list-status", "class") == "muted" and page.locator("#leaks-bar").is_hidden()
     assert page.locator("#list-grid .tile").count() == 0
+
+
+@pytest.mark.slow
+def test_leaks_of_the_chosen_test_store_come_page_by_page_at_the_chosen_similarity(
+    chromium, planted, tmp_path
+):
+    """The planted index of two stores (tests/msfkit/serve/planted.py): TEST's rows LEAKED copy TRAIN's."""
+
+    def rows() -> list[int]:
+        return [
+            int(r) for r in page.eval_on_selector_all("#list-grid .tile", "ts => ts.map(t => t.dataset.row)")
+        ]
+
+    def wait_for(count: int, status: str) -> None:
+        page.wait_for_function(
+            f"document.querySelectorAll('#list-grid .tile').length === {count} && "
+            f"document.querySelector('#list-status').textContent.includes('{status}')"
+        )
+
+    with Server(planted, server_env(tmp_path / "cache", tmp_path / "hf")) as server:
+        page, errors = chromium.new_page(), []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + "?page=2#leaks")  # pages of two
+        wait_for(2, "of test-store have")
+        assert rows() == sorted(LEAKED)[:2] and page.locator("#list-more").is_visible()
+        assert page.inner_text("#list-status") == (
+            "3 images of test-store have a near copy in another store (similarity >= 0.95)"
+        )
+        assert page.eval_on_selector_all("#leaks-test option", "os => os.map(o => o.textContent)") == [
+            "train-store",
+            "test-store",
+        ]
+        assert page.input_value("#leaks-test") == "1"  # TEST: the last store unless chosen
+        first = page.locator("#list-grid .tile >> nth=0 >> .note")
+        assert first.inner_text() == f"copy of train/img_{LEAKED[31]:05d}.jpg"
+        page.click("#list-more")
+        wait_for(3, "of test-store have")
+        assert rows() == sorted(LEAKED) and page.locator("#list-more").is_hidden()
+
+        page.select_option("#leaks-test", "0")  # the other way round: TRAIN's images copied in TEST
+        wait_for(2, "of train-store have")
+        assert rows() == sorted(LEAKED.values())[:2]
+        page.eval_on_selector(
+            "#leaks-threshold", "t => { t.value = '0.5'; t.dispatchEvent(new Event('change')); }"
+        )  # images of one cluster are ~0.64 alike: at 0.5, most of TRAIN has a near image in TEST
+        opened = msfkit.open_index(planted)
+        expected = CurationViews(opened, Rows.of(opened), page_limit=200).table("leaks", 0.5, test=0)
+        assert len(expected) > len(LEAKED)
+        wait_for(2, "(similarity >= 0.5)")
+        assert rows() == expected["row"].tolist()[:2] and page.inner_text("#list-status") == (
+            f"{len(expected)} images of train-store have a near copy in another store (similarity >= 0.5)"
+        )
+        page.close()
+    assert not errors, errors
 
 
 @pytest.mark.slow
@@ -230,7 +289,6 @@ def test_where_copies_and_distinct_images_overlap_the_slider_stays_and_the_page_
 
     from msfkit.index import build_index
     from msfkit.models import Encoder, EncoderConfig
-    from tests.msfkit.serve.server import Server, server_env
     from tests.runs import embed
 
     torch.manual_seed(0)
