@@ -5,11 +5,21 @@
         --batch-size 256 --bank-sizes 1024000 --steps 20               # what bench/gpu_train.sh runs
 
 The baseline is asymmetric BYOL written without a bank: EMA, target and query embeddings, loss
-2 - 2 cos(v, u), backward, SGD. The MSF step (`msfkit.training.msf.MSF`, k = 5) adds the
-all-gather-free enqueue, the bank search and the k-neighbour loss; the ratio is what they cost.
-The two steps alternate round by round so that load from other processes hits both alike.
+2 - 2 cos(v, u), backward, SGD (as `msfkit train` makes it for the small-image recipe). The MSF
+step (`msfkit.training.msf.MSF`, k = 5) adds the all-gather-free enqueue, the bank search and the
+k-neighbour loss; the ratio is what they cost. The steps alternate round by round (bench/measure.py)
+so that load from other processes hits all alike; a ratio is the median of those within each round.
 
     .venv/bin/python bench/train_step.py --pipeline --stem imagenet --batch-size 128   # the input pipeline
+    .venv/bin/python bench/train_step.py --limit --profile 4 --stem cifar-s2 --batch-size 128 \
+        --bank-sizes 16384 --threads 2 --steps 10      # the reproduction's step against the FLOP limit
+
+`--limit` adds to every round the matmul limit of the step's precision (bench/measure.py, a square
+matmul with the same threads) and prints each step's FLOPs per image (torch's FLOP counter over one
+step on a copy of the model: the target's forward, the online network's and the predictor's forward
+and backward, the bank search) and its share of that limit, per round. `--profile N` then runs N
+more steps of the first MSF variant under `torch.profiler` and prints the ops that took the most
+self CPU time: where the step loses against the limit.
 
 `--pipeline` measures instead, alternating round by round: (a) the MSF step alone on views already
 made, (b) the training loop's step fed as `augment_on=workers` feeds it (PIL views in `--workers`
@@ -20,15 +30,25 @@ with the CPU threads `msfkit train` would give it; the first step of each round 
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
-from msfkit.training.ema import ema_update_
-from msfkit.training.msf import MSF
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.measure import alternate, gflop_of, matmul_limit, per_round, spread  # noqa: E402
+from msfkit.models.runtime import cpu_flags_line  # noqa: E402
+from msfkit.training.config import SMALL_IMAGES, TrainConfig  # noqa: E402
+from msfkit.training.ema import ema_update_  # noqa: E402
+from msfkit.training.msf import MSF  # noqa: E402
 
 
 def byol_asym_step(model: MSF, x_t, x_q, bf16: bool) -> torch.Tensor:
@@ -58,6 +78,20 @@ def timed(step, model, opt, x_t, x_q, bf16: bool, steps: int) -> float:
     return steps * len(x_t) / (time.perf_counter() - start)
 
 
+def make_opt(model: MSF) -> torch.optim.SGD:
+    """SGD over the online network and the predictor, as `msfkit train` makes it for the small-image
+    recipe (its lr, momentum and weight decay)."""
+    params = [*model.online.parameters(), *model.predictor.parameters()]
+    lr, decay = SMALL_IMAGES["lr"], SMALL_IMAGES["weight_decay"]
+    return torch.optim.SGD(params, lr=lr, momentum=TrainConfig.momentum, weight_decay=decay)
+
+
+def step_gflop(step, model: MSF, x_t, x_q, bf16: bool) -> float:
+    """GFLOPs of one image's share of a step's forward and backward, counted on a copy of the model."""
+    twin = copy.deepcopy(model)
+    return gflop_of(lambda: step(twin, x_t, x_q, bf16).backward()) / len(x_t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="resnet18")
@@ -74,6 +108,8 @@ def main() -> None:
     ap.add_argument(
         "--compile", action="store_true", help="torch.compile the networks (as compile=true does)"
     )
+    ap.add_argument("--limit", action="store_true", help="FLOPs per image against the matmul limit")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="profile N steps of MSF after")
     ap.add_argument("--pipeline", action="store_true", help="step alone vs loop with worker/device views")
     ap.add_argument("--workers", type=int, default=1, help="--pipeline: loader processes of (b)")
     args = ap.parse_args()
@@ -92,33 +128,52 @@ def main() -> None:
     variants = {"byol-asym (no bank)": (byol_asym_step, args.bank_sizes[0], 1)}
     for n in args.bank_sizes:
         variants[f"msf k={args.k}, bank {n:,}"] = (msf_step, n, args.k)
-    models = {}
+    models, gflops = {}, {}
     for name, (step, bank, k) in variants.items():
         torch.manual_seed(0)
         model = MSF(args.arch, args.stem, k, bank).to(device, memory_format=torch.channels_last).train()
+        if args.limit:  # counted eagerly, before any compile
+            gflops[name] = step_gflop(step, model, x_t, x_q, bf16)
         if args.compile:
             for net in (model.online, model.target, model.predictor):
                 net.compile()
-        opt = torch.optim.SGD(
-            [*model.online.parameters(), *model.predictor.parameters()], lr=0.05, momentum=0.9
-        )
+        opt = make_opt(model)
         timed(step, model, opt, x_t, x_q, bf16, 3 if args.compile else 1)  # warm-up: allocator, kernels
         models[name] = (step, model, opt)
-    rates: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, (step, model, opt) in models.items():
-            rates[name].append(timed(step, model, opt, x_t, x_q, bf16, args.steps))
+    runs = {
+        name: lambda s=step, m=model, o=opt: timed(s, m, o, x_t, x_q, bf16, args.steps)
+        for name, (step, model, opt) in models.items()
+    }
+    limit = f"matmul limit ({args.precision})"
+    if args.limit:
+        runs[limit] = lambda: matmul_limit(args.precision, device)
+    rates = alternate(runs, args.rounds)
 
+    print(cpu_flags_line())
     print(
         f"{args.arch} ({args.stem} stem) {args.image_size} px, batch {args.batch_size}, {args.precision}, "
-        f"{_device_name(device)}, {args.rounds} rounds x {args.steps} steps, median of rounds"
+        f"{_device_name(device)}, {args.rounds} alternating rounds x {args.steps} steps, median (min-max)"
         + (", torch.compile" if args.compile else "")
     )
-    base = sorted(rates["byol-asym (no bank)"])[len(rates["byol-asym (no bank)"]) // 2]
-    print(f"{'step':<34} {'images/s':>9} {'vs byol-asym':>13}")
-    for name, r in rates.items():
-        median = sorted(r)[len(r) // 2]
-        print(f"{name:<34} {median:>9.1f} {median / base:>12.2f}x")
+    base = rates["byol-asym (no bank)"]
+    extra = f"{'GFLOP/image':>12} {'of the limit':>20}" if args.limit else ""
+    print(f"{'step':<34} {'images/s':>22} {'vs byol-asym':>20} {extra}")
+    for name in models:
+        line = f"{name:<34} {spread(rates[name]):>22} "
+        line += f"{spread(per_round(rates[name], base, lambda a, b: a / b), '{:.2f}'):>20}"
+        if args.limit:
+            share = per_round(rates[name], rates[limit], lambda r, lim, f=gflops[name]: r * f / lim)
+            line += f" {gflops[name]:>12.3f} {spread(share, '{:.1%}'):>20}"
+        print(line)
+    if args.limit:
+        print(f"{limit}: {spread(rates[limit], '{:,.0f}')} GFLOP/s")
+    if args.profile:
+        name = next(n for n in models if n.startswith("msf"))
+        step, model, opt = models[name]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            timed(step, model, opt, x_t, x_q, bf16, args.profile)
+        print(f"\n{name}, {args.profile} steps under torch.profiler, the ops by self CPU time:")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 def pipeline(args) -> None:
@@ -138,7 +193,7 @@ def pipeline(args) -> None:
     model = MSF(args.arch, args.stem, args.k, args.bank_sizes[0]).to(
         device, memory_format=torch.channels_last
     )
-    opt = torch.optim.SGD([*model.online.parameters(), *model.predictor.parameters()], lr=0.05, momentum=0.9)
+    opt = make_opt(model)
     g = torch.Generator().manual_seed(0)
     shape = (batch, 3, args.image_size, args.image_size)
     x_t, x_q = (torch.randn(shape, generator=g).to(device, memory_format=torch.channels_last) for _ in "tq")
@@ -179,13 +234,13 @@ def pipeline(args) -> None:
     }
     for run in variants.values():  # warm-up: allocator, kernels, first worker start
         run(0)
-    rates: dict[str, list[float]] = {name: [] for name in variants}
-    for r in range(args.rounds):
-        for name, run in variants.items():
-            rates[name].append(run(r + 1))
+    epochs = itertools.count(1)  # each run of a loop is an epoch of its own (its own shuffle)
+    rates = alternate(
+        {name: lambda run=run: run(next(epochs)) for name, run in variants.items()}, args.rounds
+    )
     print(
         f"{args.arch} ({args.stem} stem) {args.image_size} px, batch {batch}, {args.precision}, "
-        f"{_device_name(device)} ({cores} cores), {args.rounds} rounds x {args.steps} timed steps"
+        f"{_device_name(device)} ({cores} cores), {args.rounds} alternating rounds x {args.steps} timed steps"
     )
     print(f"{'variant':<40} {'median img/s':>12} {'min-max':>15}  rounds")
     medians = {}
