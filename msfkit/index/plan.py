@@ -6,9 +6,9 @@ full vectors fit, IVF-PQ with the most bytes per vector that fit beyond that.
 The workload decides the IVF-Flat's shape. `interactive` (the default): IVF with about 2 sqrt(N)
 lists and a flat coarse quantizer, quick to build. `batch` (many queries at once): four times the
 lists, found through an HNSW graph of the centroids (`IVF{4L}_HNSW32,Flat`), so that each query scans
-a quarter of the vectors for the same recall. At 1M x 512 on 2 cores (`bench/search_batch.py`,
-BENCHMARKS.md) the batch shape answered 2.6x the batch queries/s of the interactive one (62x exact
-Flat against 24x, at recall@10 0.99 against 0.97), for 9x its build time (k-means of 8192 centroids).
+a quarter of the vectors for the same recall. At 1M x 512 on 2 cores (`bench/search.py`,
+BENCHMARKS.md), both tuned to recall@10 0.95: 90x exact Flat's batch queries/s against 12.8x, for 5x
+the build time (k-means of 8192 centroids).
 
 Stored on disk (`--on-disk`), an index is IVF: the coarse centroids (and PQ codebooks) stay in RAM
 and must fit the budget, the inverted lists stay in index.ivfdata and the OS pages in the lists a
