@@ -1,5 +1,8 @@
 """ResNet backbones that return pooled features (torchvision key names, `fc` removed).
 
+The ResNets are `msfkit.models.resnet`'s: torchvision's modules, weights and initialisation,
+without torchvision's import time.
+
 `stem="imagenet"` is torchvision's 7x7/2 conv + max-pool, right for 224 px inputs.
 `stem="cifar"` is the usual small-image variant (3x3/1 conv, no max-pool), right for
 32-64 px inputs such as Fashion-MNIST; key names stay torchvision's, only conv1's shape changes.
@@ -10,11 +13,11 @@ and `stem="cifar-s2"` (3x3/2 conv, no max-pool). Their conv1 has the cifar stem'
 
 from __future__ import annotations
 
-import torchvision
 from torch import nn
 
 from msfkit.models.config import FEATURE_DIMS, STEMS, feature_dim
 from msfkit.models.errors import MsfkitError
+from msfkit.models.resnet import resnet
 
 __all__ = ["FEATURE_DIMS", "STEMS", "build_backbone", "feature_dim"]
 
@@ -25,7 +28,7 @@ def build_backbone(arch: str, stem: str = "imagenet") -> nn.Module:
         raise MsfkitError(f"unknown arch {arch!r}; expected one of {', '.join(FEATURE_DIMS)}")
     if stem not in STEMS:
         raise MsfkitError(f"unknown stem {stem!r}; expected one of {', '.join(STEMS)}")
-    net = getattr(torchvision.models, arch)(weights=None)
+    net = resnet(arch)
     if stem != "imagenet":
         stride = 2 if stem == "cifar-s2" else 1
         net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=stride, padding=1, bias=False)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from torchvision.transforms import functional as F
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -73,7 +72,7 @@ class Preprocess:
             canvas = Image.new("RGB", (size, size))
             canvas.paste(kept, (left, top))
             kept = canvas
-        return F.pil_to_tensor(kept)
+        return torch.from_numpy(np.array(kept)).permute(2, 0, 1)  # torchvision's pil_to_tensor
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, S, S) on any device -> float32 normalised as ToTensor + Normalize do."""
