@@ -20,7 +20,6 @@ import sys
 import numpy as np
 import torch
 from torch import nn
-from torch._inductor import config as inductor_config
 from tqdm import tqdm
 
 from msfkit.models import Encoder
@@ -104,6 +103,10 @@ class Forward:
         batch[:n] = pixels
         # freezing is read while dynamo traces too: it then guards on the identity of the weights it
         # folds in, so another model never gets this graph (the job number: the same one changed)
+        # torch's compiler, imported by the compiled path alone: it imports torch._dynamo (1.3 s), which
+        # a query image on the eager path never needs
+        from torch._inductor import config as inductor_config  # loads torch
+
         with inductor_config.patch(freezing=True):
             return self.graph(batch)[:n].cpu().numpy()
 
