@@ -33,6 +33,9 @@ def chromium():
 @pytest.fixture
 def page(chromium, server):
     page = chromium.new_page()
+    # playwright's 30 s default was once exceeded while CI's two busy cores ran other tests beside
+    # this one (paging by scrolling, 2026-12-07; it passes in 7 s alone): waits may take 90 s
+    page.set_default_timeout(90_000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server.url)
