@@ -33,9 +33,6 @@ def chromium():
 @pytest.fixture
 def page(chromium, server):
     page = chromium.new_page()
-    # playwright's 30 s default was once exceeded while CI's two busy cores ran other tests beside
-    # this one (paging by scrolling, 2026-12-07; it passes in 7 s alone): waits may take 90 s
-    page.set_default_timeout(90_000)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server.url)
@@ -110,12 +107,20 @@ def test_a_dropped_image_is_searched(page, index, photo_index):
 def test_results_come_page_by_page_as_one_scrolls(page, server):
     asked = []
     page.on("request", lambda r: asked.append(r.url) if "/neighbors?" in r.url else None)
+    # a short window, so that the page fills less than it holds and the rest comes by scrolling (at
+    # 900 px it filled itself with all 20 tiles, and the scrolling loop raced the last page)
+    page.set_viewport_size({"width": 1280, "height": 500})
     page.goto(server.url + "?page=6#row=0")
     page.wait_for_function("document.querySelectorAll('#results .tile').length >= 6")
-    while len(tile_rows(page)) < 20:
-        seen = len(tile_rows(page))
+    page.wait_for_load_state("networkidle")  # the pages that fill the window are in
+    seen = len(tile_rows(page))
+    assert seen < 20 and not page.locator("#more").is_hidden()
+    scrolls = 0
+    while seen < 20:  # counted once a round: a page may come in between two counts
         page.locator("#sentinel").scroll_into_view_if_needed()
         page.wait_for_function(f"document.querySelectorAll('#results .tile').length > {seen}")
+        seen, scrolls = len(tile_rows(page)), scrolls + 1
+    assert scrolls >= 1
     rows = tile_rows(page)
     assert len(rows) == 20 and len(set(rows)) == 20 and 0 not in rows  # every neighbour once, not itself
     offsets = sorted(int(u.split("offset=")[1].split("&")[0]) for u in asked)
