@@ -13,27 +13,31 @@ and `stem="cifar-s2"` (3x3/2 conv, no max-pool). Their conv1 has the cifar stem'
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from torch import nn
 
 from msfkit.models.config import FEATURE_DIMS, STEMS, feature_dim
 from msfkit.models.errors import MsfkitError
-from msfkit.models.resnet import resnet
+from msfkit.models.resnet import resnet, uninitialised
 
 __all__ = ["FEATURE_DIMS", "STEMS", "build_backbone", "feature_dim"]
 
 
-def build_backbone(arch: str, stem: str = "imagenet") -> nn.Module:
-    """A randomly initialised ResNet whose forward gives (N, D) pooled features."""
+def build_backbone(arch: str, stem: str = "imagenet", *, init: bool = True) -> nn.Module:
+    """A randomly initialised ResNet whose forward gives (N, D) pooled features; `init=False`: its
+    tensors allocated but not filled (`msfkit.models.resnet.uninitialised`), for weights loaded next."""
     if arch not in FEATURE_DIMS:
         raise MsfkitError(f"unknown arch {arch!r}; expected one of {', '.join(FEATURE_DIMS)}")
     if stem not in STEMS:
         raise MsfkitError(f"unknown stem {stem!r}; expected one of {', '.join(STEMS)}")
-    net = resnet(arch)
-    if stem != "imagenet":
-        stride = 2 if stem == "cifar-s2" else 1
-        net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=stride, padding=1, bias=False)
-        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-        if stem != "cifar-maxpool":
-            net.maxpool = nn.Identity()
+    with nullcontext() if init else uninitialised():
+        net = resnet(arch)
+        if stem != "imagenet":
+            stride = 2 if stem == "cifar-s2" else 1
+            net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=stride, padding=1, bias=False)
+            nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+            if stem != "cifar-maxpool":
+                net.maxpool = nn.Identity()
     net.fc = nn.Identity()
     return net

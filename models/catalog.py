@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from huggingface_hub import scan_cache_dir
-from huggingface_hub.errors import CacheNotFound
 from safetensors.numpy import load_file
 
 from msfkit.models.card import RESULTS_BEGIN, RESULTS_END
@@ -69,6 +67,9 @@ def card_results(card: str) -> list[dict[str, Any]]:
 
 def cached_models() -> list[dict[str, Any]]:
     """msfkit model folders in the local Hugging Face cache (HF_HOME / HF_HUB_CACHE), one per revision."""
+    from huggingface_hub import scan_cache_dir  # loads the Hub client: only `msfkit models list`
+    from huggingface_hub.errors import CacheNotFound  # loads the Hub client
+
     try:
         cache = scan_cache_dir()
     except CacheNotFound:

@@ -22,8 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from huggingface_hub import HfApi
-from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -146,10 +144,11 @@ class Encoder(nn.Module):
         for p in (config_path, weights_path):
             if not p.is_file():
                 raise MsfkitError(f"{name}: not a model folder (no {p.name})")
-        # built on the CPU, not the meta device: initialising meta tensors goes through torch's Python
-        # references, which import torch._dynamo (1.3 s), where ResNet50's initialisation takes 0.2 s
-        encoder = cls(read_config(config_path))
-        encoder.backbone.load_state_dict(load_weights(weights_path, encoder.backbone))
+        # the weights replace every tensor, as they were read (no copy): the backbone is built
+        # without the random init they would throw away
+        config = read_config(config_path)
+        encoder = cls(config, build_backbone(config.arch, config.stem, init=False))
+        encoder.backbone.load_state_dict(load_weights(weights_path, encoder.backbone), assign=True)
         encoder.name, encoder.revision = str(name), revision
         return encoder.eval()
 
@@ -163,6 +162,9 @@ def push_folder(
     commit_message: str = "Upload msfkit encoder",
 ) -> str:
     """Upload an existing model folder (config, weights, card) to the Hub; returns the commit URL."""
+    from huggingface_hub import HfApi  # loads the Hub client: only a push needs it
+    from huggingface_hub.errors import HfHubHTTPError  # loads the Hub client
+
     directory = Path(directory)
     for fname in (CONFIG_NAME, WEIGHTS_NAME):
         if not (directory / fname).is_file():
@@ -188,13 +190,15 @@ def push_folder(
 
 
 def load_weights(path: Path, module: nn.Module) -> dict[str, torch.Tensor]:
-    """Read a safetensors file and check it matches `module` key by key and shape by shape."""
+    """Read a safetensors file and check it matches `module` key by key and shape by shape; each
+    tensor in the dtype of `module`'s (a float16 file loads into a float32 model)."""
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise MsfkitError(f"{path}: not a readable safetensors file ({e})") from None
-    check_state_dict(state, module.state_dict(), source=str(path))
-    return state
+    expected = module.state_dict()
+    check_state_dict(state, expected, source=str(path))
+    return {k: v.to(expected[k].dtype) for k, v in state.items()}
 
 
 def check_state_dict(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str) -> None:

@@ -6,12 +6,20 @@ seed gives torchvision's random weights bit for bit and a torchvision state dict
 own copy because importing torchvision imports `torch._dynamo` (through `torchvision.ops`): 1.7 s
 of a 4.3 s one-image `msfkit search` on 2 cores (bench/startup.py), for four class definitions.
 Training, which needs torchvision's transforms, imports it as before.
+
+A model about to receive its weights is built `uninitialised()`: its tensors are allocated but not
+filled, since the loaded weights replace every one (ResNet50's random init costs 0.3 s of a
+one-image `msfkit search`). It stays on the CPU: the meta device imports `torch._dynamo`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 LAYERS = {
     "resnet18": (2, 2, 2, 2),
@@ -116,5 +124,31 @@ class ResNet(nn.Module):
 
 
 def resnet(arch: str) -> ResNet:
-    """ResNet `arch` (a key of LAYERS) with torchvision's random initialisation."""
+    """ResNet `arch` (a key of LAYERS) with torchvision's random initialisation (none under
+    `uninitialised()`)."""
     return ResNet(BasicBlock if arch in ("resnet18", "resnet34") else Bottleneck, LAYERS[arch])
+
+
+# the in-place fills that modules' reset_parameters call besides torch.nn.init's functions
+_FILLS = {Tensor.uniform_, Tensor.normal_, Tensor.fill_, Tensor.zero_}
+
+
+class _SkipFills(TorchFunctionMode):
+    """Every torch.nn.init function (kaiming_uniform_, constant_, ...) and every fill of `_FILLS`
+    returns its tensor untouched; everything else runs as usual."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        in_place_init = getattr(func, "__module__", None) == nn.init.__name__ and func.__name__.endswith("_")
+        if func in _FILLS or in_place_init:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def uninitialised() -> Iterator[None]:
+    """Modules built inside get their parameters and buffers allocated (`torch.empty`) but not
+    initialised, and the random generator is not advanced: for a model whose every tensor is loaded
+    next. Only this thread's constructions are affected (torch keeps the mode per thread)."""
+    with _SkipFills():
+        yield

@@ -188,9 +188,11 @@ def test_the_dependency_rule_catches_a_wrong_import(tmp_path):
 # public API (msfkit/__init__.py) inside its functions, so `msfkit --help` and `import msfkit` stay
 # light. Inside a library function only two kinds of import may be deferred, each on a marked line:
 # an optional extra (pyproject's optional-dependencies, or an msfkit module that imports one),
-# marked `# optional extra: NAME`; and the model side (torch, torchvision, or an msfkit module that
+# marked `# optional extra: NAME`; the model side (torch, torchvision, or an msfkit module that
 # loads them) on a path that often needs no model, such as a search by store rows, marked
-# `# loads torch`, so that such a path never pays seconds of torch import.
+# `# loads torch`, so that such a path never pays seconds of torch import; and the Hub client
+# (huggingface_hub, or an msfkit module that loads it) where only a Hub id or a push needs it,
+# marked `# loads the Hub client`, so that a local model folder never pays its 0.3 s.
 OPTIONAL_EXTRAS = {
     "ray",
     "fsspec",
@@ -203,6 +205,7 @@ OPTIONAL_EXTRAS = {
     "umap",
 }
 MODEL_SIDE = {"torch", "torchvision"}
+HUB_CLIENT = {"huggingface_hub"}
 LAZY_API = "msfkit"
 
 
@@ -228,6 +231,12 @@ def _loads_torch(module: str) -> bool:
     return _reaches(module, frozenset(MODEL_SIDE), set())
 
 
+@functools.cache
+def _loads_hub(module: str) -> bool:
+    """Whether importing `module` imports huggingface_hub (itself or through msfkit modules)."""
+    return _reaches(module, frozenset(HUB_CLIENT), set())
+
+
 def _reaches(module: str, roots: frozenset[str], seen: set[str]) -> bool:
     """A depth-first walk of the modules imported at the top, each visited once: does one of them
     import a package of `roots`?"""
@@ -247,7 +256,8 @@ def _wrong_deferrals(module: str, source: str) -> list[str]:
         names, line = _imported(node), lines[node.lineno - 1]
         extra = any(n.split(".")[0] in OPTIONAL_EXTRAS or (n in MODULES and _needs_extra(n)) for n in names)
         heavy = any(n.split(".")[0] in MODEL_SIDE or (n in MODULES and _loads_torch(n)) for n in names)
-        marked = {"# optional extra:": extra, "# loads torch": heavy}
+        hub = any(n.split(".")[0] in HUB_CLIENT or (n in MODULES and _loads_hub(n)) for n in names)
+        marked = {"# optional extra:": extra, "# loads torch": heavy, "# loads the Hub client": hub}
         lazy_api = module == LAZY_API and all(n.split(".")[0] == "msfkit" for n in names)
         if not (lazy_api or any(mark in line and kind for mark, kind in marked.items())):
             said = any(mark in line for mark in marked)
@@ -266,8 +276,9 @@ def test_library_modules_import_at_the_top(module):
 def test_the_import_rule_catches_a_deferred_import():
     """faiss or an msfkit module imported inside a function is refused; an optional extra is allowed
     only when marked (ray itself, or msfkit.serve.app which imports starlette); so is the model side
-    (an msfkit module that loads torch), never a light module so marked; imports at the top,
-    under TYPE_CHECKING, and msfkit modules inside the public API's functions pass."""
+    (an msfkit module that loads torch), never a light module so marked; and the Hub client, only
+    under its own mark; imports at the top, under TYPE_CHECKING, and msfkit modules inside the public
+    API's functions pass."""
     source = (
         "from typing import TYPE_CHECKING\n\n"
         "import numpy as np\n\n"
@@ -281,6 +292,8 @@ def test_the_import_rule_catches_a_deferred_import():
         "    from msfkit.serve import app  # optional extra: serve\n"
         "    from msfkit.models.encoder import Encoder  # loads torch\n"
         "    from msfkit.store import Store  # loads torch\n"
+        "    from huggingface_hub import snapshot_download  # loads the Hub client\n"
+        "    from huggingface_hub import HfApi  # loads torch\n"
         "    return lambda: __import__('os')\n"
     )
     assert _wrong_deferrals("msfkit.index.example", source) == [
@@ -288,10 +301,13 @@ def test_the_import_rule_catches_a_deferred_import():
         "msfkit.index.example:10: from msfkit.store import open_store (unmarked)",
         "msfkit.index.example:12: import ray.data (unmarked)",
         "msfkit.index.example:15: from msfkit.store import Store",
+        "msfkit.index.example:17: from huggingface_hub import HfApi",
     ]
     assert _wrong_deferrals(LAZY_API, source) == [
         "msfkit:9: import faiss (unmarked)",
         "msfkit:12: import ray.data (unmarked)",
+        "msfkit:17: from huggingface_hub import HfApi",
     ]
     assert _needs_extra("msfkit.serve.app") and not _needs_extra("msfkit.serve.backend")
     assert _loads_torch("msfkit.models.encoder") and not _loads_torch("msfkit.store")
+    assert not _loads_hub("msfkit.models.encoder") and not _loads_hub("msfkit.outputs")

@@ -72,6 +72,36 @@ def test_bf16_embeddings_stay_close_to_fp32(tiny_model_dir):
     assert cos.min() > 0.99
 
 
+def test_a_loaded_model_equals_one_built_with_its_init_and_loaded_by_copy(tmp_path):
+    """`from_pretrained` builds the backbone without the random init the weights replace and takes
+    the file's tensors as read: every tensor, dtype and output is that of a normally built model
+    given the same weights, and it trains as well (parameters that need grad). A float16 file loads
+    into float32."""
+    torch.manual_seed(2)
+    enc = Encoder(EncoderConfig(arch="resnet18", stem="cifar", image_size=32, resize=32))
+    for m in enc.modules():  # batch-norm statistics other than the defaults
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+    enc.save_pretrained(tmp_path / "m")
+    loaded = Encoder.from_pretrained(tmp_path / "m")
+    reference = Encoder(enc.config)
+    reference.backbone.load_state_dict(load_file(str(tmp_path / "m" / "model.safetensors")))
+    a, b = loaded.backbone.state_dict(), reference.backbone.state_dict()
+    assert list(a) == list(b)
+    for key in a:
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+    assert all(p.requires_grad for p in loaded.parameters())
+    x = torch.randn(1, 3, 16, 16)  # small: the outputs follow from the tensors compared above
+    np.testing.assert_array_equal(loaded.embed(x), reference.eval().embed(x))
+
+    half = {k: v.half() if v.is_floating_point() else v for k, v in enc.backbone.state_dict().items()}
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "config.json").write_text((tmp_path / "m" / "config.json").read_text())
+    save_file(half, str(tmp_path / "h" / "model.safetensors"))
+    widened = Encoder.from_pretrained(tmp_path / "h").backbone.state_dict()
+    assert all(widened[k].dtype == b[k].dtype and torch.equal(widened[k], half[k].to(b[k].dtype)) for k in b)
+
+
 @pytest.mark.parametrize("change", ["missing", "extra", "shape"])
 def test_model_folder_with_wrong_tensors_is_refused_by_name(tiny_model_dir, tmp_path, change):
     d = tmp_path / "bad"

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from msfkit.models.resnet import LAYERS, resnet
+from msfkit.models.resnet import LAYERS, resnet, uninitialised
 
 
 @pytest.mark.parametrize("arch", sorted(LAYERS))
@@ -38,6 +38,26 @@ def test_torchvision_weights_load_strictly_and_give_its_outputs():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(ours.eval()(x), theirs.eval()(x), rtol=0, atol=0)
+
+
+def test_uninitialised_allocates_every_tensor_and_draws_no_random_number():
+    """Under `uninitialised()` a ResNet gets every tensor in torchvision's names, shapes and dtypes,
+    and no initialisation runs: the random generator is where it was. After the block the seeded
+    initialisation is torchvision's again."""
+    torch.manual_seed(5)
+    with uninitialised():
+        empty = resnet("resnet18")
+    drawn_after = torch.rand(4)
+    torch.manual_seed(5)
+    assert torch.equal(drawn_after, torch.rand(4))
+    torch.manual_seed(5)
+    ours = resnet("resnet18")
+    torch.manual_seed(5)
+    theirs = torchvision.models.resnet18(weights=None)
+    a, b, c = empty.state_dict(), ours.state_dict(), theirs.state_dict()
+    assert list(a) == list(c)
+    assert [(t.shape, t.dtype) for t in a.values()] == [(t.shape, t.dtype) for t in c.values()]
+    assert all(torch.equal(b[key], c[key]) for key in c)
 
 
 def test_an_encoder_is_built_and_run_without_importing_torchvision():
