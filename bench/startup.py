@@ -15,8 +15,8 @@ the installed `msfkit` in a new process, its output discarded:
     python -c "import torch, torchvision"   the reference: what importing them costs here
 
 and prints each one's median and min-max over the rounds, the speed issue's goals (PASS or MISS),
-and which of torch and torchvision each command imported: one more run of it, untimed, in an
-interpreter that names them at exit.
+and which of the costly modules (HEAVY: torch, torchvision, torch._dynamo, huggingface_hub, pandas)
+each command imported: one more run of it, untimed, in an interpreter that names them at exit.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ from bench.measure import alternate, goal, spread  # noqa: E402
 from msfkit.models.runtime import cpu_flags_line  # noqa: E402
 
 MSFKIT = msfkit_command()  # the installed script
-HEAVY = ("torch", "torchvision")
+# what a quick command should not pay for unless it needs it: torch ~2 s, torch._dynamo (pulled in by
+# torchvision's ops or the meta device) ~1.5 s, pandas and huggingface_hub ~0.3 s each
+HEAVY = ("huggingface_hub", "pandas", "torch", "torch._dynamo", "torchvision")
 GOALS = {"--version": 0.05, "-h": 0.05, "store row": 1.0, "query image": 2.5}  # seconds, at most
 
 
@@ -72,7 +74,7 @@ def timed(argv: list[str], log: Path) -> float:
 
 
 def imported(argv: list[str]) -> list[str]:
-    """Which of torch and torchvision the process of `argv` imports: it runs once more, in an
+    """Which modules of HEAVY the process of `argv` imports: it runs once more, in an
     interpreter that runs the same code and names them at exit."""
     if argv[: len(MSFKIT)] == MSFKIT:  # the installed script's own call, with its arguments
         code = f"sys.argv = ['msfkit', *{argv[len(MSFKIT) :]!r}]\nfrom msfkit.cli.main import main\nmain()"
@@ -110,7 +112,7 @@ def main() -> None:
           f"{args.image_size} px for the query image")  # fmt: skip
     for name, argv in commands.items():
         shown = " ".join(Path(a).name if i == 0 or a.startswith(tmp) else a for i, a in enumerate(argv))
-        heavy = ", ".join(loaded[name]) or "neither"
+        heavy = ", ".join(loaded[name]) or "none of them"
         print(f"{name:26}{spread(results[name], '{:.2f}'):>20}  imports {heavy}: {shown}")
     print("\ngoals (the speed issue's):")
     for name, limit in GOALS.items():

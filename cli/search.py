@@ -43,7 +43,6 @@ def search(index, queries, k, model, device, as_json, as_csv, output, grid, html
       msfkit search index queries/ --grid sheet.png --html gallery.html
     """
     import msfkit
-    from msfkit.data.csv_writer import write_csv
     from msfkit.models.errors import MsfkitError
 
     if as_json and as_csv:
@@ -67,6 +66,8 @@ def search(index, queries, k, model, device, as_json, as_csv, output, grid, html
         if as_json:
             echo_json_lines(df.to_dict("records"), file=out)
         elif as_csv:
+            from msfkit.data.csv_writer import write_csv
+
             write_csv(df, out)
         else:
             _table(df, out)

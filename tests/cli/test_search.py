@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import subprocess
@@ -140,11 +141,21 @@ def test_paths_below_the_current_folder_are_shown_relative(photo_index, monkeypa
     assert r.stdout.splitlines()[2] == f"     1   1.0000  {photos.name}/bear.jpg"
 
 
-# `msfkit ARGS...` in a fresh interpreter that says last on stderr which of torch and torchvision it loaded
+# the costly imports a command may not need: torch (about 2 s), torch._dynamo (what torchvision's ops
+# and the meta device pull in), huggingface_hub (0.3 s)
+WATCHED = ("huggingface_hub", "torch", "torch._dynamo", "torchvision")
+# `msfkit ARGS...` in a fresh interpreter that says last on stderr which of WATCHED it loaded
 IMPORTED = (
     "import sys\nfrom msfkit.cli.main import main\nsys.argv = ['msfkit', *sys.argv[1:]]\ntry:\n    main()\n"
-    "finally:\n    print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules), file=sys.stderr)\n"
+    f"finally:\n    print(sorted(m for m in {WATCHED!r} if m in sys.modules), file=sys.stderr)\n"
 )
+
+
+def _imported(args: list[str]) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """The finished `msfkit ARGS...` process and the modules of WATCHED it loaded."""
+    r = subprocess.run([sys.executable, "-c", IMPORTED, *map(str, args)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r, ast.literal_eval(r.stderr.splitlines()[-1])
 
 
 @pytest.mark.slow
@@ -153,10 +164,8 @@ def test_a_search_by_store_rows_imports_no_torch(tmp_path):
     torchvision (the lazy-import rule, README "The code"), which cost seconds at every start."""
     store = write_vector_store(tmp_path / "store", clustered_vectors(50, 16, 3, seed=1))
     assert run("index", store, "-o", tmp_path / "ix", "--type", "flat").exit_code == 0
-    args = ["search", str(tmp_path / "ix"), f"{store}:3,7", "-k", "2", "--json"]
-    r = subprocess.run([sys.executable, "-c", IMPORTED, *args], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.splitlines()[-1] == "[]"
+    r, loaded = _imported(["search", tmp_path / "ix", f"{store}:3,7", "-k", "2", "--json"])
+    assert loaded == []
     hits = [json.loads(line) for line in r.stdout.splitlines()]
     firsts = [(hit["query"], hit["row"]) for hit in hits if hit["rank"] == 1]
     assert firsts == [(f"{store}:3", 3), (f"{store}:7", 7)]
@@ -167,9 +176,18 @@ def test_a_dedup_at_a_given_threshold_imports_no_torch(tmp_path):
     """Only --threshold auto embeds images; a threshold given answers from the stored vectors alone."""
     store = write_vector_store(tmp_path / "store", clustered_vectors(40, 16, 4, seed=2, spread=0.05))
     assert run("index", store, "-o", tmp_path / "ix", "--type", "flat").exit_code == 0
-    args = ["dedup", str(tmp_path / "ix"), "--threshold", "0.95", "--json"]
-    r = subprocess.run([sys.executable, "-c", IMPORTED, *args], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.splitlines()[-1] == "[]"
+    r, loaded = _imported(["dedup", tmp_path / "ix", "--threshold", "0.95", "--json"])
+    assert loaded == []
     groups = {json.loads(line)["group"] for line in r.stdout.splitlines()}
     assert len(groups) == 4  # the four tight clusters
+
+
+@pytest.mark.slow
+def test_a_search_by_image_with_a_model_folder_imports_only_torch(photo_index):
+    """An image query loads the index's model, a folder on disk: torch, but not the Hub client (a Hub
+    id's business), nor torchvision or torch._dynamo (msfkit's own ResNet, built without the meta
+    device), each of which would add a fraction of a second to every one-image search."""
+    index, _, photos, _ = photo_index
+    r, loaded = _imported(["search", index, photos / "bear.jpg", "-k", "1", "--json"])
+    assert loaded == ["torch"]
+    assert json.loads(r.stdout)["path"] == str(photos / "bear.jpg")
