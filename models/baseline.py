@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from msfkit.models.backbones import build_backbone
 from msfkit.models.config import EncoderConfig, default_resize
 from msfkit.models.encoder import CONFIG_NAME, Encoder, check_state_dict
 from msfkit.models.errors import MsfkitError
@@ -40,7 +41,7 @@ def init_model_folder(
     provenance = {"method": method, "seed": None if weights else seed, "weights": weights and str(weights)}
     config = EncoderConfig(arch=arch, stem=stem, image_size=image_size, resize=resize, provenance=provenance)
     torch.manual_seed(seed)
-    encoder = Encoder(config)
+    encoder = Encoder(config, build_backbone(arch, stem, init=weights is None))  # weights: no init to replace
     if weights is not None:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
