@@ -16,14 +16,15 @@ The rows, each run once a round (`--rounds`, default 3), the order reversed ever
 - naive loop: bench/naive_embed.py's loop (PIL open, torchvision transforms and model, fp32, batch
   32) in this process, after a warm-up batch
 - model only: random uint8 crops through `msfkit.embedding.forward.Forward`, eager and (CPU) compiled
-  as msfkit compiles a job of COMPILE_MIN_BATCHES batches or more; the compile timed apart (each
-  round starts with no compiled graph in memory, the persistent cache warm)
-- msfkit embed: `msfkit.embedding.embed` over all the photos, compile included; "steady" is its rate
-  past start-up: (all - the first half, run in the same round) over the second half
+  as msfkit runs a job of COMPILE_MIN_BATCHES batches or more: the model's AOTInductor package,
+  built once into msfkit's cache and loaded by every later Forward (a new one each round); the
+  build and the loads timed apart
+- msfkit embed: `msfkit.embedding.embed` over all the photos, the package's load included; "steady"
+  is its rate past start-up: (all - the first half, run in the same round) over the second half
 - whole process: bench/naive_embed.py as a process of its own against the installed `msfkit embed`
-  as a user runs it, start-up, imports and compile included. Before the rounds, `msfkit embed` runs
-  once per precision with an empty compile cache (MSFKIT_CACHE in a temporary folder), as a user's
-  first run does: reported apart; the rounds find that cache warm
+  as a user runs it, start-up, imports and the package's load included. Before the rounds, `msfkit
+  embed` runs once per precision with an empty cache (MSFKIT_CACHE in a temporary folder), as a
+  user's first run does, building the package: reported apart; the rounds load it
 - gpu-decode (optional): nvJPEG decoding and resizing on the GPU; not msfkit's pipeline (its pixels
   differ from Pillow's), only what GPU decoding could give
 
@@ -45,7 +46,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch._dynamo
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,19 +118,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         job = Job(encoder, paths, folder, Path(tmp), args)
         encoder.save_pretrained(job.tmp / "model")
-        # msfkit's cache (compiled kernels) in the temporary folder, for this process and the commands
-        # it starts: empty for their first runs, as a new user's
+        # msfkit's cache (the compiled model's packages) in the temporary folder, for this process
+        # and the commands it starts: empty for their first runs, as a new user's
         os.environ["MSFKIT_CACHE"] = str(job.tmp / "cache")
-        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
         cold = {}
         if not args.no_cli:
             for p in PRECISIONS:
                 cold[p] = whole_process(job, f"first run ({p})", msfkit_command(job, p))()
         quick = EmbedOptions(device=args.device, workers=0)  # imports, first calls, decoding's warm-up
         embed([str(p) for p in paths[:2]], encoder, job.output(), quick)
-        # each round starts with no compiled graph in memory (each embed compiles its own from the
-        # warm cache, as a new process would): also keeps a process under dynamo's recompile limit
-        results = alternate(rows(job), args.rounds, before_round=torch._dynamo.reset)
+        # every Forward (a model-only row, each embed) loads the package anew, as a new process would
+        results = alternate(rows(job), args.rounds)
         report(job, results, cold, gflop)
         fidelity(job.vectors)
 

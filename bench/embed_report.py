@@ -45,9 +45,9 @@ def report(job: Job, results: dict[str, list[float]], cold: dict[str, float], gf
         if name.startswith("model only"):
             note = f"{spread(shares[name], '{:.0%}')} of the {_precision(name)} matmul limit"
             if "compiled" in name:
-                note += f"; compile {spread(job.compile_s[_precision(name)])} s"
+                note += "; " + package_note(job.package_s[_precision(name)])
         elif name.startswith("msfkit embed (") or name.startswith("nvJPEG"):
-            note = "compile included" if name.startswith("msfkit") else ""
+            note = "package load included" if name.startswith("msfkit") else ""
         elif name == NAIVE:
             note = "bench/naive_embed.py's loop"
         else:
@@ -68,13 +68,23 @@ def report(job: Job, results: dict[str, list[float]], cold: dict[str, float], gf
         naive_median = statistics.median(results[NAIVE_PROCESS])
         for p, seconds in cold.items():
             print(
-                f"first run, empty compile cache (before the rounds): msfkit embed --precision {p} "
+                f"first run, empty cache, package built (before the rounds): msfkit embed --precision {p} "
                 f"{seconds:.1f} s, {naive_median / seconds:.2f}x the naive process's median, "
                 f"peak {job.peak_mib[f'first run ({p})'][0]:,.0f} MiB"
             )
     print("\ngoals (the speed issue's):")
     for line in goals(job, results, shares):
         print(line)
+
+
+def package_note(seconds: dict[str, list[float]]) -> str:
+    """How long getting the compiled model's package took: built (the first time, with an empty
+    cache) and loaded (every later time), seconds over the rounds."""
+    return ", ".join(
+        f"package {done} {spread(seconds[done], '{:.2f}')} s"
+        for done in ("built", "loaded")
+        if done in seconds
+    )
 
 
 def _precision(name: str) -> str:

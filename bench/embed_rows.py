@@ -36,10 +36,11 @@ class Job:
     encoder: Encoder
     paths: list[Path]
     folder: Path  # the photos
-    tmp: Path  # the model folder, the outputs of each run, the whole-process runs' compile cache
+    tmp: Path  # the model folder, the outputs of each run, msfkit's cache (the packages)
     args: argparse.Namespace
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # the last round's, by precision or "naive"
-    compile_s: dict[str, list[float]] = field(default_factory=dict)  # model-only rows: first call, a round
+    # model-only compiled rows: seconds to get the package, by precision and "built" or "loaded", a round
+    package_s: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     peak_mib: dict[str, list[float]] = field(default_factory=dict)  # whole-process rows: peak memory, a round
     outputs: itertools.count = field(default_factory=itertools.count)
 
@@ -69,19 +70,20 @@ def naive(job: Job) -> float:
 
 def model_only(job: Job, precision: str, compiled: bool) -> Callable[[], float]:
     """Seconds for all the photos at the rate of random uint8 crops through the model as msfkit runs
-    it (measured on 4 batches at most); the first call, the compile, is timed apart into `compile_s`."""
+    it (measured on 4 batches at most, after a warm-up batch); getting the compiled model's package
+    (built the first time, loaded from msfkit's cache after) is timed apart into `package_s`."""
 
     def run() -> float:
         job.encoder.eval().to(job.device, memory_format=torch.channels_last)
         forward = Forward(job.encoder, precision, job.batch, compiled=compiled)
-        size = job.encoder.config.image_size
-        x = torch.randint(0, 256, (job.batch, 3, size, size), dtype=torch.uint8)
-        start = time.perf_counter()
-        forward(x)  # warm-up (and compile): Forward returns numpy rows, so the device is done
         if compiled:
-            job.compile_s.setdefault(precision, []).append(time.perf_counter() - start)
             if not forward.compiled:
                 sys.exit("the compiled path fell back to eager: see the line above")
+            done, seconds = forward.setup
+            job.package_s.setdefault(precision, {}).setdefault(done, []).append(seconds)
+        size = job.encoder.config.image_size
+        x = torch.randint(0, 256, (job.batch, 3, size, size), dtype=torch.uint8)
+        forward(x)  # warm-up: Forward returns numpy rows, so the device is done
         n, m = len(job.paths), min(len(job.paths), 4 * job.batch)
         start = time.perf_counter()
         for i in range(0, m, job.batch):
@@ -93,7 +95,8 @@ def model_only(job: Job, precision: str, compiled: bool) -> Callable[[], float]:
 
 def msfkit_embed(job: Job, precision: str, half: bool) -> Callable[[], float]:
     """Seconds of `msfkit.embedding.embed` over all the photos, or the first half of them; the two
-    compile alike (as a job of all the photos would), so their difference is the steady state."""
+    load the compiled model alike (as a job of all the photos would), so their difference is the
+    steady state."""
     choice = {"auto": None, "yes": True, "no": False}[job.args.compiled]
     compiled = EmbedOptions(compiled=choice).use_compiled(-(-len(job.paths) // job.batch))
 

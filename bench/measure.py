@@ -20,15 +20,11 @@ from torch.utils.flop_counter import FlopCounterMode
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def alternate(
-    runs: dict[str, Callable[[], float]], rounds: int, before_round: Callable[[], None] | None = None
-) -> dict[str, list[float]]:
+def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
     """What each run returned, one value a round. Every run goes once a round, in the given order in
-    the first round and reversed in the next, and so on; `before_round` is called before each round."""
+    the first round and reversed in the next, and so on."""
     results: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(rounds):
-        if before_round is not None:
-            before_round()
         for name in list(runs) if r % 2 == 0 else list(reversed(runs)):
             results[name].append(runs[name]())
             print(f"round {r + 1}/{rounds}: {name}: {results[name][-1]:.4g}", file=sys.stderr)

@@ -48,7 +48,7 @@ class EmbedOptions:
     device: str | torch.device | None = None  # None: where the encoder is
     draft: bool = False  # JPEG draft decoding (see the module docstring)
     max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused before decoding
-    compiled: bool | None = None  # CPU: torch.compile the model; None: for >= COMPILE_MIN_BATCHES batches
+    compiled: bool | None = None  # CPU: the AOT-compiled model; None: for >= COMPILE_MIN_BATCHES batches
     progress: bool = False  # a progress bar on stderr
     announce: object = False  # before a long job, one line on stderr: images, model, device, time (eta.py)
 

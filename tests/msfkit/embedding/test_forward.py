@@ -1,32 +1,29 @@
-"""msfkit.embedding.forward: the compiled CPU path (bf16 here; fp32 in test_pipeline.py) gives eager's
-vectors, keeps one graph for every batch size, is never served to another model, and falls back to
-eager in one line when it cannot compile. One compile for the whole module."""
+"""msfkit.embedding.forward and .aoti: the packaged CPU path (fp32 here; bf16 in test_pipeline.py)
+gives eager's vectors at one padded shape; a second Forward loads the package without building it;
+other weights get another package; a truncated package runs the job eagerly after one line. One
+build for the whole module, in a cache folder of its own."""
 
 from __future__ import annotations
 
-import copy
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch._dynamo.utils import counters
 
 from msfkit.embedding.forward import Forward
 from msfkit.models import Encoder, to_rgb
-from msfkit.models.runtime import cpu_has_fast_bf16
 from tests.msfkit.index_stores import calibrated_model
 
 BATCH = 8  # 20 photos: batches of 8, 8 and a short 4
 
-pytestmark = pytest.mark.slow  # compiling a ResNet18 takes seconds
+pytestmark = pytest.mark.slow  # building a ResNet18's package takes seconds
 
 
 @pytest.fixture(scope="module")
 def encoder(photo_paths, tmp_path_factory) -> Encoder:
     """A ResNet18 at 32 px whose batch norms saw the photos: distinct photos give distinct vectors."""
-    if not cpu_has_fast_bf16():
-        pytest.skip("this CPU has no native bf16 (AVX512-BF16 or AMX): compiled bf16 takes minutes here")
     model = Encoder.from_pretrained(calibrated_model(photo_paths, tmp_path_factory.mktemp("model")))
     return model.eval().to(memory_format=torch.channels_last)
 
@@ -38,57 +35,67 @@ def crops(encoder, photo_paths) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def compiled(encoder, crops):
-    """(the compiled bf16 Forward, its rows for the crops batch by batch, dynamo graphs made by the
-    first batch, graphs made by the rest)."""
-    forward = Forward(encoder, "bf16", BATCH, compiled=True)
-    start = counters["stats"]["unique_graphs"]
-    rows = [forward(crops[:BATCH])]
-    first = counters["stats"]["unique_graphs"] - start
-    rows += [forward(part) for part in crops[BATCH:].split(BATCH)]
-    return forward, np.concatenate(rows), first, counters["stats"]["unique_graphs"] - start - first
+def packaged(encoder, crops, tmp_path_factory):
+    """(the cache folder, the fp32 Forward that built its package there, its rows for the crops in
+    one call: batches of 8, 8 and a padded 4, the package file, its mtime)."""
+    cache = tmp_path_factory.mktemp("msfkit_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MSFKIT_CACHE", str(cache))
+        forward = Forward(encoder, "fp32", BATCH, compiled=True)
+    (path,) = (cache / "aoti").iterdir()
+    return cache, forward, forward(crops), path, path.stat().st_mtime_ns
 
 
-def test_compiled_bf16_gives_eagers_vectors(compiled, encoder, crops):
-    forward, rows, _, _ = compiled
-    assert forward.compiled  # it ran compiled, not through the fallback
-    eager = Forward(encoder, "bf16", BATCH)(crops)
+def test_the_package_gives_eagers_vectors_for_a_padded_last_batch(packaged, encoder, crops):
+    _, forward, rows, _, _ = packaged
+    assert forward.compiled and forward.setup[0] == "built"  # it ran packaged, not through the fallback
+    eager = Forward(encoder, "fp32", BATCH)(crops)
     assert rows.shape == eager.shape == (20, 512)
-    assert (rows * eager).sum(1).min() >= 0.999
-    fp32 = Forward(encoder, "fp32", BATCH)(crops)
-    assert (rows * fp32).sum(1).min() >= 0.99
+    np.testing.assert_allclose(rows, eager, atol=1e-5)
     assert np.abs(rows @ rows.T - np.eye(20)).max() > 0.01  # distinct photos: the check above has teeth
+    np.testing.assert_allclose(forward(crops[:3]), rows[:3], atol=1e-6)
 
 
-def test_the_short_last_batch_is_padded_not_recompiled(compiled, crops):
-    forward, rows, first, rest = compiled
-    assert first == 1 and rest == 0
-    with torch.compiler.set_stance("fail_on_recompile"):
-        three = forward(crops[:3])
-    np.testing.assert_array_equal(three, rows[:3])
+def test_a_second_forward_loads_the_package_without_building_it(packaged, encoder, crops, monkeypatch):
+    cache, _, rows, path, mtime = packaged
+    monkeypatch.setenv("MSFKIT_CACHE", str(cache))
+    second = Forward(encoder, "fp32", BATCH, compiled=True)
+    assert second.setup[0] == "loaded" and second.setup[1] < 5
+    assert list((cache / "aoti").iterdir()) == [path] and path.stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(second(crops), rows)
 
 
-def test_weights_changed_since_are_never_served_the_frozen_graph_and_a_failed_compile_runs_eagerly(
-    compiled, encoder, crops, capsys
+def test_other_weights_precision_or_batch_size_get_another_package(packaged, encoder, monkeypatch):
+    """The key hashes the weights: a model trained further in place (the k-NN monitor's) never loads
+    the package of its weights before."""
+    cache, _, _, path, _ = packaged
+    monkeypatch.setenv("MSFKIT_CACHE", str(cache))
+    assert Forward(encoder, "fp32", BATCH).package_path() == path
+    assert Forward(encoder, "bf16", BATCH).package_path() != path
+    assert Forward(encoder, "fp32", BATCH // 2).package_path() != path
+    weight = next(encoder.parameters())
+    before = weight.detach().clone()
+    with torch.no_grad():
+        weight[0, 0, 0, 0] += 1e-3
+        try:
+            assert Forward(encoder, "fp32", BATCH).package_path() != path
+        finally:
+            weight.copy_(before)
+    assert Forward(encoder, "fp32", BATCH).package_path() == path
+
+
+def test_a_truncated_package_runs_the_job_eagerly_after_one_line(
+    packaged, encoder, crops, tmp_path, monkeypatch, capsys
 ):
-    """The compiled graph holds the weights folded in as they were (the k-NN monitor embeds with a
-    model that trains on between calls). A new Forward of the same model, trained further in place,
-    needs its own compile: refused here (`fail_on_recompile`, as a compile can fail), so it runs
-    eagerly after one line on stderr, with the weights it has now."""
-    saved = copy.deepcopy(encoder.state_dict())
-    try:
-        with torch.no_grad():
-            for p in encoder.parameters():
-                p.mul_(1.1)
-        forward = Forward(encoder, "bf16", BATCH, compiled=True)
-        with torch.compiler.set_stance("fail_on_recompile"):
-            rows = forward(crops[:BATCH])
-        lines = capsys.readouterr().err.splitlines()
-        assert len(lines) == 1 and lines[0].startswith(
-            "msfkit: compiling the model failed, running it eagerly ("
-        )
-        assert not forward.compiled
-        np.testing.assert_allclose(rows, Forward(encoder, "bf16", BATCH)(crops[:BATCH]), atol=1e-6)
-        assert np.abs(rows - compiled[1][:BATCH]).max() > 1e-3  # the weights before give other vectors
-    finally:
-        encoder.load_state_dict(saved)
+    _, _, _, path, _ = packaged
+    monkeypatch.setenv("MSFKIT_CACHE", str(tmp_path))
+    broken = tmp_path / "aoti" / path.name
+    broken.parent.mkdir()
+    shutil.copy(path, broken)
+    with broken.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+    forward = Forward(encoder, "fp32", BATCH, compiled=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("msfkit: loading the model failed, running it eagerly (")
+    assert not forward.compiled and not broken.exists()  # removed: the next job builds it again
+    np.testing.assert_allclose(forward(crops), Forward(encoder, "fp32", BATCH)(crops), atol=1e-6)

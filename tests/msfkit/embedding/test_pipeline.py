@@ -16,7 +16,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
-from torch._dynamo.utils import counters
 
 import msfkit
 from msfkit.cli.main import cli
@@ -28,6 +27,7 @@ from msfkit.eval.features import extract_features
 from msfkit.models import Encoder, EncoderConfig
 from msfkit.models.runtime import cpu_has_fast_bf16
 from msfkit.store.format import read_manifest
+from tests.msfkit.index_stores import calibrated_model
 
 SAME = 1e-6
 
@@ -100,37 +100,38 @@ def test_notebook_inputs_embed_alike_and_a_wrong_type_is_one_error(photo_paths, 
         encoder.embed({"image": image})
 
 
-# -- the compiled CPU path (fp32 here; bf16 in test_forward.py) and the choice of precision ------------
+# -- the packaged CPU path (bf16 here; fp32 in test_forward.py) and the choice of precision ------------
 
 
 @pytest.fixture(scope="module")
-def compiled_store(tmp_path_factory, photo_paths, tiny_model_dir):
-    """(photos, store embedded through the compiled model in batches of 8: 8, 8 and a short 4,
-    dynamo graphs made, what the run said on stderr). The module's one compile."""
-    photos = tmp_path_factory.mktemp("compiled") / "photos"
+def packaged_store(tmp_path_factory, photo_paths):
+    """(photos, a ResNet18 folder whose batch norms saw them, the store embedded in bf16 through its
+    AOTInductor package in batches of 8: 8, 8 and a short 4, the package cache, what the run said on
+    stderr). The module's one build."""
+    if not cpu_has_fast_bf16():
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16 or AMX): a bf16 package takes minutes here")
+    photos = tmp_path_factory.mktemp("packaged") / "photos"
     photos.mkdir()
     for p in photo_paths[:20]:
         shutil.copy(p, photos / p.name)
-    out, said = photos.parent / "store", io.StringIO()
-    start = counters["stats"]["unique_graphs"]
-    with contextlib.redirect_stderr(said):
-        msfkit.embed(photos, tiny_model_dir, out, workers=0, batch_size=8, compiled=True)
-    return photos, out, counters["stats"]["unique_graphs"] - start, said.getvalue()
+    model = calibrated_model(photo_paths, photos.parent / "model")
+    out, cache, said = photos.parent / "store", photos.parent / "cache", io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(said):
+        mp.setenv("MSFKIT_CACHE", str(cache))
+        msfkit.embed(photos, model, out, workers=0, batch_size=8, precision="bf16", compiled=True)
+    return photos, model, out, cache, said.getvalue()
 
 
 @pytest.mark.slow
-def test_a_store_embedded_compiled_equals_one_embedded_eagerly(compiled_store, tiny_model_dir, tmp_path):
-    photos, store, graphs, said = compiled_store
-    assert "compiling the model failed" not in said  # it ran compiled, not through the fallback
-    eager = msfkit.embed(photos, tiny_model_dir, tmp_path / "eager", workers=0, batch_size=8, compiled=False)
-    compiled = msfkit.open_store(store)
-    assert list(compiled.meta["path"]) == list(eager.meta["path"]) and len(eager) == 20
-    assert np.abs(compiled.vectors - eager.vectors).max() <= 1e-5
-
-
-@pytest.mark.slow
-def test_the_padded_last_batch_of_a_compiled_run_makes_no_second_graph(compiled_store):
-    assert compiled_store[2] == 1
+def test_a_store_embedded_through_the_package_equals_one_embedded_eagerly(packaged_store, tmp_path):
+    photos, model, store, cache, said = packaged_store
+    assert "failed" not in said and len(list((cache / "aoti").glob("*.pt2"))) == 1  # built, run packaged
+    opts = {"workers": 0, "batch_size": 8, "precision": "bf16", "compiled": False}
+    eager = msfkit.embed(photos, model, tmp_path / "eager", **opts)
+    packaged = msfkit.open_store(store)
+    assert list(packaged.meta["path"]) == list(eager.meta["path"]) and len(eager) == 20
+    assert (packaged.vectors * eager.vectors).sum(1).min() >= 0.999
+    assert np.abs(eager.vectors @ eager.vectors.T - np.eye(20)).max() > 0.01  # distinct photos: it has teeth
 
 
 def test_a_job_compiles_from_compile_min_batches_batches_unless_told(tiny_model_dir):
