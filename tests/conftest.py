@@ -10,6 +10,47 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The slowest test files, slowest first (measured with --durations; a rough order is enough).
+# scripts/test.sh runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`: pytest-xdist then queues
+# one work unit per file in the order of the collected items and hands the next unit to whichever
+# worker is nearly out of tests (xdist's default would sort the units by their number of tests
+# instead). Starting these files first means the suite's last minutes run the many short files on
+# both workers, not a 60-100 s file on one worker while the other waits.
+HEAVY_FILES = (
+    "tests/msfkit/embedding/test_ray_engine.py",
+    "tests/cli/test_export.py",
+    "tests/training/test_progress.py",
+    "tests/cli/test_models_cmd.py",
+    "tests/security/test_outputs.py",
+    "tests/security/test_paths.py",
+    "tests/cli/test_serve.py",
+    "tests/msfkit/embedding/test_run_processes.py",
+    "tests/cli/test_main_scripts.py",
+    "tests/msfkit/serve/test_browser.py",
+    "tests/security/test_archives.py",
+    "tests/security/test_csv.py",
+    "tests/msfkit/retrieval/test_calibrate.py",
+    "tests/msfkit/index/test_distributed.py",
+    "tests/cli/test_curate.py",
+    "tests/msfkit/eval/test_linear.py",
+    "tests/training/test_config_checks.py",
+    "tests/training/test_distributed.py",
+    "tests/bench/test_reproduce_small.py",
+    "tests/cli/test_index.py",
+    "tests/cli/test_dedup.py",
+    "tests/training/test_init.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the HEAVY_FILES first, in their order; every file keeps its tests together and in order."""
+    rank = {name: i for i, name in enumerate(HEAVY_FILES)}
+
+    def file_rank(item: pytest.Item) -> int:
+        return rank.get(item.nodeid.split("::", 1)[0], len(rank))
+
+    items.sort(key=file_rank)  # stable: the other files keep their collection order
+
 
 def _photo_source() -> Path:
     local = REPO / "data" / "photos"
