@@ -56,6 +56,19 @@ def pixels(images) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+METHODS = {5: "MSF w/s (k=5)", 1: "BYOL-asym w/s (k=1)"}  # k: the method's name in results.json
+
+
+def run_name(k: int, seed: int) -> str:
+    """A run's name in results.json and the plot: the method, and its seed unless 0."""
+    return METHODS[k] + (f", seed {seed}" if seed else "")
+
+
+def run_folder(k: int, seed: int) -> str:
+    """A run's folder under --out: k5, k1, k5-seed1, ..."""
+    return f"k{k}" + (f"-seed{seed}" if seed else "")
+
+
 def curve(run: Path) -> list[tuple[float, float, float]]:
     """(training minutes, epochs, monitor 20-NN) of a run's metrics.csv, the minutes read off its loss
     rows at the same step (step 0 = minute 0), so that no monitor time is counted."""
@@ -87,14 +100,15 @@ def plot(results: dict, curves: dict, path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, x, label in (
         (axes[0], 1, "epochs"),
-        (axes[1], 0, "training minutes (CPU, monitor time left out)"),
+        (axes[1], 0, "training minutes (wall clock: a shared or paused CPU counts; monitor left out)"),
     ):
         for name, points in curves.items():
             xs, ys = [p[x] for p in points], [p[2] for p in points]
             line = ax.plot(xs, ys, marker="o", ms=2, label=f"{name}, monitor (10k/2k)")[0]
-            final = results[name]["knn20"]
-            ax.plot(xs[-1:], [final], marker="*", ms=12, color=line.get_color(), ls="none",
-                    label=f"{name}, final 60k/10k: {final:.2f}")  # fmt: skip
+            if name in results:  # a finished run: its score on the full splits
+                final = results[name]["knn20"]
+                ax.plot(xs[-1:], [final], marker="*", ms=12, color=line.get_color(), ls="none",
+                        label=f"{name}, final 60k/10k: {final:.2f}")  # fmt: skip
         for name, style in (("random init", "--"), ("raw pixels", ":")):
             sub = results[name]["knn20_subset"]
             full = results[name]["knn20"]
@@ -222,9 +236,9 @@ def main() -> None:
         measure_baselines(record, args, base_cfg, (train_set, test_set, sub_train, sub_val))
 
     methods = [
-        (name + (f", seed {seed}" if seed else ""), k, seed)
+        (run_name(k, seed), k, seed)
         for seed in args.seeds
-        for name, k in (("MSF w/s (k=5)", 5), ("BYOL-asym w/s (k=1)", 1))
+        for k in METHODS
         if not args.only or ("msf" if k > 1 else "byol-asym") in args.only
     ]
     finished = [m for m in methods if "steps" in results.get(m[0], {})]
@@ -232,7 +246,7 @@ def main() -> None:
         print(f"{name}: finished in an earlier run, kept", flush=True)
     methods = [m for m in methods if m not in finished]
     runs = {
-        name: [*common, f"out={out / (f'k{k}' + (f'-seed{seed}' if seed else ''))}", f"k={k}", f"seed={seed}"]
+        name: [*common, f"out={out / run_folder(k, seed)}", f"k={k}", f"seed={seed}"]
         for name, k, seed in methods
     }
     if args.parallel and runs:  # both methods at once, one process each: another job's load hits both alike
@@ -277,11 +291,14 @@ def main() -> None:
 def replot(out: Path, path: Path) -> None:
     doc = json.loads((out / "results.json").read_text())
     results, cfg, args = doc["results"], doc["config"], doc["args"]
-    curves = {
-        name: curve(Path(r["run"]) if "run" in r else out / f"k{5 if name.startswith('MSF') else 1}")
-        for name, r in results.items()
-        if "steps" in r
-    }
+    from msfkit.training.checkpoint import CHECKPOINT_NAME
+
+    curves = {name: curve(Path(r["run"])) for name, r in results.items() if "steps" in r}
+    for seed in args["seeds"]:  # and the runs still going (or stopped, to be continued): no final score
+        for k in METHODS:
+            run, name = out / run_folder(k, seed), run_name(k, seed)
+            if name not in curves and (run / "metrics.csv").is_file() and (run / CHECKPOINT_NAME).is_file():
+                curves[f"{name}, in progress"] = curve(run)
     title = f"Fashion-MNIST, ResNet18 {cfg['stem']} stem, {cfg['image_size']} px, batch {cfg['batch_size']}, "
     plot(results, curves, path, title + f"{args['epochs']}-epoch schedule")
     print(json.dumps(curves))

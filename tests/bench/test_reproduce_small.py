@@ -61,6 +61,8 @@ def test_a_stopped_run_continues_to_the_unbroken_result(tmp_path, reproduce):
     assert "stopped at step 5" in first
     assert "MSF w/s (k=5)" not in results(stopped)  # nothing recorded for an unfinished run
     assert (stopped / "k5" / "checkpoint.pt").exists()
+    drawn = reproduce(stopped, "--replot")  # the unfinished run's curve is drawn, without a final score
+    assert '"MSF w/s (k=5), in progress": [[0.0, 0.0,' in drawn and (stopped / "curve.png").stat().st_size
 
     second = reproduce(stopped)
     assert "continuing" in second and "baselines: kept" in second
