@@ -24,7 +24,8 @@ The rows, each run once a round (`--rounds`, default 3), the order reversed ever
 - whole process: bench/naive_embed.py as a process of its own against the installed `msfkit embed`
   as a user runs it, start-up, imports and the package's load included. Before the rounds, `msfkit
   embed` runs once per precision with an empty cache (MSFKIT_CACHE in a temporary folder), as a
-  user's first run does, building the package: reported apart; the rounds load it
+  user's first run does, building the package (a job of COMPILE_MIN_BATCHES batches or more):
+  reported apart; the rounds load it
 - gpu-decode (optional): nvJPEG decoding and resizing on the GPU; not msfkit's pipeline (its pixels
   differ from Pillow's), only what GPU decoding could give
 

@@ -68,7 +68,7 @@ def report(job: Job, results: dict[str, list[float]], cold: dict[str, float], gf
         naive_median = statistics.median(results[NAIVE_PROCESS])
         for p, seconds in cold.items():
             print(
-                f"first run, empty cache, package built (before the rounds): msfkit embed --precision {p} "
+                f"first run, empty cache (before the rounds): msfkit embed --precision {p} "
                 f"{seconds:.1f} s, {naive_median / seconds:.2f}x the naive process's median, "
                 f"peak {job.peak_mib[f'first run ({p})'][0]:,.0f} MiB"
             )
