@@ -1,6 +1,6 @@
-"""`msfkit index` on disk and with --engine ray, run by the installed command: clean JSON on stdout
-(faiss's own prints kept out of it), and one `Error:` line, with nothing written, when Ray is missing
-or its cluster does not answer."""
+"""`msfkit index` on disk and with --engine ray, run by the installed command (a test's further cases
+through the click group in this process): clean JSON on stdout (faiss's own prints kept out of it),
+and one `Error:` line, with nothing written, when Ray is missing or its cluster does not answer."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands import in_process
 from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
@@ -40,7 +41,7 @@ def test_an_index_on_disk_is_built_and_searched_with_clean_json(store, tmp_path)
     assert r.returncode == 0, r.stderr
     hits = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(hits) == 6 and [h["row"] for h in hits if h["rank"] == 1] == [0, 7]
-    r = msfkit("index", store, "-o", tmp_path / "ix2", "--on-disk")
+    r = in_process("index", store, "-o", tmp_path / "ix2", "--on-disk")
     assert r.returncode == 0, r.stderr
     assert "on disk," in r.stdout and "in RAM when searched" in r.stdout
 
@@ -69,10 +70,10 @@ def test_a_ray_cluster_that_does_not_answer_is_one_line_at_once(store, tmp_path)
 
 
 def test_on_disk_engine_and_workload_apply_to_builds_only(store, tmp_path):
-    for option in (["--on-disk"], ["--workload", "batch"]):
-        r = msfkit("index", "--add", tmp_path / "ix", store, *option)
+    for run, option in ((msfkit, ["--on-disk"]), (in_process, ["--workload", "batch"])):
+        r = run("index", "--add", tmp_path / "ix", store, *option)
         assert r.returncode == 2 and "--on-disk, --engine and --workload apply to a build" in r.stderr
-    r = msfkit("index", store, "-o", tmp_path / "ix", "--on-disk", "--workload", "batch")
+    r = in_process("index", store, "-o", tmp_path / "ix", "--on-disk", "--workload", "batch")
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         "Error: --workload batch builds an in-memory index; leave out --on-disk"
     ]

@@ -1,5 +1,6 @@
-"""What scripts rely on, through the installed `msfkit` console script in a subprocess: documented
-exit codes, strict JSON, and a reader that closes the pipe early."""
+"""What scripts rely on, through the installed `msfkit` console script in a subprocess (a test's
+further cases through the click group in this process): documented exit codes, strict JSON, and a
+reader that closes the pipe early."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.commands import in_process
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 
@@ -37,9 +40,9 @@ def test_embed_exits_1_when_nothing_embeds_and_with_strict_failures(tmp_path, ph
     assert r.stdout.startswith("embedded 0, failed 1")
 
     shutil.copy(bad / "empty.jpg", photos_dir / "empty.jpg")
-    ok = msfkit("embed", photos_dir, "-m", tiny_model_dir, "-o", tmp_path / "s2", "-q")
+    ok = in_process("embed", photos_dir, "-m", tiny_model_dir, "-o", tmp_path / "s2", "-q")
     assert ok.returncode == 0 and ok.stdout.startswith("embedded 8, failed 1")
-    strict = msfkit("embed", photos_dir, "-m", tiny_model_dir, "-o", tmp_path / "s3", "-q", "--strict")
+    strict = in_process("embed", photos_dir, "-m", tiny_model_dir, "-o", tmp_path / "s3", "-q", "--strict")
     assert strict.returncode == 1
 
 

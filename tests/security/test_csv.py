@@ -5,8 +5,9 @@ pytestmark = pytest.mark.slow
 
 
 with = + - @ tab or CR (OWASP), so Excel and LibreOffice show it as text; the exact names stay in
-JSON Lines and in the plain removal list. Through the installed command, on a collection whose
-file and folder names are formulas."""
+JSON Lines and in the plain removal list. Through the installed command (a test's further cases of
+the same command through its click group in this process), on a collection whose file and folder
+names are formulas."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pandas as pd
 import pytest
 
 from msfkit.data.csv_writer import FORMULA_STARTS, csv_text, safe_cell
+from tests.commands import in_process
 
 MSFKIT = str(Path(sys.executable).with_name("msfkit"))
 LABEL = '=HYPERLINK("https:attacker.example","open")'  # a class folder's name (no "/" in a name)
@@ -77,24 +79,25 @@ def test_dedup_csv_neutralises_labels_and_json_and_paths_keep_them_exact(formula
     assert r.returncode == 0, r.stderr
     got = rows(r.stdout)
     assert len(got) == len(NAMES) and {row["label"] for row in got} == {"'" + LABEL}
-    exact = json_lines(msfkit("dedup", index, "--threshold", "0.999", "--json"))
+    exact = json_lines(in_process("dedup", index, "--threshold", "0.999", "--json"))
     assert {row["label"] for row in exact} == {LABEL}
     assert {Path(row["path"]).name for row in exact} == set(NAMES)
-    remove = json_lines(msfkit("dedup", index, "--threshold", "0.999", "--keep", "first", "--json"))
-    listed = msfkit("dedup", index, "--threshold", "0.999", "--keep", "first", "--paths")
+    remove = json_lines(in_process("dedup", index, "--threshold", "0.999", "--keep", "first", "--json"))
+    listed = in_process("dedup", index, "--threshold", "0.999", "--keep", "first", "--paths")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout == "".join(f"{row['path']}\n" for row in remove)
     assert len(remove) == len(NAMES) - 1 and all(Path(row["path"]).parent == folder for row in remove)
 
 
-def test_search_csv_neutralises_query_names_and_labels(formula_index):
+def test_search_csv_neutralises_query_names_and_labels(formula_index, monkeypatch):
     index, folder, _ = formula_index
     r = msfkit("search", index, "=cmd.jpg", "+copy.jpg", "-k", "2", "--csv", cwd=folder)
     assert r.returncode == 0, r.stderr
     got = rows(r.stdout)
     assert {row["query"] for row in got} == {row["query_path"] for row in got} == {"'=cmd.jpg", "'+copy.jpg"}
     assert {row["label"] for row in got} == {"'" + LABEL}
-    exact = json_lines(msfkit("search", index, "=cmd.jpg", "-k", "2", "--json", cwd=folder))
+    monkeypatch.chdir(folder)
+    exact = json_lines(in_process("search", index, "=cmd.jpg", "-k", "2", "--json"))
     assert {row["query"] for row in exact} == {"=cmd.jpg"} and {row["label"] for row in exact} == {LABEL}
 
 

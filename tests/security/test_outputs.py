@@ -53,23 +53,23 @@ def own_index(photo_index, tmp_path_factory):
     return root / "index", root / "store", photos / "audio_mixer.jpg", root / "model"
 
 
-@pytest.mark.parametrize("force", [[], ["--force"]])
-def test_dedup_never_writes_into_the_store_it_reads(own_index, force):
+def test_dedup_never_writes_into_the_store_it_reads(own_index):
     index, store, _, _ = own_index
     before = snapshot(store)
-    r = msfkit("dedup", index, "--threshold", "0.99", "-o", store / "manifest.json", *force)
-    refused(r, f"{store / 'manifest.json'}: inside an embedding store", "which msfkit reads")
+    for run, force in ((msfkit, []), (in_process, ["--force"])):
+        r = run("dedup", index, "--threshold", "0.99", "-o", store / "manifest.json", *force)
+        refused(r, f"{store / 'manifest.json'}: inside an embedding store", "which msfkit reads")
     assert snapshot(store) == before
 
 
-@pytest.mark.parametrize("force", [[], ["--force"]])
-def test_search_never_writes_into_the_index_or_the_model_it_reads(own_index, force):
+def test_search_never_writes_into_the_index_or_the_model_it_reads(own_index):
     index, _, query, model = own_index
     before = snapshot(index), snapshot(model)
-    r = msfkit("search", index, query, "-k", "2", "-o", index / "index.json", *force)
-    refused(r, f"{index / 'index.json'}: inside an index folder")
-    r = msfkit("search", index, query, "-k", "2", "-m", model, "--html", model / "README.md", *force)
-    refused(r, f"{model / 'README.md'}: inside a model folder")
+    for run, force in ((msfkit, []), (in_process, ["--force"])):
+        r = run("search", index, query, "-k", "2", "-o", index / "index.json", *force)
+        refused(r, f"{index / 'index.json'}: inside an index folder")
+        r = in_process("search", index, query, "-k", "2", "-m", model, "--html", model / "README.md", *force)
+        refused(r, f"{model / 'README.md'}: inside a model folder")
     assert (snapshot(index), snapshot(model)) == before
 
 
@@ -90,7 +90,7 @@ def test_an_existing_file_is_replaced_only_with_force(own_index, tmp_path):
     refused(msfkit("dedup", index, "--threshold", "0.99", "-o", photo), f"{photo}: already exists", "--force")
     refused(msfkit("search", index, query, "-k", "2", "--grid", notes), f"{notes}: already exists")
     assert photo.read_bytes() == b"a user's picture" and notes.read_text() == "a user's notes\n"
-    r = msfkit("dedup", index, "--threshold", "0.99", "-o", photo, "--force")
+    r = in_process("dedup", index, "--threshold", "0.99", "-o", photo, "--force")
     assert r.returncode == 0, r.stderr
     assert photo.read_text().startswith("group,size,row,path,label,score\n")
 
@@ -144,9 +144,9 @@ def test_store_export_replaces_a_file_only_with_force(own_index, tmp_path):
     table.write_text("mine")
     refused(msfkit("store", "export", store, table), "already exists", "--force")
     assert table.read_text() == "mine"
-    assert msfkit("store", "export", store, table, "--force").returncode == 0
+    assert in_process("store", "export", store, table, "--force").returncode == 0
     assert table.read_text() != "mine"
-    refused(msfkit("store", "export", store, store / "emb.csv", "--force"), "inside an embedding store")
+    refused(in_process("store", "export", store, store / "emb.csv", "--force"), "inside an embedding store")
 
 
 def test_train_never_writes_into_a_folder_of_other_files(own_index, tmp_path):
@@ -156,7 +156,7 @@ def test_train_never_writes_into_a_folder_of_other_files(own_index, tmp_path):
     (mine / "notes.txt").write_text("keep me")
     args = ["--preset", "demo", "max_steps=1", "knn_every=0"]
     refused(msfkit("train", *args, f"out={mine}"), "not a training run")
-    refused(msfkit("train", *args, f"out={store / 'run'}"), "inside an embedding store")
+    refused(in_process("train", *args, f"out={store / 'run'}"), "inside an embedding store")
     assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not (store / "run").exists()
 
 
@@ -173,7 +173,6 @@ def test_datasets_export_writes_only_into_its_own_folder(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    for force in ([], ["--force"]):
-        r = msfkit("datasets", "export", "fashion-mnist", mine, "--per-class", "1", *force)
-        refused(r, str(mine))
+    for run, force in ((msfkit, []), (in_process, ["--force"])):
+        refused(run("datasets", "export", "fashion-mnist", mine, "--per-class", "1", *force), str(mine))
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]

@@ -68,7 +68,7 @@ def _continue_command(stderr: str, reason: str, step: int) -> list[str]:
 @pytest.mark.slow
 def test_a_stopped_run_says_why_and_its_continue_command_resumes_it(tmp_path, monkeypatch):
     out = "runs/my run"  # relative to the working directory, with a space: quoted in the command
-    first = _train([*RUN, f"out={out}", "max_minutes=0.0001", "-q"], cwd=tmp_path)  # the installed command
+    first = _train_in_process([*RUN, f"out={out}", "max_minutes=0.0001", "-q"], tmp_path, monkeypatch)
     again = _continue_command(first, "max_minutes", 1)
     assert again == ["--resume", f"out={out}"]  # another time box of the same length
 
