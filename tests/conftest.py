@@ -10,7 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The slowest test files, slowest first (measured with --durations; a rough order is enough).
+# The slowest test files, slowest first (from --durations of whole runs; a rough order is enough:
+# update it from the slowest tests CI's log lists).
 # scripts/test.sh runs `pytest -n 2 --dist loadfile --no-loadscope-reorder`: pytest-xdist then queues
 # one work unit per file in the order of the collected items and hands the next unit to whichever
 # worker is nearly out of tests (xdist's default would sort the units by their number of tests
@@ -18,27 +19,29 @@ REPO = Path(__file__).resolve().parents[1]
 # both workers, not a 60-100 s file on one worker while the other waits.
 HEAVY_FILES = (
     "tests/msfkit/embedding/test_ray_engine.py",
-    "tests/cli/test_export.py",
     "tests/training/test_progress.py",
-    "tests/cli/test_models_cmd.py",
-    "tests/security/test_outputs.py",
-    "tests/security/test_paths.py",
-    "tests/cli/test_serve.py",
-    "tests/msfkit/embedding/test_run_processes.py",
-    "tests/cli/test_main_scripts.py",
     "tests/msfkit/serve/test_browser.py",
     "tests/security/test_archives.py",
-    "tests/security/test_csv.py",
-    "tests/msfkit/retrieval/test_calibrate.py",
+    "tests/security/test_paths.py",
+    "tests/msfkit/embedding/test_run_processes.py",
+    "tests/cli/test_export.py",
+    "tests/cli/test_main_scripts.py",
     "tests/msfkit/index/test_distributed.py",
+    "tests/security/test_csv.py",
     "tests/cli/test_curate.py",
     "tests/msfkit/eval/test_linear.py",
-    "tests/training/test_config_checks.py",
-    "tests/training/test_distributed.py",
-    "tests/bench/test_reproduce_small.py",
+    "tests/security/test_outputs.py",
+    "tests/cli/test_serve.py",
     "tests/cli/test_index.py",
-    "tests/cli/test_dedup.py",
     "tests/training/test_init.py",
+    "tests/msfkit/retrieval/test_calibrate.py",
+    "tests/training/test_distributed.py",
+    "tests/training/test_loop_resume.py",
+    "tests/msfkit/embedding/test_pipeline.py",
+    "tests/cli/test_dedup.py",
+    "tests/cli/test_embed.py",
+    "tests/bench/test_reproduce_small.py",
+    "tests/cli/test_models_cmd.py",
 )
 
 
