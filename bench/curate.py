@@ -40,8 +40,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,7 @@ sys.path.insert(0, str(REPO))
 import msfkit  # noqa: E402
 from bench.command_cost import measure, msfkit_command  # noqa: E402
 from bench.curate_leaks import plant_leaks, report_leaks  # noqa: E402
+from bench.curate_scores import precision_recall, ranked_cuts  # noqa: E402
 from msfkit.data.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
 from msfkit.index import build_index  # noqa: E402
 
@@ -143,13 +147,54 @@ def pixel_store(collection: Path, out: Path) -> Path:
     return out
 
 
-def precision_recall(found: set[str], planted: set[str]) -> str:
-    hit = len(found & planted)
-    precision = hit / len(found) if found else float("nan")
-    recall = hit / len(planted)
-    return (
-        f"precision {precision:.3f}, recall {recall:.3f} ({hit} of {len(planted)} found, {len(found)} listed)"
-    )
+SHAPING = (
+    "model",
+    "images",
+    "flip",
+    "foreign",
+    "test",
+    "leak",
+    "photos",
+)  # the arguments a --work folder keeps
+
+
+@contextmanager
+def work_folder(work: str | None) -> Iterator[Path]:
+    """`work` (made if missing), kept after the run; or a temporary folder, removed after it."""
+    if work:
+        Path(work).mkdir(parents=True, exist_ok=True)
+        yield Path(work)
+        return
+    with tempfile.TemporaryDirectory(prefix="msfkit-bench-curate-") as tmp:
+        yield Path(tmp)
+
+
+def prepared(tmp: Path, args, rng: np.random.Generator) -> tuple[dict[str, str], set[str], dict[str, str]]:
+    """The collection, its stores and its exact index under `tmp`: built, or those a --work folder kept
+    (its planted.json, written last, says they are whole); (flipped, foreign, copied), as `report`
+    takes them."""
+    record = tmp / "planted.json"
+    shaping = {name: getattr(args, name) for name in SHAPING}
+    if record.exists():
+        kept = json.loads(record.read_text())
+        if kept["args"] != shaping:
+            sys.exit(
+                f"{tmp} holds a collection built with {kept['args']}, not {shaping}: give another --work"
+            )
+        return kept["flipped"], set(kept["foreign"]), kept["copied"]
+    truth, foreign = build_collection(tmp / "images", args, rng)
+    planted = {}
+    if args.model == "pixels":
+        pixel_store(tmp / "images", tmp / "store")
+    else:
+        planted = plant_leaks(tmp / "test", tmp / "images", args.test, args.leak, rng)
+        model = model_folder(args.model, tmp / "images", tmp / "model")
+        msfkit.embed([tmp / "images"], str(model), tmp / "store")
+        msfkit.embed([tmp / "test"], str(model), tmp / "test-store")
+    build_index(tmp / "store", tmp / "index", kind="flat", recall=1.0)
+    kept = {"args": shaping, "flipped": truth, "foreign": sorted(foreign), "copied": planted}
+    record.write_text(json.dumps(kept, indent=1))
+    return truth, foreign, planted
 
 
 def knn_accuracy(index, train: np.ndarray, query: np.ndarray, true: np.ndarray) -> float:
@@ -170,29 +215,22 @@ def main() -> None:
     ap.add_argument(
         "--budget", default="0.01,0.05", help="shares of the collection selected, comma-separated"
     )
-    ap.add_argument("-k", type=int, default=10, help="neighbours for outliers and label issues")
+    ap.add_argument("-k", type=int, help="neighbours for outliers and label issues (default: each command's)")
     ap.add_argument("--test", type=int, help="Fashion-MNIST test images in TEST (default: --images / 6)")
     ap.add_argument("--leak", type=float, default=0.1, help="share of TEST copied, edited, into train")
     ap.add_argument("--threshold", default="auto", help="leaks: a cosine similarity, or auto (calibrated)")
     ap.add_argument("--timing", action="store_true", help="each command's wall seconds and peak memory")
     ap.add_argument("--photos", default=str(REPO / "data" / "photos"))
+    ap.add_argument(
+        "--work", help="build in this folder and keep it: a rerun with the same arguments reuses it"
+    )
     args = ap.parse_args()
     args.test = min(10_000, args.test or args.images // 60 * 10)
     threshold = args.threshold if args.threshold == "auto" else float(args.threshold)
     rng = np.random.default_rng(0)
 
-    with tempfile.TemporaryDirectory(prefix="msfkit-bench-curate-") as tmp:
-        tmp = Path(tmp)
-        truth, foreign = build_collection(tmp / "images", args, rng)
-        planted = {}
-        if args.model == "pixels":
-            pixel_store(tmp / "images", tmp / "store")
-        else:
-            planted = plant_leaks(tmp / "test", tmp / "images", args.test, args.leak, rng)
-            model = model_folder(args.model, tmp / "images", tmp / "model")
-            msfkit.embed([tmp / "images"], str(model), tmp / "store")
-            msfkit.embed([tmp / "test"], str(model), tmp / "test-store")
-        build_index(tmp / "store", tmp / "index", kind="flat", recall=1.0)
+    with work_folder(args.work) as tmp:
+        truth, foreign, planted = prepared(tmp, args, rng)
         index = msfkit.open_index(tmp / "index")
         paths = index.absolute_paths(range(len(index)))
         names = np.array([str(Path(p).relative_to(tmp / "images")) for p in paths])
@@ -216,13 +254,16 @@ def report(index, names: np.ndarray, truth: dict[str, str], foreign: set[str], a
     accuracy = knn_accuracy(index, halves[: len(clean) // 2], halves[len(clean) // 2 :], true)
     print(f"encoder: 20-NN accuracy {accuracy:.3f} (clean images, half against half, true labels)")
 
-    top = msfkit.outliers(index, k=args.k, top=len(foreign))
+    k = {} if args.k is None else {"k": args.k}
+    shown = "" if args.k is None else f" (k={args.k})"
+    top = msfkit.outliers(index, top=len(foreign), **k)
     listed = {names[r] for r in top["row"]}
-    print(f"outliers (k={args.k}): precision@{len(foreign)} {len(listed & foreign) / len(foreign):.3f}")
+    print(f"outliers{shown}: precision@{len(foreign)} {len(listed & foreign) / len(foreign):.3f}")
 
-    issues = msfkit.label_issues(index, k=args.k)
-    flagged = {names[r] for r in issues["row"]} - foreign
-    print(f"label issues (k={args.k}): {precision_recall(flagged, set(truth))}")
+    issues = msfkit.label_issues(index, **k)
+    ranked = [name for name in names[issues["row"]] if name not in foreign]
+    print(f"label issues{shown}: the whole list: {precision_recall(set(ranked), set(truth))}")
+    print(f"label issues{shown}, ranked: {ranked_cuts(ranked, set(truth))}")
 
     for share in map(float, args.budget.split(",")):
         budget = max(1, round(share * len(index)))
@@ -239,8 +280,9 @@ def report_costs(tmp: Path, args, leak_threshold: float | None) -> None:
     dedup at the leaks' threshold (0.95 without one), --against TEST only where TEST was embedded."""
     index, runs = str(tmp / "index"), []
     size = len(msfkit.open_index(index))
-    runs.append(["curate", "outliers", index, "-k", str(args.k), "--top", str(args.foreign)])
-    runs.append(["curate", "label-issues", index, "-k", str(args.k)])
+    k = [] if args.k is None else ["-k", str(args.k)]
+    runs.append(["curate", "outliers", index, *k, "--top", str(args.foreign)])
+    runs.append(["curate", "label-issues", index, *k])
     for share in map(float, args.budget.split(",")):
         for strategy in ("coverage", "centres", "random"):
             budget = str(max(1, round(share * size)))
@@ -252,7 +294,7 @@ def report_costs(tmp: Path, args, leak_threshold: float | None) -> None:
         runs.append(["dedup", index, "--against", str(tmp / "test-store"), "--threshold", against])
     print(f"time and memory, each command in a process of its own on the index of {size} images:")
     out = tmp / "out"
-    out.mkdir()
+    out.mkdir(exist_ok=True)
     names = {index: "INDEX", str(tmp / "test-store"): "TEST"}
     for i, argv in enumerate(runs):
         shown = "msfkit " + " ".join(names.get(a, a) for a in argv)

@@ -17,9 +17,14 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 GALLERY_NEIGHBOURS = 8  # neighbours drawn beside each outlier
 
 index_argument = click.argument("index", type=click.Path())
-k_option = click.option(
-    "-k", default=10, show_default=True, type=click.IntRange(1), help="Neighbours looked at per image."
-)
+
+
+def k_option(default: int):
+    """-k, shown with the library's default (msfkit.curate's DEFAULT_K of the command; a test checks
+    they agree), given to the library only when the user sets it."""
+    return click.option(
+        "-k", type=click.IntRange(1), help=f"Neighbours looked at per image.  [default: {default}]"
+    )
 
 
 @click.group("curate", context_settings=CONTEXT)
@@ -35,7 +40,7 @@ def curate() -> None:
 )
 @index_argument
 @storage_option
-@k_option
+@k_option(10)
 @click.option("--top", default=20, show_default=True, type=click.IntRange(1), help="How many to list.")
 @click.option(
     "-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the CSV (or --json) here."
@@ -58,8 +63,10 @@ def outliers(index, k, top, out, html, force, as_json):
       msfkit curate outliers index --top 50 -o outliers.csv --html outliers.html
     """
     import msfkit
+    from msfkit.curate.outliers import DEFAULT_K
 
     check_outputs(force, out, html)
+    k = k or DEFAULT_K
     table = msfkit.outliers(index, k=k, top=top, progress=sys.stderr.isatty())
     if html:
         _gallery(index, table, k, html)
@@ -69,7 +76,7 @@ def outliers(index, k, top, out, html, force, as_json):
 @curate.command("label-issues", context_settings=CONTEXT, short_help="Labels their neighbours vote against.")
 @index_argument
 @storage_option
-@k_option
+@k_option(50)
 @click.option(
     "-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the CSV (or --json) here."
 )
@@ -78,19 +85,22 @@ def outliers(index, k, top, out, html, force, as_json):
 def label_issues(index, k, out, force, as_json):
     """List the images whose neighbours vote for another label than their own.
 
-    One CSV row each (row, path, label, suggested, confidence, self_confidence), least
-    self-confident first. Labels are the class folders the images were embedded from. The method
-    is cleanlab's confident learning on k-NN predictions: an image is listed when the most probable
-    class that reaches its class's threshold (the mean probability of the class over its own
-    images) is not its label.
+    One CSV row each (row, path, label, suggested, confidence, self_confidence). An image's
+    probability of a class is the share of its k nearest others labelled so; self_confidence is
+    that of its own label, confidence that of the suggested one. Labels are the class folders the
+    images were embedded from. The method is cleanlab's confident learning on k-NN predictions: an
+    image is listed when the most probable class that reaches its class's threshold (the mean
+    probability of the class over its own images) is not its label. The list is ranked, least
+    self-confident first: the mistakes are at its top, so read (or cut) it from the top.
 
     \b
       msfkit curate label-issues index -o issues.csv
     """
     import msfkit
+    from msfkit.curate.label_issues import DEFAULT_K
 
     check_outputs(force, out)
-    table = msfkit.label_issues(index, k=k, progress=sys.stderr.isatty())
+    table = msfkit.label_issues(index, k=k or DEFAULT_K, progress=sys.stderr.isatty())
     _write_rows(table, out, as_json, f"{len(table)} label issues")
 
 

@@ -1,15 +1,22 @@
 """Labels the neighbourhood votes against: cleanlab's confident learning on k-NN predictions.
 
-    label_issues("index", k=10)   # DataFrame: row, path, label, suggested, confidence, self_confidence
+    label_issues("index")   # DataFrame: row, path, label, suggested, confidence, self_confidence
 
 Each image's class probabilities are the labels of its k nearest other images (uniform votes, as
 cleanlab's Datalab gets them from a k-NN classifier; the image itself never votes, so they are
-out-of-sample). As in cleanlab's `find_label_issues(filter_by="confident_learning")`, every class j
+out-of-sample). k is 50 by default, not cleanlab's 10: with 10 votes an image's own-label share
+takes 11 values only, and a clean image at a class border ties at 0 with the flipped ones; with 50
+it keeps a few votes of its own class while a flipped image, among another class, keeps none.
+
+As in cleanlab's `find_label_issues(filter_by="confident_learning")`, every class j
 has a threshold t_j, the mean probability of j over the images labelled j; an image's confident
 label is the most probable class whose probability reaches its threshold, and the image is an issue
 when that class is not its own label. `suggested` is that class, `confidence` its probability,
 `self_confidence` the probability of the given label (cleanlab's label quality score); issues are
-listed least self-confident first. Images without a label neither vote nor are judged.
+listed least self-confident first (ties: the more confident suggestion first), so the top of the
+list is where the mistakes are: read it from the top. Of cleanlab's rankings, self-confidence ranked
+planted flips best (bench/curate.py, docs/curation.md). Images without a label neither vote nor are
+judged.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import pandas as pd
 from msfkit.curate.neighbours import BLOCK_ROWS, Source, neighbour_blocks, opened, source_name
 from msfkit.models.errors import MsfkitError
 
-DEFAULT_K = 10
+DEFAULT_K = 50  # votes per image: measured on planted flips (docs/curation.md)
 COLUMNS = ("row", "path", "label", "suggested", "confidence", "self_confidence")
 
 
@@ -66,7 +73,9 @@ def _label_codes(index, name: str) -> tuple[np.ndarray, np.ndarray]:
 def _neighbour_votes(index, codes: np.ndarray, k: int, name: str, progress: bool) -> np.ndarray:
     """(N, k) class numbers of every image's k nearest other images; -1 for none or no label."""
     blocks = neighbour_blocks(index, k, name, progress, "label issues")
-    return np.concatenate([np.where(valid, codes[np.maximum(rows, 0)], -1) for _, _, rows, valid in blocks])
+    return np.concatenate(
+        [np.where(valid, codes[np.maximum(rows, 0)], -1).astype(np.int32) for _, _, rows, valid in blocks]
+    )
 
 
 def _probabilities(votes: np.ndarray, n_classes: int) -> np.ndarray:

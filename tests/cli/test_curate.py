@@ -3,6 +3,7 @@ one-line errors."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import subprocess
@@ -12,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from msfkit.cli.curate import curate
 from tests.msfkit.curate.planted import clusters, labelled_store, with_far_points
 from tests.msfkit.index_stores import write_vector_store
 
@@ -139,3 +142,10 @@ def test_curate_on_the_real_photo_index(photo_index):
     r = msfkit("curate", "select", index, "--budget", "21")
     assert r.returncode == 0 and len(set(r.stdout.splitlines())) == 21
     assert r.stderr.strip() == "coverage: 21 images, coverage radius 0.0000"
+
+
+@pytest.mark.parametrize(("command", "module"), [("outliers", "outliers"), ("label-issues", "label_issues")])
+def test_the_help_shows_the_library_default_k(command, module):
+    default = importlib.import_module(f"msfkit.curate.{module}").DEFAULT_K
+    r = CliRunner().invoke(curate, [command, "-h"], terminal_width=200)
+    assert r.exit_code == 0 and f"Neighbours looked at per image.  [default: {default}]" in r.output

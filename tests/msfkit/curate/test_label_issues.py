@@ -8,7 +8,7 @@ import pytest
 import msfkit
 from msfkit.curate.label_issues import COLUMNS, label_issues
 from msfkit.models.errors import MsfkitError
-from tests.msfkit.curate.planted import clusters, labelled_store
+from tests.msfkit.curate.planted import D, clusters, labelled_store
 from tests.msfkit.index_stores import write_vector_store
 
 NAMES = np.array(["=coat", "bag", "shirt"])  # one starts like a formula: labels are any text
@@ -81,3 +81,19 @@ def test_each_class_is_judged_against_its_own_threshold_as_in_confident_learning
     assert sorted(issues["row"]) == list(range(4, 10))
     assert set(issues["suggested"]) == {"shirt"}
     assert np.allclose(issues["confidence"], 4 / 9) and np.allclose(issues["self_confidence"], 5 / 9)
+
+
+def test_by_default_the_flipped_labels_rank_before_a_clean_image_at_a_class_border(tmp_path):
+    # 60 coats round e0, 48 bags round e1 and 12 round e2; row 0 a clean coat near the e2 bags, its
+    # 10 nearest all bags, its next ones coats; rows 1-3 coats in the coat cluster labelled bag.
+    # With 10 votes the border coat ties with the flips at self-confidence 0; with 50 it does not.
+    rng = np.random.default_rng(0)
+    eye = np.eye(D)
+    centres = np.concatenate([[eye[2] + 0.6 * eye[0]], eye[[0] * 60], eye[[1] * 48], eye[[2] * 12]])
+    x = centres + 0.03 * rng.standard_normal(centres.shape)
+    labels = ["coat"] + ["bag"] * 3 + ["coat"] * 57 + ["bag"] * 60
+    store = labelled_store(tmp_path / "s", x / np.linalg.norm(x, axis=1, keepdims=True), labels)
+    assert sorted(label_issues(store, k=10)["row"][:3]) != [1, 2, 3]  # cleanlab's k: the border coat first
+    issues = label_issues(store)
+    assert sorted(issues["row"][:3]) == [1, 2, 3] and set(issues["suggested"][:3]) == {"coat"}
+    assert 0 not in set(issues["row"]) or issues["self_confidence"][issues["row"] == 0].item() > 0.5
