@@ -63,9 +63,7 @@ def test_a_run_starts_from_a_model_folder_records_it_and_resumes_without_it(tmp_
     assert msfkit.load(str(run / "model")).config.provenance["init"] == record
 
     shutil.rmtree(base)  # a resume continues from the checkpoint: MODEL is not needed, nor loaded
-    r = subprocess.run(
-        [MSFKIT, "train", "--resume", f"out={run}", "max_steps=0", "-q"], capture_output=True, text=True
-    )
+    r = in_process("train", "--resume", f"out={run}", "max_steps=0", "-q")  # a further case, in this process
     assert r.returncode == 0, r.stderr
     assert "resumed from step 2/3 (epoch 1/1)" in r.stderr.splitlines() and "init=" not in r.stderr
     assert load_checkpoint(run / "checkpoint.pt")["step"] == 3
