@@ -1,7 +1,8 @@
 """The archive and list boundary (threat: a data set from the internet): a member or list entry named
 `../../outside.jpg` or `/abs.jpg` is an error row, never a file outside its source; a tar cut short
 is reported, never read as a shorter archive; a hard-link member is read as its target. Through the
-installed `msfkit` command, the store read from its files, and real HTTP to the served index."""
+installed `msfkit` command (a further case through its click group in this process), the store read
+from its files, and real HTTP to the served index (its store and index made in this process)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.commands import in_process
 from tests.msfkit.serve.server import Server, msfkit_command, server_env
+from tests.runs import embed
 
 # every test here runs the installed command, a server or a Ray cluster: out of the quick loop
 pytestmark = pytest.mark.slow
@@ -31,10 +34,6 @@ def _member(tar: tarfile.TarFile, name: str, data: bytes = b"", **fields) -> Non
 
 def _msfkit(*args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([*msfkit_command(), *args], capture_output=True, text=True, env=env, timeout=300)
-
-
-def _embed(inputs: list[Path], model: Path, out: Path) -> subprocess.CompletedProcess:
-    return _msfkit("embed", *map(str, inputs), "-m", str(model), "-o", str(out), "--workers", "0")
 
 
 def _table(folder: Path, name: str) -> pd.DataFrame:
@@ -119,9 +118,12 @@ def test_the_served_index_never_sends_the_file_a_member_name_points_at(tmp_path,
     with tarfile.open(tmp_path / "data" / "shard.tar", "w") as tar:
         _member(tar, "a.jpg", photo_paths[0].read_bytes())
         _member(tar, "../../outside.jpg", photo_paths[1].read_bytes())
-    assert _embed([tmp_path / "data" / "shard.tar"], tiny_model_dir, tmp_path / "st").returncode == 0
-    run = _msfkit("index", str(tmp_path / "st"), "-o", str(tmp_path / "ix"))
-    assert run.returncode == 0, run.stderr
+    from msfkit.index import build_index
+
+    # the store and index in this process: the served index is the test
+    summary = embed([tmp_path / "data" / "shard.tar"], str(tiny_model_dir), tmp_path / "st", workers=0)
+    assert (summary.embedded, summary.failed) == (1, 1)
+    build_index(tmp_path / "st", tmp_path / "ix")
     env = server_env(tmp_path / "cache", tmp_path / "hf")
     with Server(tmp_path / "ix", env) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         rows = client.get("/api/health").json()["rows"]
@@ -132,14 +134,18 @@ def test_the_served_index_never_sends_the_file_a_member_name_points_at(tmp_path,
 
 
 @pytest.mark.parametrize(
-    ("cut", "says"),
+    ("cut", "says", "run"),
     [
-        (lambda sizes: sizes[0] + sizes[1] + sizes[2] + 100, "ends inside the header of member 4"),
-        (lambda sizes: sizes[0] + sizes[1] + sizes[2], "ends after 3 members without the end-of-archive"),
+        (lambda sizes: sizes[0] + sizes[1] + sizes[2] + 100, "ends inside the header of member 4", _msfkit),
+        (  # the further case through the click group in this process
+            lambda sizes: sizes[0] + sizes[1] + sizes[2],
+            "ends after 3 members without the end-of-archive",
+            in_process,
+        ),
     ],
 )
 def test_a_tar_cut_inside_a_header_is_reported_not_read_as_a_shorter_archive(
-    cut, says, tmp_path, photo_paths, tiny_model_dir
+    cut, says, run, tmp_path, photo_paths, tiny_model_dir
 ):
     whole = tmp_path / "whole.tar"
     with tarfile.open(whole, "w", format=tarfile.USTAR_FORMAT) as tar:
@@ -149,9 +155,7 @@ def test_a_tar_cut_inside_a_header_is_reported_not_read_as_a_shorter_archive(
     (tmp_path / "cut").mkdir()
     shard = tmp_path / "cut" / "shard.tar"
     shard.write_bytes(whole.read_bytes()[: cut(sizes)])
-    run = _msfkit(
-        "embed", str(shard), "-m", str(tiny_model_dir), "-o", str(tmp_path / "st"), "--workers", "0"
-    )
-    assert run.returncode == 1, run.stdout
-    assert run.stderr.startswith("Error: ") and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
-    assert f"{shard}: truncated or damaged tar: it {says}" in run.stderr
+    r = run("embed", str(shard), "-m", str(tiny_model_dir), "-o", str(tmp_path / "st"), "--workers", "0")
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert f"{shard}: truncated or damaged tar: it {says}" in r.stderr
