@@ -67,11 +67,15 @@ def test_onnx_gives_the_models_vectors_for_any_batch(model_and_pixels, tmp_path)
     assert json.loads((tmp_path / "enc.onnx.json").read_text())["input"]["name"] == "pixels"
 
 
-@pytest.mark.parametrize("name", ["x.tflite", "x.safetensors", "weights.pth"])
+@pytest.mark.parametrize(
+    ("name", "command"),  # installed, then the further cases through the click group in this process
+    [("x.tflite", run), ("x.safetensors", in_process), ("weights.pth", in_process)],
+    ids=["x.tflite", "x.safetensors", "weights.pth"],
+)
 @pytest.mark.slow
-def test_a_format_it_cannot_write_is_one_line_and_makes_nothing(model_and_pixels, tmp_path, name):
+def test_a_format_it_cannot_write_is_one_line_and_makes_nothing(model_and_pixels, tmp_path, name, command):
     folder = model_and_pixels[0]
-    r = run("export", folder, tmp_path / name)
+    r = command("export", folder, tmp_path / name)
     assert r.returncode == 1 and "msfkit does not write this format" in r.stderr
     assert not (tmp_path / name).exists()
 

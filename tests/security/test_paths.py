@@ -1,7 +1,8 @@
 """The path boundary (threat: a data set from the internet, a store or index edited by hand): a row's
 file is sent only while it resolves, symlinks too, under its store's source root and is still the
 file that was embedded; a row path that climbs out refuses the store. Through the installed `msfkit`
-command and real HTTP to the served index."""
+command (a test's further cases, and the stores and indexes a test only reads, through its click group
+or the Python API in this process) and real HTTP to the served index."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 
 from tests.commands import in_process
 from tests.msfkit.serve.server import Server, msfkit_command, server_env
+from tests.runs import embed
 
 # every test here runs the installed command, a server or a Ray cluster: out of the quick loop
 pytestmark = pytest.mark.slow
@@ -35,15 +37,15 @@ def collection(tmp_path_factory, photo_paths, tiny_model_dir):
     for i, photo in enumerate(photo_paths[:3]):
         shutil.copy(photo, base / "data" / f"p{i}.jpg")
     shutil.copy(photo_paths[7], base / "secret.jpg")
-    run = _msfkit(
-        "embed", str(base / "data"), "-m", str(tiny_model_dir), "-o", str(base / "st"), "--workers", "0"
-    )
-    assert run.returncode == 0, run.stderr
+    assert embed([base / "data"], str(tiny_model_dir), base / "st", workers=0).embedded == 3
     return base
 
 
-def _index(store: Path, out: Path) -> subprocess.CompletedProcess:
-    return _msfkit("index", str(store), "-o", str(out))
+def _index(store: Path, out: Path, installed: bool = False) -> subprocess.CompletedProcess:
+    """`msfkit index STORE -o OUT` by the installed command, or by the click group in this process."""
+    if installed:
+        return _msfkit("index", str(store), "-o", str(out))
+    return in_process("index", store, "-o", out)
 
 
 def _served(index: Path, tmp_path_factory):
@@ -113,17 +115,19 @@ def test_a_manifest_edited_to_point_at_the_filesystem_root_is_not_served(collect
 
 
 @pytest.mark.parametrize(
-    ("rel", "says"),
+    ("rel", "says", "installed"),
     [
-        ("../../../etc/passwd", "'../../../etc/passwd' is unsafe (has a '..' part)"),
-        ("/etc/passwd", "'/etc/passwd' is unsafe (absolute)"),
+        ("../../../etc/passwd", "'../../../etc/passwd' is unsafe (has a '..' part)", True),
+        ("/etc/passwd", "'/etc/passwd' is unsafe (absolute)", False),  # a further case, in this process
     ],
 )
-def test_a_store_whose_row_paths_leave_their_root_is_refused_in_one_line(collection, tmp_path, rel, says):
+def test_a_store_whose_row_paths_leave_their_root_is_refused_in_one_line(
+    collection, tmp_path, rel, says, installed
+):
     store = tmp_path / "edited"
     shutil.copytree(collection / "st", store)
     _edit(store, str(collection / "data"), rel)
-    _one_line_error(_index(store, tmp_path / "ix"), f"{store}: row path {says}")
+    _one_line_error(_index(store, tmp_path / "ix", installed), f"{store}: row path {says}")
     assert not os.path.exists(tmp_path / "ix")
 
 
