@@ -20,8 +20,8 @@ index_argument = click.argument("index", type=click.Path())
 
 
 def k_option(default: int):
-    """-k, shown with the library's default (msfkit.curate's DEFAULT_K of the command; a test checks
-    they agree), given to the library only when the user sets it."""
+    """-k, shown with the library's default (the command's DEFAULT_K in msfkit.curate; a test checks
+    they agree); unset, None reaches the library, which applies its default."""
     return click.option(
         "-k", type=click.IntRange(1), help=f"Neighbours looked at per image.  [default: {default}]"
     )
@@ -97,10 +97,9 @@ def label_issues(index, k, out, force, as_json):
       msfkit curate label-issues index -o issues.csv
     """
     import msfkit
-    from msfkit.curate.label_issues import DEFAULT_K
 
     check_outputs(force, out)
-    table = msfkit.label_issues(index, k=k or DEFAULT_K, progress=sys.stderr.isatty())
+    table = msfkit.label_issues(index, k=k, progress=sys.stderr.isatty())
     _write_rows(table, out, as_json, f"{len(table)} label issues")
 
 

@@ -137,16 +137,18 @@ def find_leaks(train: PathLike, test: PathLike, **options: Any) -> Leaks:
 
 
 def outliers(
-    source: PathLike, k: int = 10, top: int | None = None, *, progress: bool = False
+    source: PathLike, k: int | None = None, top: int | None = None, *, progress: bool = False
 ) -> pd.DataFrame:
-    """Images of an index or store ranked most foreign first (see `msfkit.curate.outliers`)."""
+    """Images of an index or store ranked most foreign first (see `msfkit.curate.outliers`; k: its
+    DEFAULT_K unless given)."""
     from msfkit.curate import outliers as _outliers
 
     return _outliers(source, k=k, top=top, progress=progress)
 
 
-def label_issues(source: PathLike, k: int = 10, *, progress: bool = False) -> pd.DataFrame:
-    """Images whose k nearest neighbours vote against their label (see `msfkit.curate.label_issues`)."""
+def label_issues(source: PathLike, k: int | None = None, *, progress: bool = False) -> pd.DataFrame:
+    """Images whose k nearest neighbours vote against their label (see `msfkit.curate.label_issues`;
+    k: its DEFAULT_K unless given)."""
     from msfkit.curate import label_issues as _label_issues
 
     return _label_issues(source, k=k, progress=progress)

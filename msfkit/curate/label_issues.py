@@ -31,9 +31,11 @@ DEFAULT_K = 50  # votes per image: measured on planted flips (docs/curation.md)
 COLUMNS = ("row", "path", "label", "suggested", "confidence", "self_confidence")
 
 
-def label_issues(source: Source, k: int = DEFAULT_K, progress: bool = False) -> pd.DataFrame:
-    """The images of `source` (an index folder or a labelled embedding store) whose neighbours vote
-    for another label; a user error when it holds fewer than two labels."""
+def label_issues(source: Source, k: int | None = None, progress: bool = False) -> pd.DataFrame:
+    """The images of `source` (an index folder or a labelled embedding store) whose `k` (DEFAULT_K
+    unless given) nearest others vote for another label; a user error when it holds fewer than two
+    labels."""
+    k = DEFAULT_K if k is None else k
     with opened(source) as index:
         name = source_name(source)
         codes, classes = _label_codes(index, name)

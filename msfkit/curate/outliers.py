@@ -22,10 +22,12 @@ COLUMNS = ("rank", "row", "path", "label", "score", "in_degree")
 
 
 def outliers(
-    source: Source, k: int = DEFAULT_K, top: int | None = None, progress: bool = False
+    source: Source, k: int | None = None, top: int | None = None, progress: bool = False
 ) -> pd.DataFrame:
     """Every image of `source` (an index folder or an embedding store), most foreign first, or the
-    `top` most foreign: rank (from 1), row, path, label, score, in_degree."""
+    `top` most foreign: rank (from 1), row, path, label, score, in_degree; `k` neighbours looked at,
+    DEFAULT_K unless given."""
+    k = DEFAULT_K if k is None else k
     if top is not None and top < 1:
         raise MsfkitError(f"top must be >= 1, not {top}")
     with opened(source) as index:

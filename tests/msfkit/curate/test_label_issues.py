@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pandas.testing import assert_frame_equal
 
 import msfkit
 from msfkit.curate.label_issues import COLUMNS, label_issues
@@ -95,5 +96,6 @@ def test_by_default_the_flipped_labels_rank_before_a_clean_image_at_a_class_bord
     store = labelled_store(tmp_path / "s", x / np.linalg.norm(x, axis=1, keepdims=True), labels)
     assert sorted(label_issues(store, k=10)["row"][:3]) != [1, 2, 3]  # cleanlab's k: the border coat first
     issues = label_issues(store)
+    assert_frame_equal(msfkit.label_issues(store), issues)  # the API's default is the library's
     assert sorted(issues["row"][:3]) == [1, 2, 3] and set(issues["suggested"][:3]) == {"coat"}
     assert 0 not in set(issues["row"]) or issues["self_confidence"][issues["row"] == 0].item() > 0.5
