@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision import transforms as T
 from tqdm import tqdm
 
 from msfkit.eval.labels import class_indices, holdout_split
@@ -252,6 +251,10 @@ def train_linear_msf(
 
 def train_transform(config):
     """RandomResizedCrop(image_size) + horizontal flip + normalise: the reference's train views."""
+    # torchvision, for the full recipe's augmentation alone: it imports torch._dynamo (seconds on two
+    # cores), which every other eval (k-NN, the fast probe, a saved head) never needs
+    from torchvision import transforms as T  # loads torch
+
     return T.Compose(
         [
             T.Lambda(to_rgb),
