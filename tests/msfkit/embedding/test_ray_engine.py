@@ -71,13 +71,6 @@ def untimed(manifest):
 
 
 @pytest.mark.ray
-def test_a_ray_run_writes_the_store_a_local_run_writes(ray_local, tmp_path, folder, clean, tiny_model_dir):
-    summary = embed([folder], str(tiny_model_dir), tmp_path / "ray", shard_rows=ROWS, engine="ray")
-    assert (summary.embedded, summary.failed, summary.skipped) == (8, 6, 0)
-    assert_same_store(tmp_path / "ray", clean)
-
-
-@pytest.mark.ray
 def test_a_ray_run_into_a_bucket_writes_the_local_runs_store(
     ray_local, s3_bucket, folder, clean, tiny_model_dir
 ):
@@ -98,7 +91,7 @@ def test_a_worker_killed_in_a_shard_is_retried(
     monkeypatch.setattr(ray_engine, "CRASH_ONCE", (2, str(marker)))
     summary = embed([folder], str(tiny_model_dir), tmp_path / "ray", shard_rows=ROWS, engine="ray")
     assert marker.exists()  # the worker holding shard 2 did die (os._exit) in its first attempt
-    assert summary.embedded + summary.failed == 14
+    assert (summary.embedded, summary.failed, summary.skipped) == (8, 6, 0)
     assert_same_store(tmp_path / "ray", clean)
 
 
