@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from msfkit.cli.index import index
+from msfkit.index.plan import TYPES, WORKLOADS
 from tests.commands import in_process
 from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 
@@ -97,3 +99,10 @@ def test_an_index_at_a_url_reaches_the_endpoint_given_by_storage_option(store, s
     r = run("index", store, "-o", url, "--type", "flat", *option, "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["index"] == url and "index.json" in open_url(url).find()
+
+
+def test_the_commands_choices_are_the_planners():
+    """`msfkit index` spells out --type and --workload (so that `-h` imports no faiss): the same
+    choices the planner takes, in its order."""
+    choices = {p.name: tuple(p.type.choices) for p in index.params if p.name in ("kind", "workload")}
+    assert choices == {"kind": TYPES, "workload": WORKLOADS}
