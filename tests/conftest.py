@@ -174,9 +174,14 @@ def s3_bucket(s3_server, monkeypatch) -> str:
 @pytest.fixture(scope="session")
 def ray_local():
     """Ray started once per test session on this machine with 2 CPUs (the tests that use it are
-    marked `ray`); skipped without the ray extra."""
+    marked `ray`); skipped without the ray extra. A new instance of its own (`address="local"`):
+    without it, Ray joins a cluster it finds on the machine, such as the two-node one another test
+    process starts at the same time (and then refuses `num_cpus`)."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'msfkit[ray]'")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False,
+            log_to_driver=False,
+        )  # fmt: skip
     yield ray
     ray.shutdown()
