@@ -1,3 +1,3 @@
-from msfkit.cli.main import main
+from msfkit.cli import main
 
 main()

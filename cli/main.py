@@ -13,6 +13,7 @@ import sys
 import click
 
 from msfkit._version import __version__
+from msfkit.cli import MAX_WIDTH, keep_help_page
 from msfkit.models.errors import MsfkitError
 
 # command name -> "module:attribute" under msfkit.cli
@@ -35,7 +36,7 @@ COMMANDS = {
 # Spellings of the previous release, still accepted for one release with a line on stderr.
 DEPRECATED = {"--out": "-o/--output", "--overwrite": "--force", "--memory-budget": "--memory"}
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": MAX_WIDTH}
 
 
 class LazyGroup(click.Group):
@@ -91,8 +92,15 @@ def one_line_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def main() -> None:
-    """Console entry point: every user error, usage errors included, is one line on stderr."""
+def main(help_key: str | None = None) -> None:
+    """Run a command line (the entry point, msfkit.cli:main, answers `-V` and a cached help page
+    itself): every user error, usage errors included, is one line on stderr. With `help_key`, the
+    line asks for the top-level help page: it is printed and kept under that key for the next time."""
+    if help_key is not None:
+        page = top_level_help()
+        sys.stdout.write(page)
+        keep_help_page(help_key, page)
+        return
     code = 0
     try:
         code = cli.main(prog_name="msfkit", standalone_mode=False)
@@ -114,6 +122,12 @@ def main() -> None:
         sys.exit(getattr(e.__cause__, "exit_code", 130))
     if isinstance(code, int) and code:  # ctx.exit(n) in a command: click returns n without standalone mode
         sys.exit(code)
+
+
+def top_level_help() -> str:
+    """`msfkit -h` as click prints it."""
+    with cli.make_context("msfkit", [], resilient_parsing=True) as ctx:
+        return ctx.get_help() + "\n"
 
 
 def _quiet_stdout() -> None:

@@ -20,15 +20,16 @@ of these functions.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from msfkit._version import __version__
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `import msfkit` stays cheap
 if TYPE_CHECKING:
+    from typing import Any
+
     import pandas as pd
 
     from msfkit.curate import Selection
@@ -72,16 +73,11 @@ def embed(
     engine: "local" or "ray", address: the Ray cluster).
     A rerun continues where the last one stopped. `store.run` is the run's `EmbedSummary`.
     """
-    from msfkit.embedding import EmbedOptions, StoreOptions
     from msfkit.embedding import embed as run
+    from msfkit.embedding.run import split_options
     from msfkit.store import open_store
 
-    fields = {f.name for f in dataclasses.fields(EmbedOptions)}
-    unknown = set(options) - fields - {f.name for f in dataclasses.fields(StoreOptions)}
-    if unknown:
-        raise TypeError(f"embed() got unexpected options: {', '.join(sorted(unknown))}")
-    opts = EmbedOptions(**{k: v for k, v in options.items() if k in fields})
-    store_opts = StoreOptions(**{k: v for k, v in options.items() if k not in fields})
+    opts, store_opts = split_options(options)
     model = model if not isinstance(model, (str, os.PathLike)) else load(model)
     summary = run(inputs, model, out, opts, store_opts)
     store = open_store(summary.store)

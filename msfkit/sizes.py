@@ -4,10 +4,10 @@ the rooms that only plan or cache (store, index) load neither for it."""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
+from msfkit._cache import cache_root
 from msfkit.models.errors import MsfkitError
 
 _SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*")
@@ -37,10 +37,7 @@ def format_bytes(n: float) -> str:
 def cache_dir(*parts: str) -> Path:
     """msfkit's cache folder (reusable work such as evaluation features): $MSFKIT_CACHE, else
     $XDG_CACHE_HOME/msfkit, else ~/.cache/msfkit; never the current folder."""
-    root = os.environ.get("MSFKIT_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "msfkit"
-    )
-    return Path(root, *parts)
+    return Path(cache_root(), *parts)
 
 
 def url_cache_dir(kind: str, url: str, *parts: str) -> Path:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"msfkit": "msfkit", "models": "msfkit.models", "training": "msfkit.training", "cli": "msfkit.cli"}
 # Lower layers never import higher ones; rooms of one layer never import each other.
 LAYERS = [
-    ("msfkit._version",),
+    ("msfkit._version", "msfkit._cache"),  # the version; the cache folder, named with os alone
     ("msfkit.models",),
     ("msfkit.runtime", "msfkit.sizes", "msfkit.cluster"),  # torchrun ranks; bytes and the cache; Ray
     ("msfkit.data",),

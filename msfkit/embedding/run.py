@@ -40,6 +40,17 @@ from msfkit.store.format import EmbedSettings, part_name, read_manifest
 from msfkit.store.remote import RemoteStore
 
 
+def split_options(options: dict) -> tuple[EmbedOptions, StoreOptions]:
+    """Keyword options (`msfkit.embed(..., batch_size=64, shard="2/4")`) as the embedding's and the
+    store's option sets; a TypeError names any that is neither."""
+    fields = {f.name for f in dataclasses.fields(EmbedOptions)}
+    unknown = set(options) - fields - {f.name for f in dataclasses.fields(StoreOptions)}
+    if unknown:
+        raise TypeError(f"embed() got unexpected options: {', '.join(sorted(unknown))}")
+    embedding = EmbedOptions(**{k: v for k, v in options.items() if k in fields})
+    return embedding, StoreOptions(**{k: v for k, v in options.items() if k not in fields})
+
+
 def embed(
     inputs: Sequence[str | Path] | str | Path,
     model: Encoder | str,

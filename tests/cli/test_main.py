@@ -61,10 +61,52 @@ ANSWERS = {
 @pytest.mark.parametrize("args", sorted(ANSWERS))
 def test_help_and_version_import_neither_torch_nor_faiss(args):
     """What keeps the start-up quick, asserted as behaviour: a time bound would fail on a loaded machine."""
+    imports_of(*args.split())  # the first `-h` renders the page with click and keeps it
     imported, out = imports_of(*args.split())
     assert out.startswith(ANSWERS[args])
-    assert {"click", "msfkit"} <= imported  # the record is read: an empty one would pass the next line
+    assert "msfkit" in imported  # the record is read: an empty one would pass the next lines
     assert not imported & HEAVY, sorted(imported & HEAVY)
+    # -V and a help page shown before are answered by the entry point alone; a command's help is click's
+    assert ("click" in imported) == (args == "search --help")
+
+
+def click_page(columns: int) -> str:
+    """`msfkit -h` as the click group itself prints it at this terminal width, past the entry point."""
+    code = "from msfkit.cli.main import cli; cli.main(['-h'], prog_name='msfkit')"
+    env = {**os.environ, "COLUMNS": str(columns)}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+
+
+@pytest.mark.parametrize("columns", [60, 200])
+def test_the_kept_help_page_is_clicks_page_for_the_terminals_width(columns, monkeypatch):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    first = subprocess.run([MSFKIT, "-h"], capture_output=True, text=True, check=True).stdout
+    kept, bare = (
+        subprocess.run([MSFKIT, *a], capture_output=True, text=True, check=True) for a in (["--help"], [])
+    )
+    assert first == kept.stdout == bare.stdout == click_page(columns)
+    assert max(map(len, first.splitlines())) <= min(columns, 100) - 2
+    pages = list((Path(os.environ["MSFKIT_CACHE"]) / "help").iterdir())
+    assert len(pages) == 1 and pages[0].read_text().partition("\n")[2] == first
+
+
+def test_a_kept_page_with_another_key_is_rendered_again_and_replaced(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "90")
+    first = subprocess.run([MSFKIT, "-h"], capture_output=True, text=True, check=True).stdout
+    (page,) = (Path(os.environ["MSFKIT_CACHE"]) / "help").iterdir()
+    key, _, text = page.read_text().partition("\n")
+    page.write_text(f"{key}|an older click\nUsage: a stale page\n")  # as if click or a module had changed
+    again = subprocess.run([MSFKIT, "-h"], capture_output=True, text=True, check=True).stdout
+    assert again == first and page.read_text() == f"{key}\n{text}"
+
+
+def test_help_is_printed_where_the_cache_cannot_be_written(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("MSFKIT_CACHE", str(tmp_path / "a-file"))
+    r = subprocess.run([MSFKIT, "-h"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "" and r.stdout == click_page(80)
 
 
 def test_models_info_json_parses_and_describes_the_model(tiny_model_dir):
