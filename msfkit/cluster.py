@@ -7,6 +7,7 @@ Ray is an optional extra (`pip install 'msfkit[ray]'`): without it, one line nam
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -23,18 +24,20 @@ def ray_missing(module: str | None = "ray") -> str:
 
 
 def connect(address: str | None) -> Any:
-    """The `ray` module, connected to the cluster at `address` (None: RAY_ADDRESS or a new local one;
-    "auto": the one running here) unless this process is connected already."""
+    """The `ray` module, connected to the cluster at `address` (None: RAY_ADDRESS, else a new local
+    instance of its own; "auto": the one running here) unless this process is connected already."""
     try:
         import ray  # optional extra: ray
     except ImportError as e:
         raise MsfkitError(ray_missing(e.name)) from None
     if not ray.is_initialized():
+        if address is None and not os.environ.get("RAY_ADDRESS"):
+            address = "local"  # ray.init(None) would join a cluster that another program runs here
         _check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            where = address or "a new local cluster"
+            where = "a new local instance" if address == "local" else address
             raise MsfkitError(f"cannot start or reach Ray at {where}: {str(e).splitlines()[0]}") from None
     return ray
 

@@ -179,6 +179,7 @@ def test_an_unreachable_cluster_is_one_line_and_nothing_written(tmp_path, folder
 # workers are on different nodes) embeds the folder; in its own process, as Ray allows one cluster
 # per driver.
 TWO_NODES = """
+import subprocess
 import sys
 
 import ray
@@ -190,6 +191,10 @@ folder, model, out, rows = sys.argv[1:]
 small = {"num_cpus": 1, "object_store_memory": 100 * 2**20}
 cluster = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
 cluster.add_node(**small)
+# with no address and no RAY_ADDRESS msfkit starts an instance of its own, not this running cluster
+own = "import msfkit.cluster; print(msfkit.cluster.connect(None).get_runtime_context().gcs_address)"
+other = subprocess.run([sys.executable, "-c", own], capture_output=True, text=True, check=True).stdout
+print(other.strip() != cluster.address)
 ray.init(address=cluster.address, log_to_driver=False)
 try:
     print(len([n for n in ray.nodes() if n["Alive"]]))
@@ -207,8 +212,14 @@ def test_a_cluster_of_two_nodes_writes_the_local_runs_store(tmp_path, folder, cl
     out = tmp_path / "ray"
     args = [folder, tiny_model_dir, out, ROWS]
     r = subprocess.run(
-        [sys.executable, "-c", TWO_NODES, *map(str, args)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", TWO_NODES, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.split() == ["2"]  # both nodes were up while the shards were embedded
+    # connect(None) ran beside the cluster in an instance of its own; both nodes were up while the
+    # shards were embedded
+    assert r.stdout.split() == ["True", "2"]
     assert_same_store(out, clean)
