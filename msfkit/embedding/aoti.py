@@ -6,7 +6,8 @@ them (inductor's freezing: batch norms folded into the convolutions, bf16 copies
 hashes everything the compiled code depends on: every parameter and buffer, the source of the
 module classes it runs, the caller's facts (model config, preprocessing, precision), the input's
 shape and dtype, torch's version and thread count (the kernels' OpenMP teams are sized at compile
-time) and the CPU (model name and the ISA flags that matter: avx2, avx512f, avx512_bf16, amx), so a
+time) and the CPU (model name, the ISA flags that matter: avx2, avx512f, avx512_bf16, amx, and the
+ISA torch and oneDNN are limited to), so a
 model trained further, another machine or another torch never loads a package built for other
 weights, CPUs or code. The cache is the user's own, as inductor's is: a package is native code run
 as it is, from a folder only msfkit writes. A file that cannot be loaded (truncated, corrupt) is
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -49,6 +51,9 @@ def package_path(module: nn.Module, example: torch.Tensor, facts: dict, code: It
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu": cpu_flags_line(),
+        # the ISA torch and oneDNN are allowed here (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA can
+        # lower it below the CPU's flags): the kernels are generated and the weights packed for it
+        "isa": [torch.backends.cpu.get_cpu_capability(), os.environ.get("ONEDNN_MAX_CPU_ISA")],
         "input": [list(example.shape), str(example.dtype)],
         "training": [m.training for m in module.modules()],
         "code": sorted(hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files),
@@ -56,10 +61,18 @@ def package_path(module: nn.Module, example: torch.Tensor, facts: dict, code: It
     }
     key.update(json.dumps(described, sort_keys=True, default=str).encode())
     for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
-        t = tensor.detach().cpu().contiguous()
+        t = _dense(tensor.detach().cpu())
         key.update(f"{name} {t.dtype} {list(t.shape)}".encode())
         key.update(t.reshape(-1).view(torch.uint8).numpy().data)
     return cache_dir("aoti") / f"{key.hexdigest()[:32]}.pt2"
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """`t` as a contiguous tensor of the same bytes without a copy where it is channels-last (the
+    convolution weights of a channels-last model: a copy of each made the key 2x slower)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1)
+    return t.contiguous()
 
 
 def packaged(

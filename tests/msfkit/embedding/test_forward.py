@@ -5,7 +5,10 @@ build for the whole module, in a cache folder of its own."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -82,6 +85,23 @@ def test_other_weights_precision_or_batch_size_get_another_package(packaged, enc
         finally:
             weight.copy_(before)
     assert Forward(encoder, "fp32", BATCH).package_path() == path
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN held below the CPU: other kernels
+    assert Forward(encoder, "fp32", BATCH).package_path() != path
+
+
+def test_a_process_whose_torch_is_limited_to_another_isa_gets_another_package(tiny_model_dir):
+    """ATEN_CPU_CAPABILITY is read once, when torch loads: a process of its own for each setting."""
+    code = (
+        "import sys, msfkit; from msfkit.embedding.forward import Forward\n"
+        "print(Forward(msfkit.load(sys.argv[1]), 'fp32', 8).package_path().name)"
+    )
+    names = set()
+    for isa in ({}, {"ATEN_CPU_CAPABILITY": "default"}):  # "default": no vector ISA at all
+        env = {**os.environ, **isa}
+        run = subprocess.run([sys.executable, "-c", code, str(tiny_model_dir)], env=env, capture_output=True)
+        assert run.returncode == 0, run.stderr.decode()[-2000:]
+        names.add(run.stdout.strip())
+    assert len(names) == 2
 
 
 def test_a_truncated_package_runs_the_job_eagerly_after_one_line(
