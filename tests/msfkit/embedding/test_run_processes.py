@@ -90,9 +90,11 @@ def test_two_torchrun_ranks_write_the_same_store_as_one_process(tmp_path, photo_
 def test_orphaned_workers_of_a_killed_run_do_not_keep_the_store_locked(tmp_path, photo_paths, tiny_model_dir):
     src = _collection(tmp_path / "src", photo_paths, copies=2)
     out = tmp_path / "store"
-    args = ["embed", str(src), "-m", str(tiny_model_dir), "-o", str(out), "--shard-rows", "4"]
+    # 8 shards of 8, a batch each: fewer than COMPILE_MIN_BATCHES, so neither run builds the model's
+    # AOTInductor package (25 s of a 30 s test, and not what it is about)
+    args = ["embed", str(src), "-m", str(tiny_model_dir), "-o", str(out), "--shard-rows", "8"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "msfkit.cli", *args, "--batch-size", "4", "--workers", "2", "-q"]
+        [sys.executable, "-m", "msfkit.cli", *args, "--batch-size", "8", "--workers", "2", "-q"]
     )
     deadline = time.monotonic() + 120
     while not committed_shards(out) and proc.poll() is None and time.monotonic() < deadline:
