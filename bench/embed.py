@@ -102,6 +102,9 @@ def main() -> None:
     ap.add_argument("--compiled", choices=["auto", "yes", "no"], default="auto", help="msfkit embed's model")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of every row")
     ap.add_argument("--no-cli", action="store_true", help="skip the whole-process runs")
+    ap.add_argument("--only-cli", action="store_true", help="only the whole-process runs (and the first run)")
+    ap.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                    help="msfkit's precisions to time (all of them by default)")  # fmt: skip
     ap.add_argument("--gpu-decode", action="store_true", help="also time nvJPEG decoding on the GPU")
     args = ap.parse_args()
 
@@ -113,6 +116,8 @@ def main() -> None:
     with torch.inference_mode():
         gflop = gflop_of(lambda: encoder.backbone(torch.zeros(1, 3, size, size)))
     mp = np.mean([np.prod(Image.open(p).size) / 1e6 for p in paths])
+    if args.no_cli and args.only_cli:
+        sys.exit("--no-cli and --only-cli leave nothing to time")
     print(f"{cpu_flags_line()}; torch threads {torch.get_num_threads()}; torch {torch.__version__}")
     model = f"{args.arch} at {size} ({gflop:.2f} GFLOP an image)"
     print(f"{len(paths)} JPEGs, mean {mp:.2f} MP, {model}, {args.device}")
@@ -124,14 +129,15 @@ def main() -> None:
         os.environ["MSFKIT_CACHE"] = str(job.tmp / "cache")
         cold = {}
         if not args.no_cli:
-            for p in PRECISIONS:
+            for p in args.precisions:
                 cold[p] = whole_process(job, f"first run ({p})", msfkit_command(job, p))()
         quick = EmbedOptions(device=args.device, workers=0)  # imports, first calls, decoding's warm-up
         embed([str(p) for p in paths[:2]], encoder, job.output(), quick)
         # every Forward (a model-only row, each embed) loads the package anew, as a new process would
         results = alternate(rows(job), args.rounds)
         report(job, results, cold, gflop)
-        fidelity(job.vectors)
+        if {"fp32", "bf16", "naive"} <= set(job.vectors):
+            fidelity(job.vectors)
 
 
 if __name__ == "__main__":

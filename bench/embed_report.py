@@ -32,16 +32,17 @@ def forward(results: dict[str, list[float]], precision: str) -> tuple[str, list[
 def report(job: Job, results: dict[str, list[float]], cold: dict[str, float], gflop: float) -> None:
     """The tables and the goals of one bench run."""
     n = len(job.paths)
-    limits = {p: results[f"matmul limit ({p})"] for p in PRECISIONS}
+    limits = {p: results[f"matmul limit ({p})"] for p in PRECISIONS if f"matmul limit ({p})" in results}
     shares = {
         name: per_round(seconds, limits[_precision(name)], lambda s, limit: n * gflop / s / limit)
         for name, seconds in results.items()
         if name.startswith("model only")
     }
     print(f"\n{len(next(iter(results.values())))} alternating rounds; median (min-max) over them")
-    print("matmul limit, GFLOP/s: " + ", ".join(f"{p} {spread(v, '{:,.0f}')}" for p, v in limits.items()))
-    print(f"\n{'in this process':36}{'images/s':>24}{'x naive loop':>24}")
-    for name, seconds in results.items():
+    if limits:
+        print("matmul limit, GFLOP/s: " + ", ".join(f"{p} {spread(v, '{:,.0f}')}" for p, v in limits.items()))
+        print(f"\n{'in this process':36}{'images/s':>24}{'x naive loop':>24}")
+    for name, seconds in results.items() if limits else ():
         if name.startswith("model only"):
             note = f"{spread(shares[name], '{:.0%}')} of the {_precision(name)} matmul limit"
             if "compiled" in name:
@@ -61,7 +62,7 @@ def report(job: Job, results: dict[str, list[float]], cold: dict[str, float], gf
                  f"{of} of the {kind.split(', ')[1]} model-only rate")  # fmt: skip
     if NAIVE_PROCESS in results:
         print(f"\n{f'whole process, {n:,} JPEGs':36}{'seconds':>24}{'x naive process':>24}  peak MiB")
-        for name in (NAIVE_PROCESS, *(f"msfkit embed --precision {p}" for p in PRECISIONS)):
+        for name in (NAIVE_PROCESS, *(f"msfkit embed --precision {p}" for p in job.args.precisions)):
             ratio = spread(per_round(results[NAIVE_PROCESS], results[name], lambda a, b: a / b), "{:.2f}")
             ratio = "" if name == NAIVE_PROCESS else ratio
             print(f"{name:36}{spread(results[name]):>24}{ratio:>24}  {spread(job.peak_mib[name], '{:,.0f}')}")
@@ -105,7 +106,7 @@ def goals(job: Job, results: dict[str, list[float]], shares: dict[str, list[floa
         return [not_a_goal("every goal", "they are stated for a CPU")]
     n, native, amx = len(job.paths), cpu_has_fast_bf16(), "amx_bf16" in cpu_flags_line().split()
     lines = []
-    for p in PRECISIONS:
+    for p in job.args.precisions if NAIVE in results else ():
         kind, ceiling = forward(results, p)
         checks = [
             (f"{kind}: share of the {p} matmul limit", shares[kind], FORWARD_GOAL),
@@ -122,6 +123,8 @@ def goals(job: Job, results: dict[str, list[float]], shares: dict[str, list[floa
         ("fp32", 2.0, "a CPU without native bf16", not native),
         ("bf16", 8.0 if n >= 10_000 else 5.0, "a CPU with AMX", amx),
     ):
+        if p not in job.args.precisions:
+            continue
         name = f"msfkit embed --precision {p}"
         ratios = per_round(results[NAIVE_PROCESS], results[name], lambda a, b: a / b)
         line = goal(f"whole process, {name}, x the naive process", ratios, target, "{:.2f}x")

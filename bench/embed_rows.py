@@ -22,7 +22,6 @@ from bench.naive_embed import load, naive_loop
 from msfkit.embedding import EmbedOptions, embed
 from msfkit.embedding.forward import Forward
 from msfkit.models import Encoder
-from msfkit.models.runtime import PRECISIONS
 from msfkit.store import open_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -179,18 +178,20 @@ def gpu_decode(job: Job, precision: str = "bf16") -> float:
 def rows(job: Job) -> dict[str, Callable[[], float]]:
     """Every row of a round, by name: GFLOP/s for the matmul limits, seconds for all the photos else."""
     runs: dict[str, Callable[[], float]] = {}
-    for precision in PRECISIONS:
-        runs[f"matmul limit ({precision})"] = lambda p=precision: matmul_limit(p, job.device)
-    runs["naive loop (fp32)"] = lambda: naive(job)
-    for precision in PRECISIONS:
-        for compiled in (False, True) if job.device.type == "cpu" else (False,):
-            name = f"model only, {'compiled' if compiled else 'eager'} ({precision})"
-            runs[name] = model_only(job, precision, compiled)
-        runs[f"msfkit embed ({precision})"] = msfkit_embed(job, precision, half=False)
-        runs[f"msfkit embed, first half ({precision})"] = msfkit_embed(job, precision, half=True)
+    precisions = job.args.precisions
+    if not job.args.only_cli:
+        for precision in precisions:
+            runs[f"matmul limit ({precision})"] = lambda p=precision: matmul_limit(p, job.device)
+        runs["naive loop (fp32)"] = lambda: naive(job)
+        for precision in precisions:
+            for compiled in (False, True) if job.device.type == "cpu" else (False,):
+                name = f"model only, {'compiled' if compiled else 'eager'} ({precision})"
+                runs[name] = model_only(job, precision, compiled)
+            runs[f"msfkit embed ({precision})"] = msfkit_embed(job, precision, half=False)
+            runs[f"msfkit embed, first half ({precision})"] = msfkit_embed(job, precision, half=True)
     if not job.args.no_cli:
         runs[NAIVE_PROCESS] = whole_process(job, NAIVE_PROCESS, naive_command(job))
-        for precision in PRECISIONS:
+        for precision in precisions:
             name = f"msfkit embed --precision {precision}"
             runs[name] = whole_process(job, name, msfkit_command(job, precision))
     if job.args.gpu_decode:

@@ -6,6 +6,7 @@ checks a precision here, so one spelling of a mistake gives one message everywhe
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -27,16 +28,28 @@ def check_precision(precision: str, allowed: tuple[str, ...] = PRECISIONS, what:
     return precision
 
 
+# oneDNN's ISA limits (ONEDNN_MAX_CPU_ISA) below its first with bf16 dot products: a process held to
+# one of them computes bf16 without the CPU's bf16 instructions, whatever its flags say
+ONEDNN_LIMITS_WITHOUT_BF16 = (
+    "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+)  # fmt: skip
+
+
 def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU (or the one `cpuinfo`, /proc/cpuinfo's text, describes) computes bf16
     natively, with AVX512-BF16 or AMX: there bf16 autocast is up to 2x faster than float32;
-    elsewhere torch emulates it, many times slower than float32 (BENCHMARKS.md)."""
+    elsewhere torch emulates it, many times slower than float32 (BENCHMARKS.md). This process's
+    answer is no where oneDNN is held below bf16 (ONEDNN_MAX_CPU_ISA=AVX2, for example)."""
+    if cpuinfo is None and _onednn_limit() in ONEDNN_LIMITS_WITHOUT_BF16:
+        return False
     flags = _cpu_flags() if cpuinfo is None else _flags(cpuinfo)
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def cpu_flags_line() -> str:
-    """This CPU's model name and the flags that decide bf16 speed, for a benchmark's first line."""
+    """This CPU's model name and the flags that decide bf16 speed, for a benchmark's first line; and
+    the limits this process runs under, where set: torch's vector ISA (ATEN_CPU_CAPABILITY) and
+    oneDNN's (ONEDNN_MAX_CPU_ISA), which make this CPU behave as an older one."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -44,10 +57,18 @@ def cpu_flags_line() -> str:
     names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
     flags = [f for f in wanted if f in _flags(text)]
-    native = "native bf16" if cpu_has_fast_bf16(text) else "bf16 emulated"
+    native = "native bf16" if cpu_has_fast_bf16(text) and cpu_has_fast_bf16() else "bf16 emulated"
+    held_by = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+    limits = [f"{var}={os.environ[var]}" for var in held_by if os.environ.get(var)]
+    held = f"; held to {', '.join(limits)} (torch's vector ISA {torch.backends.cpu.get_cpu_capability()})"
     return (
         f"CPU: {names[0] if names else 'unknown'}, {len(names)} logical; flags {' '.join(flags)} ({native})"
+        + (held if limits else "")
     )
+
+
+def _onednn_limit() -> str:
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,7 @@ from msfkit.eval.knn import knn_scores
 from msfkit.models.errors import MsfkitError
 from msfkit.models.runtime import (
     check_precision,
+    cpu_flags_line,
     cpu_has_fast_bf16,
     evaluating,
     resolve_device,
@@ -71,6 +72,18 @@ def test_bf16_counts_as_native_only_with_the_cpus_avx512_bf16_or_amx_flag():
     assert cpu_has_fast_bf16(SAPPHIRE)
     assert cpu_has_fast_bf16("flags\t\t: avx512f avx512_bf16\n")
     assert not cpu_has_fast_bf16("model name\t: avx512_bf16 marketing name\nflags\t\t: avx2\n")
+
+
+def test_a_process_that_holds_onednn_below_bf16_computes_it_emulated(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes a bf16 CPU behave as one without: auto takes fp32, and the
+    benchmark's first line says what the process was held to."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not cpu_has_fast_bf16() and not use_bf16("auto", torch.device("cpu"))
+    assert cpu_has_fast_bf16(SAPPHIRE)  # a described CPU is judged by its flags alone
+    line = cpu_flags_line()
+    assert "(bf16 emulated); held to ONEDNN_MAX_CPU_ISA=AVX2 (torch's vector ISA " in line
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # not below bf16: the flags decide
+    assert cpu_has_fast_bf16() == cpu_has_fast_bf16(Path("/proc/cpuinfo").read_text())
 
 
 def test_auto_precision_takes_bf16_where_it_is_native_and_says_when_asked_bf16_is_emulated():
