@@ -8,7 +8,6 @@ averaging, EMA, enqueue, search) is the code under test.
 
 from __future__ import annotations
 
-import os
 import runpy
 import subprocess
 import sys
@@ -66,11 +65,8 @@ def test_two_process_bank_is_identical_on_both_ranks_and_equals_one_process(tmp_
     ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
     ddp_dir.mkdir()
     single_dir.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    r = subprocess.run(
-        [*cmd, str(worker), str(ddp_dir)], env=env, capture_output=True, text=True, timeout=240
-    )
+    r = subprocess.run([*cmd, str(worker), str(ddp_dir)], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
     monkeypatch.setattr(sys, "argv", ["worker.py", str(single_dir)])
     runpy.run_path(str(worker), run_name="__main__")  # the same global batches in one process

@@ -5,20 +5,10 @@ from __future__ import annotations
 import copy
 import math
 
-import pytest
 import torch
 
 from msfkit.training.ema import ema_momentum, ema_update_
 from msfkit.training.msf import Network
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second one mostly spins."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _pair() -> tuple[Network, Network]:

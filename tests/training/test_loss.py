@@ -10,15 +10,6 @@ from msfkit.training.loss import msf_loss
 from msfkit.training.msf import MSF
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second one mostly spins."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tiny_msf(k: int, bank_size: int = 64) -> MSF:
     torch.manual_seed(0)
     return MSF("resnet18", "cifar", k=k, bank_size=bank_size)
