@@ -1,8 +1,9 @@
 """The archive and list boundary (threat: a data set from the internet): a member or list entry named
 `../../outside.jpg` or `/abs.jpg` is an error row, never a file outside its source; a tar cut short
 is reported, never read as a shorter archive; a hard-link member is read as its target. Through the
-installed `msfkit` command (a further case through its click group in this process), the store read
-from its files, and real HTTP to the served index (its store and index made in this process)."""
+installed `msfkit` command for the exit path (further cases, and the hostile data's store, through
+its click group in this process), the store read from its files, and real HTTP to the served index
+(its store and index made in this process)."""
 
 from __future__ import annotations
 
@@ -77,9 +78,8 @@ def hostile(tmp_path_factory, photo_paths):
 def embedded(hostile, tiny_model_dir):
     data = hostile / "data"
     inputs = [data / "shard.tar", data / "wds-000.tar", data / "picks.txt", data / "picks.csv"]
-    run = _msfkit(
-        "embed", *map(str, inputs), "-m", str(tiny_model_dir), "-o", str(hostile / "st"), "--workers", "0"
-    )
+    # through the click group in this process: the store it writes is what these tests read
+    run = in_process("embed", *inputs, "-m", tiny_model_dir, "-o", hostile / "st", "--workers", "0")
     assert run.returncode == 0, run.stderr
     return hostile / "st"
 
