@@ -123,7 +123,8 @@ def test_ctrl_c_or_sigterm_says_which_step_the_checkpoint_holds_and_how_to_resum
 def test_bf16_asked_for_on_a_cpu_that_only_emulates_it_says_so_in_one_line(tmp_path, monkeypatch):
     from msfkit.models.runtime import cpu_has_fast_bf16
 
-    stderr = _train([*RUN, f"out={tmp_path / 'run'}", "precision=bf16", "max_steps=1", "-q"], cwd=tmp_path)
+    bf16_run = [*RUN, f"out={tmp_path / 'run'}", "precision=bf16", "max_steps=1", "-q"]
+    stderr = _train_in_process(bf16_run, tmp_path, monkeypatch)  # this file runs the installed command
     warnings = [line for line in stderr.splitlines() if "no native bf16" in line]
     assert len(warnings) == (0 if cpu_has_fast_bf16() else 1), stderr
     auto_run = [*RUN, f"out={tmp_path / 'auto'}", "precision=auto", "max_steps=1", "-q"]
