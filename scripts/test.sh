@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 # two test processes (pytest-xdist), a file each at a time: the suite is CPU-bound, mostly in the
-# `msfkit` subprocesses it starts; MSFKIT_TEST_PROCESSES=0 runs it in this one process.
+# `msfkit` subprocesses it starts; MSFKIT_TEST_PROCESSES=0 runs it in this one process. Each test
+# process and its children get one OpenMP thread (tests/conftest.py; OMP_NUM_THREADS set here wins).
 # --no-loadscope-reorder keeps the file order of tests/conftest.py (its slowest files first);
 # --durations=25 lists the slowest tests at the end of the log.
 .venv/bin/python -m pytest -n "${MSFKIT_TEST_PROCESSES:-2}" --dist loadfile --no-loadscope-reorder --durations=25 "$@"
