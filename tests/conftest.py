@@ -75,14 +75,20 @@ def _photo_source() -> Path:
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path_factory):
-    """No test sees the user's Hub cache, token, default model or offline switch."""
-    hf_home = tmp_path_factory.mktemp("hf_home")
+    """No test sees the user's Hub cache, token, default model or offline switch. And none builds the
+    model's AOTInductor package in that cache unawares: an embedding job of COMPILE_MIN_BATCHES
+    batches or more compiles first (20-30 s on CI's two cores); the tests of the package build it in
+    a cache folder of their own (tests/msfkit/embedding/test_forward.py)."""
+    hf_home, cache = tmp_path_factory.mktemp("hf_home"), tmp_path_factory.mktemp("msfkit_cache")
     monkeypatch.setenv("HF_HOME", str(hf_home))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    monkeypatch.setenv("MSFKIT_CACHE", str(tmp_path_factory.mktemp("msfkit_cache")))
+    monkeypatch.setenv("MSFKIT_CACHE", str(cache))
     for var in ("MSFKIT_MODEL", "HF_TOKEN", "HF_HUB_OFFLINE", "HF_ENDPOINT", "HF_HUB_CACHE"):
         monkeypatch.delenv(var, raising=False)
+    yield
+    built = sorted(p.name for p in (cache / "aoti").glob("*.pt2"))
+    assert not built, f"an AOTInductor package was built ({built}): give the job fewer batches"
 
 
 @pytest.fixture(scope="session")
