@@ -40,7 +40,7 @@ def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
     natively, with AVX512-BF16 or AMX: there bf16 autocast is up to 2x faster than float32;
     elsewhere torch emulates it, many times slower than float32 (BENCHMARKS.md). This process's
     answer is no where oneDNN is held below bf16 (ONEDNN_MAX_CPU_ISA=AVX2, for example)."""
-    if cpuinfo is None and _onednn_limit() in ONEDNN_LIMITS_WITHOUT_BF16:
+    if cpuinfo is None and onednn_isa_limit() in ONEDNN_LIMITS_WITHOUT_BF16:
         return False
     flags = _cpu_flags() if cpuinfo is None else _flags(cpuinfo)
     return "avx512_bf16" in flags or "amx_bf16" in flags
@@ -57,7 +57,8 @@ def cpu_flags_line() -> str:
     names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
     flags = [f for f in wanted if f in _flags(text)]
-    native = "native bf16" if cpu_has_fast_bf16(text) and cpu_has_fast_bf16() else "bf16 emulated"
+    held_below = onednn_isa_limit() in ONEDNN_LIMITS_WITHOUT_BF16
+    native = "native bf16" if cpu_has_fast_bf16(text) and not held_below else "bf16 emulated"
     held_by = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
     limits = [f"{var}={os.environ[var]}" for var in held_by if os.environ.get(var)]
     held = f"; held to {', '.join(limits)} (torch's vector ISA {torch.backends.cpu.get_cpu_capability()})"
@@ -67,7 +68,8 @@ def cpu_flags_line() -> str:
     )
 
 
-def _onednn_limit() -> str:
+def onednn_isa_limit() -> str:
+    """The ISA this process holds oneDNN to (ONEDNN_MAX_CPU_ISA, upper case), "" where unset."""
     return os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
 
 

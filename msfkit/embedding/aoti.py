@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,7 +28,7 @@ from torch import nn
 
 from msfkit._version import __version__
 from msfkit.models.files import atomic_write
-from msfkit.models.runtime import cpu_flags_line
+from msfkit.models.runtime import cpu_flags_line, onednn_isa_limit
 from msfkit.sizes import cache_dir
 
 FORMAT = 1  # raised when what a package holds, or how it is called, changes
@@ -53,7 +52,7 @@ def package_path(module: nn.Module, example: torch.Tensor, facts: dict, code: It
         "cpu": cpu_flags_line(),
         # the ISA torch and oneDNN are allowed here (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA can
         # lower it below the CPU's flags): the kernels are generated and the weights packed for it
-        "isa": [torch.backends.cpu.get_cpu_capability(), os.environ.get("ONEDNN_MAX_CPU_ISA")],
+        "isa": [torch.backends.cpu.get_cpu_capability(), onednn_isa_limit()],
         "input": [list(example.shape), str(example.dtype)],
         "training": [m.training for m in module.modules()],
         "code": sorted(hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files),
