@@ -44,16 +44,21 @@ def search(index, queries, k, model, device, as_json, as_csv, output, grid, html
     """
     import msfkit
     from msfkit.models.errors import MsfkitError
+    from msfkit.retrieval.search import COLUMNS, search_hits
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive")
     check_outputs(force, output, grid, html)
     opened = msfkit.open_index(index)
-    df = opened.search(list(queries), k=k, model=model, device=device)  # no torch for store rows
-    for query, reason in df.attrs["errors"]:
+    hits = search_hits(opened, list(queries), k=k, model=model, device=device)  # no torch for store rows
+    for query, reason in hits.errors:
         click.echo(f"skipped query {query}: {reason}", err=True)
-    if df.empty:
+    if not hits.records:
         raise MsfkitError("no query could be read")
+    if grid or html or as_csv:  # these take a DataFrame; the table and JSON lines need no pandas
+        import pandas as pd
+
+        df = pd.DataFrame.from_records(hits.records, columns=COLUMNS)
     if grid:
         from msfkit.retrieval.render import contact_sheet
 
@@ -64,23 +69,28 @@ def search(index, queries, k, model, device, as_json, as_csv, output, grid, html
         gallery_html(df, html, index=opened)
     with click.open_file(output or "-", "w", atomic=output is not None) as out:
         if as_json:
-            echo_json_lines(df.to_dict("records"), file=out)
+            echo_json_lines(hits.records, file=out)
         elif as_csv:
             from msfkit.data.csv_writer import write_csv
 
             write_csv(df, out)
         else:
-            _table(df, out)
+            _table(hits.records, out)
     if output:
-        click.echo(f"{df['query'].nunique()} queries, {len(df)} results -> {output}", err=True)
+        queries_seen = len({hit["query"] for hit in hits.records})
+        click.echo(f"{queries_seen} queries, {len(hits.records)} results -> {output}", err=True)
 
 
-def _table(df, out) -> None:
-    for query, hits in df.groupby("query", sort=False):
+def _table(records: list[dict], out) -> None:
+    """The hits of each query under its name (a query named twice: its hits under the first)."""
+    by_query: dict[str, list[dict]] = {}
+    for hit in records:
+        by_query.setdefault(hit["query"], []).append(hit)
+    for query, hits in by_query.items():
         click.echo(f"query: {_shown(query)}", file=out)
         click.echo(f"{'rank':>6}  {'score':>7}  path", file=out)
-        for hit in hits.itertuples():
-            click.echo(f"{hit.rank:>6}  {hit.score:>7.4f}  {_shown(hit.path)}", file=out)
+        for hit in hits:
+            click.echo(f"{hit['rank']:>6}  {hit['score']:>7.4f}  {_shown(hit['path'])}", file=out)
 
 
 def _shown(path) -> str:

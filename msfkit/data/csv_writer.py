@@ -20,8 +20,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
 from msfkit.models.files import atomic_write
 
 if TYPE_CHECKING:
@@ -37,6 +35,8 @@ def safe_cell(value: Any) -> Any:
 
 def safe_table(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of `df` whose text cells and column names are `safe_cell`s (numbers stay numbers)."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype  # `df` is a DataFrame: pandas is loaded
+
     out = df.rename(columns=lambda c: safe_cell(str(c)))
     for column in out.columns:
         if not (is_numeric_dtype(out[column]) or is_bool_dtype(out[column])):  # object, str, category

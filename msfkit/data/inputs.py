@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import pandas as pd
-
 from msfkit.data.archives import archives, is_archive, members, refuse_unreadable
 from msfkit.data.images import image_extensions
 from msfkit.data.paths import LIST_SUFFIXES, name_problem
@@ -212,6 +210,8 @@ def _read_list(list_path: str) -> list[tuple[str, str | None]]:
 
 def _read_table(table_path: str) -> list[tuple[str, str | None]]:
     """(entry as written, label) rows of a .csv or .parquet table with a `path` column (and maybe `label`)."""
+    import pandas as pd  # only a table of paths needs it
+
     try:
         if table_path.lower().endswith(".csv"):
             df = pd.read_csv(table_path, dtype=str, keep_default_na=False)

@@ -36,8 +36,8 @@ from typing import Any
 
 import faiss
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from msfkit.data.paths import row_paths
 from msfkit.data.row_files import RowFile
@@ -52,6 +52,7 @@ from msfkit.index.faiss_ops import (
 from msfkit.index.sources import Source, check_current, joined_or_error, open_sources
 from msfkit.models.errors import MsfkitError
 from msfkit.sizes import url_cache_dir
+from msfkit.store.shards import read_parquet
 
 FORMAT_VERSION = 2  # 2: `storage`, and index.ivfdata for an index stored on disk
 INDEX_FILE = "index.faiss"
@@ -61,6 +62,7 @@ IVFDATA_FILE = "index.ivfdata"
 REQUIRED = (INDEX_FILE, INFO_FILE, ROWS_FILE)
 FILES = (*REQUIRED, IVFDATA_FILE)
 STORAGES = ("memory", "disk")
+FEW_ROWS = 100_000  # `IndexFolder.values` reads up to this many cells one by one (about 1 us each)
 
 
 class IndexFolder:
@@ -69,13 +71,29 @@ class IndexFolder:
     `msfkit.open_index` gives the `msfkit.retrieval.Index` built on it (search by images, dedup).
     """
 
-    def __init__(self, path: Path, index: Any, info: dict[str, Any], rows, sources: list[Source]) -> None:
+    def __init__(
+        self, path: Path, index: Any, info: dict[str, Any], table: pa.Table, sources: list[Source]
+    ) -> None:
         self.path = path  # the folder read (for an index at a URL: its copy in the cache)
         self.url: str | None = None  # the URL it was pulled from, if it was
         self.index = index
         self.info = info
-        self.rows = rows  # pandas DataFrame: source, path, label
+        self.table = table  # rows.parquet as read: source, path, label
         self.sources = sources  # the stores it holds, as opened when the folder was
+
+    @cached_property
+    def rows(self):
+        """rows.parquet as a pandas DataFrame (source, path, label), made on first use: a search
+        reads its hits' cells with `values` and loads no pandas."""
+        return self.table.to_pandas()
+
+    def values(self, name: str, rows: Sequence[int]) -> list[Any]:
+        """The cells of column `name` (source, path, label) at `rows`, as Python values. A few rows are
+        read one by one: any numpy conversion of pyarrow's imports pandas (0.2 s); many, as one array."""
+        column = self.table.column(name)
+        if len(rows) <= FEW_ROWS:
+            return [column[int(r)].as_py() for r in rows]
+        return column.to_numpy()[np.asarray(rows, dtype=np.int64)].tolist()
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -115,24 +133,27 @@ class IndexFolder:
         """The file of index row `row` as its store recorded it (source root, path, size, mtime): what
         `msfkit.data.row_files.read_row_file` reads only while it is still that file, in its source."""
         facts = self.store.meta.iloc[row]
-        source = self.info["sources"][int(self.rows["source"].iat[row])]
+        source = self.info["sources"][self.table.column("source")[int(row)].as_py()]
         mtime_ns = facts.get("mtime_ns")  # null (NaN) in shards written before the column
         return RowFile(
             root=source.get("source_root"),
-            rel=str(self.rows["path"].iat[row]),
+            rel=str(self.table.column("path")[int(row)].as_py()),
             bytes=int(facts["bytes"]),
             mtime=float(facts["mtime"]),
-            mtime_ns=None if mtime_ns is None or pd.isna(mtime_ns) else int(mtime_ns),
+            mtime_ns=None if mtime_ns is None or mtime_ns != mtime_ns else int(mtime_ns),
         )
 
     def absolute_paths(self, rows: np.ndarray | Sequence[int]) -> list[str | None]:
         """The source file of each index row (None for -1); a row path or source root that would leave
         its source (an edited index) is an `UnsafePath` (`msfkit.data.paths.row_paths`)."""
         roots = [s.get("source_root") for s in self.info["sources"]]
-        src, rel = self.rows["source"].to_numpy(), self.rows["path"].to_numpy()
+        flat = np.asarray(rows, dtype=np.int64).ravel()
+        found = flat[flat >= 0]
+        cells = iter(zip(self.values("source", found), self.values("path", found), strict=True))
         out: list[str | None] = []
-        for r in np.asarray(rows).ravel():
-            out.append(None if r < 0 else str(row_paths(roots[src[r]], [rel[r]], self.path)[0]))
+        for r in flat:
+            src, rel = next(cells) if r >= 0 else (None, None)
+            out.append(None if r < 0 else str(row_paths(roots[src], [rel], self.path)[0]))
         return out
 
 
@@ -159,15 +180,16 @@ def open_folder(path: str | os.PathLike, cls: type[IndexFolder] | None = None) -
             )
     index = read_faiss(root, info["storage"])
     try:
-        rows = pq.read_table(root / ROWS_FILE).to_pandas()
+        rows = read_parquet(root / ROWS_FILE)
+        bounds = pc.min_max(rows.column("source")) if "source" in rows.column_names else None
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise MsfkitError(f"{root / ROWS_FILE}: unreadable ({type(e).__name__})") from None
-    sources = rows["source"].to_numpy() if "source" in rows else None
-    if sources is None or (len(sources) and (sources.min() < 0 or sources.max() >= len(info["sources"]))):
+    low, high = (None, None) if bounds is None else (bounds["min"].as_py(), bounds["max"].as_py())
+    if bounds is None or (low is not None and (low < 0 or high >= len(info["sources"]))):
         raise MsfkitError(f"{root / ROWS_FILE}: rows point outside the index's {len(info['sources'])} stores")
-    if index.ntotal != info.get("count") or index.d != info.get("dim") or len(rows) != index.ntotal:
+    if index.ntotal != info.get("count") or index.d != info.get("dim") or rows.num_rows != index.ntotal:
         raise MsfkitError(
-            f"{root}: index.faiss holds {index.ntotal} x {index.d}, rows.parquet {len(rows)} rows, "
+            f"{root}: index.faiss holds {index.ntotal} x {index.d}, rows.parquet {rows.num_rows} rows, "
             f"index.json says {info.get('count')} x {info.get('dim')}; the folder is damaged, rebuild it"
         )
     stores = open_sources(info["sources"])

@@ -12,9 +12,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from msfkit.index.add import add_to_index
 from msfkit.index.folder import IndexFolder, open_folder
-from msfkit.retrieval.dedup import DEFAULT_K, DEFAULT_THRESHOLD, dedup
 from msfkit.retrieval.search import search
 
 if TYPE_CHECKING:
@@ -33,15 +31,22 @@ class Index(IndexFolder):
         return search(self, queries, k=k, model=model, device=device)
 
     def dedup(
-        self, threshold: float = DEFAULT_THRESHOLD, k: int = DEFAULT_K, *, progress: bool = False
+        self, threshold: float | None = None, k: int | None = None, *, progress: bool = False
     ) -> pd.DataFrame:
-        """Near-duplicate groups at cosine >= `threshold` (see `msfkit.retrieval.dedup`)."""
-        return dedup(self, threshold=threshold, k=k, progress=progress)
+        """Near-duplicate groups at cosine >= `threshold` (see `msfkit.retrieval.dedup`; None: its
+        DEFAULT_THRESHOLD and DEFAULT_K, 0.95 and 10). Loaded when first called: a search needs
+        neither it nor pandas."""
+        from msfkit.retrieval import dedup as dd
+
+        threshold = dd.DEFAULT_THRESHOLD if threshold is None else threshold
+        return dd.dedup(self, threshold=threshold, k=dd.DEFAULT_K if k is None else k, progress=progress)
 
     def add(
         self, stores: str | os.PathLike | Sequence[str | os.PathLike], *, progress: bool = False
     ) -> Index:
         """Add the vectors of other stores to this index folder; returns the folder reopened."""
+        from msfkit.index.add import add_to_index
+
         add_to_index(self.where, stores, progress=progress)
         return open_index(self.where)
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from msfkit.data.storage import is_url
@@ -35,6 +34,7 @@ from msfkit.store import is_store, open_store
 from msfkit.store.format import EmbedSettings
 
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
     from msfkit.embedding.pipeline import EmbedOptions
@@ -67,6 +67,32 @@ def search(
     device: str | None = None,
 ) -> pd.DataFrame:
     """The `k` nearest indexed images of every query, best first (see the module docstring)."""
+    import pandas as pd
+
+    hits = search_hits(index, queries, k, model, device)
+    df = pd.DataFrame.from_records(hits.records, columns=COLUMNS)
+    df.attrs["errors"] = hits.errors
+    return df
+
+
+@dataclass
+class Hits:
+    """What `search` returns before it is a DataFrame: one dict per hit (the keys are COLUMNS), in
+    order, and the queries that could not be read, (query, reason). `msfkit search` prints these
+    without loading pandas."""
+
+    records: list[dict[str, Any]]
+    errors: list[tuple[str, str]]
+
+
+def search_hits(
+    index: IndexFolder | str | os.PathLike,
+    queries: Sequence[str | os.PathLike] | np.ndarray,
+    k: int = 10,
+    model: Encoder | str | None = None,
+    device: str | None = None,
+) -> Hits:
+    """`search`'s hits as plain records (see `Hits`)."""
     if k < 1:
         raise MsfkitError(f"k must be >= 1, not {k}")
     index = index if not isinstance(index, (str, os.PathLike)) else open_folder(index)
@@ -75,7 +101,8 @@ def search(
     if found.vectors:
         scores, rows = index.search_vectors(np.stack(found.vectors), k)
         paths = index.absolute_paths(rows)
-        labels = index.rows["label"].to_numpy()
+        hit = rows[rows >= 0]
+        labels = dict(zip(hit.tolist(), index.values("label", hit), strict=True))
         for qi, (name, image) in enumerate(zip(found.names, found.images, strict=True)):
             for rank, (score, row) in enumerate(zip(scores[qi], rows[qi], strict=True), start=1):
                 if row < 0:  # an approximate index may find fewer than k
@@ -88,12 +115,10 @@ def search(
                         "score": float(score),
                         "row": int(row),
                         "path": paths[qi * rows.shape[1] + rank - 1],
-                        "label": labels[row],
+                        "label": labels[int(row)],
                     }
                 )
-    df = pd.DataFrame.from_records(records, columns=COLUMNS)
-    df.attrs["errors"] = found.errors
-    return df
+    return Hits(records, found.errors)
 
 
 def resolve_queries(

@@ -16,18 +16,16 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from msfkit.data.paths import row_paths
 from msfkit.data.storage import is_remote, is_url, local_path
 from msfkit.models.errors import MsfkitError
 from msfkit.models.identity import check_same_model
 from msfkit.store.cache import joined_vectors
-from msfkit.store.export import export_store
 from msfkit.store.format import ERRORS, EmbedSettings, ModelRecord, ShardEntry, parts_hash
 from msfkit.store.parts import Part, has_parts, open_parts
 from msfkit.store.remote import is_remote_store, open_remote
-from msfkit.store.shards import error_schema, meta_schema, read_meta
+from msfkit.store.shards import error_schema, meta_schema, read_meta, read_parquet
 
 
 class Store:
@@ -160,6 +158,8 @@ class Store:
 
     def export(self, out: str | os.PathLike) -> Path:
         """The store as one .parquet, .csv or .npy table (see `msfkit.store.export`)."""
+        from msfkit.store.export import export_store  # the CSV writer: loads pandas
+
         return export_store(self, out)
 
     def split(self) -> list[Store]:
@@ -182,9 +182,9 @@ class Store:
         tables = []
         for p in self.parts:
             if p.complete and (p.root / ERRORS).is_file():
-                tables.append(pq.read_table(p.root / ERRORS))
+                tables.append(read_parquet(p.root / ERRORS))
             else:
-                tables += [pq.read_table(p.root / "errors" / f"{s.name}.parquet") for s in p.shards]
+                tables += [read_parquet(p.root / "errors" / f"{s.name}.parquet") for s in p.shards]
         return pa.concat_tables([error_schema().empty_table(), *tables]).to_pandas()
 
     def absolute_paths(self) -> list[Path]:
@@ -192,7 +192,7 @@ class Store:
         out = []
         for p in self.parts:
             for s in p.shards:
-                meta = pq.read_table(p.root / "meta" / f"{s.name}.parquet", columns=["path"])
+                meta = read_parquet(p.root / "meta" / f"{s.name}.parquet", ["path"])
                 out += row_paths(p.manifest.source_root, meta["path"].to_pylist(), p.root)
         return out
 

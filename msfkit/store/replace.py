@@ -23,7 +23,15 @@ import pyarrow.parquet as pq
 from msfkit.models.errors import MsfkitError
 from msfkit.models.files import atomic_write
 from msfkit.store.format import shard_name
-from msfkit.store.shards import FACT_COLUMNS, GENERATION, META_COLUMNS, FileFacts, conform_meta, meta_schema
+from msfkit.store.shards import (
+    FACT_COLUMNS,
+    GENERATION,
+    META_COLUMNS,
+    FileFacts,
+    conform_meta,
+    meta_schema,
+    read_parquet,
+)
 from msfkit.store.writer import save_npy
 
 
@@ -31,7 +39,7 @@ def replace_rows(root: Path, k: int, rows: dict[str, tuple[np.ndarray, FileFacts
     """Give the rows of shard `k` whose paths are the keys of `rows` their new (vector, file facts)."""
     root, name = Path(root), shard_name(k)
     emb, meta_path = root / "emb" / f"{name}.npy", root / "meta" / f"{name}.parquet"
-    table = pq.read_table(meta_path)
+    table = read_parquet(meta_path)
     generation = int((table.schema.metadata or {}).get(GENERATION, b"0")) + 1
     columns = conform_meta(table).to_pydict()
     vectors = np.array(np.load(emb, allow_pickle=False), dtype=np.float32)  # a copy, not a map

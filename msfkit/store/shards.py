@@ -9,6 +9,7 @@ errors/00000.parquet   path, reason
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,17 +57,25 @@ def shard_info(root: Path, k: int) -> ShardEntry:
     return ShardEntry(name, meta.num_rows, failed, generation)
 
 
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """One local Parquet file as a table: every Parquet file msfkit wrote (shards, rows.parquet) is
+    read here. `pq.ParquetFile`, not `pq.read_table`: the latter goes through pyarrow.dataset, which
+    imports pandas, 0.2 s at the start of every command that reads one file."""
+    with pq.ParquetFile(path) as f:
+        return f.read(columns=columns)
+
+
 def shard_paths(root: Path, k: int) -> list[str]:
     """Every source path shard `k` accounts for: embedded and failed."""
     name = shard_name(k)
-    paths = pq.read_table(Path(root) / "meta" / f"{name}.parquet", columns=["path"])["path"].to_pylist()
-    failed = pq.read_table(Path(root) / "errors" / f"{name}.parquet", columns=["path"])["path"].to_pylist()
+    paths = read_parquet(Path(root) / "meta" / f"{name}.parquet", ["path"])["path"].to_pylist()
+    failed = read_parquet(Path(root) / "errors" / f"{name}.parquet", ["path"])["path"].to_pylist()
     return paths + failed
 
 
 def read_meta(root: Path, k: int):
     """The meta table of committed shard `k`, in today's schema (see `conform_meta`)."""
-    table = conform_meta(pq.read_table(Path(root) / "meta" / f"{shard_name(k)}.parquet"))
+    table = conform_meta(read_parquet(Path(root) / "meta" / f"{shard_name(k)}.parquet"))
     check_row_names(table["path"].to_pylist(), root)  # a path that would leave the source root: edited
     return table
 

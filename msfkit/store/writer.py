@@ -29,7 +29,14 @@ from msfkit.store.format import (
     shard_name,
     write_manifest,
 )
-from msfkit.store.shards import META_COLUMNS, committed_shards, error_schema, meta_schema, shard_info
+from msfkit.store.shards import (
+    META_COLUMNS,
+    committed_shards,
+    error_schema,
+    meta_schema,
+    read_parquet,
+    shard_info,
+)
 
 _LOCKS: dict[Path, int] = {}  # store folder -> descriptor holding its lock
 
@@ -65,7 +72,7 @@ def write_shard(
 def merge_errors(root: Path, shards: Sequence[int]) -> None:
     """Write errors.parquet: the error parts of `shards`, in shard order."""
     root = Path(root)
-    tables = [pq.read_table(root / "errors" / f"{shard_name(k)}.parquet") for k in shards]
+    tables = [read_parquet(root / "errors" / f"{shard_name(k)}.parquet") for k in shards]
     table = pa.concat_tables([error_schema().empty_table(), *tables])
     atomic_write(root / ERRORS, lambda p: pq.write_table(table, p))
 

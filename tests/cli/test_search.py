@@ -142,8 +142,8 @@ def test_paths_below_the_current_folder_are_shown_relative(photo_index, monkeypa
 
 
 # the costly imports a command may not need: torch (about 2 s), torch._dynamo (what torchvision's ops
-# and the meta device pull in), huggingface_hub (0.3 s)
-WATCHED = ("huggingface_hub", "torch", "torch._dynamo", "torchvision")
+# and the meta device pull in), huggingface_hub (0.3 s), pandas (0.2 s; pyarrow.dataset imports it)
+WATCHED = ("huggingface_hub", "pandas", "pyarrow.dataset", "torch", "torch._dynamo", "torchvision")
 # `msfkit ARGS...` in a fresh interpreter that says last on stderr which of WATCHED it loaded
 IMPORTED = (
     "import sys\nfrom msfkit.cli.main import main\nsys.argv = ['msfkit', *sys.argv[1:]]\ntry:\n    main()\n"
@@ -161,7 +161,8 @@ def _imported(args: list[str]) -> tuple[subprocess.CompletedProcess, list[str]]:
 @pytest.mark.slow
 def test_a_search_by_store_rows_imports_no_torch(tmp_path):
     """A stored row as the query needs no model: the command answers without importing torch or
-    torchvision (the lazy-import rule, README "The code"), which cost seconds at every start."""
+    torchvision (the lazy-import rule, README "The code"), which cost seconds at every start, nor
+    pandas: the hits are printed from plain records, and the index's rows read without it."""
     store = write_vector_store(tmp_path / "store", clustered_vectors(50, 16, 3, seed=1))
     assert run("index", store, "-o", tmp_path / "ix", "--type", "flat").exit_code == 0
     r, loaded = _imported(["search", tmp_path / "ix", f"{store}:3,7", "-k", "2", "--json"])
@@ -177,7 +178,7 @@ def test_a_dedup_at_a_given_threshold_imports_no_torch(tmp_path):
     store = write_vector_store(tmp_path / "store", clustered_vectors(40, 16, 4, seed=2, spread=0.05))
     assert run("index", store, "-o", tmp_path / "ix", "--type", "flat").exit_code == 0
     r, loaded = _imported(["dedup", tmp_path / "ix", "--threshold", "0.95", "--json"])
-    assert loaded == []
+    assert loaded == ["pandas"]  # its groups are a DataFrame; no model, no torch
     groups = {json.loads(line)["group"] for line in r.stdout.splitlines()}
     assert len(groups) == 4  # the four tight clusters
 
@@ -186,7 +187,7 @@ def test_a_dedup_at_a_given_threshold_imports_no_torch(tmp_path):
 def test_a_search_by_image_with_a_model_folder_imports_only_torch(photo_index):
     """An image query loads the index's model, a folder on disk: torch, but not the Hub client (a Hub
     id's business), nor torchvision or torch._dynamo (msfkit's own ResNet, built without the meta
-    device), each of which would add a fraction of a second to every one-image search."""
+    device), nor pandas, each of which would add a fraction of a second to every one-image search."""
     index, _, photos, _ = photo_index
     r, loaded = _imported(["search", index, photos / "bear.jpg", "-k", "1", "--json"])
     assert loaded == ["torch"]
