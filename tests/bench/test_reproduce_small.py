@@ -82,3 +82,28 @@ def test_a_stopped_run_continues_to_the_unbroken_result(tmp_path, reproduce):
         reproduce(stopped, *other)
     assert isinstance(refused.value.code, str)  # a message: the interpreter exits 1 with it on stderr
     assert results(stopped)["MSF w/s (k=5)"] == got
+
+
+def test_every_row_gets_the_linear_probe_even_one_scored_before_it(tmp_path, reproduce):
+    """Raw pixels, random init and the trained run are scored by the fast linear probe too; a results.json
+    written before the probe was added gets it on the next run, from the same features; --set keys
+    reach the runs' config and are part of the schedule."""
+    out = tmp_path / "run"
+    printed = reproduce(out, "--set", "crop_scale=0.5")
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["config"]["crop_scale"] == 0.5
+    scored = results(out)
+    assert set(scored) == {"raw pixels", "random init", "MSF w/s (k=5)"}
+    assert all(0 < row["linear"] <= 100 for row in scored.values())
+    assert f"| {scored['raw pixels']['linear']:.2f} |" in printed  # the table's fast linear column
+
+    for row in doc["results"].values():  # as an earlier version of the script left it
+        del row["linear"], row["linear_lr"]
+    (out / "results.json").write_text(json.dumps(doc))
+    again = reproduce(out, "--set", "crop_scale=0.5")
+    assert again.count("the fast linear probe, added") == 3 and "continuing" not in again
+    assert {name: row["linear"] for name, row in results(out).items()} == {
+        name: row["linear"] for name, row in scored.items()
+    }
+    with pytest.raises(SystemExit, match="other --set"):
+        reproduce(out, "--set", "crop_scale=0.2")
