@@ -35,7 +35,7 @@ def safe_cell(value: Any) -> Any:
 
 def safe_table(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of `df` whose text cells and column names are `safe_cell`s (numbers stay numbers)."""
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype  # `df` is a DataFrame: pandas is loaded
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype  # loads pandas (loaded: `df` is one)
 
     out = df.rename(columns=lambda c: safe_cell(str(c)))
     for column in out.columns:

@@ -210,7 +210,7 @@ def _read_list(list_path: str) -> list[tuple[str, str | None]]:
 
 def _read_table(table_path: str) -> list[tuple[str, str | None]]:
     """(entry as written, label) rows of a .csv or .parquet table with a `path` column (and maybe `label`)."""
-    import pandas as pd  # only a table of paths needs it
+    import pandas as pd  # loads pandas: only a table of paths needs it
 
     try:
         if table_path.lower().endswith(".csv"):

@@ -3,21 +3,21 @@
 on disk; pieces as Ray tasks), `recall` (tune and measure), `folder` (the format: open, validate),
 `writing` (write, lock), `sources` (the stores an index holds), `faiss_ops` (devices, threads).
 
-The names below load their module when first used: opening and searching a folder (`folder`) needs
-neither pandas nor the build code, and a one-query `msfkit search` should not pay for them."""
+`build_index` and `add_to_index` are imported when first used: opening and searching a folder needs
+neither them nor the pandas they load."""
 
-import importlib
+from msfkit.index.folder import IndexFolder, open_folder
 
-_HOMES = {
-    "IndexFolder": "msfkit.index.folder",
-    "open_folder": "msfkit.index.folder",
-    "add_to_index": "msfkit.index.add",
-    "build_index": "msfkit.index.build",
-}
-__all__ = sorted(_HOMES)
+__all__ = ["IndexFolder", "add_to_index", "build_index", "open_folder"]
 
 
 def __getattr__(name: str):
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
+    if name == "build_index":
+        from msfkit.index.build import build_index  # loads pandas
+
+        return build_index
+    if name == "add_to_index":
+        from msfkit.index.add import add_to_index  # loads pandas
+
+        return add_to_index
     raise AttributeError(f"module 'msfkit.index' has no attribute {name!r}")

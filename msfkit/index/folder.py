@@ -52,7 +52,7 @@ from msfkit.index.faiss_ops import (
 from msfkit.index.sources import Source, check_current, joined_or_error, open_sources
 from msfkit.models.errors import MsfkitError
 from msfkit.sizes import url_cache_dir
-from msfkit.store.shards import read_parquet
+from msfkit.store.shards import cells, read_parquet
 
 FORMAT_VERSION = 2  # 2: `storage`, and index.ivfdata for an index stored on disk
 INDEX_FILE = "index.faiss"
@@ -62,7 +62,6 @@ IVFDATA_FILE = "index.ivfdata"
 REQUIRED = (INDEX_FILE, INFO_FILE, ROWS_FILE)
 FILES = (*REQUIRED, IVFDATA_FILE)
 STORAGES = ("memory", "disk")
-FEW_ROWS = 100_000  # `IndexFolder.values` reads up to this many cells one by one (about 1 us each)
 
 
 class IndexFolder:
@@ -83,17 +82,8 @@ class IndexFolder:
 
     @cached_property
     def rows(self):
-        """rows.parquet as a pandas DataFrame (source, path, label), made on first use: a search
-        reads its hits' cells with `values` and loads no pandas."""
+        """rows.parquet as a pandas DataFrame, made on first use (a search reads its hits' `cells`)."""
         return self.table.to_pandas()
-
-    def values(self, name: str, rows: Sequence[int]) -> list[Any]:
-        """The cells of column `name` (source, path, label) at `rows`, as Python values. A few rows are
-        read one by one: any numpy conversion of pyarrow's imports pandas (0.2 s); many, as one array."""
-        column = self.table.column(name)
-        if len(rows) <= FEW_ROWS:
-            return [column[int(r)].as_py() for r in rows]
-        return column.to_numpy()[np.asarray(rows, dtype=np.int64)].tolist()
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -133,11 +123,11 @@ class IndexFolder:
         """The file of index row `row` as its store recorded it (source root, path, size, mtime): what
         `msfkit.data.row_files.read_row_file` reads only while it is still that file, in its source."""
         facts = self.store.meta.iloc[row]
-        source = self.info["sources"][self.table.column("source")[int(row)].as_py()]
+        (source,), (rel,) = cells(self.table, "source", [row]), cells(self.table, "path", [row])
         mtime_ns = facts.get("mtime_ns")  # null (NaN) in shards written before the column
         return RowFile(
-            root=source.get("source_root"),
-            rel=str(self.table.column("path")[int(row)].as_py()),
+            root=self.info["sources"][source].get("source_root"),
+            rel=str(rel),
             bytes=int(facts["bytes"]),
             mtime=float(facts["mtime"]),
             mtime_ns=None if mtime_ns is None or mtime_ns != mtime_ns else int(mtime_ns),
@@ -149,10 +139,10 @@ class IndexFolder:
         roots = [s.get("source_root") for s in self.info["sources"]]
         flat = np.asarray(rows, dtype=np.int64).ravel()
         found = flat[flat >= 0]
-        cells = iter(zip(self.values("source", found), self.values("path", found), strict=True))
+        hits = iter(zip(cells(self.table, "source", found), cells(self.table, "path", found), strict=True))
         out: list[str | None] = []
         for r in flat:
-            src, rel = next(cells) if r >= 0 else (None, None)
+            src, rel = next(hits) if r >= 0 else (None, None)
             out.append(None if r < 0 else str(row_paths(roots[src], [rel], self.path)[0]))
         return out
 

@@ -36,7 +36,7 @@ class Index(IndexFolder):
         """Near-duplicate groups at cosine >= `threshold` (see `msfkit.retrieval.dedup`; None: its
         DEFAULT_THRESHOLD and DEFAULT_K, 0.95 and 10). Loaded when first called: a search needs
         neither it nor pandas."""
-        from msfkit.retrieval import dedup as dd
+        from msfkit.retrieval import dedup as dd  # loads pandas
 
         threshold = dd.DEFAULT_THRESHOLD if threshold is None else threshold
         return dd.dedup(self, threshold=threshold, k=dd.DEFAULT_K if k is None else k, progress=progress)
@@ -45,7 +45,7 @@ class Index(IndexFolder):
         self, stores: str | os.PathLike | Sequence[str | os.PathLike], *, progress: bool = False
     ) -> Index:
         """Add the vectors of other stores to this index folder; returns the folder reopened."""
-        from msfkit.index.add import add_to_index
+        from msfkit.index.add import add_to_index  # loads pandas
 
         add_to_index(self.where, stores, progress=progress)
         return open_index(self.where)

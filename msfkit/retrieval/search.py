@@ -32,6 +32,7 @@ from msfkit.models.errors import MsfkitError
 from msfkit.models.identity import check_same_model
 from msfkit.store import is_store, open_store
 from msfkit.store.format import EmbedSettings
+from msfkit.store.shards import cells
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,7 +68,7 @@ def search(
     device: str | None = None,
 ) -> pd.DataFrame:
     """The `k` nearest indexed images of every query, best first (see the module docstring)."""
-    import pandas as pd
+    import pandas as pd  # loads pandas: `search_hits` is the search without it
 
     hits = search_hits(index, queries, k, model, device)
     df = pd.DataFrame.from_records(hits.records, columns=COLUMNS)
@@ -102,7 +103,7 @@ def search_hits(
         scores, rows = index.search_vectors(np.stack(found.vectors), k)
         paths = index.absolute_paths(rows)
         hit = rows[rows >= 0]
-        labels = dict(zip(hit.tolist(), index.values("label", hit), strict=True))
+        labels = dict(zip(hit.tolist(), cells(index.table, "label", hit), strict=True))
         for qi, (name, image) in enumerate(zip(found.names, found.images, strict=True)):
             for rank, (score, row) in enumerate(zip(scores[qi], rows[qi], strict=True), start=1):
                 if row < 0:  # an approximate index may find fewer than k

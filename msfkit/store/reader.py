@@ -22,6 +22,7 @@ from msfkit.data.storage import is_remote, is_url, local_path
 from msfkit.models.errors import MsfkitError
 from msfkit.models.identity import check_same_model
 from msfkit.store.cache import joined_vectors
+from msfkit.store.export import export_store
 from msfkit.store.format import ERRORS, EmbedSettings, ModelRecord, ShardEntry, parts_hash
 from msfkit.store.parts import Part, has_parts, open_parts
 from msfkit.store.remote import is_remote_store, open_remote
@@ -158,8 +159,6 @@ class Store:
 
     def export(self, out: str | os.PathLike) -> Path:
         """The store as one .parquet, .csv or .npy table (see `msfkit.store.export`)."""
-        from msfkit.store.export import export_store  # the CSV writer: loads pandas
-
         return export_store(self, out)
 
     def split(self) -> list[Store]:

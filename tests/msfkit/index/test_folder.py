@@ -52,20 +52,21 @@ def test_damaged_or_foreign_index_folders_are_refused(data, tmp_path):
 def test_row_cells_read_one_by_one_or_as_one_array_agree(data, tmp_path, monkeypatch):
     """A search reads only its hits' cells, one by one (no pandas); many rows are read as one array.
     Both ways give the DataFrame's values, and -1 (no hit) has no path."""
-    import msfkit.index.folder as folder
+    import msfkit.store.shards as shards
+    from msfkit.store.shards import cells
 
     labels = [None if i % 7 == 0 else f"class {i % 3}" for i in range(50)]
     store = write_vector_store(tmp_path / "s", clustered_vectors(50, D, 3, 1), labels=labels)
     build_index(store, tmp_path / "ix", kind="flat")
     ix = open_folder(tmp_path / "ix")
     rows = [49, 0, 7, 7, 21]
-    one_by_one = {name: ix.values(name, rows) for name in ("source", "path", "label")}
+    one_by_one = {name: cells(ix.table, name, rows) for name in ("source", "path", "label")}
     paths = ix.absolute_paths([[49, -1], [0, 21]])
-    monkeypatch.setattr(folder, "FEW_ROWS", 0)
-    assert {name: ix.values(name, rows) for name in ("source", "path", "label")} == one_by_one
+    monkeypatch.setattr(shards, "FEW_CELLS", 0)
+    assert {name: cells(ix.table, name, rows) for name in ("source", "path", "label")} == one_by_one
     assert ix.absolute_paths([[49, -1], [0, 21]]) == paths
     df = ix.rows
     assert one_by_one["label"] == [None, None, None, None, None]
     assert one_by_one["path"] == df["path"].iloc[rows].tolist()
-    assert ix.values("label", [1, 2]) == ["class 1", "class 2"] == df["label"].iloc[[1, 2]].tolist()
+    assert cells(ix.table, "label", [1, 2]) == ["class 1", "class 2"] == df["label"].iloc[[1, 2]].tolist()
     assert paths[1] is None and paths[0].endswith(one_by_one["path"][0])
