@@ -56,6 +56,7 @@ from bench.command_cost import measure, msfkit_command  # noqa: E402
 from bench.curate_collection import prepared, work_folder  # noqa: E402
 from bench.curate_leaks import report_leaks  # noqa: E402
 from bench.curate_scores import precision_recall, ranked_cuts  # noqa: E402
+from msfkit.models.errors import MsfkitError  # noqa: E402
 
 
 def knn_accuracy(index, train: np.ndarray, query: np.ndarray, true: np.ndarray) -> float:
@@ -117,9 +118,15 @@ def report(index, names: np.ndarray, truth: dict[str, str], foreign: set[str], a
 
     k = {} if args.k is None else {"k": args.k}
     shown = "" if args.k is None else f" (k={args.k})"
-    top = msfkit.outliers(index, top=len(foreign), **k)
-    listed = {names[r] for r in top["row"]}
-    print(f"outliers{shown}: precision@{len(foreign)} {len(listed & foreign) / len(foreign):.3f}")
+    for score in ("knn", "mahalanobis"):
+        try:
+            top = msfkit.outliers(index, top=len(foreign), score=score, **k)
+        except MsfkitError as e:  # mahalanobis on fewer images than dimensions
+            print(f"outliers{shown}, --score {score}: {e}")
+            continue
+        listed = {names[r] for r in top["row"]}
+        found = len(listed & foreign) / len(foreign)
+        print(f"outliers{shown}, --score {score}: precision@{len(foreign)} {found:.3f}")
 
     issues = msfkit.label_issues(index, **k)
     ranked = [name for name in names[issues["row"]] if name not in foreign]

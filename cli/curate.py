@@ -43,6 +43,13 @@ def curate() -> None:
 @k_option(10)
 @click.option("--top", default=20, show_default=True, type=click.IntRange(1), help="How many to list.")
 @click.option(
+    "--score",
+    type=click.Choice(["knn", "mahalanobis"]),
+    default="knn",
+    show_default=True,
+    help="knn: far from its k nearest; mahalanobis: far from the whole collection's spread.",
+)
+@click.option(
     "-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the CSV (or --json) here."
 )
 @click.option(
@@ -52,12 +59,14 @@ def curate() -> None:
 )
 @force_option
 @json_lines_option
-def outliers(index, k, top, out, html, force, as_json):
+def outliers(index, k, top, score, out, html, force, as_json):
     """List the images of INDEX least like the rest, most foreign first.
 
-    One CSV row per image: rank, row, path, label, score, in_degree. score is the mean cosine
-    distance to the image's k nearest neighbours; in_degree, how many images have it among their
-    own k nearest (a foreign image is rarely anyone's neighbour).
+    One CSV row per image: rank, row, path, label, score, in_degree. score is, with --score knn,
+    the mean cosine distance to the image's k nearest neighbours; with --score mahalanobis, the
+    squared Mahalanobis distance from the collection's mean (it finds a batch of foreign images
+    that are each other's neighbours; it needs more images than dimensions). in_degree: how many
+    images have it among their own k nearest (a foreign image is rarely anyone's neighbour).
 
     \b
       msfkit curate outliers index --top 50 -o outliers.csv --html outliers.html
@@ -67,7 +76,7 @@ def outliers(index, k, top, out, html, force, as_json):
 
     check_outputs(force, out, html)
     k = k or DEFAULT_K
-    table = msfkit.outliers(index, k=k, top=top, progress=sys.stderr.isatty())
+    table = msfkit.outliers(index, k=k, top=top, score=score, progress=sys.stderr.isatty())
     if html:
         _gallery(index, table, k, html)
     _write_rows(table, out, as_json, f"{len(table)} outliers")

@@ -133,13 +133,18 @@ def find_leaks(train: PathLike, test: PathLike, **options: Any) -> Leaks:
 
 
 def outliers(
-    source: PathLike, k: int | None = None, top: int | None = None, *, progress: bool = False
+    source: PathLike,
+    k: int | None = None,
+    top: int | None = None,
+    *,
+    score: str = "knn",
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Images of an index or store ranked most foreign first (see `msfkit.curate.outliers`; k: its
-    DEFAULT_K unless given)."""
+    DEFAULT_K unless given; score: knn or mahalanobis)."""
     from msfkit.curate import outliers as _outliers
 
-    return _outliers(source, k=k, top=top, progress=progress)
+    return _outliers(source, k=k, top=top, progress=progress, score=score)
 
 
 def label_issues(source: PathLike, k: int | None = None, *, progress: bool = False) -> pd.DataFrame:

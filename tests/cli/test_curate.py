@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from msfkit.cli.curate import curate
-from tests.msfkit.curate.planted import clusters, labelled_store, with_far_points
+from tests.msfkit.curate.planted import batch_among_clusters, clusters, labelled_store, with_far_points
 from tests.msfkit.index_stores import write_vector_store
 
 # every test here runs the installed command, a server or a Ray cluster: out of the quick loop
@@ -69,6 +69,21 @@ def test_outliers_lists_the_planted_ones_first_as_csv_json_and_a_file(far, tmp_p
     ]
     assert msfkit("curate", "outliers", store, "-o", out, "--force", "--top", "5").returncode == 0
     assert len(pd.read_csv(out)) == 5
+
+
+def test_outliers_score_mahalanobis_through_the_command(tmp_path):
+    """--score mahalanobis lists a tight batch of foreign vectors that --score knn ranks last; on fewer
+    images than dimensions it is one line of error."""
+    store, foreign = batch_among_clusters(tmp_path / "s")
+    r = msfkit("curate", "outliers", store, "--score", "mahalanobis", "--top", "6", "--json")
+    assert r.returncode == 0, r.stderr
+    assert {json.loads(line)["row"] for line in r.stdout.splitlines()} == foreign
+    small = write_vector_store(tmp_path / "small", clusters(3, 4, seed=0)[0])
+    r = msfkit("curate", "outliers", small, "--score", "mahalanobis")
+    assert r.returncode == 1 and r.stderr.splitlines() == [
+        f"Error: {small}: 12 images of 16 dimensions; the mahalanobis score needs more images than "
+        "dimensions (use --score knn)"
+    ]
 
 
 def test_outliers_draws_each_outlier_beside_its_neighbours_in_a_gallery(photo_index, tmp_path):

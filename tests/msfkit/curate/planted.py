@@ -34,3 +34,14 @@ def with_far_points(x: np.ndarray, far: int) -> tuple[np.ndarray, np.ndarray]:
 def labelled_store(root: Path, x: np.ndarray, labels: list[str | None], shard_rows: int = 1000) -> Path:
     """A store of `x` whose rows carry `labels` (as class folders would give them)."""
     return write_vector_store(root, x, labels=labels, shard_rows=shard_rows)
+
+
+def batch_among_clusters(root: Path) -> tuple[Path, set[int]]:
+    """A store of 4 clusters of 400 and, last, 6 foreign vectors close together on an axis no cluster
+    uses (a batch of photos among clothes): each other's nearest neighbours."""
+    x, _ = clusters(400, 4, seed=0)
+    batch = np.eye(x.shape[1])[10] + 0.01 * np.random.default_rng(2).standard_normal((6, x.shape[1]))
+    batch /= np.linalg.norm(batch, axis=1, keepdims=True)
+    return write_vector_store(root, np.concatenate([x, batch]).astype(np.float32), shard_rows=500), set(
+        range(1600, 1606)
+    )

@@ -12,7 +12,7 @@ import msfkit
 from msfkit.curate.outliers import COLUMNS, outliers
 from msfkit.index import build_index, open_folder
 from msfkit.models.errors import MsfkitError
-from tests.msfkit.curate.planted import clusters, with_far_points
+from tests.msfkit.curate.planted import batch_among_clusters, clusters, with_far_points
 from tests.msfkit.index_stores import clustered_vectors, write_vector_store
 
 
@@ -74,3 +74,27 @@ def test_an_approximate_index_lists_the_outliers_an_exact_search_does(kind, tmp_
         exact["row"]
     )  # hnsw at its own efSearch: 19 of 20
     assert folder.info["search_params"] == tuned  # and its own parameters are back
+
+
+def test_mahalanobis_finds_foreign_images_that_are_each_others_neighbours(tmp_path):
+    """k-NN distance ranks a tight batch of foreign vectors last (their neighbours are each other);
+    the Mahalanobis score ranks them first, and is the squared distance under the ridged covariance."""
+    from msfkit.curate.outliers import RIDGE
+
+    store, foreign = batch_among_clusters(tmp_path / "s")
+    assert not foreign & set(outliers(store, k=5, top=50)["row"])
+    table = outliers(store, k=5, top=6, score="mahalanobis")
+    assert set(table["row"]) == foreign and list(table.columns) == list(COLUMNS)
+    v = msfkit.open_store(store).vectors.astype(np.float64)
+    w, basis = np.linalg.eigh(np.cov((v - v.mean(0)).T))
+    expected = (((v - v.mean(0)) @ (basis / np.sqrt(np.maximum(w, 0) + RIDGE * w.max()))) ** 2).sum(1)
+    assert np.allclose(table["score"], expected[table["row"]], rtol=1e-6)
+    assert msfkit.outliers(store, top=6, score="mahalanobis")["row"].tolist() == table["row"].tolist()
+
+
+def test_mahalanobis_needs_more_images_than_dimensions_and_scores_are_named(tmp_path):
+    store = write_vector_store(tmp_path / "s", clustered_vectors(12, 16, 3, seed=1))
+    with pytest.raises(MsfkitError, match="12 images of 16 dimensions; the mahalanobis score needs more"):
+        outliers(store, score="mahalanobis")
+    with pytest.raises(MsfkitError, match="unknown outlier score 'lof'; expected one of knn, mahalanobis"):
+        outliers(store, score="lof")
