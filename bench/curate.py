@@ -9,15 +9,17 @@ flipped; with --timing, the time and memory of each command.
 The collection: --images Fashion-MNIST train images (the same number per class), written as
 CLASS/NNNNN.png; a --flip share of them moved into another class's folder, chosen at random (a label
 mistake as a folder data set has it); --foreign images planted in random class folders, grey and
-28 px like the clothes: the real photos (data/photos), scikit-image's bundled images, then uniform
-noise; and a --leak share of TEST (--test Fashion-MNIST *test* images, by default --images / 6, a
+28 px like the clothes, an equal share of each of --foreign-kinds (the issue's three: photos, from
+data/photos and then scikit-image's bundled images; digits, scikit-learn's bundled 8 px ones scaled
+up; uniform noise), each file named by its kind; and a --leak share of TEST (--test Fashion-MNIST *test* images, by default --images / 6, a
 folder of its own) copied into their class folders, each copy re-encoded, cropped or resized
 (bench/curate_leaks.py says how). Both are embedded with the model's own preprocessing, the
 collection into an exact (flat) index, TEST into a store of its own. Then:
 - leaks: precision and recall of the TEST images `msfkit.find_leaks(TRAIN, TEST)` lists (what
   `msfkit dedup TRAIN --against TEST` runs) at --threshold (by default dedup's calibrated one),
   against the copied ones, and recall per transformation;
-- outliers: precision@F of the F most foreign images (F = the number planted; recall@F is the same);
+- outliers: precision@F of the F most foreign images (F = the number planted; recall@F is the same),
+  with each --score, and how many of each kind were found;
 - label issues: precision and recall of the images listed against the flipped ones (foreign images,
   whose label means nothing, left out of both), of the whole list, then of the list read from its
   top (it is ranked): at the cut where recall first reaches 0.7 and at the best F1
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +77,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=3000, help="Fashion-MNIST images (a multiple of 10)")
     ap.add_argument("--flip", type=float, default=0.05, help="share of their labels flipped")
     ap.add_argument("--foreign", type=int, default=30, help="foreign images planted")
+    ap.add_argument(
+        "--foreign-kinds", default="photos,digits,noise", help="an equal share of each: photos, digits, noise"
+    )
     ap.add_argument(
         "--budget", default="0.01,0.05", help="shares of the collection selected, comma-separated"
     )
@@ -126,7 +132,8 @@ def report(index, names: np.ndarray, truth: dict[str, str], foreign: set[str], a
             continue
         listed = {names[r] for r in top["row"]}
         found = len(listed & foreign) / len(foreign)
-        print(f"outliers{shown}, --score {score}: precision@{len(foreign)} {found:.3f}")
+        kinds = Counter(name.rsplit("_", 1)[-1].removesuffix(".png") for name in listed & foreign)
+        print(f"outliers{shown}, --score {score}: precision@{len(foreign)} {found:.3f} ({dict(kinds)} found)")
 
     issues = msfkit.label_issues(index, **k)
     ranked = [name for name in names[issues["row"]] if name not in foreign]

@@ -27,14 +27,35 @@ from msfkit.index import build_index
 SKIMAGE = ("astronaut", "camera", "coins", "coffee", "chelsea", "horse", "moon", "page", "rocket", "text")
 
 
-def foreign_images(count: int, photos: Path, rng: np.random.Generator) -> list[Image.Image]:
-    """`count` grey 28 px images that are not clothes: photos, scikit-image's images, then noise."""
-    import skimage.data
+FOREIGN_KINDS = ("photos", "digits", "noise")  # the speed issue's three kinds of image that is no garment
 
-    found = [Image.open(p) for p in sorted(photos.glob("*.jpg"))]
-    found += [Image.fromarray(getattr(skimage.data, name)()) for name in SKIMAGE]
-    found += [Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)) for _ in range(count)]
-    return [im.convert("L").resize((28, 28), Image.BILINEAR) for im in found[:count]]
+
+def foreign_images(
+    count: int, photos: Path, rng: np.random.Generator, kinds: tuple[str, ...] = FOREIGN_KINDS
+) -> list[tuple[str, Image.Image]]:
+    """`count` grey 28 px images that are not clothes, (kind, image), an equal share of each of `kinds`
+    (the first ones one more where `count` does not divide): photos (the photos folder, then
+    scikit-image's images), digits (scikit-learn's bundled 8 px digits, scaled up), uniform noise."""
+    import skimage.data
+    from sklearn.datasets import load_digits
+
+    out = []
+    for i, kind in enumerate(kinds):
+        n = count // len(kinds) + (i < count % len(kinds))
+        if kind == "photos":
+            found = [Image.open(p) for p in sorted(photos.glob("*.jpg"))]
+            found += [Image.fromarray(getattr(skimage.data, name)()) for name in SKIMAGE]
+        elif kind == "digits":
+            digits = load_digits().images
+            found = [
+                Image.fromarray((digits[j] * 255 / 16).astype(np.uint8)) for j in rng.permutation(len(digits))
+            ]
+        elif kind == "noise":
+            found = [Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)) for _ in range(n)]
+        else:
+            sys.exit(f"unknown kind of foreign image {kind!r}; expected some of {', '.join(FOREIGN_KINDS)}")
+        out += [(kind, im.convert("L").resize((28, 28), Image.BILINEAR)) for im in found[:n]]
+    return out
 
 
 def build_collection(root: Path, args, rng: np.random.Generator) -> tuple[dict[str, str], set[str]]:
@@ -56,8 +77,9 @@ def build_collection(root: Path, args, rng: np.random.Generator) -> tuple[dict[s
         (root / given).mkdir(parents=True, exist_ok=True)
         Image.fromarray(images[i]).save(root / given / f"{i:05d}.png")
     foreign = set()
-    for j, im in enumerate(foreign_images(args.foreign, Path(args.photos), rng)):
-        name = f"{FASHION_MNIST_CLASSES[rng.integers(10)]}/foreign_{j:03d}.png"
+    kinds = tuple(args.foreign_kinds.split(","))
+    for j, (kind, im) in enumerate(foreign_images(args.foreign, Path(args.photos), rng, kinds)):
+        name = f"{FASHION_MNIST_CLASSES[rng.integers(10)]}/foreign_{j:03d}_{kind}.png"
         im.save(root / name)
         foreign.add(name)
     return truth, foreign
@@ -111,7 +133,16 @@ def pixel_store(collection: Path, out: Path) -> Path:
     return out
 
 
-SHAPING = ("model", "images", "flip", "foreign", "test", "leak", "photos")  # what a --work folder holds
+SHAPING = (
+    "model",
+    "images",
+    "flip",
+    "foreign",
+    "foreign_kinds",
+    "test",
+    "leak",
+    "photos",
+)  # what a --work folder holds
 
 
 @contextmanager
