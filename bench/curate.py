@@ -12,9 +12,10 @@ mistake as a folder data set has it); --foreign images planted in random class f
 28 px like the clothes, an equal share of each of --foreign-kinds (the issue's three: photos, from
 data/photos and then scikit-image's bundled images; digits, scikit-learn's bundled 8 px ones scaled
 up; uniform noise), each file named by its kind; and a --leak share of TEST (--test Fashion-MNIST
-*test* images, by default --images / 6, a folder of its own) copied into their class folders, each copy re-encoded, cropped or resized
-(bench/curate_leaks.py says how). Both are embedded with the model's own preprocessing, the
-collection into an exact (flat) index, TEST into a store of its own. Then:
+*test* images, by default --images / 6, a folder of its own) copied into their class folders, each
+copy re-encoded, cropped or resized (bench/curate_leaks.py says how). Both are embedded with the
+model's own preprocessing, the collection into an exact (flat) index, TEST into a store of its own.
+Then:
 - leaks: precision and recall of the TEST images `msfkit.find_leaks(TRAIN, TEST)` lists (what
   `msfkit dedup TRAIN --against TEST` runs) at --threshold (by default dedup's calibrated one),
   against the copied ones, and recall per transformation;
