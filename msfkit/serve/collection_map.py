@@ -65,9 +65,9 @@ class MapView:
             "points": base64.b64encode(data).decode("ascii"),
         }
 
-    def colours(self, by: str, threshold: float = 0.95, k: int = 10) -> dict[str, Any]:
+    def colours(self, by: str, threshold: float = 0.95, k: int = 10, score: str = "knn") -> dict[str, Any]:
         """One value per row: its label (or folder) number, its duplicate group at `threshold` (-1 for
-        none), or its outlier score; `names` are the labels, `total` the groups."""
+        none), or its outlier score by `score`; `names` are the labels, `total` the groups."""
         if by == "label":
             labels = [lab if isinstance(lab, str) else Path(p).parent.name for lab, p in self._labelled()]
             codes, names = pd.factorize(pd.Series(labels, dtype=object), sort=True)
@@ -86,9 +86,9 @@ class MapView:
                 "values": values.tolist(),
             }
         if by == "outlier":
-            scores = self.curation.outlier_scores()
+            scores = self.curation.outlier_scores(score)
             values = [None if np.isnan(s) else round(float(s), 4) for s in scores]
-            return {"by": by, "kind": "score", "values": values}
+            return {"by": by, "kind": "score", "score": score, "values": values}
         raise Refused(f"by={by!r}: one of {', '.join(COLOUR_BY)}")
 
     def inside(self, method: str, polygon: list[list[float]]) -> np.ndarray:

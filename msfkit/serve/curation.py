@@ -2,8 +2,9 @@
 computed by `msfkit.curate` / `msfkit.retrieval.leaks` on the first request, then kept, and paged.
 
     views = CurationViews(index, Rows.of(index), page_limit=200)
-    views.page("outliers", page=(0, 20))             # {"view", "total", "more", "items": [...]}
-    views.outlier_scores()                            # every row's outlier score, for the map's colours
+    views.page("outliers", page=(0, 20))             # {"view", "total", "k", "more", "items": [...]}
+    views.page("outliers", page=(0, 20), score="mahalanobis")
+    views.outlier_scores("knn")                       # every row's outlier score, for the map's colours
     views.page("leaks", page=(0, 20), threshold=0.95)
 
 Leaks are between the stores one index holds (`msfkit index TRAIN TEST -o INDEX`): each image of
@@ -20,6 +21,9 @@ import numpy as np
 import pandas as pd
 
 from msfkit.curate import label_issues, outliers
+from msfkit.curate.label_issues import DEFAULT_K as LABEL_K
+from msfkit.curate.outliers import DEFAULT_K as OUTLIER_K
+from msfkit.curate.outliers import SCORES
 from msfkit.retrieval.dedup import DEFAULT_THRESHOLD
 from msfkit.retrieval.leaks import find_leaks
 from msfkit.serve.errors import Refused
@@ -38,44 +42,66 @@ class CurationViews:
 
     def __init__(self, index: IndexFolder, rows: Rows, page_limit: int) -> None:
         self.index, self.rows, self.page_limit = index, rows, page_limit
-        self._tables: dict[Any, pd.DataFrame] = {}
+        self._tables: dict[tuple, pd.DataFrame] = {}
         self._lock = threading.Lock()  # one computation at a time: they search the index wider
 
-    def table(self, view: str, threshold: float = DEFAULT_THRESHOLD, test: int | None = None) -> pd.DataFrame:
-        """The whole list of `view` (one of VIEWS), computed on the first request."""
+    def table(
+        self, view: str, threshold: float = DEFAULT_THRESHOLD, test: int | None = None, score: str = "knn"
+    ) -> pd.DataFrame:
+        """The whole list of `view` (one of VIEWS), computed on the first request; outliers by
+        `score` (one of msfkit.curate.outliers.SCORES), leaks at `threshold` into store `test`."""
         if view not in VIEWS:
             raise Refused(f"no curation view {view!r}: one of {', '.join(VIEWS)}")
-        key: Any = view if view != "leaks" else (view, round(float(threshold), 6), self._test_store(test))
+        if score not in SCORES:
+            raise Refused(f"score={score!r}: one of {', '.join(SCORES)}")
+        key: tuple = (view,)  # what the list depends on
+        if view == "outliers":
+            key = (view, score)
+        elif view == "leaks":
+            key = (view, round(float(threshold), 6), self._test_store(test))
         with self._lock:
             if key not in self._tables:
                 if view == "outliers":
-                    self._tables[key] = outliers(self.index)
+                    self._tables[key] = outliers(self.index, score=score)
                 elif view == "label-issues":
                     self._tables[key] = label_issues(self.index)
                 else:
                     self._tables[key] = self._leaks(*key[1:])
-                    leaks = [k for k in self._tables if isinstance(k, tuple)]
+                    leaks = [k for k in self._tables if k[0] == "leaks"]
                     for old in leaks[:-CACHED_LEAKS]:
                         del self._tables[old]
             return self._tables[key]
 
-    def outlier_scores(self) -> np.ndarray:
-        """Every row's outlier score (mean cosine distance to its 10 nearest others), in row order."""
-        table = self.table("outliers")
+    def outlier_scores(self, score: str = "knn") -> np.ndarray:
+        """Every row's outlier score by `score` (see msfkit.curate.outliers), in row order."""
+        table = self.table("outliers", score=score)
         scores = np.full(len(self.rows), np.nan)
         scores[table["row"].to_numpy()] = table["score"].to_numpy()
         return scores
 
-    def page(self, view: str, page: tuple[int, int], threshold: float = DEFAULT_THRESHOLD, test=None):
-        """Items `offset` to `offset + limit` of `view`, each a row's facts with the view's own fields."""
+    def page(
+        self,
+        view: str,
+        page: tuple[int, int],
+        threshold: float = DEFAULT_THRESHOLD,
+        test: int | None = None,
+        score: str = "knn",
+    ) -> dict[str, Any]:
+        """Items `offset` to `offset + limit` of `view`, each a row's facts with the view's own fields;
+        the answer names the question: `k` neighbours (outliers, label issues), the outlier `score`,
+        the leaks' `threshold`, `test` store and `stores`."""
         offset, limit = page
         if offset < 0 or not 1 <= limit <= self.page_limit:
             raise Refused(f"offset must be >= 0 and limit between 1 and {self.page_limit}")
-        table = self.table(view, threshold, test)
+        table = self.table(view, threshold, test, score)
         shown = table.iloc[offset : offset + limit]
         items = [self._item(view, line) for line in shown.itertuples(index=False)]
         answer = {"view": view, "total": len(table), "offset": offset, "limit": limit}
-        if view == "leaks":
+        if view == "outliers":
+            answer.update(score=score, k=OUTLIER_K)
+        elif view == "label-issues":
+            answer.update(k=LABEL_K)
+        else:
             answer.update(threshold=threshold, test=self._test_store(test), stores=self._stores())
         return dict(answer, more=offset + limit < len(table), items=items)
 

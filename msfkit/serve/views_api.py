@@ -3,8 +3,9 @@ documents each one). Each view is computed in the thread pool on its first reque
 
     GET  /api/map?method=pca                  the points (base64 float32 x, y pairs), row order
     GET  /api/map/colours?by=label            one colour value per row: label, group or outlier score
+                                              (&threshold= for groups, &score=knn|mahalanobis)
     POST /api/map/select  {"polygon": [...]}  the rows inside a lasso, and a page of their facts
-    GET  /api/curate/outliers                 (and label-issues, leaks): a paged list of rows
+    GET  /api/curate/outliers?score=knn       (and label-issues, leaks): a paged list of rows
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from msfkit.curate.outliers import SCORES
 from msfkit.retrieval.dedup import DEFAULT_THRESHOLD
 from msfkit.serve.bodies import lasso_body
 from msfkit.serve.collection_map import COLOUR_BY
@@ -39,7 +41,8 @@ def view_routes(backend: Backend) -> list[Route]:
     async def colours(request: Request) -> Response:
         by = choice_param(request, "by", COLOUR_BY)
         threshold, k = float_param(request, "threshold", DEFAULT_THRESHOLD), int_param(request, "k", 10)
-        return JSONResponse(await run_in_threadpool(backend.map.colours, by, threshold, k))
+        score = choice_param(request, "score", SCORES)
+        return JSONResponse(await run_in_threadpool(backend.map.colours, by, threshold, k, score))
 
     async def select(request: Request) -> Response:
         offset, limit = page_params(request, SELECTION_PAGE)
@@ -52,7 +55,10 @@ def view_routes(backend: Backend) -> list[Route]:
         threshold = float_param(request, "threshold", DEFAULT_THRESHOLD)
         test = request.query_params.get("test")
         test = None if test is None else int_param(request, "test", 0)
-        return JSONResponse(await run_in_threadpool(backend.curation.page, view, page, threshold, test))
+        score = choice_param(request, "score", SCORES)
+        return JSONResponse(
+            await run_in_threadpool(backend.curation.page, view, page, threshold, test, score)
+        )
 
     return [
         Route("/api/map", points),

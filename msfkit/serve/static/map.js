@@ -73,7 +73,8 @@ function legend(body) {
   } else if (body.kind === "group") {
     box.append(`${body.total} groups at similarity >= ${body.threshold}; `, swatch(NONE, "no near duplicate"));
   } else {
-    box.append(swatch("rgb(40,90,220)", "belongs"), swatch("rgb(250,90,30)", "foreign"), swatch(NONE, "no score"));
+    box.append(`${body.score === "mahalanobis" ? "Mahalanobis" : "k-NN"} score: `, swatch("rgb(40,90,220)", "belongs"),
+      swatch("rgb(250,90,30)", "foreign"), swatch(NONE, "no score"));
   }
 }
 
@@ -114,7 +115,7 @@ function mapStatus(text, error = false) {
 }
 
 async function loadColours() {
-  const params = new URLSearchParams({ by: $("map-colour").value, threshold: dup.threshold });
+  const params = new URLSearchParams({ by: $("map-colour").value, threshold: dup.threshold, score: list.score });
   mapStatus(`colouring by ${$("map-colour").value}...`);
   const body = await api(`/api/map/colours?${params}`);
   map.colours = colourPixels(body);

@@ -224,9 +224,20 @@ def test_the_curation_lists_are_views_of_the_page(page, index, server):
     page.goto(server.url + "#outliers")
     page.wait_for_function("document.querySelectorAll('#list-grid .tile').length === 21")
     rows = [int(r) for r in page.eval_on_selector_all("#list-grid .tile", "ts => ts.map(t => t.dataset.row)")]
-    assert rows == outliers(index)["row"].tolist() and page.inner_text("#list-status") == "21 images listed"
+    assert rows == outliers(index)["row"].tolist()
+    assert page.inner_text("#list-status") == "21 images listed (k = 10)"
     assert "neighbour of " in page.inner_text("#list-grid .tile >> nth=0")
+    assert page.input_value("#outliers-score") == "knn"
+    assert "mean cosine distance" in page.inner_text("#list-about")
+    page.select_option("#outliers-score", "mahalanobis")  # 21 photos in 512-d: refused, in one line
+    page.wait_for_function("document.querySelector('#list-status').textContent.includes('needs more images')")
+    assert page.get_attribute("#list-status", "class") == "error"
+    assert "Mahalanobis" in page.inner_text("#list-about")
+    assert page.locator("#list-grid .tile").count() == 0
+    page.select_option("#outliers-score", "knn")
+    page.wait_for_function("document.querySelectorAll('#list-grid .tile').length === 21")
     page.click("#tab-leaks")  # one store: the page says how to see leaks, as a note, not an error
+    page.wait_for_function("document.querySelector('#outliers-bar').hidden")
     page.wait_for_function("document.querySelector('#list-status').textContent.includes(' TRAIN TEST ')")
     assert "msfkit index TRAIN TEST -o INDEX" in page.inner_text("#list-status")
     assert page.get_attribute("#list-status", "class") == "muted" and page.locator("#leaks-bar").is_hidden()

@@ -49,9 +49,8 @@ def test_a_lasso_returns_exactly_the_rows_inside_it(client, points):
 
 def test_the_curation_lists_answer_or_say_why_not(client, index):
     listed = client.get("/api/curate/outliers", params={"limit": 5}).json()
-    assert [i["row"] for i in listed["items"]] == outliers(index)["row"].tolist()[:5] and listed[
-        "total"
-    ] == 21
+    assert [i["row"] for i in listed["items"]] == outliers(index)["row"].tolist()[:5]
+    assert (listed["total"], listed["score"], listed["k"]) == (21, "knn", 10)
     issues = client.get("/api/curate/label-issues")
     assert issues.status_code == 400 and "label issues need at least 2 classes" in issues.json()["error"]
     leaks = client.get("/api/curate/leaks")
@@ -95,6 +94,11 @@ def test_bad_parameters_are_400_naming_them(client):
         ("/api/map/colours?by=size", "by='size': one of label, group, outlier"),
         ("/api/curate/everything", "no curation view 'everything'"),
         ("/api/curate/outliers?limit=0", "limit between 1 and 200"),
+        ("/api/curate/outliers?score=lof", "score='lof': one of knn, mahalanobis"),
+        ("/api/map/colours?by=outlier&score=lof", "score='lof': one of knn, mahalanobis"),
+        # 21 photos in 512 dimensions: too few for a covariance, said in one line
+        ("/api/curate/outliers?score=mahalanobis", "21 images of 512 dimensions; the mahalanobis"),
+        ("/api/map/colours?by=outlier&score=mahalanobis", "21 images of 512 dimensions"),
     ]:
         r = client.get(url)
         assert (r.status_code, words in r.json()["error"]) == (400, True), (url, r.text)
