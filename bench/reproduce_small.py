@@ -86,19 +86,32 @@ def run_folder(k: int, seed: int) -> str:
     return f"k{k}" + (f"-seed{seed}" if seed else "")
 
 
-def curve(run: Path) -> list[tuple[float, float, float]]:
-    """(training minutes, epochs, monitor 20-NN) of a run's metrics.csv, the minutes read off its loss
-    rows at the same step (step 0 = minute 0), so that no monitor time is counted."""
+def curve(run: Path) -> list[tuple[float, float, float, float]]:
+    """(training minutes, epochs, monitor 20-NN, unshared minutes) of a run's metrics.csv. Training
+    minutes are the wall clock read off its loss rows at the same step (step 0 = minute 0), so that no
+    monitor time is counted, but a paused or shared CPU is; unshared minutes are the steps at the
+    run's own rate when it had the machine (`unshared_rate`)."""
     with (run / "metrics.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     logged = [(0, 0.0)] + [(int(r["step"]), float(r["minutes"])) for r in rows if not r["knn_top1"]]
     steps, minutes = zip(*sorted(logged), strict=True)
     scored = {int(r["step"]): float(r["knn_top1"]) for r in rows if r["knn_top1"]}  # one per step
-    per_epoch = steps_per_epoch(run)
+    per_epoch, rate = steps_per_epoch(run), unshared_rate(steps, minutes)
     return [
-        (float(np.interp(step, steps, minutes)), step / per_epoch, top1)
+        (float(np.interp(step, steps, minutes)), step / per_epoch, top1, step / rate)
         for step, top1 in sorted(scored.items())
     ]
+
+
+def unshared_rate(steps, minutes) -> float:
+    """Steps a minute when the run had the machine: the median rate of the intervals between
+    consecutive logged steps that ran at least 80% as fast as the fastest (their 95th percentile). A
+    pause, a shared CPU or a restart makes an interval slower; timer noise spreads the fast ones."""
+    ds, dm = np.diff(np.asarray(steps, dtype=float)), np.diff(np.asarray(minutes, dtype=float))
+    rates = ds[(ds > 0) & (dm > 0)] / dm[(ds > 0) & (dm > 0)]
+    if not len(rates):
+        return float("nan")
+    return float(np.median(rates[rates >= 0.8 * np.percentile(rates, 95)]))
 
 
 def steps_per_epoch(run: Path) -> int:
@@ -117,7 +130,7 @@ def plot(results: dict, curves: dict, path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, x, label in (
         (axes[0], 1, "epochs"),
-        (axes[1], 0, "training minutes (wall clock: a shared or paused CPU counts; monitor left out)"),
+        (axes[1], 3, "training minutes at the run's unshared rate (pauses, shared CPU and monitor left out)"),
     ):
         for name, points in curves.items():
             xs, ys = [p[x] for p in points], [p[2] for p in points]

@@ -8,6 +8,7 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,3 +108,13 @@ def test_every_row_gets_the_linear_probe_even_one_scored_before_it(tmp_path, rep
     }
     with pytest.raises(SystemExit, match="other --set"):
         reproduce(out, "--set", "crop_scale=0.2")
+
+
+def test_the_minutes_axis_leaves_out_pauses_and_shared_stretches():
+    """The curve's unshared minutes: steps at the run's rate when it had the machine (10 steps a
+    minute here), whatever a pause (30 minutes after step 50) or a shared CPU (half speed) added."""
+    unshared_rate = runpy.run_path(str(SCRIPT))["unshared_rate"]
+    steps = [0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]
+    minutes = [0, 1, 2, 3, 3.9, 5, 36, 37, 38.1, 39, 40, 42, 44]  # paused after 50, shared from 100
+    assert unshared_rate(steps, minutes) == pytest.approx(10.0)
+    assert np.isnan(unshared_rate([0, 10, 10], [0.0, 0.0, 1.0]))  # no interval with both: no rate
