@@ -130,7 +130,7 @@ def plot(results: dict, curves: dict, path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     for ax, x, label in (
         (axes[0], 1, "epochs"),
-        (axes[1], 3, "training minutes at the run's unshared rate (pauses, shared CPU and monitor left out)"),
+        (axes[1], 3, "training minutes at the run's unshared rate (pauses and monitor left out)"),
     ):
         for name, points in curves.items():
             xs, ys = [p[x] for p in points], [p[2] for p in points]
