@@ -57,7 +57,7 @@ sys.path.insert(0, str(REPO))
 
 import msfkit  # noqa: E402
 from bench.command_cost import measure, msfkit_command  # noqa: E402
-from bench.curate_collection import prepared, work_folder  # noqa: E402
+from bench.curate_collection import foreign_kind, prepared, work_folder  # noqa: E402
 from bench.curate_leaks import report_leaks  # noqa: E402
 from bench.curate_scores import precision_recall, ranked_cuts  # noqa: E402
 from msfkit.models.errors import MsfkitError  # noqa: E402
@@ -133,7 +133,7 @@ def report(index, names: np.ndarray, truth: dict[str, str], foreign: set[str], a
             continue
         listed = {names[r] for r in top["row"]}
         found = len(listed & foreign) / len(foreign)
-        kinds = Counter(name.rsplit("_", 1)[-1].removesuffix(".png") for name in listed & foreign)
+        kinds = Counter(foreign_kind(name) for name in listed & foreign)
         print(f"outliers{shown}, --score {score}: precision@{len(foreign)} {found:.3f} ({dict(kinds)} found)")
 
     issues = msfkit.label_issues(index, **k)

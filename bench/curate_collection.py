@@ -27,7 +27,17 @@ from msfkit.index import build_index
 SKIMAGE = ("astronaut", "camera", "coins", "coffee", "chelsea", "horse", "moon", "page", "rocket", "text")
 
 
-FOREIGN_KINDS = ("photos", "digits", "noise")  # the speed issue's three kinds of image that is no garment
+FOREIGN_KINDS = ("photos", "digits", "noise")  # the curation issue's three kinds of image that is no garment
+
+
+def foreign_name(folder: str, j: int, kind: str) -> str:
+    """The planted file of the `j`th foreign image, of `kind`, in class `folder`."""
+    return f"{folder}/foreign_{j:03d}_{kind}.png"
+
+
+def foreign_kind(name: str) -> str:
+    """The kind of foreign image a `foreign_name` names."""
+    return name.rsplit("_", 1)[-1].removesuffix(".png")
 
 
 def foreign_images(
@@ -79,7 +89,7 @@ def build_collection(root: Path, args, rng: np.random.Generator) -> tuple[dict[s
     foreign = set()
     kinds = tuple(args.foreign_kinds.split(","))
     for j, (kind, im) in enumerate(foreign_images(args.foreign, Path(args.photos), rng, kinds)):
-        name = f"{FASHION_MNIST_CLASSES[rng.integers(10)]}/foreign_{j:03d}_{kind}.png"
+        name = foreign_name(FASHION_MNIST_CLASSES[rng.integers(10)], j, kind)
         im.save(root / name)
         foreign.add(name)
     return truth, foreign
@@ -133,16 +143,8 @@ def pixel_store(collection: Path, out: Path) -> Path:
     return out
 
 
-SHAPING = (
-    "model",
-    "images",
-    "flip",
-    "foreign",
-    "foreign_kinds",
-    "test",
-    "leak",
-    "photos",
-)  # what a --work folder holds
+# what a --work folder holds
+SHAPING = ("model", "images", "flip", "foreign", "foreign_kinds", "test", "leak", "photos")
 
 
 @contextmanager

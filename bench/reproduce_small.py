@@ -108,7 +108,8 @@ def unshared_rate(steps, minutes) -> float:
     consecutive logged steps that ran at least 80% as fast as the fastest (their 95th percentile). A
     pause, a shared CPU or a restart makes an interval slower; timer noise spreads the fast ones."""
     ds, dm = np.diff(np.asarray(steps, dtype=float)), np.diff(np.asarray(minutes, dtype=float))
-    rates = ds[(ds > 0) & (dm > 0)] / dm[(ds > 0) & (dm > 0)]
+    moved = (ds > 0) & (dm > 0)
+    rates = ds[moved] / dm[moved]
     if not len(rates):
         return float("nan")
     return float(np.median(rates[rates >= 0.8 * np.percentile(rates, 95)]))

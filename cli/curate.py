@@ -15,6 +15,7 @@ from msfkit.cli.common import check_outputs, echo_json_lines, force_option, json
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 GALLERY_NEIGHBOURS = 8  # neighbours drawn beside each outlier
+OUTLIER_SCORES = ("knn", "mahalanobis")  # msfkit.curate.outliers.SCORES, not imported (pandas); a test checks
 
 index_argument = click.argument("index", type=click.Path())
 
@@ -44,7 +45,7 @@ def curate() -> None:
 @click.option("--top", default=20, show_default=True, type=click.IntRange(1), help="How many to list.")
 @click.option(
     "--score",
-    type=click.Choice(["knn", "mahalanobis"]),
+    type=click.Choice(OUTLIER_SCORES),
     default="knn",
     show_default=True,
     help="knn: far from its k nearest; mahalanobis: far from the whole collection's spread.",

@@ -49,11 +49,12 @@ def outliers(
         scores = np.empty(n, dtype=np.float64)
         in_degree = np.zeros(n, dtype=np.int64)
         for start, sims, rows, valid in neighbour_blocks(index, k, source_name(source), progress, "outliers"):
-            found = valid.sum(axis=1)
-            total = np.where(valid, sims, 0).sum(axis=1, dtype=np.float64)
-            mean = np.divide(total, found, out=np.full(len(found), np.nan), where=found > 0)
-            scores[start : start + len(sims)] = 1.0 - mean  # NaN (ranked last) where none was found
-            in_degree += np.bincount(rows[valid], minlength=n)
+            in_degree += np.bincount(rows[valid], minlength=n)  # for either score: the second witness
+            if score == "knn":
+                found = valid.sum(axis=1)
+                total = np.where(valid, sims, 0).sum(axis=1, dtype=np.float64)
+                mean = np.divide(total, found, out=np.full(len(found), np.nan), where=found > 0)
+                scores[start : start + len(sims)] = 1.0 - mean  # NaN (ranked last) where none was found
         if score == "mahalanobis":
             scores = mahalanobis(index.store, source_name(source))
         order = np.lexsort((np.arange(n), in_degree, -scores))[:top]

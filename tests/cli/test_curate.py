@@ -164,3 +164,10 @@ def test_the_help_shows_the_library_default_k(command, module):
     default = importlib.import_module(f"msfkit.curate.{module}").DEFAULT_K
     r = CliRunner().invoke(curate, [command, "-h"], terminal_width=200)
     assert r.exit_code == 0 and f"Neighbours looked at per image.  [default: {default}]" in r.output
+
+
+def test_the_outlier_scores_offered_are_the_librarys():
+    from msfkit.cli.curate import OUTLIER_SCORES
+    from msfkit.curate.outliers import SCORES
+
+    assert OUTLIER_SCORES == SCORES
