@@ -140,6 +140,11 @@ def plot(results: dict, curves: dict, path: Path, title: str) -> None:
                 final = results[name]["knn20"]
                 ax.plot(xs[-1:], [final], marker="*", ms=12, color=line.get_color(), ls="none",
                         label=f"{name}, final 60k/10k: {final:.2f}")  # fmt: skip
+        for name, row in results.items():  # a finished run recorded without its curve: the score alone
+            at = row.get("epochs_trained") if x == 1 else row.get("unshared_min")
+            if "steps" in row and name not in curves and at:
+                ax.plot([at], [row["knn20"]], marker="*", ms=12, ls="none",
+                        label=f"{name}, final 60k/10k: {row['knn20']:.2f} (curve not kept)")  # fmt: skip
         for name, style in (("random init", "--"), ("raw pixels", ":")):
             sub = results[name]["knn20_subset"]
             full = results[name]["knn20"]
@@ -214,6 +219,23 @@ def train_run(preset: str, overrides: list[str]) -> tuple[Path, float]:
 SCHEDULE = ("preset", "stem", "epochs", "batch_size", "precision", "knn_every_steps", "limit", "set")
 
 
+def finished_curves(out: Path, results: dict) -> dict[str, list]:
+    """The curves of the finished runs: read off each run's folder where it is still there, else the
+    curve OUT/results.json recorded when the run finished (a results.json kept in the repository
+    outlives the machine, and its run folders, that made it); none for a row recorded without one."""
+    path = out / "results.json"
+    recorded = json.loads(path.read_text()).get("curves", {}) if path.exists() else {}
+    curves = {}
+    for name, row in results.items():
+        if "steps" not in row:
+            continue
+        if (Path(row.get("run", "")) / "metrics.csv").is_file():
+            curves[name] = curve(Path(row["run"]))
+        elif name in recorded:
+            curves[name] = [tuple(point) for point in recorded[name]]
+    return curves
+
+
 def earlier_results(out: Path, args) -> dict:
     """The results an earlier run of the same schedule recorded in OUT (empty if none)."""
     path = out / "results.json"
@@ -279,7 +301,7 @@ def main() -> None:
     common = [c for c in common if c]
     base_cfg = load_config(args.preset, overrides=common)
     print(f"Fashion-MNIST, ResNet18 ({base_cfg.stem} stem) {base_cfg.image_size} px; {base_cfg}", flush=True)
-    curves: dict[str, list] = {name: curve(Path(r["run"])) for name, r in results.items() if "run" in r}
+    curves = finished_curves(out, results)
 
     def record(name: str, row: dict) -> None:
         results[name] = row
@@ -356,7 +378,7 @@ def replot(out: Path, path: Path) -> None:
     results, cfg, args = doc["results"], doc["config"], doc["args"]
     from msfkit.training.checkpoint import CHECKPOINT_NAME
 
-    curves = {name: curve(Path(r["run"])) for name, r in results.items() if "steps" in r}
+    curves = finished_curves(out, results)
     for seed in args["seeds"]:  # and the runs still going (or stopped, to be continued): no final score
         for k in METHODS:
             run, name = out / run_folder(k, seed), run_name(k, seed)
@@ -383,6 +405,15 @@ def table(results: dict) -> None:
             f"| {name} | {trained} | {minutes} | {speed} | {r['knn1']:.2f} | {r['knn20']:.2f} | {linear} "
             f"| {gain:+.2f} |"
         )
+    for method in METHODS.values():  # a method with several finished seeds: their mean (and range)
+        rows = [r for name, r in results.items() if "steps" in r and name.split(", seed")[0] == method]
+        if len(rows) > 1:
+            cells = []
+            for key in ("knn1", "knn20", "linear"):
+                got = [r[key] for r in rows if key in r]
+                cells.append(f"{np.mean(got):.2f} ({min(got):.2f}-{max(got):.2f})" if got else "-")
+            gain = np.mean([r["knn20"] for r in rows]) - rand["knn20"]
+            print(f"| {method}, mean of {len(rows)} seeds | - | - | - | {' | '.join(cells)} | {gain:+.2f} |")
 
 
 if __name__ == "__main__":

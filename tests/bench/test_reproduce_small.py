@@ -118,3 +118,34 @@ def test_the_minutes_axis_leaves_out_pauses_and_shared_stretches():
     minutes = [0, 1, 2, 3, 3.9, 5, 36, 37, 38.1, 39, 40, 42, 44]  # paused after 50, shared from 100
     assert unshared_rate(steps, minutes) == pytest.approx(10.0)
     assert np.isnan(unshared_rate([0, 10, 10], [0.0, 0.0, 1.0]))  # no interval with both: no rate
+
+
+def test_a_kept_results_json_outlives_its_run_folders(tmp_path, reproduce):
+    """A results.json copied off the machine (the repository keeps one) is enough to continue and to
+    redraw: finished runs stay finished and keep their recorded curves when their folders are gone; a
+    row recorded without a curve is drawn by its final score; several seeds get a mean row."""
+    import shutil
+
+    out = tmp_path / "run"
+    printed = reproduce(out, "--seeds", "0", "1")
+    scored = results(out)
+    seeds = [scored["MSF w/s (k=5)"], scored["MSF w/s (k=5), seed 1"]]
+    knn20 = [r["knn20"] for r in seeds]
+    assert "| MSF w/s (k=5), mean of 2 seeds | - | - | - | " in printed
+    assert f"{np.mean(knn20):.2f} ({min(knn20):.2f}-{max(knn20):.2f})" in printed
+
+    doc = json.loads((out / "results.json").read_text())
+    kept = doc["curves"]["MSF w/s (k=5)"]
+    shutil.rmtree(out / "k5"), shutil.rmtree(out / "k5-seed1")  # another machine: the folders are gone
+    del doc["curves"]["MSF w/s (k=5), seed 1"]  # a row recorded by hand, without its curve
+    doc["results"]["MSF w/s (k=5), seed 1"]["unshared_min"] = 0.5
+    (out / "results.json").write_text(json.dumps(doc))
+
+    again = reproduce(out, "--seeds", "0", "1")
+    assert again.count("finished in an earlier run, kept") == 2 and "continuing" not in again
+    assert results(out) == doc["results"]
+    (out / "curve.png").unlink()
+    drawn = reproduce(out, "--replot")
+    curves = json.loads(drawn.splitlines()[0])
+    assert curves == {"MSF w/s (k=5)": kept}  # the recorded curve; seed 1 has none, drawn as its score
+    assert (out / "curve.png").stat().st_size
