@@ -9,7 +9,10 @@ Rerunning the same command continues: measured baselines and finished methods ar
 OUT/results.json, and an unfinished training run resumes from its last checkpoint (train's exact
 resume; the preset checkpoints every epoch, and `--save-every-steps` more often), so a long run can
 be stopped (Ctrl-C, SIGTERM, kill) and continued later. A different schedule in the same OUT is
-refused: use another OUT.
+refused: use another OUT. Run folders live on the machine; `--record JSON` keeps a copy of
+results.json elsewhere (the repository keeps `bench/reproduce_small_36ep.json`), written with OUT's
+and read for the rows OUT lacks, so on a new machine finished runs stay finished (drawn from their
+recorded curves) and only an unfinished one starts over.
 
 A lever's proxy is the same script on fewer images and epochs with train config keys for every run,
 in an OUT of its own (the baselines of the first proxy reused by the others with --baselines):
@@ -219,12 +222,10 @@ def train_run(preset: str, overrides: list[str]) -> tuple[Path, float]:
 SCHEDULE = ("preset", "stem", "epochs", "batch_size", "precision", "knn_every_steps", "limit", "set")
 
 
-def finished_curves(out: Path, results: dict) -> dict[str, list]:
+def finished_curves(results: dict, recorded: dict) -> dict[str, list]:
     """The curves of the finished runs: read off each run's folder where it is still there, else the
-    curve OUT/results.json recorded when the run finished (a results.json kept in the repository
-    outlives the machine, and its run folders, that made it); none for a row recorded without one."""
-    path = out / "results.json"
-    recorded = json.loads(path.read_text()).get("curves", {}) if path.exists() else {}
+    curve recorded in a results.json when the run finished (`recorded`: a copy kept in the repository
+    outlives the machine, and the run folders, that made it); none for a row recorded without one."""
     curves = {}
     for name, row in results.items():
         if "steps" not in row:
@@ -236,17 +237,29 @@ def finished_curves(out: Path, results: dict) -> dict[str, list]:
     return curves
 
 
-def earlier_results(out: Path, args) -> dict:
-    """The results an earlier run of the same schedule recorded in OUT (empty if none)."""
-    path = out / "results.json"
+def read_results(path: Path, args=None) -> tuple[dict, dict, dict]:
+    """(results, recorded curves, the whole document) of a results.json, empty if there is none; with
+    `args`, one of another schedule is refused."""
     if not path.exists():
-        return {}
+        return {}, {}, {}
     doc = json.loads(path.read_text())
     recorded = {"set": [], **doc["args"]}  # a results.json from before --set was added
-    differ = ", ".join("--" + k.replace("_", "-") for k in SCHEDULE if recorded.get(k) != getattr(args, k))
+    differ = args and ", ".join(
+        "--" + k.replace("_", "-") for k in SCHEDULE if recorded.get(k) != getattr(args, k)
+    )
     if differ:
         raise SystemExit(f"{path} holds a run with other {differ}: rerun with the same, or another --out")
-    return doc["results"]
+    return doc["results"], doc.get("curves", {}), doc
+
+
+def earlier_results(out: Path, record: str, args=None) -> tuple[dict, dict, dict]:
+    """What earlier runs of the same schedule recorded in OUT/results.json and, with --record, in its
+    kept copy, which fills in the rows OUT lacks (a new machine: OUT empty, or from an older copy)."""
+    results, curves, doc = read_results(out / "results.json", args)
+    if record:
+        kept, kept_curves, kept_doc = read_results(Path(record), args)
+        results, curves, doc = {**kept, **results}, {**kept_curves, **curves}, doc or kept_doc
+    return results, curves, doc
 
 
 def main() -> None:
@@ -266,6 +279,9 @@ def main() -> None:
     ap.add_argument("--parallel", action="store_true", help="train both methods at once (use --threads 1)")
     ap.add_argument("--baselines", default="", help="results.json of an earlier run: reuse its two baselines")
     ap.add_argument("--replot", action="store_true", help="redraw the plot and table from OUT/results.json")
+    ap.add_argument(
+        "--record", default="", metavar="JSON", help="a copy of results.json kept off the machine"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="a run of each method per seed")
     ap.add_argument("--limit", type=int, default=0, help="train and score on the first N images (0 = all)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop each run at this step, to continue later")
@@ -275,7 +291,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.replot:
-        return replot(Path(args.out), Path(args.plot))
+        return replot(Path(args.out), Path(args.plot), args.record)
 
     from msfkit.data.datasets import load_fashion_mnist
     from msfkit.models import Encoder
@@ -283,7 +299,7 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, dict] = earlier_results(out, args)  # before any work: another schedule is refused
+    results, recorded, _ = earlier_results(out, args.record, args)  # first: another schedule is refused
     free = max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0)) - args.workers))
     torch.set_num_threads(args.threads or free)
     train_set, test_set = load_fashion_mnist("train"), load_fashion_mnist("test")
@@ -301,12 +317,15 @@ def main() -> None:
     common = [c for c in common if c]
     base_cfg = load_config(args.preset, overrides=common)
     print(f"Fashion-MNIST, ResNet18 ({base_cfg.stem} stem) {base_cfg.image_size} px; {base_cfg}", flush=True)
-    curves = finished_curves(out, results)
+    curves = finished_curves(results, recorded)
 
     def record(name: str, row: dict) -> None:
         results[name] = row
-        doc = {"args": vars(args), "config": base_cfg.to_dict(), "results": results, "curves": curves}
-        (out / "results.json").write_text(json.dumps(doc, indent=2))
+        doc = json.dumps(
+            {"args": vars(args), "config": base_cfg.to_dict(), "results": results, "curves": curves}, indent=2
+        )
+        for path in [out / "results.json"] + ([Path(args.record)] if args.record else []):
+            path.write_text(doc + "\n")
         print(f"{name}: {json.dumps(row)}", flush=True)
 
     if {"raw pixels", "random init"} <= results.keys():
@@ -373,12 +392,14 @@ def main() -> None:
     table(results)
 
 
-def replot(out: Path, path: Path) -> None:
-    doc = json.loads((out / "results.json").read_text())
-    results, cfg, args = doc["results"], doc["config"], doc["args"]
+def replot(out: Path, path: Path, record: str = "") -> None:
+    results, recorded, doc = earlier_results(out, record)
+    if not doc:
+        raise SystemExit(f"nothing to draw: no {out / 'results.json'}" + (f", no {record}" if record else ""))
+    cfg, args = doc["config"], doc["args"]
     from msfkit.training.checkpoint import CHECKPOINT_NAME
 
-    curves = finished_curves(out, results)
+    curves = finished_curves(results, recorded)
     for seed in args["seeds"]:  # and the runs still going (or stopped, to be continued): no final score
         for k in METHODS:
             run, name = out / run_folder(k, seed), run_name(k, seed)

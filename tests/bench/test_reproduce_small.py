@@ -121,31 +121,37 @@ def test_the_minutes_axis_leaves_out_pauses_and_shared_stretches():
 
 
 def test_a_kept_results_json_outlives_its_run_folders(tmp_path, reproduce):
-    """A results.json copied off the machine (the repository keeps one) is enough to continue and to
-    redraw: finished runs stay finished and keep their recorded curves when their folders are gone; a
-    row recorded without a curve is drawn by its final score; several seeds get a mean row."""
+    """--record keeps a copy of results.json off the machine (the repository keeps one): written with
+    OUT's, it is enough to continue and to redraw on a machine without OUT. Finished runs stay finished
+    and keep their recorded curves; a row recorded without a curve is drawn by its final score; an
+    older results.json in OUT is filled in from the copy; several seeds get a mean row."""
     import shutil
 
-    out = tmp_path / "run"
-    printed = reproduce(out, "--seeds", "0", "1")
-    scored = results(out)
-    seeds = [scored["MSF w/s (k=5)"], scored["MSF w/s (k=5), seed 1"]]
+    out, kept = tmp_path / "run", tmp_path / "kept.json"
+    printed = reproduce(out, "--seeds", "0", "1", "--record", str(kept))
+    doc = json.loads(kept.read_text())
+    assert doc == json.loads((out / "results.json").read_text())  # written together
+    seeds = [doc["results"]["MSF w/s (k=5)"], doc["results"]["MSF w/s (k=5), seed 1"]]
     knn20 = [r["knn20"] for r in seeds]
     assert "| MSF w/s (k=5), mean of 2 seeds | - | - | - | " in printed
     assert f"{np.mean(knn20):.2f} ({min(knn20):.2f}-{max(knn20):.2f})" in printed
 
-    doc = json.loads((out / "results.json").read_text())
-    kept = doc["curves"]["MSF w/s (k=5)"]
-    shutil.rmtree(out / "k5"), shutil.rmtree(out / "k5-seed1")  # another machine: the folders are gone
+    kept_curve = doc["curves"]["MSF w/s (k=5)"]
+    shutil.rmtree(out)  # a new machine: OUT and its run folders are gone
     del doc["curves"]["MSF w/s (k=5), seed 1"]  # a row recorded by hand, without its curve
     doc["results"]["MSF w/s (k=5), seed 1"]["unshared_min"] = 0.5
-    (out / "results.json").write_text(json.dumps(doc))
+    kept.write_text(json.dumps(doc))
+    with pytest.raises(SystemExit, match="nothing to draw"):
+        reproduce(out, "--replot")
+    out.mkdir()  # and an older results.json there, from before the runs finished: the copy fills it in
+    older = {**doc, "results": {k: doc["results"][k] for k in ("raw pixels", "random init")}, "curves": {}}
+    (out / "results.json").write_text(json.dumps(older))
 
-    again = reproduce(out, "--seeds", "0", "1")
-    assert again.count("finished in an earlier run, kept") == 2 and "continuing" not in again
-    assert results(out) == doc["results"]
-    (out / "curve.png").unlink()
-    drawn = reproduce(out, "--replot")
+    again = reproduce(out, "--seeds", "0", "1", "--record", str(kept))
+    assert "baselines: kept" in again and again.count("finished in an earlier run, kept") == 2
+    assert "continuing" not in again
+    drawn = reproduce(out, "--replot", "--record", str(kept))
     curves = json.loads(drawn.splitlines()[0])
-    assert curves == {"MSF w/s (k=5)": kept}  # the recorded curve; seed 1 has none, drawn as its score
+    assert curves == {"MSF w/s (k=5)": kept_curve}  # the recorded curve; seed 1 has none, drawn as its score
     assert (out / "curve.png").stat().st_size
+    assert f"| {knn20[1]:.2f} |" in drawn  # seed 1's row, from the copy
