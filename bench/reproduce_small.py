@@ -329,7 +329,7 @@ def main() -> None:
         print(f"{name}: {json.dumps(row)}", flush=True)
 
     if {"raw pixels", "random init"} <= results.keys():
-        print("baselines: kept from the earlier run in this --out", flush=True)
+        print("baselines: kept from an earlier run (this --out or --record)", flush=True)
     elif args.baselines:  # the same protocol and data: no need to measure them again
         earlier = json.loads(Path(args.baselines).read_text())["results"]
         for name in ("raw pixels", "random init"):
