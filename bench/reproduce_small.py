@@ -218,8 +218,10 @@ def train_run(preset: str, overrides: list[str]) -> tuple[Path, float]:
     return model_dir, time.perf_counter() - start
 
 
-# the arguments that change what a run computes: a rerun into the same OUT must repeat them
-SCHEDULE = ("preset", "stem", "epochs", "batch_size", "precision", "knn_every_steps", "limit", "set")
+# the arguments that change what a run computes: a rerun into the same OUT must repeat them. Not the
+# monitor's cadence (--knn-every-steps): it only observes (tests/training/test_loop.py), so a run may
+# be scored less often to leave its time to training; its curve then has fewer points
+SCHEDULE = ("preset", "stem", "epochs", "batch_size", "precision", "limit", "set")
 
 
 def finished_curves(results: dict, recorded: dict) -> dict[str, list]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -133,8 +134,6 @@ def test_knn_monitor_scores_the_online_backbone_on_the_val_set(tmp_path):
 
 @pytest.mark.slow
 def test_the_monitor_scores_random_init_at_step_0_then_every_n_steps_against_training_minutes(tmp_path):
-    import csv
-
     from msfkit.data.datasets import ArrayImageDataset, load_fashion_mnist
     from msfkit.eval.features import extract_features
     from msfkit.eval.knn import knn_accuracy
@@ -162,3 +161,28 @@ def test_the_monitor_scores_random_init_at_step_0_then_every_n_steps_against_tra
     knn = msfkit.load(str(run / "model")).config.provenance["knn_monitor"]
     assert knn["random_init_top1"] == round(expected, 2) and knn["step"] == 3
     assert float(rows[0]["knn_top1"]) == expected
+
+
+@pytest.mark.slow
+def test_the_knn_monitor_only_observes(tmp_path):
+    """The monitor scores the online backbone and leaves training alone: a run scored at every step
+    and one never scored end with the same weights, target, optimizer state and bank (views and order
+    come from generators seeded by the run, not from the global one the monitor's loaders may draw).
+    So the monitor's cadence is not part of a schedule (bench/reproduce_small.py's SCHEDULE)."""
+    common = ["train", *TINY, "stem=cifar-s2", "data=fashion-mnist", "limit=12", "epochs=2", "-q"]
+    monitor = ["val_data=fashion-mnist:test", "knn_k=3", "knn_train_limit=40", "knn_val_limit=20"]
+    runs = {
+        "scored": [*monitor, "knn_at_start=true", "knn_every=1", "knn_every_steps=1"],
+        "unscored": ["knn_every=0", "knn_at_start=false"],
+    }
+    for name, extra in runs.items():
+        r = CliRunner().invoke(cli, [*common, *extra, f"out={tmp_path / name}"])
+        assert r.exit_code == 0, r.output
+    with (tmp_path / "scored" / "metrics.csv").open(newline="") as f:
+        assert sum(1 for row in csv.DictReader(f) if row["knn_top1"]) >= 6  # it did score, often
+    a, b = (load_checkpoint(tmp_path / name / "checkpoint.pt") for name in runs)
+    assert a["step"] == b["step"] == 6
+    for key in a["model"]:  # online, predictor, target, bank
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for i, state in a["optimizer"]["state"].items():
+        assert torch.equal(state["momentum_buffer"], b["optimizer"]["state"][i]["momentum_buffer"])
