@@ -219,7 +219,7 @@ def train_run(preset: str, overrides: list[str]) -> tuple[Path, float]:
 
 
 # the arguments that change what a run computes: a rerun into the same OUT must repeat them. Not the
-# monitor's cadence (--knn-every-steps): it only observes (tests/training/test_loop.py), so a run may
+# monitor's cadence (--knn-every-steps/-epochs): it only observes (tests/training/test_loop.py), so a run may
 # be scored less often to leave its time to training; its curve then has fewer points
 SCHEDULE = ("preset", "stem", "epochs", "batch_size", "precision", "limit", "set")
 
@@ -272,6 +272,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4, help="the lr and EMA schedules' length")
     ap.add_argument("--minutes", type=float, default=36.0, help="safety time box per training run (0 = none)")
     ap.add_argument("--knn-every-steps", type=int, default=250, help="k-NN monitor interval (the curve)")
+    ap.add_argument("--knn-every-epochs", type=int, default=1, help="and at every N-th epoch's end")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = the cores the workers leave)")
@@ -312,7 +313,8 @@ def main() -> None:
     common = [
         f"stem={args.stem}" if args.stem else "", f"epochs={args.epochs}", f"max_minutes={args.minutes}",
         f"batch_size={args.batch_size}", f"workers={args.workers}", f"precision={args.precision}",
-        f"knn_every_steps={args.knn_every_steps}", f"knn_train_limit={sub_n[0]}", f"knn_val_limit={sub_n[1]}",
+        f"knn_every_steps={args.knn_every_steps}", f"knn_every={args.knn_every_epochs}",
+        f"knn_train_limit={sub_n[0]}", f"knn_val_limit={sub_n[1]}",
         f"limit={args.limit}", f"max_steps={args.max_steps}",
         f"threads={args.threads}", f"save_every_steps={args.save_every_steps}", *args.set,
     ]  # fmt: skip
