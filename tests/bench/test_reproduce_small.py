@@ -155,3 +155,26 @@ def test_a_kept_results_json_outlives_its_run_folders(tmp_path, reproduce):
     assert curves == {"MSF w/s (k=5)": kept_curve}  # the recorded curve; seed 1 has none, drawn as its score
     assert (out / "curve.png").stat().st_size
     assert f"| {knn20[1]:.2f} |" in drawn  # seed 1's row, from the copy
+
+
+def test_the_monitor_cadence_only_changes_the_curve(tmp_path, reproduce):
+    """--knn-every-epochs N scores at every N-th epoch's end (and the run's last step) only; the
+    monitor's cadence is not part of the schedule: the same final scores, and a rerun into the same
+    OUT with another cadence keeps the finished run instead of refusing it."""
+    every, sparse = tmp_path / "every", tmp_path / "sparse"
+    reproduce(every, "--knn-every-steps", "0", "--knn-every-epochs", "1")
+    reproduce(sparse, "--knn-every-steps", "0", "--knn-every-epochs", "2")
+
+    def epochs_scored(out: Path) -> list[float]:
+        curves = json.loads((out / "results.json").read_text())["curves"]
+        return [point[1] for point in curves["MSF w/s (k=5)"]]
+
+    assert epochs_scored(every) == [0.0, 1.0, 2.0]  # 4 steps an epoch: steps 0, 4 and 8
+    assert epochs_scored(sparse) == [0.0, 2.0]  # epoch 1's end skipped
+    scores = ("knn1", "knn20", "linear")
+    want, got = results(every)["MSF w/s (k=5)"], results(sparse)["MSF w/s (k=5)"]
+    assert [got[s] for s in scores] == [want[s] for s in scores]
+
+    again = reproduce(sparse)  # the fixture's cadence: every 4 steps and every epoch
+    assert "finished in an earlier run, kept" in again and "continuing" not in again
+    assert results(sparse)["MSF w/s (k=5)"] == got
