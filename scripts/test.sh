@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .  # ruff is pinned to a minor version: its style changes between them
 # two test processes (pytest-xdist), a file each at a time: the suite is CPU-bound, mostly in the
 # `msfkit` subprocesses it starts; MSFKIT_TEST_PROCESSES=0 runs it in this one process. Each test
 # process and its children get one OpenMP thread (tests/conftest.py; OMP_NUM_THREADS set here wins).

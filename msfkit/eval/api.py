@@ -1,4 +1,5 @@
 """`msfkit.evaluate`: inputs -> protocols -> report (+ plots, model card): what `msfkit eval` runs.
+For example:
 
     report = msfkit.evaluate("my-model", dataset="fashion-mnist", knn=("msf", "dino"), linear="fast")
     report = msfkit.evaluate(train="train-store", val="val-store", ks=(1, 10, 20))

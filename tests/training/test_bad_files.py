@@ -66,7 +66,6 @@ def test_a_bad_item_is_replaced_by_the_next_readable_one_whatever_the_order(tmp_
     assert sorted(p.rsplit("/", 1)[1] for p in reasons) == ["b-empty.jpg", "e-truncated.jpg"]
 
 
-
 def test_the_count_follows_what_other_processes_append(tmp_path):
     counter, writer = BadFiles(tmp_path / "bad.csv"), BadFiles(tmp_path / "bad.csv")  # the loop, a worker
     assert counter.count() == 0
@@ -75,6 +74,7 @@ def test_the_count_follows_what_other_processes_append(tmp_path):
     assert counter.count() == 2 == counter.count()
     BadFiles(tmp_path / "bad.csv").record("c.jpg", "not an image")  # another worker: its own header check
     assert counter.count() == 3 == len(counter.read())
+
 
 @pytest.mark.parametrize("workers", [0, 1])
 @pytest.mark.slow

@@ -61,10 +61,15 @@ def test_parquet_csv_and_npy_hold_the_same_rows(store, tmp_path):
 @pytest.mark.slow
 def test_the_command_refuses_a_format_it_cannot_write_in_one_line(store, tmp_path):
     root = store.parts[0].root
-    ok = subprocess.run([MSFKIT, "store", "export", root, tmp_path / "x.parquet"], capture_output=True, text=True)
+    ok = subprocess.run(
+        [MSFKIT, "store", "export", root, tmp_path / "x.parquet"], capture_output=True, text=True
+    )
     assert ok.returncode == 0 and ok.stdout.strip().endswith(f"9 x {store.dim} -> {tmp_path / 'x.parquet'}")
     r = subprocess.run([MSFKIT, "store", "export", root, tmp_path / "x.xlsx"], capture_output=True, text=True)
-    assert r.returncode == 1 and r.stderr.strip() == f"Error: {tmp_path / 'x.xlsx'}: cannot write .xlsx; use .parquet, .csv, .npy"
+    assert (
+        r.returncode == 1
+        and r.stderr.strip() == f"Error: {tmp_path / 'x.xlsx'}: cannot write .xlsx; use .parquet, .csv, .npy"
+    )
     assert not (tmp_path / "x.xlsx").exists()
     (tmp_path / "folder.npy").mkdir()
     with pytest.raises(MsfkitError, match="is a folder"):
